@@ -1,0 +1,1 @@
+"""Karabo bridge compatible streaming: protocol, client, server, simulator."""
