@@ -1,0 +1,3 @@
+from exfel_data.cli import main
+
+main()

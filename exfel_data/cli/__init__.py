@@ -1,0 +1,22 @@
+"""The ``exfel-data`` command line (also ``python -m exfel_data``).
+
+Each command lives in its own module and is registered on :data:`main` here.
+"""
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="exfel-data")
+def main() -> None:
+    """Inspect, validate and convert European XFEL-style HDF5 runs."""
+
+
+def _register() -> None:
+    # Imported here so that `import exfel_data.cli` stays cheap and free of cycles.
+    from exfel_data.cli import demo
+
+    main.add_command(demo.demo)
+
+
+_register()
