@@ -372,14 +372,20 @@ def paced(trains, rate: float | None) -> Iterator:
         yield from trains
         return
     period = 1.0 / rate
+    items = iter(trains)
     next_t = time.monotonic()
-    for item in trains:
+    while True:
+        # Wait *before* taking the next item so that its timestamp is fresh.
         delay = next_t - time.monotonic()
         if delay > 0:
             time.sleep(delay)
             next_t += period
         else:
             next_t = time.monotonic() + period
+        try:
+            item = next(items)
+        except StopIteration:
+            return
         yield item
 
 
