@@ -1,0 +1,70 @@
+"""Serving runs: train selection parsing, module stacking, and streaming a generated run."""
+
+import numpy as np
+import pytest
+
+from bridge.serve_run import parse_train_slice, stack_detector_modules
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("5", 5), ("10:20", slice(10, 20)), (":100", slice(None, 100)), ("::10", slice(None, None, 10)),
+    ("-3:", slice(-3, None)),
+])
+def test_parse_train_slice(text, expected):
+    assert parse_train_slice(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a:b", "1:2:3:4", ""])
+def test_parse_train_slice_bad(text):
+    with pytest.raises(ValueError, match="not a train index or slice"):
+        parse_train_slice(text)
+
+
+def _module(m, frames=3, raw=False, tid=1000):
+    shape = (frames, 2, 512, 128) if raw else (frames, 512, 128)
+    dtype = np.uint16 if raw else np.float32
+    src = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf"
+    return src, {
+        "image.data": np.full(shape, m + 1, dtype),
+        "image.cellId": np.arange(frames, dtype=np.uint16).reshape(frames, 1),
+        "image.pulseId": np.arange(frames, dtype=np.uint64).reshape(frames, 1) * 4,
+        "image.trainId": np.full((frames, 1), tid, np.uint64),
+        "header.pulseCount": np.uint64(frames),
+        "metadata": {"source": src, "timestamp.tid": tid},
+    }
+
+
+def test_stack_modules_corrected_with_missing_module():
+    train = dict(_module(m) for m in range(16) if m != 3)
+    train["SA1_XTD2_XGM/XGM/DOOCS"] = {"x.value": 1.0, "metadata": {}}
+    out = stack_detector_modules(train)
+    assert set(out) == {"SPB_DET_AGIPD1M-1/DET/APPEND", "SA1_XTD2_XGM/XGM/DOOCS"}
+    d = out["SPB_DET_AGIPD1M-1/DET/APPEND"]
+    assert d["image.data"].shape == (3, 16, 512, 128)
+    assert d["image.data"].dtype == np.float32
+    np.testing.assert_array_equal(d["image.data"][:, 5], 6)
+    assert np.isnan(d["image.data"][:, 3]).all()
+    np.testing.assert_array_equal(d["image.cellId"], [0, 1, 2])
+    np.testing.assert_array_equal(d["image.pulseId"], [0, 4, 8])
+    assert d["image.trainId"].shape == (3,)
+    assert d["modulesPresent"] == [m != 3 for m in range(16)]
+    assert d["metadata"] == {"source": "SPB_DET_AGIPD1M-1/DET/APPEND", "timestamp.tid": 1000}
+    assert "header.pulseCount" not in d
+
+
+def test_stack_modules_raw_keeps_gain_axis_and_fills_zero():
+    train = dict(_module(m, raw=True) for m in (0, 1))
+    d = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]
+    assert d["image.data"].shape == (3, 16, 2, 512, 128)
+    assert d["image.data"].dtype == np.uint16
+    assert (d["image.data"][:, 2:] == 0).all()
+
+
+def test_stack_modules_odd_frame_count_is_treated_as_missing():
+    train = dict(_module(m) for m in range(4))
+    src, odd = _module(4, frames=5)
+    train[src] = odd
+    with pytest.warns(UserWarning, match=r"module\(s\) \[4\] have a different number of frames"):
+        d = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]
+    assert d["image.data"].shape == (3, 16, 512, 128)
+    assert not d["modulesPresent"][4]
