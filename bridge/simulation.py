@@ -438,4 +438,5 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
             fed += 1
             if on_train is not None:
                 on_train(simulator.first_train_id + fed - 1)
+        server.drain()  # let clients take what is queued before closing
     return fed
