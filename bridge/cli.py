@@ -53,9 +53,7 @@ def client_endpoint(value: str) -> str:
 def _socket_option(what: str):
     return click.option(
         "-z", "--server-socket", "sock", default="REP", show_default=True,
-        type=click.Choice(SERVER_SOCKETS, case_sensitive=False),
-        callback=lambda ctx, param, v: v.upper(),
-        help=what)
+        type=click.Choice(SERVER_SOCKETS), help=what)
 
 
 def _rate_option(default_help: str):
@@ -121,8 +119,7 @@ def main() -> None:
 @main.command("serve-sim")
 @click.argument("endpoint")
 @click.option("-d", "--detector", default="AGIPD", show_default=True,
-              type=click.Choice(["AGIPD", "AGIPDModule", "LPD", "JUNGFRAU", "XGM", "Camera"],
-                                case_sensitive=False),
+              type=click.Choice(["AGIPD", "AGIPDModule", "LPD", "JUNGFRAU", "XGM", "Camera"]),
               help="What to simulate: AGIPD-1M or LPD-1M (16 modules stacked in one source), one "
                    "AGIPD module, JUNGFRAU modules, an XGM (slow + fast data) or a camera.")
 @click.option("-r", "--raw", is_flag=True,
@@ -163,9 +160,8 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
       exfel-bridge serve-sim 4545 --rate 10
       exfel-bridge serve-sim tcp://*:4545 -d LPD --raw -n 100 -z PUB
     """
-    from bridge.simulation import DETECTORS, serve_simulation
+    from bridge.simulation import serve_simulation
 
-    detector = next(d for d in DETECTORS if d.lower() == detector.lower())
     bind, note = server_endpoint(endpoint)
     progress = _Progress(ntrains)
     try:

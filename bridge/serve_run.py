@@ -8,13 +8,14 @@ need it.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from bridge.simulation import paced
+from bridge.simulation import feed_until_stopped, finish, paced
 
 __all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
@@ -170,6 +171,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               append_detector_modules: bool = False, dummy_timestamps: bool = False,
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
+              stop: threading.Event | None = None,
               on_ready: Callable[[str], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
@@ -200,6 +202,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     drain_timeout : float, optional
         At the end, how long to wait for clients to take the queued trains (default: as long
         as it takes).
+    stop : threading.Event, optional
+        Set it to stop serving (from another thread).
     on_ready, on_train : callable, optional
         Called with the bound endpoint, and with each train ID after it was fed.
 
@@ -218,9 +222,12 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
         trains_iter = iter_run_trains(selection, append_detector_modules=append_detector_modules,
                                       loop=loop)
         for train_id, data in paced(trains_iter, rate):
-            server.feed(data, train_id=train_id)
+            if stop is not None and stop.is_set():
+                return fed
+            if not feed_until_stopped(server, data, stop=stop, train_id=train_id):
+                return fed
             fed += 1
             if on_train is not None:
                 on_train(train_id)
-        server.drain(drain_timeout)
+        finish(server, drain_timeout)
     return fed

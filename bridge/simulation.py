@@ -12,6 +12,7 @@ never written to afterwards, so a server may send them without copying.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -391,7 +392,9 @@ def paced(trains, rate: float | None) -> Iterator:
 
 def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP",
                      rate: float | None = None, ntrains: int | None = None,
-                     policy: str | None = None, on_ready: Callable[[str], None] | None = None,
+                     policy: str | None = None, drain_timeout: float | None = None,
+                     stop: threading.Event | None = None,
+                     on_ready: Callable[[str], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
     """Serve simulated trains on ``endpoint`` until interrupted (or ``ntrains`` were fed).
 
@@ -411,6 +414,11 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
         What the server does when clients are slower than the source: default ``'wait'``
         when ``rate`` is None (never lose a train), ``'drop'`` when paced (live data does not
         wait: newest trains are dropped and counted).
+    drain_timeout : float, optional
+        After ``ntrains``, how long to wait for clients to take the queued trains (default: as
+        long as it takes).
+    stop : threading.Event, optional
+        Set it to stop serving (from another thread); queued trains are then discarded.
     on_ready : callable, optional
         Called with the bound endpoint once the server listens.
     on_train : callable, optional
@@ -434,9 +442,46 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
         if on_ready is not None:
             on_ready(server.endpoint)
         for data, metadata in paced(trains, rate):
-            server.feed(data, metadata)
+            if stop is not None and stop.is_set():
+                return fed
+            if not feed_until_stopped(server, data, metadata, stop):
+                return fed
             fed += 1
             if on_train is not None:
                 on_train(simulator.first_train_id + fed - 1)
-        server.drain()  # let clients take what is queued before closing
+        finish(server, drain_timeout)
     return fed
+
+
+def feed_until_stopped(server, data: dict, metadata: dict | None = None,
+                       stop: threading.Event | None = None, **kwargs) -> bool:
+    """``server.feed(...)``, but give up when ``stop`` is set (checked every 0.2 s).
+
+    Returns True if the train was fed.
+    """
+    if stop is None:
+        server.feed(data, metadata, **kwargs)
+        return True
+    while not stop.is_set():
+        try:
+            server.feed(data, metadata, timeout=0.2, **kwargs)
+            return True
+        except TimeoutError:
+            continue
+    return False
+
+
+# Server.stop() closes its socket without lingering; the last trains handed to ZeroMQ need a
+# moment to leave (see finish()).
+_FLUSH_GRACE_S = 0.5
+
+
+def finish(server, timeout: float | None = None) -> bool:
+    """Wait until clients took every queued train, then until ZeroMQ had time to send it.
+
+    Returns False if ``timeout`` expired first.
+    """
+    if not server.drain(timeout):
+        return False
+    time.sleep(_FLUSH_GRACE_S)
+    return True

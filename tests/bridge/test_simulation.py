@@ -135,3 +135,67 @@ def test_paced_rate():
     t0 = time.monotonic()
     assert list(paced(range(6), rate=50)) == list(range(6))
     assert time.monotonic() - t0 >= 0.09  # 5 periods of 20 ms
+
+
+# -- served: the real karabo_bridge client reads what serve_simulation sends -------------------
+
+@pytest.fixture
+def serve_sim():
+    """Start serve_simulation in a thread: ``serve_sim(detector, **kw) -> endpoint``."""
+    import threading
+
+    from bridge.simulation import serve_simulation
+
+    stop, threads = threading.Event(), []
+
+    def start(detector, **kwargs):
+        ready, endpoints = threading.Event(), []
+
+        def on_ready(endpoint):
+            endpoints.append(endpoint)
+            ready.set()
+
+        thread = threading.Thread(
+            target=serve_simulation, args=("tcp://127.0.0.1:0", detector),
+            kwargs=dict(stop=stop, on_ready=on_ready, **kwargs), daemon=True)
+        thread.start()
+        threads.append(thread)
+        assert ready.wait(20), "simulation server did not start"
+        return endpoints[0]
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(20)
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("sock, client_sock", [("REP", "REQ"), ("PUSH", "PULL")])
+def test_karabo_bridge_client_reads_serve_simulation(serve_sim, sock, client_sock):
+    karabo_bridge = pytest.importorskip("karabo_bridge")
+    endpoint = serve_sim("AGIPD", pulses=2, sock=sock)
+    expected = Simulator("AGIPD", pulses=2)
+    with karabo_bridge.Client(endpoint, sock=client_sock, timeout=20) as client:
+        for i in range(3):
+            data, meta = client.next()
+            ref = expected.train(i)[0][AGIPD]
+            assert meta[AGIPD]["timestamp.tid"] == FIRST_TRAIN_ID + i
+            assert {"timestamp", "timestamp.sec", "timestamp.frac"} <= set(meta[AGIPD])
+            np.testing.assert_array_equal(data[AGIPD]["image.data"], ref["image.data"])
+            np.testing.assert_array_equal(data[AGIPD]["image.cellId"], ref["image.cellId"])
+            np.testing.assert_array_equal(data[AGIPD]["image.trainId"], ref["image.trainId"])
+            assert data[AGIPD]["image.passport"] == ref["image.passport"]
+
+
+def test_karabo_bridge_client_reads_xgm_slow_and_fast_data(serve_sim):
+    karabo_bridge = pytest.importorskip("karabo_bridge")
+    endpoint = serve_sim("XGM")
+    ref = Simulator("XGM").train(0)[0]
+    with karabo_bridge.Client(endpoint, timeout=20) as client:
+        data, meta = client.next()
+    assert set(data) == set(ref)
+    fast = data["SA1_XTD2_XGM/XGM/DOOCS:output"]
+    np.testing.assert_array_equal(fast["data.intensityTD"],
+                                  ref["SA1_XTD2_XGM/XGM/DOOCS:output"]["data.intensityTD"])
+    slow = data["SA1_XTD2_XGM/XGM/DOOCS"]
+    assert slow["pulseEnergy.wavelengthUsed.value"] == pytest.approx(0.1378)
