@@ -118,9 +118,6 @@ class RunPlan:
         for defect in self.defects:
             defect.apply(self)
         self.files = [f for f in self.files if len(f.train_ids)]
-        for f in self.files:
-            f.name = (f'{self.data_class}-R{self.run_number:04d}-{f.aggregator}'
-                      f'-S{f.sequence:05d}.h5')
 
     # -- layout ------------------------------------------------------------------------
     def _check_unique_sources(self) -> None:
@@ -153,7 +150,8 @@ class RunPlan:
             devices = [d for d in self.devices if d.aggregator == agg]
             for seq, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
                 tids = self.train_ids[a:b]
-                files.append(FilePlan(agg, seq, tids, np.ones(len(tids), bool), devices))
+                name = f'{self.data_class}-R{self.run_number:04d}-{agg}-S{seq:05d}.h5'
+                files.append(FilePlan(agg, seq, tids, np.ones(len(tids), bool), devices, name))
         return files
 
     def file(self, aggregator: str, sequence: int) -> FilePlan:

@@ -21,7 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ['ExdfWriter', 'FORMAT_VERSIONS', 'KEY_ATTRIBUTES', 'STRING_DTYPE']
+__all__ = ['ExdfWriter', 'ExdfWriteError', 'FORMAT_VERSIONS', 'KEY_ATTRIBUTES', 'STRING_DTYPE',
+           'train_timestamps']
 
 FORMAT_VERSIONS = ('0.5', '1.0', '1.1', '1.2', '1.3')
 
@@ -160,7 +161,7 @@ class ExdfWriter:
         self._check_new_source(source)
         self.sources[source] = _Source(
             source, 'CONTROL', {'': _as_counts(counts, self.n_trains, source)})
-        self.file.require_group(f'CONTROL/{source}')
+        self.file.create_group(f'CONTROL/{source}')
 
     def add_instrument_source(self, source: str, group_counts: Mapping[str, object],
                               legacy_name: str | None = None) -> None:
@@ -183,7 +184,7 @@ class ExdfWriter:
         counts = {g: _as_counts(c, self.n_trains, f'{source}/{g}')
                   for g, c in group_counts.items()}
         self.sources[source] = _Source(source, 'INSTRUMENT', counts, legacy_name)
-        self.file.require_group(f'INSTRUMENT/{source}')
+        self.file.create_group(f'INSTRUMENT/{source}')
 
     def _check_new_source(self, source: str) -> None:
         if source in self.sources:
