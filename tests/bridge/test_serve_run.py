@@ -68,3 +68,71 @@ def test_stack_modules_odd_frame_count_is_treated_as_missing():
         d = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]
     assert d["image.data"].shape == (3, 16, 512, 128)
     assert not d["modulesPresent"][4]
+
+
+# -- generated runs ------------------------------------------------------------------------------
+
+AGIPD_MODULES = [0, 1, 3]
+FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A tiny run: XGM, camera and 3 raw AGIPD modules of 64 x 32 px, 6 trains, 2 sequences."""
+    from exfel_data.testing import AGIPD1M, XGM, Camera, RunPlan
+
+    plan = RunPlan(n_trains=6, first_train_id=10000, trains_per_file=4,
+                   devices=[XGM(), Camera(shape=(16, 8)),
+                            *AGIPD1M(frames_per_train=FRAMES, module_shape=(64, 32),
+                                     modules=AGIPD_MODULES)])
+    path = plan.write(tmp_path_factory.mktemp("runs") / "r0001")
+    return path, plan
+
+
+def _start_process(args, pattern):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    match = re.search(pattern, line)
+    if not match:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"server did not start: {line}{out}{err}")
+    return proc, match.group(1)
+
+
+def test_our_client_reads_extra_data_serve_files(small_run):
+    """extra-data's karabo-bridge-serve-files (karabo_bridge server) read by bridge.Client."""
+    pytest.importorskip("extra_data")
+    pytest.importorskip("karabo_bridge")
+    from bridge.client import Client
+
+    path, plan = small_run
+    proc, endpoint = _start_process(
+        ["-m", "extra_data.cli.serve_files", str(path), "tcp://127.0.0.1:0",
+         "--source", "SA1_XTD2_XGM/*", "--dummy-timestamps"],
+        r"Streamer started on: (\S+)")
+    xgm = plan.device("SA1_XTD2_XGM/XGM/DOOCS:output")
+    try:
+        with Client(endpoint, timeout=20) as client:
+            for tid in plan.train_ids:
+                data, meta = client.next()
+                src = "SA1_XTD2_XGM/XGM/DOOCS:output"
+                assert meta[src]["timestamp.tid"] == tid
+                assert "timestamp.sec" in meta[src]
+                np.testing.assert_array_equal(
+                    data[src]["data.intensityTD"],
+                    xgm.values("data.intensityTD", [tid], source=src)[0])
+                ctrl = data["SA1_XTD2_XGM/XGM/DOOCS"]
+                assert ctrl["beamPosition.ixPos.value"] == pytest.approx(
+                    xgm.values("beamPosition.ixPos", [tid],
+                               source="SA1_XTD2_XGM/XGM/DOOCS")[0])
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
