@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable
 
 import click
 
@@ -20,17 +19,16 @@ _ENDPOINT_HELP = ("ZeroMQ address: tcp://*:4545 (all interfaces), tcp://127.0.0.
                   "ipc:///tmp/bridge, or a bare port")
 
 
-def server_endpoint(value: str) -> tuple[str, str | None]:
-    """The address a server binds for ``value``, and a note for the user (or None).
+def server_endpoint(value: str) -> tuple[str, bool]:
+    """The address a server binds for ``value``, and whether that is loopback only.
 
     A bare port binds loopback only: serving every interface must be asked for explicitly.
     """
     value = str(value).strip()
     if value.isdigit():
-        return (f"tcp://127.0.0.1:{value}",
-                f"Listening on loopback only; to accept remote clients use tcp://*:{value}")
+        return f"tcp://127.0.0.1:{value}", True
     if re.fullmatch(r"(tcp|ipc|inproc)://.+", value):
-        return value, None
+        return value, False
     raise click.BadParameter(
         f"{value!r} is not an endpoint. Use e.g. tcp://*:4545, tcp://127.0.0.1:4545, "
         "ipc:///tmp/bridge or a port number.", param_hint="ENDPOINT")
@@ -63,47 +61,48 @@ def _rate_option(default_help: str):
 
 
 class _Progress:
-    """A status line for servers, refreshed at most once a second."""
+    """Status of a server: an announcement, then a line refreshed about once a second."""
 
-    def __init__(self, total: int | None = None) -> None:
+    def __init__(self, loopback_only: bool, total: int | None = None) -> None:
+        self.loopback_only = loopback_only
         self.total = total
-        self.count = 0
+        self.server = None
         self.train_id = None
         self._t0 = self._last = time.monotonic()
-        self._count_at_last = 0
+        self._sent_at_last = 0
         self._tty = sys.stdout.isatty()
 
+    def ready(self, server) -> None:
+        self.server = server
+        click.echo(f"Serving on {server.endpoint}")
+        if self.loopback_only:
+            click.echo("Listening on loopback only; to accept remote clients use "
+                       f"tcp://*:{server.port}")
+        sys.stdout.flush()
+
     def __call__(self, train_id: int) -> None:
-        self.count += 1
         self.train_id = train_id
         now = time.monotonic()
         if now - self._last >= 1.0:
-            rate = (self.count - self._count_at_last) / (now - self._last)
-            self._last, self._count_at_last = now, self.count
-            self._print(f"{rate:.1f} trains/s")
+            stats = self.server.stats
+            rate = (stats["sent"] - self._sent_at_last) / (now - self._last)
+            self._last, self._sent_at_last = now, stats["sent"]
+            line = f"{self._counts(stats)}, last train ID {train_id}, {rate:.1f} trains/s"
+            click.echo(line.ljust(79) + ("\r" if self._tty else "\n"), nl=False)
 
-    def _print(self, rate: str, end: str | None = None) -> None:
+    def _counts(self, stats: dict) -> str:
         of = f"/{self.total}" if self.total else ""
-        line = f"Sent {self.count}{of} trains, last train ID {self.train_id}, {rate}"
-        if end is None:
-            end = "\r" if self._tty else "\n"
-        click.echo(line.ljust(70), nl=False)
-        click.echo(end, nl=False)
+        text = f"Sent {stats['sent']}{of} trains"
+        if stats["dropped"]:
+            text += f" ({stats['dropped']} dropped: clients too slow)"
+        return text
 
     def done(self, how: str) -> None:
         elapsed = time.monotonic() - self._t0
         if self._tty:
             click.echo()
-        click.echo(f"{how} after {self.count} trains in {elapsed:.1f} s.")
-
-
-def _announce(note: str | None) -> Callable[[str], None]:
-    def on_ready(endpoint: str) -> None:
-        click.echo(f"Serving on {endpoint}")
-        if note:
-            click.echo(note)
-        sys.stdout.flush()
-    return on_ready
+        counts = self._counts(self.server.stats) if self.server else "Sent 0 trains"
+        click.echo(f"{how}: {counts} in {elapsed:.1f} s.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,12 +161,12 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
     """
     from bridge.simulation import serve_simulation
 
-    bind, note = server_endpoint(endpoint)
-    progress = _Progress(ntrains)
+    bind, loopback_only = server_endpoint(endpoint)
+    progress = _Progress(loopback_only, ntrains)
     try:
         serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains, policy=policy,
                          raw=raw, data_like=data_like, pulses=pulses, modules=modules,
-                         on_ready=_announce(note), on_train=progress)
+                         on_ready=progress.ready, on_train=progress)
     except KeyboardInterrupt:
         progress.done("Stopped")
         return
@@ -220,16 +219,16 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
     from bridge.serve_run import parse_train_slice
     from bridge.serve_run import serve_run as serve
 
-    bind, note = server_endpoint(endpoint)
+    bind, loopback_only = server_endpoint(endpoint)
     try:
         train_sel = parse_train_slice(trains) if trains else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--trains") from None
-    progress = _Progress()
+    progress = _Progress(loopback_only)
     try:
         serve(run_dir, bind, sources=sources or ("*",), key=key, trains=train_sel,
               append_detector_modules=append, dummy_timestamps=dummy_timestamps, rate=rate,
-              loop=loop, sock=sock, policy=policy, on_ready=_announce(note),
+              loop=loop, sock=sock, policy=policy, on_ready=progress.ready,
               on_train=progress)
     except KeyboardInterrupt:
         progress.done("Stopped")
@@ -317,7 +316,7 @@ class RateMeter:
         self._ages: list[float] = []
         self._window_trains = 0
         self._window_bytes = 0
-        self._window_start = time.monotonic()
+        self._window_start = self._start = time.monotonic()
 
     def add(self, data: dict, metadata: dict, received_at: float) -> None:
         import numpy as np
@@ -340,6 +339,16 @@ class RateMeter:
         self.nbytes += nbytes
         self._window_trains += 1
         self._window_bytes += nbytes
+
+    def summary(self) -> str:
+        """Totals since the start."""
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        text = (f"Received {self.trains} trains ({self.nbytes / 1e6:.1f} MB) in {elapsed:.1f} s: "
+                f"{self.trains / elapsed:.1f} trains/s, {self.nbytes / elapsed / 1e6:.1f} MB/s; "
+                f"{self.missing} train IDs missing")
+        if self.out_of_order:
+            text += f", {self.out_of_order} out of order"
+        return text + "."
 
     def line(self) -> str:
         """One status line for the time since the previous call."""
@@ -402,6 +411,4 @@ def monitor(endpoint, sock, count, interval) -> None:
         pass
     if tty:
         click.echo()
-    click.echo(meter.line())
-    click.echo(f"Received {meter.trains} trains ({meter.nbytes / 1e6:.1f} MB), "
-               f"{meter.missing} train IDs missing.")
+    click.echo(meter.summary())

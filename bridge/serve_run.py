@@ -12,10 +12,14 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridge.simulation import feed_until_stopped, finish, paced
+
+if TYPE_CHECKING:
+    from bridge.server import Server
 
 __all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
@@ -172,7 +176,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
-              on_ready: Callable[[str], None] | None = None,
+              on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
 
@@ -205,7 +209,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     stop : threading.Event, optional
         Set it to stop serving (from another thread).
     on_ready, on_train : callable, optional
-        Called with the bound endpoint, and with each train ID after it was fed.
+        Called with the :class:`bridge.Server` once it listens, and with each train ID after
+        it was fed.
 
     Returns
     -------
@@ -218,7 +223,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     fed = 0
     with Server(endpoint, sock=sock, policy=policy, timestamps=dummy_timestamps) as server:
         if on_ready is not None:
-            on_ready(server.endpoint)
+            on_ready(server)
         trains_iter = iter_run_trains(selection, append_detector_modules=append_detector_modules,
                                       loop=loop)
         for train_id, data in paced(trains_iter, rate):

@@ -16,8 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bridge.server import Server
 
 __all__ = [
     "DETECTORS",
@@ -394,7 +398,7 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
                      rate: float | None = None, ntrains: int | None = None,
                      policy: str | None = None, drain_timeout: float | None = None,
                      stop: threading.Event | None = None,
-                     on_ready: Callable[[str], None] | None = None,
+                     on_ready: Callable[[Server], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
     """Serve simulated trains on ``endpoint`` until interrupted (or ``ntrains`` were fed).
 
@@ -420,7 +424,8 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     stop : threading.Event, optional
         Set it to stop serving (from another thread); queued trains are then discarded.
     on_ready : callable, optional
-        Called with the bound endpoint once the server listens.
+        Called with the :class:`bridge.Server` once it listens (``server.endpoint`` is the
+        bound address, ``server.stats`` its counters).
     on_train : callable, optional
         Called with each train ID after it was fed.
     **simulator_kw
@@ -440,7 +445,7 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     fed = 0
     with Server(endpoint, sock=sock, policy=policy) as server:
         if on_ready is not None:
-            on_ready(server.endpoint)
+            on_ready(server)
         for data, metadata in paced(trains, rate):
             if stop is not None and stop.is_set():
                 return fed

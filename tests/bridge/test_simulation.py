@@ -151,8 +151,8 @@ def serve_sim():
     def start(detector, **kwargs):
         ready, endpoints = threading.Event(), []
 
-        def on_ready(endpoint):
-            endpoints.append(endpoint)
+        def on_ready(server):
+            endpoints.append(server.endpoint)
             ready.set()
 
         thread = threading.Thread(
