@@ -78,7 +78,8 @@ def process_train(data: dict, source: str | None = None, online: bool | None = N
     n_frames = None if cells is None else len(np.atleast_1d(cells))
     image = frames_first(props[key], n_frames, online)
     train_id = int(props["metadata"]["timestamp.tid"])
-    return train_id, np.nanmean(image, axis=0, dtype=np.float32)
+    # np.mean, not nanmean: a missing module is NaN in every frame and stays NaN in the mean.
+    return train_id, np.mean(image, axis=0, dtype=np.float32)
 
 
 class RunningMean:
