@@ -136,3 +136,136 @@ def test_our_client_reads_extra_data_serve_files(small_run):
         proc.communicate(timeout=30)
     finally:
         proc.kill()
+
+
+@pytest.fixture
+def serve(small_run):
+    """Start serve_run in a thread: ``serve(**kwargs) -> endpoint``; stopped at the end."""
+    import threading
+
+    from bridge.serve_run import serve_run
+
+    stop, threads = threading.Event(), []
+
+    def start(**kwargs):
+        ready, servers = threading.Event(), []
+
+        def on_ready(server):
+            servers.append(server)
+            ready.set()
+
+        kwargs.setdefault("drain_timeout", 20)
+        thread = threading.Thread(target=serve_run, args=(small_run[0], "tcp://127.0.0.1:0"),
+                                  kwargs=dict(stop=stop, on_ready=on_ready, **kwargs),
+                                  daemon=True)
+        thread.start()
+        threads.append(thread)
+        assert ready.wait(30), "serve_run did not start"
+        return servers[0].endpoint
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def test_karabo_bridge_client_reads_serve_run(small_run, serve):
+    karabo_bridge = pytest.importorskip("karabo_bridge")
+    _, plan = small_run
+    endpoint = serve(sources=["SA1_XTD2_XGM/*", "SPB_XTD9_CAM/*"], trains=slice(1, 5))
+    xgm, cam = "SA1_XTD2_XGM/XGM/DOOCS", "SPB_XTD9_CAM/CAM/SIDEMIC:daqOutput"
+    with karabo_bridge.Client(endpoint, timeout=20) as client:
+        for tid in plan.train_ids[1:5]:
+            data, meta = client.next()
+            assert set(data) == {xgm, f"{xgm}:output", "SPB_XTD9_CAM/CAM/SIDEMIC", cam}
+            assert all(m["timestamp.tid"] == tid for m in meta.values())
+            assert "timestamp" not in meta[xgm]          # files have no wall-clock time
+            device = plan.device(f"{xgm}:output")
+            np.testing.assert_array_equal(
+                data[f"{xgm}:output"]["data.intensityTD"],
+                device.values("data.intensityTD", [tid], source=f"{xgm}:output")[0])
+            assert data[xgm]["pulseEnergy.photonFlux.value"] == pytest.approx(
+                device.values("pulseEnergy.photonFlux", [tid], source=xgm)[0])
+            np.testing.assert_array_equal(
+                data[cam]["data.image.pixels"],
+                plan.device(cam).values("data.image.pixels", [tid], source=cam)[0])
+        with pytest.raises(TimeoutError):   # each train is sent once
+            karabo_bridge.Client(endpoint, timeout=1).next()
+
+
+def test_serve_run_append_detector_modules(small_run, serve):
+    karabo_bridge = pytest.importorskip("karabo_bridge")
+    _, plan = small_run
+    endpoint = serve(sources=["SPB_DET_AGIPD1M-1/*"], key="image.*", trains=slice(0, 2),
+                     append_detector_modules=True, dummy_timestamps=True, sock="PUSH")
+    det = "SPB_DET_AGIPD1M-1/DET/APPEND"
+    with karabo_bridge.Client(endpoint, sock="PULL", timeout=20) as client:
+        for tid in plan.train_ids[:2]:
+            data, meta = client.next()
+            assert list(data) == [det]
+            assert meta[det]["timestamp.tid"] == tid
+            assert {"timestamp", "timestamp.sec", "timestamp.frac"} <= set(meta[det])
+            d = data[det]
+            assert d["image.data"].shape == (FRAMES, 16, 2, 64, 32)
+            assert d["modulesPresent"] == [m in AGIPD_MODULES for m in range(16)]
+            for m in AGIPD_MODULES:
+                src = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf"
+                np.testing.assert_array_equal(
+                    d["image.data"][:, m], plan.device(src).values("image.data", [tid]))
+            assert (d["image.data"][:, 2] == 0).all()
+            cell = plan.device("SPB_DET_AGIPD1M-1/DET/0CH0:xtdf").values("image.cellId", [tid])
+            np.testing.assert_array_equal(d["image.cellId"], cell.ravel())
+            assert d["image.pulseId"].shape == (FRAMES,)
+
+
+def test_serve_run_loop_repeats_the_trains(small_run, serve):
+    from bridge.client import Client
+
+    _, plan = small_run
+    endpoint = serve(sources=["SA1_XTD2_XGM/XGM/DOOCS"], trains=slice(0, 2), loop=True)
+    with Client(endpoint, timeout=20) as client:
+        tids = [client.next()[1]["SA1_XTD2_XGM/XGM/DOOCS"]["timestamp.tid"] for _ in range(5)]
+    first, second = plan.train_ids[:2]
+    assert tids == [first, second, first, second, first]
+
+
+def test_serve_run_cli(small_run):
+    karabo_bridge = pytest.importorskip("karabo_bridge")
+    path, plan = small_run
+    proc, endpoint = _start_process(
+        ["-m", "bridge", "serve-run", str(path), "tcp://127.0.0.1:0", "--source",
+         "SPB_DET_AGIPD1M-1/*", "--key", "image.*", "--trains", "-2:",
+         "--append-detector-modules", "--dummy-timestamps"], r"Serving on (\S+)")
+    try:
+        with karabo_bridge.Client(endpoint, timeout=20) as client:
+            for tid in plan.train_ids[-2:]:
+                data, meta = client.next()
+                assert meta["SPB_DET_AGIPD1M-1/DET/APPEND"]["timestamp.tid"] == tid
+                assert "timestamp.sec" in meta["SPB_DET_AGIPD1M-1/DET/APPEND"]
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Done: Sent 2 trains" in out
+
+
+def test_serve_run_cli_bad_trains(small_run):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    result = CliRunner().invoke(main, ["serve-run", str(small_run[0]), "0", "--trains", "x"])
+    assert result.exit_code == 2
+    assert "'x' is not a train index or slice" in result.output
+
+
+def test_serve_run_cli_unknown_source(small_run):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    result = CliRunner().invoke(main, ["serve-run", str(small_run[0]), "tcp://127.0.0.1:0",
+                                       "--source", "NO_SUCH/*"])
+    assert result.exit_code == 1
+    assert "NO_SUCH" in result.output

@@ -77,3 +77,39 @@ def test_live_against_simulator_with_png(recipe, tmp_path, capsys):
 def test_needs_endpoint_or_run(recipe):
     with pytest.raises(SystemExit):
         recipe.main([])
+
+
+def test_offline_and_live_give_the_same_mean(recipe, tmp_path, capsys):
+    from bridge.serve_run import serve_run
+    from exfel_data.testing import AGIPD1M, make_run
+
+    path = make_run(tmp_path / "r0002", n_trains=3,
+                    devices=[*AGIPD1M(frames_per_train=2, module_shape=(32, 16),
+                                      modules=[0, 5])])
+    assert recipe.main(["--run", str(path), "--png", str(tmp_path / "off.png")]) == 0
+    offline = capsys.readouterr().out
+
+    stop, ready, servers = threading.Event(), threading.Event(), []
+
+    def on_ready(server):
+        servers.append(server)
+        ready.set()
+
+    thread = threading.Thread(
+        target=serve_run, args=(path, "tcp://127.0.0.1:0"),
+        kwargs=dict(append_detector_modules=True, stop=stop, on_ready=on_ready), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(20)
+        assert recipe.main([servers[0].endpoint, "--count", "3"]) == 0
+    finally:
+        stop.set()
+        thread.join(20)
+    live = capsys.readouterr().out
+
+    def per_train(out):
+        return [line for line in out.splitlines() if line.startswith("train ")]
+
+    assert len(per_train(offline)) == 3
+    assert per_train(offline) == per_train(live)   # same train IDs, same means
+    assert "Mean image (16, 32, 16) of 3 trains" in live
