@@ -53,3 +53,23 @@ def test_extra_data_corrected_legacy_names(tmp_path):
     with pytest.warns(DeprecationWarning):
         old = run['SPB_DET_AGIPD1M-1/DET/1CH0:xtdf', 'image.mask'].ndarray()
     np.testing.assert_array_equal(old, plan.device(new).values('image.mask', plan.train_ids))
+
+
+@pytest.mark.parametrize('version', ['0.5', '1.3'])
+def test_extra_data_handles_our_defects(tmp_path, version):
+    from exfel_data.testing import RogueTrainId, TrailingZeros, TruncatedFile
+
+    devices = [XGM(n_samples=10), Motor(), Motor('M/Y', aggregator='DA02')]
+    rogue, trunc = RogueTrainId(sequence=1), TruncatedFile('DA02', 0)
+    plan = RunPlan(n_trains=12, devices=devices, trains_per_file=6, format_version=version,
+                   defects=[TrailingZeros(2), rogue, trunc])
+    run_dir = plan.write(tmp_path / 'r')
+    # extra-data skips the truncated file and by default keeps suspect trains
+    run = extra_data.RunDirectory(run_dir)
+    assert set(run.train_ids) == set(plan.train_ids) | set(plan.affected_train_ids(rogue))
+    # the rogue ID is flagged (1.3) or guessed (0.5) away; zeros are padding
+    run = extra_data.RunDirectory(run_dir, inc_suspect_trains=False)
+    np.testing.assert_array_equal(run.train_ids, plan.train_ids)
+    # the truncated DA02 file held the second motor's first 3 trains
+    counts = run['M/Y', 'actualPosition'].data_counts(labelled=False)
+    assert counts.tolist() == [0] * 3 + [1] * 9
