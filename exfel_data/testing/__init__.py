@@ -22,6 +22,7 @@ from .defects import (
     TrailingZeros,
     TruncatedFile,
     VlenStringKey,
+    ZeroTrainId,
 )
 from .detectors import (
     AGIPD1M,
@@ -43,6 +44,6 @@ __all__ = [
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',
     'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
-    'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout',
+    'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout', 'ZeroTrainId',
     'STRUCTURED_DTYPE',
 ]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .runs import RunPlan
 
 __all__ = ['DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId',
-           'MissingTrains', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource',
+           'ZeroTrainId', 'MissingTrains', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource',
            'OverlappingSequences', 'VlenStringKey', 'StructuredKey', 'PaddedSourceList',
            'OldIndexLayout', 'STRUCTURED_DTYPE']
 
@@ -98,6 +98,27 @@ class RepeatedTrainId:
         tid = int(f.train_ids[self.position])
         f.insert(self.position + 1, tid, flag=False)
         _record(plan, self, [f], [tid], f'copy at INDEX position {self.position + 1}')
+
+
+@dataclass(frozen=True)
+class ZeroTrainId:
+    """Replace the train ID at *position* of one file's INDEX by 0 (a corrupt row in the
+    middle). The row keeps its place and its data rows (the values of train ID 0), with
+    ``INDEX/flag`` 0 (1 in 1.1, none in 0.5). Affected train ID: the replaced one, which this
+    file then lacks."""
+
+    aggregator: str = 'DA01'
+    sequence: int = 0
+    position: int = 2
+
+    def apply(self, plan: RunPlan) -> None:
+        f = plan.file(self.aggregator, self.sequence)
+        tid = int(f.train_ids[self.position])
+        f.train_ids = f.train_ids.copy()
+        f.train_ids[self.position] = 0
+        f.flags = f.flags.copy()
+        f.flags[self.position] = False
+        _record(plan, self, [f], [tid], f'train ID 0 at INDEX position {self.position}')
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,18 @@ __all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices']
 BLOCK_BYTES = 64 * 2**20
 
 
-def default_devices() -> list[Device]:
-    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M (16 modules
-    of 64 frames, full size)."""
+def default_devices(frames_per_train: int = 64, module_shape: tuple = (512, 128),
+                    camera_shape: tuple = (256, 256)) -> list[Device]:
+    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M.
+
+    The defaults are the real sizes: 16 modules x 64 frames x (2, 512, 128) uint16 is 256 MB
+    per train. For quick test runs shrink them, e.g.
+    ``default_devices(frames_per_train=2, module_shape=(32, 16), camera_shape=(8, 8))``.
+    """
     return [XGM(), Motor('SPB_IRU_MOTORS/MOTOR/X'),
             Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02', offset=-2.0),
-            Camera(), *AGIPD1M()]
+            Camera(shape=camera_shape),
+            *AGIPD1M(frames_per_train=frames_per_train, module_shape=module_shape)]
 
 
 @dataclass

@@ -83,7 +83,8 @@ class ExdfWriter:
         Final file name (``RAW-R0001-DA01-S00000.h5``). The data goes to a temporary name in
         the same folder and is renamed on :meth:`close`.
     train_ids : array of uint64
-        ``INDEX/trainId`` in file order (may be out of order or repeat, as real files do).
+        ``INDEX/trainId`` in file order (may be out of order or repeat, as real files do;
+        a 0, a corrupt row, only with its flag False).
     format_version : {'0.5', '1.0', '1.1', '1.2', '1.3'}
         Layout to write. ``0.5`` has no ``dataFormatVersion``, keeps the source lists directly
         in ``METADATA/`` and has no ``INDEX/timestamp``, ``flag`` or ``origin``.
@@ -123,13 +124,18 @@ class ExdfWriter:
         self.format_version = format_version
         self.train_ids = np.asarray(train_ids, dtype=np.uint64)
         n = len(self.train_ids)
-        if self.train_ids.ndim != 1 or (n and self.train_ids.min() == 0):
-            raise ExdfWriteError(f"{self.path.name}: train IDs must be a 1-D array without zeros"
-                                 " (padding is added with index_padding)")
+        if self.train_ids.ndim != 1:
+            raise ExdfWriteError(f"{self.path.name}: train IDs must be a 1-D array")
         self.timestamps = (train_timestamps(self.train_ids) if timestamps is None
                            else np.asarray(timestamps, dtype=np.uint64))
         self.flags = (np.ones(n, dtype=bool) if flags is None
                       else np.asarray(flags, dtype=bool))
+        if self.flags.shape == (n,) and (self.flags & (self.train_ids == 0)).any():
+            raise ExdfWriteError(
+                f"{self.path.name}: train ID 0 at INDEX rows "
+                f"{np.nonzero(self.flags & (self.train_ids == 0))[0].tolist()} must be flagged "
+                "as suspect (flags=False); trailing padding is added with index_padding"
+            )
         if origins is None:
             origins = np.where(self.flags, -1, 0)
         self.origins = np.asarray(origins, dtype=np.int32)

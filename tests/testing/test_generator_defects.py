@@ -23,6 +23,7 @@ from exfel_data.testing import (
     TrailingZeros,
     TruncatedFile,
     VlenStringKey,
+    ZeroTrainId,
 )
 
 XGM_CTRL = 'SA1_XTD2_XGM/XGM/DOOCS'
@@ -167,3 +168,21 @@ def test_padded_source_list_and_old_index(tmp_path):
         assert ix['last'][:3].tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match='0.5'):
         RunPlan(devices=devices(), defects=[OldIndexLayout()])
+
+
+@pytest.mark.parametrize('version', ['0.5', '1.1', '1.2'])
+def test_zero_train_id(tmp_path, version):
+    d = ZeroTrainId(aggregator='DA02', sequence=1, position=2)
+    plan, run_dir = plan_with(tmp_path, d, version=version)
+    assert plan.affected_train_ids(d).tolist() == [10005]
+    name = 'RAW-R0001-DA02-S00001.h5'
+    assert index(run_dir, name).tolist() == [10003, 10004, 0, 10006, 10007, 10008]
+    flag = index(run_dir, name, 'INDEX/flag')
+    if version == '0.5':
+        assert flag is None
+    else:
+        assert flag[2] == (1 if version == '1.1' else 0)
+    motor = 'SPB_IRU_MOTORS/MOTOR/Y'
+    assert index(run_dir, name, f'INDEX/{motor}/count').tolist() == [1] * 6
+    tids, vals = read_key(run_dir, motor, 'actualPosition')
+    np.testing.assert_array_equal(vals, plan.device(motor).values('actualPosition', tids))
