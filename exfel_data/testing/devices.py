@@ -33,6 +33,7 @@ class KeySpec:
     fill: Fill
     chunks: tuple | None = None       # HDF5 chunk shape (e.g. one frame per chunk)
     attrs: Mapping | None = None      # Karabo metadata (format 1.3)
+    compression: str | None = None   # HDF5 filter, e.g. 'gzip'
 
     @property
     def group(self) -> str:

@@ -244,7 +244,8 @@ class RunPlan:
         else:
             rows = -(-used // 32) * 32 if self.preallocate else used
             w.add_instrument_key(spec.name, kspec.name, kspec.dtype, kspec.entry_shape,
-                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs)
+                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs,
+                                 compression=kspec.compression)
         if not used:
             return
         row_bytes = max(1, int(np.prod(kspec.entry_shape)) * np.dtype(kspec.dtype).itemsize)

@@ -12,7 +12,8 @@ XGM_CTRL = 'SA1_XTD2_XGM/XGM/DOOCS'
 XGM_OUT = 'SA1_XTD2_XGM/XGM/DOOCS:output'
 
 
-@pytest.mark.parametrize('version', ['1.0', '1.2', '1.3'])
+@pytest.mark.filterwarnings('ignore:Train validation is not fully supported')
+@pytest.mark.parametrize('version', ['1.0', '1.1', '1.2', '1.3'])
 def test_extra_data_reads_our_run(tmp_path, version):
     devices = [XGM(n_samples=40), Motor(),
                *AGIPD1M(frames_per_train=2, modules=[0, 3], module_shape=(16, 8))]
