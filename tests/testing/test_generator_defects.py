@@ -32,7 +32,7 @@ XGM_OUT = 'SA1_XTD2_XGM/XGM/DOOCS:output'
 
 def devices():
     return [XGM(n_samples=20), Motor(), Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02'),
-            *AGIPD1M(frames_per_train=4, n_modules=6, module_shape=(8, 4))]
+            *AGIPD1M(frames_per_train=4, modules=[2, 3, 5], module_shape=(8, 4))]
 
 
 def plan_with(tmp_path, *defects, version='1.3', **kw):
