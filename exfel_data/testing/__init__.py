@@ -18,6 +18,7 @@ from .defects import (
     PaddedSourceList,
     RepeatedTrainId,
     RogueTrainId,
+    SourceGaps,
     StructuredKey,
     TrailingZeros,
     TruncatedFile,
@@ -43,7 +44,7 @@ __all__ = [
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',
-    'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
+    'SourceGaps', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
     'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout', 'ZeroTrainId',
     'STRUCTURED_DTYPE',
 ]

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from .runs import RunPlan
 
 __all__ = ['DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId',
-           'ZeroTrainId', 'MissingTrains', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource',
+           'ZeroTrainId', 'MissingTrains', 'SourceGaps', 'FrameCountMismatch',
+           'TruncatedFile', 'EmptySource',
            'OverlappingSequences', 'VlenStringKey', 'StructuredKey', 'PaddedSourceList',
            'OldIndexLayout', 'STRUCTURED_DTYPE']
 
@@ -138,6 +139,26 @@ class MissingTrains:
                              f"aggregators: {plan.aggregators}")
         touched = [f for f in files if f.remove(tids)]
         _record(plan, self, touched, tids)
+
+
+@dataclass(frozen=True)
+class SourceGaps:
+    """Give *source* no data in the run trains at *positions*: the trains stay in its files'
+    INDEX (other sources have them) but the source's counts are 0 there (all its index
+    groups). Affected train IDs: those trains."""
+
+    source: str = 'SPB_IRU_MOTORS/MOTOR/X'
+    positions: tuple = (4, 5)
+
+    def apply(self, plan: RunPlan) -> None:
+        tids = plan.train_ids[list(self.positions)]
+        dev = plan.device(self.source)
+        files = [f for f in plan.files if f.aggregator == dev.aggregator
+                 and np.isin(tids, f.train_ids).any()]
+        for f in files:
+            old = f.source_gaps.get(self.source, np.array([], np.uint64))
+            f.source_gaps[self.source] = np.union1d(old, tids)
+        _record(plan, self, files, tids)
 
 
 @dataclass(frozen=True)

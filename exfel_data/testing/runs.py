@@ -54,6 +54,7 @@ class FilePlan:
     legacy_index: bool = False
     source_list_padding: int = 0
     empty_sources: set = field(default_factory=set)
+    source_gaps: dict = field(default_factory=dict)   # source -> train IDs without data
     truncate: float | None = None
 
     def insert(self, position: int, train_id: int, flag: bool) -> None:
@@ -210,10 +211,7 @@ class RunPlan:
                         source_list_padding=fp.source_list_padding) as w:
             for dev in fp.devices:
                 for spec in dev.source_specs:
-                    empty = spec.name in fp.empty_sources
-                    counts = {g: (np.zeros(len(fp.train_ids), np.int64) if empty else
-                                  dev.counts(spec.name, g, fp.train_ids))
-                              for g in spec.index_groups}
+                    counts = self._counts(fp, dev, spec)
                     if spec.section == 'CONTROL':
                         w.add_control_source(spec.name, counts[''])
                         self._write_run_values(w, dev, spec)
@@ -224,6 +222,17 @@ class RunPlan:
                         self._write_key(w, spec, kspec, fp.train_ids, counts[group])
         if fp.truncate is not None:
             os.truncate(path, int(path.stat().st_size * fp.truncate))
+
+    @staticmethod
+    def _counts(fp: FilePlan, dev: Device, spec) -> dict[str, np.ndarray]:
+        if spec.name in fp.empty_sources:
+            return {g: np.zeros(len(fp.train_ids), np.int64) for g in spec.index_groups}
+        counts = {g: dev.counts(spec.name, g, fp.train_ids) for g in spec.index_groups}
+        gaps = fp.source_gaps.get(spec.name)
+        if gaps is not None:
+            for c in counts.values():
+                c[np.isin(fp.train_ids, gaps)] = 0
+        return counts
 
     def _write_run_values(self, w: ExdfWriter, dev: Device, spec) -> None:
         # RUN holds the configuration at run start: every control key's first value, plus

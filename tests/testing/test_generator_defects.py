@@ -19,6 +19,7 @@ from exfel_data.testing import (
     RepeatedTrainId,
     RogueTrainId,
     RunPlan,
+    SourceGaps,
     StructuredKey,
     TrailingZeros,
     TruncatedFile,
@@ -186,3 +187,17 @@ def test_zero_train_id(tmp_path, version):
     assert index(run_dir, name, f'INDEX/{motor}/count').tolist() == [1] * 6
     tids, vals = read_key(run_dir, motor, 'actualPosition')
     np.testing.assert_array_equal(vals, plan.device(motor).values('actualPosition', tids))
+
+
+def test_source_gaps(tmp_path):
+    d = SourceGaps('SPB_IRU_MOTORS/MOTOR/X', positions=(4, 5, 6))
+    plan, run_dir = plan_with(tmp_path, d)
+    assert plan.affected_train_ids(d).tolist() == [10004, 10005, 10006]
+    assert plan.defect_log[0].files == ['RAW-R0001-DA01-S00000.h5', 'RAW-R0001-DA01-S00001.h5']
+    name = 'RAW-R0001-DA01-S00000.h5'
+    assert index(run_dir, name).tolist() == list(range(10000, 10006))
+    assert index(run_dir, name, 'INDEX/SPB_IRU_MOTORS/MOTOR/X/count').tolist() \
+        == [1, 1, 1, 1, 0, 0]
+    assert index(run_dir, name, f'INDEX/{XGM_CTRL}/count').tolist() == [1] * 6
+    tids, vals = read_key(run_dir, 'SPB_IRU_MOTORS/MOTOR/X', 'actualPosition')
+    assert tids.tolist() == [t for t in range(10000, 10012) if t not in (10004, 10005, 10006)]
