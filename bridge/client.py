@@ -73,6 +73,7 @@ class Client:
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._awaiting_reply = False
+        self._disconnects = 0
         self._connect()
 
     # -- public API --------------------------------------------------------
@@ -99,6 +100,7 @@ class Client:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         if self.sock == 'REQ' and not self._awaiting_reply:
             self._request()
+        self._disconnects = 0
 
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -111,13 +113,22 @@ class Client:
                 self._awaiting_reply = False
                 return deserialize(frames)
             if deadline is not None and time.monotonic() >= deadline and not ready:
+                message = self._timeout_message()
                 self._reset()
-                raise BridgeTimeout(
-                    f'No train received from {self.endpoint} ({self.sock}) in the last '
-                    f'{self.timeout:g} s; is the server running and sending? '
-                    + ('The request will be re-sent on the next call.'
-                       if self.sock == 'REQ' else '')
-                )
+                raise BridgeTimeout(message)
+
+    def _timeout_message(self) -> str:
+        msg = (f'No train received from {self.endpoint} ({self.sock}) in the last '
+               f'{self.timeout:g} s; is the server running and sending?')
+        if self._disconnects:
+            msg += f' The connection dropped {self._disconnects} time(s) while waiting'
+            if self.max_message_size is not None:
+                msg += (f'; a frame larger than max_message_size={self.max_message_size} '
+                        'bytes makes ZeroMQ drop the connection')
+            msg += '.'
+        if self.sock == 'REQ':
+            msg += ' The request will be re-sent on the next call.'
+        return msg
 
     def close(self) -> None:
         """Close the socket (and the private ZeroMQ context)."""
@@ -168,9 +179,8 @@ class Client:
         self._socket = s
         self._poller = zmq.Poller()
         self._poller.register(s, zmq.POLLIN)
-        if self.sock == 'REQ':
-            self._monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            self._poller.register(self._monitor, zmq.POLLIN)
+        self._monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller.register(self._monitor, zmq.POLLIN)
 
     def _close_sockets(self) -> None:
         if self._monitor is not None:
@@ -184,6 +194,7 @@ class Client:
         """Fresh socket after a timeout: no stale request or late reply survives."""
         self._close_sockets()
         self._awaiting_reply = False
+        self._disconnects = 0
         self._connect()
 
     def _request(self) -> None:
@@ -194,7 +205,9 @@ class Client:
         disconnected = False
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)
-            disconnected |= event['event'] == zmq.EVENT_DISCONNECTED
+            if event['event'] == zmq.EVENT_DISCONNECTED:
+                disconnected = True
+                self._disconnects += 1
         if disconnected and self._awaiting_reply:
             # The server went away with our request: ask again; ZeroMQ
             # delivers it when the server is back.

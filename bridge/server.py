@@ -32,10 +32,15 @@ __all__ = ['Server', 'POLICIES', 'SOCKET_TYPES']
 POLICIES = ('wait', 'drop', 'queue')
 SOCKET_TYPES = ('REP', 'PUB', 'PUSH')
 
-# Kernel send buffer for PUSH/PUB: large enough for full speed on loopback,
-# small enough that it does not hold hundreds of small trains.
-_SNDBUF = 256 * 1024
+# Kernel send buffer for PUSH/PUB: small, so that it does not hold dozens of
+# small trains (stale data for a slow client), but several loopback segments
+# (64 KiB each) so big trains still flow at full speed; 32 KiB stalls them.
+_SNDBUF = 128 * 1024
 _XPUB_RETRY_S = 0.005
+# Plain ints: pyzmq's enum flags cost microseconds per frame in the hot loop.
+_NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 _instance_ids = itertools.count()
 
 
@@ -221,14 +226,24 @@ class Server:
                         )
                     self._changed.wait(remaining)
                     self._check_running()
+            elif self.policy == 'drop':
+                # Nobody took the previous train yet: it is stale now.
+                self._counts['dropped'] += len(self._queue)
+                self._queue.clear()
+                self._queued_bytes = 0
             elif self.policy == 'queue':
                 while self._queue and not self._has_room(item):
                     old = self._queue.popleft()
                     self._queued_bytes -= old.nbytes
                     self._counts['dropped'] += 1
+            # Wake the thread only if it can act now; otherwise its next
+            # request / POLLOUT event finds the train in the queue.
+            need_wake = self.sock == 'PUB' or self.policy == 'drop' or (
+                bool(self._waiting) if self.sock == 'REP' else not self._queue)
             self._queue.append(item)
             self._queued_bytes += item.nbytes
-        self._wake()
+        if need_wake:
+            self._wake()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued train was handed to a client (or dropped).
@@ -383,11 +398,8 @@ class Server:
                 self._wake_w.close(linger=0)
 
     def _receive_requests(self) -> None:
-        while True:
-            try:
-                parts = self._socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while self._socket.getsockopt(zmq.EVENTS) & _POLLIN:
+            parts = self._socket.recv_multipart(_NOBLOCK)
             if self.sock == 'PUB':
                 continue  # subscription messages; nothing to do
             try:
@@ -404,7 +416,7 @@ class Server:
             shown = b' '.join(body)[:100]
             try:
                 self._socket.send_multipart(envelope + [b'Error: bad request ' + shown],
-                                            zmq.NOBLOCK)
+                                            _NOBLOCK)
             except zmq.ZMQError:
                 pass  # peer gone or full: nothing more to tell it
 
@@ -438,7 +450,7 @@ class Server:
         if self.sock == 'REP':
             return bool(self._waiting)
         if self.sock == 'PUSH':
-            return bool(self._socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+            return bool(self._socket.getsockopt(zmq.EVENTS) & _POLLOUT)
         return True
 
     def _send(self, item: _Item) -> bool:
@@ -447,14 +459,14 @@ class Server:
             with self._lock:
                 envelope = self._waiting.popleft()
             try:
-                self._socket.send_multipart(envelope + item.frames, zmq.NOBLOCK, copy=False)
+                self._socket.send_multipart(envelope + item.frames, _NOBLOCK, copy=False)
             except (zmq.Again, zmq.ZMQError):
                 # Peer disconnected (EHOSTUNREACH) or still has an unread reply:
                 # forget this request, keep the train for the next one.
                 return False
             return True
         try:
-            self._socket.send_multipart(item.frames, zmq.NOBLOCK, copy=False)
+            self._socket.send_multipart(item.frames, _NOBLOCK, copy=False)
         except zmq.Again:
             return False
         return True
