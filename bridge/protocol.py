@@ -81,8 +81,8 @@ def _packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, default=_msgpack_default)
 
 
-def _string_list(array: np.ndarray, source: str, key: str) -> list:
-    """Turn an array of strings (str/bytes/object) into nested lists of str."""
+def _as_list(array: np.ndarray, source: str, key: str) -> list:
+    """Turn an array of strings or an object array of plain values into nested lists."""
     def convert(item):
         if isinstance(item, (str, np.str_)):
             return str(item)
@@ -91,15 +91,24 @@ def _string_list(array: np.ndarray, source: str, key: str) -> list:
                 return bytes(item).decode('utf-8')
             except UnicodeDecodeError:
                 return bytes(item)
+        if item is None or isinstance(item, (bool, int, float)):
+            return item
+        if isinstance(item, np.generic) and item.dtype.kind in 'biuf':
+            return item.item()
         raise ProtocolError(
-            f'Cannot send {source!r} key {key!r}: object array holds a '
-            f'{type(item).__name__} ({item!r:.40}); only arrays of numbers or of '
-            'strings can be sent. Convert it to a numeric array or a list first.'
+            f'Cannot send {source!r} key {key!r}: object array holds a value of type '
+            f'{type(item).__name__}; only arrays of numbers or of strings can be sent. '
+            'Convert it to a numeric array or a list first.'
         )
 
     if array.ndim == 0:
         return convert(array[()])
     return np.frompyfunc(convert, 1, 1)(array).tolist()
+
+
+def _c_order(array: np.ndarray) -> np.ndarray:
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return array if array.flags.c_contiguous else array.copy(order='C')
 
 
 def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
@@ -111,7 +120,7 @@ def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
         if isinstance(value, np.ndarray):
             kind = value.dtype.kind
             if kind in 'OUS':
-                main[key] = _string_list(value, source, key)
+                main[key] = _as_list(value, source, key)
             elif kind == 'V' or value.dtype.hasobject:
                 raise ProtocolError(
                     f'Cannot send {source!r} key {key!r}: structured dtype '
@@ -149,9 +158,7 @@ def _pack(packer: msgpack.Packer, obj, source: str, what: str) -> bytes:
                 try:
                     _packer().pack(value)
                 except (TypeError, ValueError, OverflowError) as e2:
-                    raise ProtocolError(
-                        f'Cannot send {source!r} {what} key {key!r}: {e2}'
-                    ) from None
+                    raise ProtocolError(f'Cannot send {source!r} key {key!r}: {e2}') from None
         raise ProtocolError(f'Cannot send {source!r} {what}: {e}') from None
 
 
@@ -222,7 +229,7 @@ def serialize(
                             source, 'metadata'))
         frames.append(_pack(packer, main, source, 'data'))
         for key, array in arrays:
-            array = np.ascontiguousarray(array)
+            array = _c_order(array)
             frames.append(packer.pack({
                 'source': source, 'content': 'array', 'path': key,
                 'dtype': str(array.dtype), 'shape': list(array.shape),
@@ -237,7 +244,7 @@ def _serialize_1_0(data: Mapping, metadata: Mapping | None, packer: msgpack.Pack
     for source in sorted(data):
         main, arrays = _split_source(source, data[source])
         for key, array in arrays:
-            array = np.ascontiguousarray(array)
+            array = _c_order(array)
             main[key] = {
                 b'nd': True, b'type': array.dtype.str, b'kind': b'',
                 b'shape': list(array.shape), b'data': array.tobytes(),
@@ -290,7 +297,7 @@ def _make_array(buf, dtype, shape, what: str) -> np.ndarray:
             f'{what}: shape {list(shape)} of {dtype} needs {expected} bytes, '
             f'but the data frame has {len(buf)} (truncated or mismatched message)'
         )
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    return np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
 
 
 def _nd_field(obj: Mapping, name: str):
