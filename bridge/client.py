@@ -106,15 +106,16 @@ class Client:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             wait_ms = None if remaining is None else int(remaining * 1000) + 1
             ready = dict(self._poller.poll(wait_ms))
-            if self._monitor in ready:
-                self._handle_events()
             if self._socket in ready:
                 frames = self._socket.recv_multipart(copy=False)
                 self._awaiting_reply = False
                 return deserialize(frames)
+            if self._monitor in ready:
+                self._handle_events()
             if deadline is not None and time.monotonic() >= deadline and not ready:
                 message = self._timeout_message()
-                self._reset()
+                if self.sock == 'REQ':
+                    self._reset()  # SUB/PULL sockets need no repair
                 raise BridgeTimeout(message)
 
     def _timeout_message(self) -> str:
@@ -208,7 +209,13 @@ class Client:
             if event['event'] == zmq.EVENT_DISCONNECTED:
                 disconnected = True
                 self._disconnects += 1
-        if disconnected and self._awaiting_reply:
+        if not disconnected:
+            return
+        if self.max_message_size is not None:
+            # ZeroMQ does not reconnect after refusing an oversized frame.
+            self._close_sockets()
+            self._connect()
+        if self._awaiting_reply:
             # The server went away with our request: ask again; ZeroMQ
             # delivers it when the server is back.
             self._request()

@@ -202,8 +202,7 @@ class Server:
         RuntimeError
             The server is stopped or its thread failed.
         """
-        fed_at = time.time()
-        meta = self._complete_metadata(data, metadata, train_id, fed_at)
+        meta = self._complete_metadata(data, metadata, train_id)
         if copy:
             data = {src: {k: (np.array(v) if isinstance(v, np.ndarray) else v)
                           for k, v in props.items()} for src, props in data.items()}
@@ -288,7 +287,7 @@ class Server:
 
     # -- producer side helpers ----------------------------------------------
 
-    def _complete_metadata(self, data, metadata, train_id, fed_at) -> dict:
+    def _complete_metadata(self, data, metadata, train_id) -> dict:
         if not isinstance(data, Mapping):
             raise ProtocolError(f'Train data must be a dict of sources, not {type(data).__name__}')
         meta = {}
@@ -318,7 +317,7 @@ class Server:
                 if 'timestamp' in m:
                     own = timestamp_metadata(m['timestamp'])
                 else:
-                    stamp = stamp or timestamp_metadata(fed_at)
+                    stamp = stamp or timestamp_metadata()  # now: time of feed()
                     own = stamp
                 for k, v in own.items():
                     m.setdefault(k, v)

@@ -46,7 +46,7 @@ def test_reference_example_byte_identical():
     frame3 = '000000000000803f0000004000004040000080400000a040'
     expected = [frame0, frame1, frame2, frame3]
     assert [len(bytes.fromhex(f)) for f in expected] == [198, 28, 91, 24]
-    for i, (got, want) in enumerate(zip(frames, expected)):
+    for i, (got, want) in enumerate(zip(frames, expected, strict=True)):
         assert bytes(got).hex() == want, f'frame {i}'
 
 
