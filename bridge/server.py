@@ -59,9 +59,10 @@ class Server:
     Parameters
     ----------
     endpoint : str
-        Where to bind: ``'tcp://127.0.0.1:0'`` (port 0 picks a free port),
-        ``'tcp://*:4545'``, ``'ipc:///tmp/bridge'``. A bare port number means
-        ``tcp://*:PORT``.
+        Where to bind: ``'tcp://127.0.0.1:0'`` (default; port 0 picks a free
+        port), ``'tcp://*:4545'`` (every interface: remote clients),
+        ``'ipc:///tmp/bridge'``. A bare port number binds loopback only
+        (``tcp://127.0.0.1:PORT``), like the command line.
     sock : {'REP', 'PUB', 'PUSH'}
         ``REP``: each train goes to one requesting client (REQ clients share
         the stream); ``PUB``: a copy to every subscriber; ``PUSH``: round-robin.
@@ -88,7 +89,7 @@ class Server:
 
     def __init__(
         self,
-        endpoint: str | int = 'tcp://*:0',
+        endpoint: str | int = 'tcp://127.0.0.1:0',
         sock: str = 'REP',
         policy: str = 'wait',
         max_queue: int = 10,
@@ -105,7 +106,7 @@ class Server:
             raise ValueError('max_queue and max_queue_bytes must be at least 1')
         serialize({}, protocol_version=protocol_version)  # validates the version
         if isinstance(endpoint, int) or str(endpoint).isdigit():
-            endpoint = f'tcp://*:{endpoint}'
+            endpoint = f'tcp://127.0.0.1:{endpoint}'
 
         self.sock = sock
         self.policy = policy
