@@ -227,6 +227,10 @@ def serialize(
         main, arrays = _split_source(source, data[source])
         frames.append(_pack(packer, {'source': source, 'content': 'msgpack', 'metadata': meta},
                             source, 'metadata'))
+        if isinstance(data[source].get('metadata'), Mapping):
+            # As karabo_bridge does for train dicts from files: clients that
+            # read data[source]['metadata'] keep working.
+            main['metadata'] = meta
         frames.append(_pack(packer, main, source, 'data'))
         for key, array in arrays:
             array = _c_order(array)

@@ -122,6 +122,7 @@ class Server:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = False
+        self._linger_ms = 0
         self._error: BaseException | None = None
         self._wake_lock = threading.Lock()
 
@@ -264,16 +265,22 @@ class Server:
         """Kept for symmetry with karabo_bridge; the server starts when created."""
         return self
 
-    def stop(self) -> None:
-        """Stop the thread and close the socket; unsent trains are discarded."""
+    def stop(self, linger: float = 0.0) -> None:
+        """Stop the thread and close the socket.
+
+        Trains still queued are discarded (see :meth:`drain`). ``linger``
+        (seconds) lets trains already handed to clients' connections finish
+        leaving before the socket closes.
+        """
         with self._changed:
             if self._stopping and not self._thread.is_alive():
                 return
             self._stopping = True
+            self._linger_ms = max(0, int(linger * 1000))
             self._changed.notify_all()
         self._wake()
         self._thread.join()
-        self._context.destroy(linger=0)
+        self._context.term()
 
     close = stop
 
@@ -392,7 +399,7 @@ class Server:
                 self._error = e
                 self._changed.notify_all()
         finally:
-            self._socket.close(linger=0)
+            self._socket.close(linger=self._linger_ms)
             self._wake_r.close(linger=0)
             with self._wake_lock:
                 self._wake_w.close(linger=0)

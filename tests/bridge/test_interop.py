@@ -12,7 +12,7 @@ from karabo_bridge.server import SimServerInThread as RefSimServer
 from bridge import Client, serialize
 
 
-def _check_train(data, meta, tid, ours):
+def _check_train(data, meta, tid):
     assert set(data) == {XGM, 'SPB_XTD9_XGM/DOOCS/MAIN'}
     arr = data[XGM]['data.intensityTD']
     assert arr.dtype == np.float32
@@ -25,8 +25,8 @@ def _check_train(data, meta, tid, ours):
         assert meta[source]['timestamp.tid'] == tid
         assert meta[source]['source'] == source
         assert {'timestamp', 'timestamp.sec', 'timestamp.frac'} <= set(meta[source])
-        # Our client adds data[source]['metadata']; the reference one never sees it in 2.2.
-        assert ('metadata' in data[source]) == ours
+        # Fed train dicts carry 'metadata', so the reference client sees it too.
+        assert data[source]['metadata'] == meta[source]
 
 
 @pytest.mark.parametrize('sock', ['REP', 'PUB', 'PUSH'])
@@ -40,7 +40,7 @@ def test_reference_client_reads_our_server(make_server, sock):
             server.feed(train(tid))
         for tid in (100, 101, 102):
             data, meta = client.next()
-            _check_train(data, meta, tid, ours=False)
+            _check_train(data, meta, tid)
     finally:
         client._context.destroy(linger=0)
 
@@ -76,7 +76,7 @@ def test_our_client_reads_reference_server(version, sock):
                 server.feed(t)
             for tid in (5, 6):
                 data, meta = client.next()
-                _check_train(data, meta, tid, ours=True)
+                _check_train(data, meta, tid)
                 assert data[XGM]['metadata'] is meta[XGM]
 
 

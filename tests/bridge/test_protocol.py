@@ -160,8 +160,10 @@ def test_sources_sorted_and_metadata_from_data():
     assert [h['source'] for h in headers] == ['A', 'B']
     assert headers[1]['metadata'] == {'source': 'B', 'timestamp.tid': 5}
     assert headers[0]['metadata'] == {'source': 'A'}
-    # 'metadata' travels in the header only, not in the data map.
-    assert msgpack.unpackb(frames[3]) == {'x': 1}
+    # Metadata travels in the header; a train dict's 'metadata' entry also stays
+    # in the data map (as karabo_bridge sends train dicts from files).
+    assert msgpack.unpackb(frames[3]) == {'x': 1, 'metadata': headers[1]['metadata']}
+    assert msgpack.unpackb(frames[1]) == {'y': 2}
 
 
 def _pack(obj):

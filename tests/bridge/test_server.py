@@ -286,6 +286,22 @@ def test_drain(make_server):
         assert server.drain(timeout=5) is True
 
 
+def test_stop_with_linger_delivers_last_trains(make_server):
+    server = make_server(sock='PUSH', policy='wait')
+    got = []
+    with Client(server.endpoint, sock='PULL', timeout=5) as client:
+        reader = threading.Thread(
+            target=lambda: got.extend(client.next()[1]['A']['timestamp.tid'] for _ in range(3)))
+        reader.start()
+        big = {'A': {'x': np.ones(4_000_000)}}  # 32 MB: still in transit at stop()
+        for tid in range(3):
+            server.feed(big, train_id=tid)
+        assert server.drain(timeout=5)
+        server.stop(linger=5)
+        reader.join()
+    assert got == [0, 1, 2]
+
+
 def test_feed_after_stop_and_stop_twice(make_server):
     server = make_server()
     server.stop()
