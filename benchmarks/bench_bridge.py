@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import multiprocessing as mp
 import os
 import pstats
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -55,7 +57,17 @@ def _serve(impl: str, train: str, sock: str, conn, profile_path: str | None) -> 
     import zmq
 
     data, metadata = _make_train(train)
-    profiler = cProfile.Profile() if profile_path else None
+    if profile_path:
+        sampler = _StackSampler()
+
+        def dump_and_exit(signum, frame):
+            sampler.stop()
+            with open(profile_path, "w") as f:
+                json.dump(sampler.report(), f)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, dump_and_exit)
+        sampler.start()
 
     if impl == "raw":
         from karabo_bridge.serializer import serialize
@@ -85,15 +97,49 @@ def _serve(impl: str, train: str, sock: str, conn, profile_path: str | None) -> 
 
         with Server("tcp://127.0.0.1:0", sock=sock, policy="wait") as server:
             conn.send(server.endpoint)
-            if profiler:
-                profiler.enable()
-                deadline = time.monotonic() + 8
-                while time.monotonic() < deadline:
-                    server.feed(data, metadata)
-                profiler.disable()
-                profiler.dump_stats(profile_path)
             while True:
                 server.feed(data, metadata)
+
+
+class _StackSampler:
+    """Where each thread of this process spends its time: samples of the innermost frames.
+
+    cProfile sees only the thread it runs in; a server's sending thread needs sampling.
+    """
+
+    def __init__(self, interval: float = 0.001) -> None:
+        import threading
+
+        self.interval = interval
+        self.samples: dict[str, dict[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import threading
+        import traceback
+
+        me = threading.get_ident()
+        while not self._stop.wait(self.interval):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                stack = traceback.extract_stack(frame)[-3:]
+                where = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                                    for f in reversed(stack))
+                per_thread = self.samples.setdefault(names.get(ident, str(ident)), {})
+                per_thread[where] = per_thread.get(where, 0) + 1
+
+    def report(self, top: int = 12) -> dict[str, list]:
+        return {thread: sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+                for thread, counts in self.samples.items()}
 
 
 def _client(impl: str, endpoint: str, sock: str):
@@ -133,50 +179,88 @@ class Result:
     gb_per_s: float
 
 
-def measure(impl: str, train: str, pattern: str, nbytes: int, duration: float,
-            min_trains: int = 3, profile: bool = False) -> Result:
-    """Start a server process, receive for ``duration`` seconds, return the rate."""
-    server_sock, client_sock = PATTERNS[pattern]
+def _start_server(impl: str, train: str, pattern: str, profile: bool):
+    """Start a server process; return (process, endpoint, profile path or None)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    prof_server = f"/tmp/bench_bridge_server_{os.getpid()}.prof" if profile else None
-    proc = ctx.Process(target=_serve, args=(impl, train, server_sock, child, prof_server),
-                       daemon=True)
+    prof_path = f"/tmp/bench_bridge_server_{os.getpid()}_{impl}.prof" if profile else None
+    proc = ctx.Process(target=_serve,
+                       args=(impl, train, PATTERNS[pattern][0], child, prof_path), daemon=True)
     proc.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError(f"{impl} server for {train} did not start")
-        endpoint = parent.recv()
-        receive, close = _client(impl, endpoint, client_sock)
-        try:
-            warm_until = time.monotonic() + min(1.0, duration / 3)
-            receive()
-            while time.monotonic() < warm_until:
-                receive()
-            profiler = cProfile.Profile() if profile else None
-            if profiler:
-                profiler.enable()
-            n, t0 = 0, time.perf_counter()
-            while n < min_trains or time.perf_counter() - t0 < duration:
-                msg = receive()
-                del msg
-                n += 1
-            elapsed = time.perf_counter() - t0
-            if profiler:
-                profiler.disable()
-                _print_profile(f"client ({impl}, {train}, {pattern})", profiler)
-        finally:
-            close()
-    finally:
-        if profile and prof_server:
-            time.sleep(9)  # the server profiles its first 8 s
+    if not parent.poll(120):
         proc.terminate()
-        proc.join(10)
-    if profile and prof_server and os.path.exists(prof_server):
-        _print_profile(f"server ({impl}, {train}, {pattern})", pstats.Stats(prof_server))
-        os.remove(prof_server)
-    rate = n / elapsed
-    return Result(train, pattern, impl, rate, rate * nbytes / 1e9)
+        raise RuntimeError(f"{impl} server for {train} did not start")
+    return proc, parent.recv(), prof_path
+
+
+def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains: int = 3,
+            profiler: cProfile.Profile | None = None) -> float:
+    """Connect a fresh client, warm up, return trains/s received over ``duration`` s."""
+    receive, close = _client(impl, endpoint, PATTERNS[pattern][1])
+    try:
+        warm_until = time.monotonic() + min(1.0, duration / 3)
+        receive()
+        while time.monotonic() < warm_until:
+            receive()
+        if profiler:
+            profiler.enable()
+        n, t0 = 0, time.perf_counter()
+        while n < min_trains or time.perf_counter() - t0 < duration:
+            msg = receive()
+            del msg
+            n += 1
+        elapsed = time.perf_counter() - t0
+        if profiler:
+            profiler.disable()
+    finally:
+        close()
+    return n / elapsed
+
+
+def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, duration: float,
+                 repeat: int = 3, profile: bool = False) -> list[Result]:
+    """Measure all implementations for one (train, pattern), best of ``repeat`` windows.
+
+    The servers run side by side and the measurement windows alternate between
+    implementations, so that load from other processes affects them alike.
+    """
+    servers = {}
+    try:
+        for impl in impls:
+            servers[impl] = _start_server(impl, train, pattern, profile)
+        rates: dict[str, list[float]] = {impl: [] for impl in impls}
+        profiler = cProfile.Profile() if profile else None
+        for _ in range(repeat):
+            for impl in impls:
+                rates[impl].append(_window(impl, servers[impl][1], pattern, duration,
+                                           profiler=profiler if impl == "ours" else None))
+        if profiler:
+            _print_profile(f"client (ours, {train}, {pattern})", profiler)
+    finally:
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.join(10)
+    if profile:
+        _, _, path = servers["ours"]
+        if path and os.path.exists(path):
+            with open(path) as f:
+                report = json.load(f)
+            os.remove(path)
+            print(f"\n--- server samples (ours, {train}, {pattern}): innermost 3 frames, "
+                  "per thread ---")
+            for thread, rows in report.items():
+                total = sum(n for _, n in rows) or 1
+                print(f"[{thread}]")
+                for where, n in rows:
+                    print(f"  {100 * n / total:5.1f}%  {where}")
+    results = []
+    for impl in impls:
+        best = max(rates[impl])
+        windows = ", ".join(f"{r:.1f}" for r in rates[impl])
+        print(f"{train:>6} {pattern:<4} {impl:<6} {best:10.1f} trains/s "
+              f"{best * nbytes / 1e9:6.2f} GB/s   (windows: {windows})", flush=True)
+        results.append(Result(train, pattern, impl, best, best * nbytes / 1e9))
+    return results
 
 
 def _print_profile(title: str, prof) -> None:
@@ -235,17 +319,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated socket patterns among REQ, PUSH")
     ap.add_argument("--impls", default=",".join(IMPLS),
                     help=f"comma-separated implementations among {', '.join(IMPLS)}")
-    ap.add_argument("--duration", type=float, default=4.0,
-                    help="seconds of measurement per case (default 4)")
+    ap.add_argument("--duration", type=float, default=2.0,
+                    help="seconds per measurement window (default 2)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="measurement windows per implementation and case; the best counts "
+                         "(default 3)")
     ap.add_argument("--quick", action="store_true",
-                    help="1 s per case, small and module trains only, unless --trains is given")
+                    help="1 window of 1 s per case, small and module trains only, unless "
+                         "--trains is given")
     ap.add_argument("--profile", action="store_true",
                     help="profile our server and client (one case; use with --trains/--patterns)")
     args = ap.parse_args(argv)
 
     trains = args.trains.split(",")
     if args.quick:
-        args.duration = 1.0
+        args.duration, args.repeat = 1.0, 1
         if args.trains == ap.get_default("trains"):
             trains = ["xgm", "module"]
     patterns = args.patterns.split(",")
@@ -260,14 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         from bridge.simulation import Simulator
 
         nbytes[t] = Simulator(**TRAINS[t][0]).nbytes
+    print(f"Load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"best of {args.repeat} windows of {args.duration:g} s per case")
     results = []
     for t in trains:
         for p in patterns:
-            for impl in impls:
-                r = measure(impl, t, p, nbytes[t], args.duration, profile=args.profile)
-                print(f"{t:>6} {p:<4} {impl:<6} {r.trains_per_s:10.1f} trains/s "
-                      f"{r.gb_per_s:6.2f} GB/s", flush=True)
-                results.append(r)
+            results += measure_case(t, p, impls, nbytes[t], args.duration, args.repeat,
+                                    profile=args.profile)
     print()
     print(format_table(results, nbytes))
     print()

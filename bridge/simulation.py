@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bridge.protocol import timestamp_metadata
+
 if TYPE_CHECKING:
     from bridge.server import Server
 
@@ -58,20 +60,7 @@ def make_metadata(source: str, train_id: int, timestamp: float | None = None) ->
     timestamp : float, optional
         Unix time in seconds; default now.
     """
-    if timestamp is None:
-        timestamp = time.time()
-    sec = int(timestamp)
-    # Attoseconds as 18 digits; float seconds only carry microseconds, so round to those.
-    frac = round((timestamp - sec) * 1e6) * 10**12
-    if frac >= 10**18:
-        sec, frac = sec + 1, 0
-    return {
-        "source": source,
-        "timestamp": timestamp,
-        "timestamp.sec": str(sec),
-        "timestamp.frac": f"{frac:018d}",
-        "timestamp.tid": int(train_id),
-    }
+    return {"source": source, **timestamp_metadata(timestamp), "timestamp.tid": int(train_id)}
 
 
 def _image_pattern(ss: int, fs: int, seed: int) -> np.ndarray:
@@ -476,17 +465,15 @@ def feed_until_stopped(server, data: dict, metadata: dict | None = None,
     return False
 
 
-# Server.stop() closes its socket without lingering; the last trains handed to ZeroMQ need a
-# moment to leave (see finish()).
-_FLUSH_GRACE_S = 0.5
+# How long a finished server keeps its socket open for the last trains to leave.
+_FLUSH_LINGER_S = 10.0
 
 
-def finish(server, timeout: float | None = None) -> bool:
-    """Wait until clients took every queued train, then until ZeroMQ had time to send it.
+def finish(server: Server, timeout: float | None = None) -> bool:
+    """Wait until clients took every queued train, then stop once those have left.
 
-    Returns False if ``timeout`` expired first.
+    Returns False if ``timeout`` expired first (the server is stopped anyway).
     """
-    if not server.drain(timeout):
-        return False
-    time.sleep(_FLUSH_GRACE_S)
-    return True
+    drained = server.drain(timeout)
+    server.stop(linger=_FLUSH_LINGER_S if drained else 0.0)
+    return drained
