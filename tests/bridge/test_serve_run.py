@@ -133,9 +133,9 @@ def test_our_client_reads_extra_data_serve_files(small_run):
                 assert ctrl["beamPosition.ixPos.value"] == pytest.approx(
                     xgm.values("beamPosition.ixPos", [tid],
                                source="SA1_XTD2_XGM/XGM/DOOCS")[0])
-        proc.communicate(timeout=30)
     finally:
         proc.kill()
+        proc.communicate()
 
 
 @pytest.fixture
