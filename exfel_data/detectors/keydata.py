@@ -90,6 +90,10 @@ class DetectorKeyData:
     # -- planning -------------------------------------------------------------------
     def _module_rows(self, modno: int) -> tuple[ModuleRows, np.ndarray]:
         """File segments of this key for one module and each train's first row."""
+        cache_key = ('rows', self.key, modno)
+        cached = self.det._plans.get(cache_key)
+        if cached is not None:
+            return cached
         tids = self.det.train_ids
         kd = self.det._keydata(modno, self.key)
         segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
@@ -104,7 +108,8 @@ class DetectorKeyData:
             vstart[pos[ok]] = starts[ok]
             segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
             v += n
-        return ModuleRows(tuple(segments), self._squeeze), vstart
+        res = self.det._plans[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
+        return res
 
     def _counts(self) -> np.ndarray:
         """(modules, trains) entries of this key."""

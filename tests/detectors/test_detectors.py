@@ -276,3 +276,55 @@ def test_messy_dask_matches_get_array(messy_path, open_run):
     assert lazy.data.chunksize[1] < 8
     np.testing.assert_array_equal(lazy.values,
                                   det.get_array('image.data', astype=np.float32).values)
+
+
+# -- dask on a cluster -------------------------------------------------------------
+
+def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_run):
+    import pickle
+
+    from distributed import Client, LocalCluster
+
+    det = AGIPD1M(open_run(agipd_corr_path))
+    lazy = det.get_dask_array('image.data', chunk_bytes=40_000)
+    graph = dict(lazy.data.__dask_graph__())
+    blob = pickle.dumps(graph)
+    assert b'h5py' not in blob  # file names and dataset paths only
+    expected = det.get_array('image.data').values
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        mean = client.compute(lazy.data.mean(axis=(1, 2))).result()
+        total = lazy.sum(dim=('train', 'pulse')).compute()
+    np.testing.assert_allclose(mean, expected.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(total.values, expected.sum(axis=(1, 2)), rtol=1e-5)
+    assert total.dims == ('module', 'slow_scan', 'fast_scan')
+
+
+# -- differential checks against EXtra-data ---------------------------------------
+
+@pytest.mark.parametrize('path_fixture, ed_cls, kw', [
+    ('agipd_corr_path', 'AGIPD1M', {}),
+    ('agipd_raw_path', 'AGIPD1M', {'raw': True}),
+    ('lpd_raw_path', 'LPD1M', {'raw': True}),
+])
+def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
+    extra_data = pytest.importorskip('extra_data')
+    from extra_data import components
+
+    path = request.getfixturevalue(path_fixture)
+    ours_cls = {'AGIPD1M': AGIPD1M, 'LPD1M': LPD1M}[ed_cls]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        theirs = getattr(components, ed_cls)(extra_data.RunDirectory(str(path)), **kw)
+        ours = ours_cls(open_run(path), **kw)
+    for ours_sel, their_sel in [(np.s_[:], np.s_[:]),
+                                (by_index[1:3], extra_data.by_index[1:3]),
+                                (by_id[[16, 24]], extra_data.by_id[[16, 24]])]:
+        a = ours.get_array('image.data', pulses=ours_sel)
+        b = theirs.get_array('image.data', pulses=their_sel)
+        assert a.dims == b.dims
+        np.testing.assert_array_equal(a.coords['pulse'], b.coords['pulse'])
+        np.testing.assert_array_equal(a.coords['train'], b.coords['train'])
+        np.testing.assert_array_equal(a.coords['module'], b.coords['module'])
+        np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(ours.frame_counts.values, theirs.frame_counts.values)
