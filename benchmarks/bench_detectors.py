@@ -121,6 +121,7 @@ def run_case(case: str, run_path: Path, n_sel: int) -> dict:
             det = det.select_trains(extra_data.by_index[:n_sel])
     else:
         import h5py  # noqa: F401
+
         from exfel_data import RunDirectory
         train_ids = np.asarray(RunDirectory(run_path).train_ids[:n_sel])
     setup = time.perf_counter() - t_setup
@@ -197,7 +198,8 @@ def format_table(results: dict, cfg: dict, run_bytes: int) -> str:
 
 
 def write_docs(table: str, mode: str, docs: Path):
-    section = f"## Detectors\n\n`python -m benchmarks.bench_detectors{' --quick' if mode == 'quick' else ''}`\n\n{table}\n"
+    cmd = 'python -m benchmarks.bench_detectors' + (' --quick' if mode == 'quick' else '')
+    section = f"## Detectors\n\n`{cmd}`\n\n{table}\n"
     text = docs.read_text() if docs.exists() else '# Benchmarks\n'
     pattern = re.compile(r'^## Detectors\n.*?(?=^## |\Z)', re.S | re.M)
     if pattern.search(text):
@@ -242,7 +244,8 @@ def main(argv=None):
         table = format_table(results, cfg, run_bytes)
         print(table)
         if not args.no_docs:
-            write_docs(table, mode, Path(__file__).resolve().parent.parent / 'docs' / 'benchmarks.md')
+            docs = Path(__file__).resolve().parent.parent / 'docs' / 'benchmarks.md'
+            write_docs(table, mode, docs)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -37,6 +37,24 @@ def _summarise_ids(ids, limit: int = 6) -> str:
     return f"{shown}, ... ({len(ids)} trains)" if len(ids) > limit else shown
 
 
+def _index_counts(data, source: str, group: str, tids: np.ndarray) -> np.ndarray:
+    """Rows per train of one index group, from the files' cached index (no file opened)."""
+    sd = data[source]
+    counts = np.zeros(len(tids), dtype=np.uint64)
+    inc_suspect = getattr(sd, 'inc_suspect_trains', True)
+    for fa in sd.files:
+        if (source, group) not in fa.index:
+            continue
+        _firsts, cnt = fa.get_index(source, group)
+        use = fa.rows_in_use(inc_suspect)
+        file_tids = fa.train_ids[use]
+        pos = np.searchsorted(tids, file_tids)
+        ok = pos < len(tids)
+        ok[ok] = tids[pos[ok]] == file_tids[ok]
+        counts[pos[ok]] = cnt[use][ok]
+    return counts
+
+
 class MultiModuleDetector:
     """Base class: one multi-module detector in a data collection.
 
@@ -165,8 +183,7 @@ class MultiModuleDetector:
         """Entries per train of the main key for each module, from the index only."""
         tids = np.asarray(data.train_ids, dtype=np.uint64)
         group = self.kind.main_key.split('.', 1)[0]
-        cols = {modno: np.asarray(data[src].data_counts(labelled=False, index_group=group),
-                                  dtype=np.uint64)
+        cols = {modno: _index_counts(data, src, group, tids)
                 for modno, src in sorted(self.modno_to_source.items())}
         return pd.DataFrame(cols, index=pd.Index(tids, name='trainId'),
                             columns=pd.Index(sorted(cols), name='module'))

@@ -328,3 +328,15 @@ def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
         np.testing.assert_array_equal(a.coords['module'], b.coords['module'])
         np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(ours.frame_counts.values, theirs.frame_counts.values)
+
+
+def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
+    from exfel_data import file_access
+    run = open_run(agipd_corr_path)
+
+    def no_open(filename):
+        raise AssertionError(f"opened {filename}")
+    monkeypatch.setattr(file_access._pool, 'get', no_open)
+    det = AGIPD1M(run)
+    assert det.data_availability().to_numpy().min() == 4
+    assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
