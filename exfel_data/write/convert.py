@@ -212,7 +212,7 @@ def build_plan(run, select: Iterable = (), trains: TrainRange | str | None = Non
         run_path=run_path or _run_name(run), train_ids=np.asarray(run.train_ids, np.uint64),
         timestamps=_timestamps_ns(run), keys=keys,
         run_values=_run_values(run, {k.source for k in keys}), metadata=metadata,
-        part=part, description=description, block_bytes=block_bytes)
+        part=part, description=description, block_bytes=block_bytes, run=run)
 
 
 # -- converting ------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class ConversionPlan:
     part: tuple[int, int] | None = None
     description: dict = field(default_factory=dict)
     block_bytes: int = BLOCK_BYTES
+    #: The opened run with the plan's train selection (for writers needing other keys).
+    run: object = None
 
     @property
     def n_trains(self) -> int:
