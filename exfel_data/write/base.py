@@ -82,8 +82,6 @@ class Writer:
     name: ClassVar[str]
     #: The output is a folder rather than a file.
     directory: ClassVar[bool] = False
-    #: One line for ``--help`` and docs.
-    summary: ClassVar[str] = ""
 
     def __init__(self, plan: ConversionPlan, path: Path, progress: Progress, **options):
         self.plan = plan

@@ -31,16 +31,25 @@ from .output import OutputExistsError, atomic_output, check_output
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
 from .request import Selection, TrainRange, parse_selection, parse_trains
 
-#: Format name -> "module:class" (imported on use, so optional dependencies stay optional).
-FORMATS: dict[str, str] = {
-    "exdf": "exfel_data.write.exdf:ExdfConverter",
-    "cxi": "exfel_data.write.cxi:CxiWriter",
-    "npz": "exfel_data.write.npz:NpzWriter",
-    "mat": "exfel_data.write.mat:MatWriter",
-    "zarr": "exfel_data.write.zarr:ZarrWriter",
-    "csv": "exfel_data.write.table:CsvWriter",
-    "json": "exfel_data.write.table:JsonWriter",
-    "png": "exfel_data.write.png:PngWriter",
+#: Format name -> ("module:class", one-line description). Writers are imported on use, so
+#: optional dependencies stay optional.
+FORMATS: dict[str, tuple[str, str]] = {
+    "exdf": ("exfel_data.write.exdf:ExdfConverter",
+             "run folder (EXDF 1.3 HDF5 files) holding only the selection"),
+    "cxi": ("exfel_data.write.cxi:CxiWriter",
+            "CXI 1.5 file of detector frames (frames, modules, ss, fs) for CrystFEL & co."),
+    "npz": ("exfel_data.write.npz:NpzWriter",
+            "NumPy .npz archive: one array per key plus each row's train ID"),
+    "mat": ("exfel_data.write.mat:MatWriter",
+            "MATLAB .mat (v5), one struct per source (needs scipy: extra 'formats'; < 2 GiB)"),
+    "zarr": ("exfel_data.write.zarr:ZarrWriter",
+             "Zarr v3 store: one array per key plus row train IDs (extra 'formats')"),
+    "csv": ("exfel_data.write.table:CsvWriter",
+            "CSV table: one row per train (trainId, timestamp), one column per value"),
+    "json": ("exfel_data.write.table:JsonWriter",
+             "JSON object whose 'trains' list has one record per train"),
+    "png": ("exfel_data.write.png:PngWriter",
+            "folder of 8-bit greyscale PNG images, one per train and frame"),
 }
 
 __all__ = ["FORMATS", "convert", "merge", "build_plan", "open_input", "writer_class",
@@ -50,7 +59,7 @@ __all__ = ["FORMATS", "convert", "merge", "build_plan", "open_input", "writer_cl
 def writer_class(fmt: str) -> type[Writer]:
     """The :class:`Writer` subclass for a format name."""
     try:
-        module, cls = FORMATS[fmt].split(":")
+        module, cls = FORMATS[fmt][0].split(":")
     except KeyError:
         raise ConversionError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}"
                               ) from None

@@ -82,7 +82,6 @@ def _fill(name: str, dtype: np.dtype):
 
 class CxiWriter(Writer):
     name = "cxi"
-    summary = "CXI 1.5 file of detector frames (frames, modules, ss, fs) for CrystFEL & co."
 
     @classmethod
     def check(cls, plan: ConversionPlan, **options) -> None:

@@ -44,7 +44,6 @@ def matlab_name(text: str, taken: set[str]) -> str:
 
 class MatWriter(Writer):
     name = "mat"
-    summary = "MATLAB .mat (v5) file, one struct per source (extra 'formats'; < 2 GiB)"
 
     @classmethod
     def check(cls, plan: ConversionPlan, **options) -> None:

@@ -37,7 +37,6 @@ def _read_header(fh) -> tuple[tuple, np.dtype]:
 
 class NpzWriter(Writer):
     name = "npz"
-    summary = "NumPy .npz archive, one array per key plus row train IDs"
 
     def _zip(self, path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..reading import read_chunks_into
-
 #: Default size of one block of data read and written at once.
 BLOCK_BYTES = 64 * 1024**2
 
@@ -208,6 +206,8 @@ def _split_chunks(chunks, max_rows: int):
 
 
 def _read(kp: KeyPlan, chunks: list, n_rows: int) -> Block:
+    from ..reading import read_chunks_into
+
     dtype = np.dtype(object) if kp.dtype.kind == "O" else kp.dtype
     out = np.empty((n_rows,) + tuple(kp.entry_shape), dtype=dtype)
     try:

@@ -117,7 +117,6 @@ def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
 class PngWriter(Writer):
     name = "png"
     directory = True
-    summary = "a folder of 8-bit greyscale PNG files, one per train and frame"
 
     @classmethod
     def check(cls, plan: ConversionPlan, **options) -> None:

@@ -100,7 +100,6 @@ class _TableWriter(Writer):
 
 class CsvWriter(_TableWriter):
     name = "csv"
-    summary = "CSV table: one row per train (trainId, timestamp), one column per value"
 
     def write(self) -> None:
         with open(self.path, "w", newline="", encoding="utf-8") as fh:
@@ -147,7 +146,6 @@ class CsvWriter(_TableWriter):
 
 class JsonWriter(_TableWriter):
     name = "json"
-    summary = "JSON object with a 'trains' list: one record per train, one field per key"
 
     def write(self) -> None:
         plan = self.plan

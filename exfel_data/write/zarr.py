@@ -39,7 +39,6 @@ def _create(group, name: str, shape: tuple, dtype):
 class ZarrWriter(Writer):
     name = "zarr"
     directory = True
-    summary = "Zarr v3 store: one array per key plus row train IDs (extra 'formats')"
 
     @classmethod
     def check(cls, plan, **options) -> None:
