@@ -213,15 +213,38 @@ class _FileChecker:
             return
         train_ids = f["INDEX/trainId"][()].astype(np.uint64)
         valid = self.check_train_ids(train_ids)
+        good = valid & self.good_rows(train_ids)
         for entry in _source_entries(f):
             section, _, rest = entry.partition("/")
             if section == "CONTROL":
                 self.check_source(rest, f"INDEX/{rest}", f"CONTROL/{rest}", train_ids, valid,
-                                  control=True)
+                                  good, control=True)
             else:
                 src, _, group = rest.rpartition("/")
                 self.check_source(src, f"INDEX/{rest}", f"INSTRUMENT/{rest}", train_ids,
-                                  valid, control=False)
+                                  valid, good, control=False)
+
+    def good_rows(self, tids: np.ndarray) -> np.ndarray:
+        """Rows whose train ID is trustworthy: flagged good and increasing."""
+        flagged = self.flag_good(tids)
+        good = np.ones(len(tids), dtype=bool) if flagged is None else flagged
+        running_max = np.maximum.accumulate(np.r_[np.uint64(0), tids[:-1]]) if len(tids) else tids
+        good &= tids > running_max
+        return good
+
+    def flag_good(self, tids: np.ndarray) -> np.ndarray | None:
+        """INDEX/flag as "train ID is good" (inverted in format 1.1), or None."""
+        if "INDEX/flag" not in self.f or self.f["INDEX/flag"].shape != tids.shape:
+            return None
+        flag = self.f["INDEX/flag"][()]
+        return (flag == 0) if self.version() == "1.1" else (flag != 0)
+
+    def version(self) -> str:
+        ds = self.f.get("METADATA/dataFormatVersion")
+        if ds is None:
+            return "0.5"
+        v = ds[0]
+        return v.decode() if isinstance(v, bytes) else str(v)
 
     def check_train_ids(self, tids: np.ndarray) -> np.ndarray:
         """Check INDEX/trainId; return a mask of rows holding a real (non-zero) train ID."""
@@ -239,8 +262,11 @@ class _FileChecker:
         if bad.size:
             rows = np.flatnonzero(nonzero)
             i = bad[0]
-            msg = (f"{bad.size} place(s) where train IDs do not increase, first at row "
-                   f"{rows[i + 1]} ({real[i]} then {real[i + 1]})")
+            msg = (f"{bad.size} place(s) where train IDs do not increase, first between rows "
+                   f"{rows[i]} and {rows[i + 1]} ({real[i]} then {real[i + 1]})")
+            flagged = self.flag_good(tids)
+            if flagged is not None and not flagged[rows[i]:rows[i + 1] + 1].all():
+                msg += "; INDEX/flag marks the suspect row(s)"
             origin = self.origin_of(rows[i + 1])
             if origin:
                 msg += f"; INDEX/origin says it came from {origin}"
@@ -251,13 +277,13 @@ class _FileChecker:
         if "INDEX/origin" not in self.f:
             return None
         origin = int(self.f["INDEX/origin"][row])
-        if origin < 0:
-            return "the time server"
+        if origin < 0:  # the time server: not informative about a wrong ID
+            return None
         listed = _listed_sources(self.f) or []
         return listed[origin] if origin < len(listed) else f"source number {origin}"
 
     def check_source(self, source: str, index_path: str, data_path: str, tids: np.ndarray,
-                     valid: np.ndarray, control: bool) -> None:
+                     valid: np.ndarray, good: np.ndarray, control: bool) -> None:
         f = self.f
         if index_path not in f or data_path not in f:
             missing = index_path if index_path not in f else data_path
@@ -270,18 +296,22 @@ class _FileChecker:
                          f"{count.shape[0]} entries, INDEX/trainId {tids.shape[0]}",
                          index_path)
             n = min(len(first), len(count), len(tids))
-            first, count, tids, valid = first[:n], count[:n], tids[:n], valid[:n]
+            first, count, tids, valid, good = first[:n], count[:n], tids[:n], valid[:n], good[:n]
 
-        used = valid & (count > 0)
         self.report.source_trains.setdefault(source, np.empty(0, np.uint64))
         self.report.source_trains[source] = np.union1d(
-            self.report.source_trains[source], tids[used])
+            self.report.source_trains[source], tids[valid & (count > 0)])
 
+        # Layout checks look at every row holding data, also rows with a bad train ID
+        # (their data still occupies the rows).
+        used = count > 0
         datasets = _datasets(f[data_path], data_path)
         self.check_bounds(first[used], count[used], tids[used], datasets)
         self.check_contiguity(first[used], count[used], index_path)
         if control:
-            self.check_timestamps(first[used], count[used], datasets)
+            # Suspect trains (already reported) carry timestamps of their wrong ID.
+            ok = good & (count > 0)
+            self.check_timestamps(source, first[ok], datasets)
 
     def check_bounds(self, first: np.ndarray, count: np.ndarray, tids: np.ndarray,
                      datasets: list[str]) -> None:
@@ -312,11 +342,10 @@ class _FileChecker:
                 self.problem(check, f"{pos.size} {word}(s) between trains' rows, first after "
                              f"row {first[i]}+{count[i]} comes row {first[i + 1]}", index_path)
 
-    def check_timestamps(self, first: np.ndarray, count: np.ndarray,
-                         datasets: list[str]) -> None:
-        if first.size == 0:
+    def check_timestamps(self, source: str, rows: np.ndarray, datasets: list[str]) -> None:
+        if rows.size < 2:
             return
-        rows = first[count > 0]
+        bad = []
         for ds in datasets:
             if not ds.endswith("/timestamp"):
                 continue
@@ -326,10 +355,14 @@ class _FileChecker:
             ts = d[()][np.clip(rows, 0, d.shape[0] - 1)]
             back = np.flatnonzero(ts[1:] < ts[:-1])
             if back.size:
-                i = back[0]
-                self.problem("control-timestamps",
-                             f"{back.size} step(s) backwards, first at row {rows[i + 1]} "
-                             f"({ts[i + 1]} < {ts[i]})", ds)
+                bad.append((ds, back.size, rows[back[0] + 1], ts[back[0] + 1], ts[back[0]]))
+        if bad:
+            # One report per source: keys of one device usually share the cause.
+            ds, n, row, later, earlier = bad[0]
+            others = f" (and {len(bad) - 1} more key(s) of {source})" if len(bad) > 1 else ""
+            self.problem("control-timestamps",
+                         f"{n} step(s) backwards, first at row {row} ({later} < {earlier})"
+                         f"{others}", ds)
 
 
 def find_run_files(path: str | os.PathLike) -> list[Path]:
