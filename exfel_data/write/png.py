@@ -79,7 +79,7 @@ def to_grey(img: np.ndarray, scale: PngScale) -> np.ndarray:
     lo, hi = scale.limits(img)
     f = img.astype(np.float64)
     if hi > lo:
-        f = (f - lo) * (255.0 / (hi - lo))
+        f = (f - lo) / (hi - lo) * 255.0
     else:
         f = np.zeros_like(f)
     return np.nan_to_num(np.clip(f, 0, 255), nan=0.0).round().astype(np.uint8)
