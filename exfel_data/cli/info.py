@@ -16,115 +16,60 @@ def _duration(run) -> str:
     tids = np.asarray(run.train_ids)
     if len(tids) == 0:
         return "0:00:00"
-    try:
-        ts = np.asarray(run.train_timestamps()).astype("datetime64[ns]")
-        ts = ts[~np.isnat(ts)]
-    except (AttributeError, KeyError, ValueError, OSError):
-        ts = np.array([], dtype="datetime64[ns]")
-    if len(ts) >= 2:
-        seconds = (ts[-1] - ts[0]) / np.timedelta64(1, "s") + 0.1
-    else:  # 10 Hz trains
-        seconds = (int(tids[-1]) - int(tids[0]) + 1) / 10
-    return str(datetime.timedelta(seconds=round(seconds, 1)))
-
-
-def _detectors(run) -> dict[str, list[str]]:
-    """Detector name -> its module sources in the run."""
-    from ..detectors.identify import find_detectors
-
-    found = find_detectors(run.instrument_sources)
-    return {name: sorted([*d.corr.values(), *d.raw.values()])
-            for (_, name), d in sorted(found.items())}
-
-
-def _main_key(run, source: str) -> str | None:
-    keys = set(run.keys_for_source(source))
-    for k in ("image.data", "data.adc"):
-        if k in keys:
-            return k
-    return None
-
-
-def _frames(run, source: str) -> str:
-    key = _main_key(run, source)
-    if key is None:
-        return "no image data"
-    kd = run[source, key]
-    counts = np.asarray(kd.data_counts(labelled=False))
-    shape = " x ".join(map(str, kd.entry_shape))
-    if counts.size == 0:
-        return f"{shape} {kd.dtype}, no trains"
-    lo, hi = int(counts.min()), int(counts.max())
-    per = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return f"{per} frames/train, {int(counts.sum())} frames, {shape} {kd.dtype}"
-
-
-def _train_counts(run, source: str) -> str:
-    """Trains with data of a source (per index group)."""
-    groups: dict[str, str] = {}
-    for key in sorted(run.keys_for_source(source)):
-        groups.setdefault(key.partition(".")[0] if ":" in source else "", key)
-    n = len(run.train_ids)
-    parts = []
-    for group, key in groups.items():
-        with_data = int((np.asarray(run[source, key].data_counts(labelled=False)) > 0).sum())
-        parts.append((f"{group}: " if group else "") + f"{with_data}/{n} trains")
-    return ", ".join(parts)
-
-
-def _source_lines(run, sources, counts: bool, detail: str | None) -> list[str]:
-    lines = []
-    for src in sorted(sources):
-        line = f"  - {src}"
-        if counts:
-            line += f"  ({_train_counts(run, src)})"
-        lines.append(line)
-        if detail and fnmatch.fnmatchcase(src, detail):
-            lines += _key_lines(run, src)
-    return lines
+    return str(datetime.timedelta(seconds=round((int(tids[-1]) - int(tids[0]) + 1) / 10)))
 
 
 def _key_lines(run, source: str) -> list[str]:
+    """dtype, entry shape and trains with data of each key of a source."""
     n = len(run.train_ids)
     out = []
     for key in sorted(run.keys_for_source(source)):
         kd = run[source, key]
         counts = np.asarray(kd.data_counts(labelled=False))
-        shape = "(" + ", ".join(map(str, kd.entry_shape)) + ("," if len(kd.entry_shape) == 1
-                                                             else "") + ")"
+        shape = "(" + ", ".join(map(str, kd.entry_shape)) + \
+            ("," if len(kd.entry_shape) == 1 else "") + ")"
+        dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)
         per = ""
         if counts.size and counts.max() > 1:
-            per = f", {int(counts.min())}-{int(counts.max())} entries/train"
-        out.append(f"      {key}: {kd.dtype} {shape}, data in {int((counts > 0).sum())}/{n} "
+            lo, hi = int(counts.min()), int(counts.max())
+            per = f", {lo if lo == hi else f'{lo}-{hi}'} entries/train"
+        out.append(f"    - {key}: {dtype} {shape}, data in {int((counts > 0).sum())}/{n} "
                    f"trains{per}")
     return out
 
 
-def run_summary(run, path: str, detail: str | None = None, counts: bool = False) -> str:
+def _count_line(run, source: str) -> str:
+    """Trains with data (and entries per train, for fast data) of one source."""
+    n = len(run.train_ids)
+    groups: dict[str, str] = {}
+    for key in sorted(run.keys_for_source(source)):
+        groups.setdefault(key.partition(".")[0] if ":" in source else "", key)
+    parts = []
+    for group, key in groups.items():
+        counts = np.asarray(run[source, key].data_counts(labelled=False))
+        text = f"{int((counts > 0).sum())}/{n} trains"
+        if counts.size and counts.max() > 1:
+            lo, hi = int(counts.min()), int(counts.max())
+            text += f", {lo if lo == hi else f'{lo}-{hi}'} per train"
+        parts.append((f"{group}: " if group else "") + text)
+    return f"  - {source}: " + "; ".join(parts)
+
+
+def run_summary(run, detail: str | None = None, counts: bool = False) -> str:
     """The text ``exfel-data info`` prints for one run or file."""
-    tids = np.asarray(run.train_ids)
-    files = getattr(run, "files", [])
-    lines = [f"{path}: {len(files)} file(s)",
-             f"# of trains:    {len(tids)}",
-             f"Duration:       {_duration(run)}",
-             f"First train ID: {int(tids[0]) if len(tids) else '-'}",
-             f"Last train ID:  {int(tids[-1]) if len(tids) else '-'}", ""]
-    dets = _detectors(run)
-    in_det = {s for mods in dets.values() for s in mods}
-    for name, mods in dets.items():
-        lines.append(f"{name}: {len(mods)} detector module(s)")
-        for src in mods:
-            lines.append(f"  - {src}: {_frames(run, src)}")
-            if detail and fnmatch.fnmatchcase(src, detail):
-                lines += _key_lines(run, src)
-        lines.append("")
-    inst = sorted(set(run.instrument_sources) - in_det)
-    lines.append(f"{len(inst)} instrument source(s) (excluding detectors):")
-    lines += _source_lines(run, inst, counts, detail)
-    lines.append("")
-    ctrl = sorted(run.control_sources)
-    lines.append(f"{len(ctrl)} control source(s):")
-    lines += _source_lines(run, ctrl, counts, detail)
+    from ..summary import format_info
+
+    lines = [format_info(run)]
+    if counts:
+        lines += ["", "Trains with data (entries per train):"]
+        lines += [_count_line(run, s) for s in sorted(run.all_sources)]
+    if detail:
+        matched = [s for s in sorted(run.all_sources) if fnmatch.fnmatchcase(s, detail)]
+        if not matched:
+            raise click.ClickException(f"--detail {detail!r} matches no source")
+        for src in matched:
+            kind = "control" if src in run.control_sources else "instrument"
+            lines += ["", f"{src} ({kind}):"] + _key_lines(run, src)
     return "\n".join(lines)
 
 
@@ -175,4 +120,4 @@ def info(path: str, detail: str | None, counts: bool) -> None:
         return
     with conversion_errors(path):
         run = open_input(path)
-        click.echo(run_summary(run, path, detail, counts))
+        click.echo(run_summary(run, detail, counts))

@@ -62,6 +62,12 @@ class Progress:
             trains = self.n_trains * min(self.done / self.total_bytes, 1.0)
             self._bar.set_postfix_str(f"{trains / elapsed:.1f} trains/s", refresh=False)
 
+    def finish(self) -> None:
+        """Mark complete: the total is an estimate (strings, formats writing a subset)."""
+        if self._bar is not None:
+            self._bar.n = self._bar.total = max(self.done, 1)
+            self._bar.refresh()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -283,6 +283,7 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
     try:
         with atomic_output(output, overwrite, directory=cls.directory) as tmp:
             cls(plan, tmp, progress, **options).write()
+        progress.finish()
     finally:
         progress.close()
     return _summary(plan.n_trains, progress, output)
@@ -339,6 +340,7 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
         parts = sorted(futures.values())
         with atomic_output(output, overwrite, directory=cls.directory) as tmp:
             cls.merge([Path(p) for p in parts], tmp, Progress(0, 0, quiet=True))
+        progress.finish()
     finally:
         progress.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -403,6 +405,7 @@ def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     try:
         with atomic_output(output, overwrite, directory=cls.directory) as tmp:
             cls.merge(ordered, tmp, progress)
+        progress.finish()
     finally:
         progress.close()
     return {"parts": len(paths), "n_trains": sum(i["n_trains"] for i in infos),

@@ -144,7 +144,7 @@ class ExdfConverter(Writer):
 
     @classmethod
     def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        link_tree(parts, out, progress, skip={PART_FILE})
+        link_tree(parts, out, progress, "*.h5")
 
 
 def _timestamps(plan: ConversionPlan):

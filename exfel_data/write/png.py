@@ -158,15 +158,16 @@ class PngWriter(Writer):
 
     @classmethod
     def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        link_tree(parts, out, progress, skip={PART_FILE})
+        link_tree(parts, out, progress, "*.png")
 
 
-def link_tree(parts: list[Path], out: Path, progress: Progress, skip=frozenset()) -> None:
-    """Put the files of several folders into ``out`` (hard links where possible, so the
-    parts stay intact at no cost); two parts holding the same file name is an error."""
+def link_tree(parts: list[Path], out: Path, progress: Progress, pattern: str) -> None:
+    """Put the files matching ``pattern`` of several folders into ``out`` (hard links where
+    possible, so the parts stay intact at no cost); the same name in two parts is an
+    error. Other files (part records, readers' caches) are left out."""
     for part in parts:
-        for src in sorted(part.rglob("*")):
-            if src.is_dir() or src.name in skip:
+        for src in sorted(part.rglob(pattern)):
+            if src.is_dir():
                 continue
             dest = out / src.relative_to(part)
             if dest.exists():
