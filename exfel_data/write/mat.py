@@ -86,7 +86,7 @@ class MatWriter(Writer):
         if info:
             out[PART_VAR] = json.dumps(info, sort_keys=True)
         with open(self.path, "wb") as fh:
-            sio.savemat(fh, out, long_field_names=True, do_compression=False)
+            sio.savemat(fh, out, long_field_names=True, do_compression=False, oned_as="column")
 
     @classmethod
     def read_part_info(cls, path: Path) -> dict:
@@ -119,5 +119,6 @@ class MatWriter(Writer):
                     }
                 merged[name] = src
         with open(out, "wb") as fh:
-            sio.savemat(fh, merged, long_field_names=True, do_compression=False)
+            sio.savemat(fh, merged, long_field_names=True, do_compression=False,
+                        oned_as="column")
         progress.update(sum(p.stat().st_size for p in parts))
