@@ -18,7 +18,6 @@ import fnmatch
 import importlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -80,15 +79,13 @@ def open_input(path: str | os.PathLike):
 
 # -- selecting -------------------------------------------------------------------------
 
-_MODULE_NUMBER = re.compile(r"(?<=/)(\d+)(?=CH0:)|(?<=JNGFR)(\d+)|(?<=/M)(\d+)(?=:)")
-
-
-def _module_pattern(source: str) -> str | None:
-    """A glob matching every module of the detector ``source`` belongs to, or None."""
-    m = _MODULE_NUMBER.search(source)
-    if not m:
-        return None
-    return source[:m.start()] + "*" + source[m.end():]
+def _detector_siblings(run, sources: Iterable[str]) -> set[str]:
+    """All module sources of the detectors that ``sources`` include a module of."""
+    out = set()
+    for modules in run.detector_modules().values():
+        if set(modules.values()) & set(sources):
+            out |= set(modules.values())
+    return out
 
 
 def _as_selection(item) -> Selection:
@@ -108,9 +105,7 @@ def select_keys(run, select: Iterable, append_detector_modules: bool = False
     for sel in items:
         matched = [s for s in sources if fnmatch.fnmatchcase(s, sel.source_glob)]
         if append_detector_modules:
-            extra = {_module_pattern(s) for s in matched} - {None}
-            matched = sorted(set(matched) | {s for s in sources for pat in extra
-                                             if fnmatch.fnmatchcase(s, pat)})
+            matched = sorted(set(matched) | _detector_siblings(run, matched))
         if not matched:
             raise ConversionError(
                 f"Selection {str(sel)!r} matches no source of {_run_name(run)}. Sources: "

@@ -22,7 +22,6 @@ the most. Modules with fewer frames (or none) in a train are filled (NaN for flo
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from .plan import ConversionError, ConversionPlan
 from .png import frame_numbers
 
 PART_ATTR = "exfel_data_part"
-_XTDF_MODULE = re.compile(r"^(?P<det>[^/]+)/(?:DET|CORR)/(?P<modno>\d+)CH\d+:(?:xtdf|output)$")
-_PER_FRAME = {"data": "image.data", "mask": "image.mask", "gain": "image.gain"}
+_PER_FRAME = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",
+              "cellId": "image.cellId", "pulseId": "image.pulseId"}
 _FILL = {"mask": 0xFFFFFFFF, "gain": 0}
 
 
@@ -48,21 +47,17 @@ class _Module:
 
 
 def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
-    """The detector in the plan and its selected modules (sorted by number)."""
+    """The XTDF detector in the plan and its selected modules (sorted by number)."""
+    selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
-    for src in plan.sources():
-        m = _XTDF_MODULE.match(src)
-        if not m:
-            continue
-        run_keys = set(plan.run.keys_for_source(src))
-        if "image.data" not in run_keys:
-            continue
-        keys = {name: plan.run[src, key] for name, key in _PER_FRAME.items()
-                if key in run_keys}
-        for name in ("cellId", "pulseId"):
-            if f"image.{name}" in run_keys:
-                keys[name] = plan.run[src, f"image.{name}"]
-        found.setdefault(m["det"], []).append(_Module(int(m["modno"]), src, keys))
+    for det, modules in plan.run.detector_modules().items():
+        for number, src in modules.items():
+            run_keys = set(plan.run.keys_for_source(src))
+            if src not in selected or "image.data" not in run_keys:
+                continue  # not selected, or not an XTDF (AGIPD, LPD, DSSC) module
+            keys = {name: plan.run[src, key] for name, key in _PER_FRAME.items()
+                    if key in run_keys}
+            found.setdefault(det, []).append(_Module(number, src, keys))
     if not found:
         raise ConversionError(
             "cxi: no AGIPD/LPD/DSSC module source (…/DET/<n>CH0:xtdf or …/CORR/<n>CH0:output "
