@@ -80,21 +80,24 @@ def _run_folders(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.h5")))
 
 
+RUN_LINE_HEADER = (f"{'run':10s} {'trains':>8s} {'train IDs':>23s} {'duration':>9s} "
+                   f"{'sources':>7s} {'files':>6s} {'size':>10s}")
+
+
 def run_line(path: Path) -> str:
-    """One line per run for a folder of runs."""
+    """One line per run for a folder of runs (columns of :data:`RUN_LINE_HEADER`)."""
     from ..write.convert import open_input
 
     try:
         run = open_input(path)
     except Exception as exc:  # one broken run must not hide the others
-        return f"{path.name:10s}  cannot open: {type(exc).__name__}: {exc}"
+        return f"{path.name:10s} cannot open: {type(exc).__name__}: {exc}"
     tids = np.asarray(run.train_ids)
-    size = sum(f.stat().st_size for f in path.glob("*.h5"))
-    if not len(tids):
-        return f"{path.name:10s}  no trains"
-    return (f"{path.name:10s}  {len(tids):7d} trains  {int(tids[0])}-{int(tids[-1])}  "
-            f"{_duration(run):>10s}  {len(run.all_sources):4d} sources  "
-            f"{len(list(path.glob('*.h5'))):4d} files  {size / 1e9:8.2f} GB")
+    files = list(path.glob("*.h5"))
+    size = sum(f.stat().st_size for f in files)
+    ids = f"{int(tids[0])}-{int(tids[-1])}" if len(tids) else "-"
+    return (f"{path.name:10s} {len(tids):8d} {ids:>23s} {_duration(run):>9s} "
+            f"{len(run.all_sources):7d} {len(files):6d} {size / 1e9:7.2f} GB")
 
 
 @click.command()
@@ -114,7 +117,7 @@ def info(path: str, detail: str | None, counts: bool) -> None:
 
     runs = _run_folders(Path(path))
     if runs:
-        click.echo(f"{'run':10s}  {'trains':>13s}  {'train IDs':>17s}  {'duration':>10s}")
+        click.echo(RUN_LINE_HEADER)
         for r in runs:
             click.echo(run_line(r))
         return
