@@ -18,10 +18,12 @@ from .defects import (
     PaddedSourceList,
     RepeatedTrainId,
     RogueTrainId,
+    SourceGaps,
     StructuredKey,
     TrailingZeros,
     TruncatedFile,
     VlenStringKey,
+    ZeroTrainId,
 )
 from .detectors import (
     AGIPD1M,
@@ -42,7 +44,7 @@ __all__ = [
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',
-    'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
-    'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout',
+    'SourceGaps', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
+    'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout', 'ZeroTrainId',
     'STRUCTURED_DTYPE',
 ]

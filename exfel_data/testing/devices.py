@@ -33,6 +33,7 @@ class KeySpec:
     fill: Fill
     chunks: tuple | None = None       # HDF5 chunk shape (e.g. one frame per chunk)
     attrs: Mapping | None = None      # Karabo metadata (format 1.3)
+    compression: str | None = None   # HDF5 filter, e.g. 'gzip'
 
     @property
     def group(self) -> str:
@@ -292,7 +293,8 @@ class XGM(Device):
              None),
         ])
         output = {k.name: k for k in [
-            KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i))
+            KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i),
+                    attrs=units('J', 'joule', 'u', 'micro', f'Digitizer trace {name}'))
             for i, name in enumerate(['intensityTD', 'intensitySa1TD', 'intensityAUXTD'])
         ] + [KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid))]}
         return [
@@ -352,7 +354,8 @@ class Camera(Device):
         ])
         output = {k.name: k for k in [
             KeySpec('data.image.pixels', np.uint16, self.shape,
-                    image_fill(self.shape, np.uint16), (1,) + self.shape),
+                    image_fill(self.shape, np.uint16), (1,) + self.shape,
+                    units('#', 'count', description='Camera image')),
             KeySpec('data.image.dims', np.uint64, (2,),
                     lambda t, f: np.tile(np.array([w, h], np.uint64), (len(t), 1))),
             KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),

@@ -25,12 +25,18 @@ __all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices']
 BLOCK_BYTES = 64 * 2**20
 
 
-def default_devices() -> list[Device]:
-    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M (16 modules
-    of 64 frames, full size)."""
+def default_devices(frames_per_train: int = 64, module_shape: tuple = (512, 128),
+                    camera_shape: tuple = (256, 256)) -> list[Device]:
+    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M.
+
+    The defaults are the real sizes: 16 modules x 64 frames x (2, 512, 128) uint16 is 256 MB
+    per train. For quick test runs shrink them, e.g.
+    ``default_devices(frames_per_train=2, module_shape=(32, 16), camera_shape=(8, 8))``.
+    """
     return [XGM(), Motor('SPB_IRU_MOTORS/MOTOR/X'),
             Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02', offset=-2.0),
-            Camera(), *AGIPD1M()]
+            Camera(shape=camera_shape),
+            *AGIPD1M(frames_per_train=frames_per_train, module_shape=module_shape)]
 
 
 @dataclass
@@ -48,6 +54,7 @@ class FilePlan:
     legacy_index: bool = False
     source_list_padding: int = 0
     empty_sources: set = field(default_factory=set)
+    source_gaps: dict = field(default_factory=dict)   # source -> train IDs without data
     truncate: float | None = None
 
     def insert(self, position: int, train_id: int, flag: bool) -> None:
@@ -204,10 +211,7 @@ class RunPlan:
                         source_list_padding=fp.source_list_padding) as w:
             for dev in fp.devices:
                 for spec in dev.source_specs:
-                    empty = spec.name in fp.empty_sources
-                    counts = {g: (np.zeros(len(fp.train_ids), np.int64) if empty else
-                                  dev.counts(spec.name, g, fp.train_ids))
-                              for g in spec.index_groups}
+                    counts = self._counts(fp, dev, spec)
                     if spec.section == 'CONTROL':
                         w.add_control_source(spec.name, counts[''])
                         self._write_run_values(w, dev, spec)
@@ -218,6 +222,17 @@ class RunPlan:
                         self._write_key(w, spec, kspec, fp.train_ids, counts[group])
         if fp.truncate is not None:
             os.truncate(path, int(path.stat().st_size * fp.truncate))
+
+    @staticmethod
+    def _counts(fp: FilePlan, dev: Device, spec) -> dict[str, np.ndarray]:
+        if spec.name in fp.empty_sources:
+            return {g: np.zeros(len(fp.train_ids), np.int64) for g in spec.index_groups}
+        counts = {g: dev.counts(spec.name, g, fp.train_ids) for g in spec.index_groups}
+        gaps = fp.source_gaps.get(spec.name)
+        if gaps is not None:
+            for c in counts.values():
+                c[np.isin(fp.train_ids, gaps)] = 0
+        return counts
 
     def _write_run_values(self, w: ExdfWriter, dev: Device, spec) -> None:
         # RUN holds the configuration at run start: every control key's first value, plus
@@ -238,7 +253,8 @@ class RunPlan:
         else:
             rows = -(-used // 32) * 32 if self.preallocate else used
             w.add_instrument_key(spec.name, kspec.name, kspec.dtype, kspec.entry_shape,
-                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs)
+                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs,
+                                 compression=kspec.compression)
         if not used:
             return
         row_bytes = max(1, int(np.prod(kspec.entry_shape)) * np.dtype(kspec.dtype).itemsize)

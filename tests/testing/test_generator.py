@@ -48,7 +48,8 @@ def test_file_names_and_sequences(tmp_path):
 def test_corrected_data_class_and_names(tmp_path):
     run_dir = make_run(tmp_path / 'r1', n_trains=4,
                        devices=AGIPD1M(raw=False, n_modules=1, frames_per_train=2,
-                                       module_shape=TINY, corrected_naming='output+links'))
+                                       module_shape=TINY, corrected_naming='output+links',
+                                       compression='gzip'))
     (path,) = run_dir.iterdir()
     assert path.name == 'CORR-R0001-AGIPD00-S00000.h5'
     with h5py.File(path, 'r') as f:
@@ -57,6 +58,8 @@ def test_corrected_data_class_and_names(tmp_path):
         assert f[f'INSTRUMENT/{new}/image/data'].dtype == np.float32
         assert f[f'INSTRUMENT/{new}/image/mask'].dtype == np.uint32
         assert f[f'INSTRUMENT/{new}/image/gain'].dtype == np.uint8
+        assert f[f'INSTRUMENT/{new}/image/gain'].compression == 'gzip'
+        assert f[f'INSTRUMENT/{new}/image/gain'].chunks == (1,) + TINY
         assert f[f'INSTRUMENT/{new}/image/cellId'].ndim == 1
         for section in ('INDEX', 'INSTRUMENT'):
             link = f.get(f'{section}/{AGIPD0}', getlink=True)
