@@ -226,7 +226,8 @@ class RunPlan:
                         w.add_control_source(spec.name, counts[''])
                         self._write_run_values(w, dev, spec)
                     else:
-                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name)
+                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name,
+                                                section=spec.section)
                     for kspec in spec.keys.values():
                         group = '' if spec.section == 'CONTROL' else kspec.group
                         self._write_key(w, spec, kspec, fp.train_ids, counts[group])
