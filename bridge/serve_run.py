@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bridge.simulation import feed_until_stopped, finish, paced
+from exfel_data.detectors import stack_detector_data
 
 if TYPE_CHECKING:
     from bridge.server import Server
@@ -65,10 +66,6 @@ def _modules_in(detector: str) -> int:
     return 8 if "500K" in detector.upper() else 16
 
 
-def _fill_value(dtype: np.dtype):
-    return np.nan if dtype.kind == "f" else 0
-
-
 def _stack_group(detector: str, module_sources: dict[int, str], data: dict) -> dict:
     """One APPEND source from the module sources of one detector in one train."""
     n_modules = max(_modules_in(detector), max(module_sources) + 1)
@@ -85,23 +82,22 @@ def _stack_group(detector: str, module_sources: dict[int, str], data: dict) -> d
                       stacklevel=3)
     present = sorted(m for m, n in frames.items() if n == n_frames)
     first = data[module_sources[present[0]]]
+    pattern = re.escape(detector) + r"/(?:DET|CORR)/(\d+)CH0"
 
     out: dict = {}
     for key, value in first.items():
         if not (isinstance(value, np.ndarray) and value.ndim >= 1
                 and value.shape[0] == n_frames and key.startswith("image.")):
             continue                     # per-train module records (header.*, ...) stay behind
-        entry = value.shape[1:]
         if value.ndim >= 3:              # per pixel: stack modules after the frame axis
+            entry = value.shape[1:]
             if len(entry) == 3 and entry[0] == 1:
                 entry = entry[1:]        # LPD/DSSC raw carry a singleton axis
-            stacked = np.empty((n_frames, n_modules) + entry, value.dtype)
-            missing = set(range(n_modules)) - set(present)
-            for m in present:
-                stacked[:, m] = data[module_sources[m]][key].reshape((n_frames,) + entry)
-            for m in missing:
-                stacked[:, m] = _fill_value(value.dtype)
-            out[key] = stacked
+            modules = {module_sources[m]: {key: data[module_sources[m]][key].reshape(
+                (n_frames,) + entry)} for m in present}
+            out[key] = stack_detector_data(
+                modules, key, axis=1, modules=n_modules, pattern=pattern,
+                fillvalue=None if value.dtype.kind == "f" else 0)   # NaN for floats
         else:                            # per frame (cellId, pulseId, trainId...)
             out[key] = value.reshape(n_frames, -1)[:, 0] if value.ndim == 2 else value
     out["modulesPresent"] = [m in present for m in range(n_modules)]
@@ -124,10 +120,14 @@ def stack_detector_modules(data: dict) -> dict:
     out = {}
     for source, props in data.items():
         match = _MODULE_SOURCE.match(source)
-        if match:
-            groups.setdefault(match["det"], {})[int(match["module"])] = source
-        else:
+        if not match:
             out[source] = props
+            continue
+        modules = groups.setdefault(match["det"], {})
+        other = modules.get(int(match["module"]))
+        # Newer corrected files list a module under its CORR name and its old DET name.
+        if other is None or "/CORR/" in source:
+            modules[int(match["module"])] = source
     for detector, module_sources in groups.items():
         out[f"{detector}/DET/APPEND"] = _stack_group(detector, module_sources, data)
     return out

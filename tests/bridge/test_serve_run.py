@@ -60,6 +60,23 @@ def test_stack_modules_raw_keeps_gain_axis_and_fills_zero():
     assert (d["image.data"][:, 2:] == 0).all()
 
 
+def test_stack_modules_prefers_corr_names_and_squeezes_lpd_raw():
+    train = {}
+    for m in (0, 1):
+        corr = f"FXE_DET_LPD1M-1/CORR/{m}CH0:output"
+        old = f"FXE_DET_LPD1M-1/DET/{m}CH0:xtdf"
+        train[old] = {"image.data": np.zeros((2, 1, 8, 8), np.uint16), "metadata": {}}
+        train[corr] = {"image.data": np.full((2, 1, 8, 8), m + 1, np.uint16),
+                       "image.cellId": np.arange(2, dtype=np.uint16), "metadata": {}}
+    out = stack_detector_modules(train)
+    assert list(out) == ["FXE_DET_LPD1M-1/DET/APPEND"]
+    d = out["FXE_DET_LPD1M-1/DET/APPEND"]
+    assert d["image.data"].shape == (2, 16, 8, 8)
+    np.testing.assert_array_equal(d["image.data"][:, 1], 2)
+    assert d["sources"][:2] == ["FXE_DET_LPD1M-1/CORR/0CH0:output",
+                                "FXE_DET_LPD1M-1/CORR/1CH0:output"]
+
+
 def test_stack_modules_odd_frame_count_is_treated_as_missing():
     train = dict(_module(m) for m in range(4))
     src, odd = _module(4, frames=5)
