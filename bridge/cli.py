@@ -216,7 +216,7 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
       exfel-bridge serve-run /data/r0238 4545 --source 'SPB_DET_AGIPD1M-1/*' \\
           --key 'image.*' --append-detector-modules --dummy-timestamps --rate 10
     """
-    from bridge.serve_run import parse_train_slice
+    from bridge.serve_run import parse_train_slice, select_run
     from bridge.serve_run import serve_run as serve
 
     bind, loopback_only = server_endpoint(endpoint)
@@ -226,10 +226,11 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
         raise click.BadParameter(str(e), param_hint="--trains") from None
     progress = _Progress(loopback_only)
     try:
-        serve(run_dir, bind, sources=sources or ("*",), key=key, trains=train_sel,
-              append_detector_modules=append, dummy_timestamps=dummy_timestamps, rate=rate,
-              loop=loop, sock=sock, policy=policy, on_ready=progress.ready,
-              on_train=progress)
+        selection = select_run(run_dir, sources or ("*",), key, train_sel)
+        progress.total = None if loop else len(selection.train_ids)
+        serve(selection, bind, append_detector_modules=append,
+              dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
+              policy=policy, on_ready=progress.ready, on_train=progress)
     except KeyboardInterrupt:
         progress.done("Stopped")
         return

@@ -264,7 +264,7 @@ def test_serve_run_cli(small_run):
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "Done: Sent 2 trains" in out
+    assert "Done: Sent 2/2 trains" in out
 
 
 def test_serve_run_cli_bad_trains(small_run):
