@@ -66,14 +66,20 @@ def _modules_in(detector: str) -> int:
     return 8 if "500K" in detector.upper() else 16
 
 
-def _stack_group(detector: str, module_sources: dict[int, str], data: dict) -> dict:
-    """One APPEND source from the module sources of one detector in one train."""
+def _stack_group(detector: str, module_sources: dict[int, str], data: dict) -> dict | None:
+    """One APPEND source from the module sources of one detector in one train.
+
+    None if no module has frames in this train.
+    """
     n_modules = max(_modules_in(detector), max(module_sources) + 1)
     frames = {m: data[src]["image.data"].shape[0] for m, src in module_sources.items()
               if "image.data" in data[src]}
     if not frames:
         raise ValueError(f"No image.data in the module sources of {detector}; select the "
                          "key (e.g. --key 'image.*') to stack modules")
+    frames = {m: n for m, n in frames.items() if n > 0}   # no frames: missing, not odd
+    if not frames:
+        return None
     n_frames = Counter(frames.values()).most_common(1)[0][0]
     odd = sorted(m for m, n in frames.items() if n != n_frames)
     if odd:
@@ -129,7 +135,9 @@ def stack_detector_modules(data: dict) -> dict:
         if other is None or "/CORR/" in source:
             modules[int(match["module"])] = source
     for detector, module_sources in groups.items():
-        out[f"{detector}/DET/APPEND"] = _stack_group(detector, module_sources, data)
+        stacked = _stack_group(detector, module_sources, data)
+        if stacked is not None:
+            out[f"{detector}/DET/APPEND"] = stacked
     return out
 
 
@@ -157,10 +165,10 @@ def iter_run_trains(run, *, append_detector_modules: bool = False,
     while True:
         sent = 0
         for train_id, data in run.trains():
-            if not data:
-                continue
             if append_detector_modules:
                 data = stack_detector_modules(data)
+            if not data:
+                continue
             _drop_unsendable(data, warned)
             sent += 1
             yield int(train_id), data

@@ -60,6 +60,16 @@ def test_stack_modules_raw_keeps_gain_axis_and_fills_zero():
     assert (d["image.data"][:, 2:] == 0).all()
 
 
+def test_stack_modules_without_frames():
+    train = dict(_module(m) for m in range(3))
+    src, empty = _module(3, frames=0)
+    train[src] = empty
+    d = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]   # no warning
+    assert d["modulesPresent"][:4] == [True, True, True, False]
+    no_frames = dict(_module(m, frames=0) for m in range(2))
+    assert stack_detector_modules(no_frames) == {}
+
+
 def test_stack_modules_prefers_corr_names_and_squeezes_lpd_raw():
     train = {}
     for m in (0, 1):
