@@ -15,10 +15,6 @@ import click
 SERVER_SOCKETS = ("REP", "PUB", "PUSH")
 CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
 
-_ENDPOINT_HELP = ("ZeroMQ address: tcp://*:4545 (all interfaces), tcp://127.0.0.1:4545, "
-                  "ipc:///tmp/bridge, or a bare port")
-
-
 def server_endpoint(value: str) -> tuple[str, bool]:
     """The address a server binds for ``value``, and whether that is loopback only.
 
@@ -27,7 +23,7 @@ def server_endpoint(value: str) -> tuple[str, bool]:
     value = str(value).strip()
     if value.isdigit():
         return f"tcp://127.0.0.1:{value}", True
-    if re.fullmatch(r"(tcp|ipc|inproc)://.+", value):
+    if re.fullmatch(r"(tcp|ipc)://.+", value):
         return value, False
     raise click.BadParameter(
         f"{value!r} is not an endpoint. Use e.g. tcp://*:4545, tcp://127.0.0.1:4545, "
@@ -39,7 +35,7 @@ def client_endpoint(value: str) -> str:
     value = str(value).strip()
     if value.isdigit():
         return f"tcp://127.0.0.1:{value}"
-    if re.fullmatch(r"(tcp|ipc|inproc)://.+", value):
+    if re.fullmatch(r"(tcp|ipc)://.+", value):
         return value
     if re.fullmatch(r"[\w.\-]+:\d+", value):
         return f"tcp://{value}"
@@ -170,8 +166,8 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
     except KeyboardInterrupt:
         progress.done("Stopped")
         return
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise click.ClickException(_message(e)) from None
     progress.done("Done")
 
 
@@ -235,8 +231,15 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
         progress.done("Stopped")
         return
     except (ValueError, KeyError, OSError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(_message(e)) from None
     progress.done("Done")
+
+
+def _message(error: Exception) -> str:
+    # str(KeyError('text')) adds quotes.
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    return str(error)
 
 
 def _describe_value(value) -> str:
