@@ -177,6 +177,7 @@ class Result:
     impl: str
     trains_per_s: float
     gb_per_s: float
+    cpu_per_train: float    # seconds, server + client processes
 
 
 def _start_server(impl: str, train: str, pattern: str, profile: bool):
@@ -193,9 +194,23 @@ def _start_server(impl: str, train: str, pattern: str, profile: bool):
     return proc, parent.recv(), prof_path
 
 
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), all its threads."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains: int = 3,
-            profiler: cProfile.Profile | None = None) -> float:
-    """Connect a fresh client, warm up, return trains/s received over ``duration`` s."""
+            profiler: cProfile.Profile | None = None,
+            server_pid: int | None = None) -> tuple[float, tuple[float, float]]:
+    """Connect a fresh client, warm up, then receive for ``duration`` s.
+
+    Returns trains/s and CPU seconds per train of the (server, client) processes (server 0
+    without ``server_pid``): the CPU cost hardly depends on what else runs on the machine,
+    the rate does.
+    """
     receive, close = _client(impl, endpoint, PATTERNS[pattern][1])
     try:
         warm_until = time.monotonic() + min(1.0, duration / 3)
@@ -204,17 +219,20 @@ def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains:
             receive()
         if profiler:
             profiler.enable()
+        client0, server0 = _cpu_seconds(), _cpu_seconds(server_pid) if server_pid else 0.0
         n, t0 = 0, time.perf_counter()
         while n < min_trains or time.perf_counter() - t0 < duration:
             msg = receive()
             del msg
             n += 1
         elapsed = time.perf_counter() - t0
+        client = _cpu_seconds() - client0
+        server = (_cpu_seconds(server_pid) - server0) if server_pid else 0.0
         if profiler:
             profiler.disable()
     finally:
         close()
-    return n / elapsed
+    return n / elapsed, (server / n, client / n)
 
 
 def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, duration: float,
@@ -229,11 +247,15 @@ def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, durati
         for impl in impls:
             servers[impl] = _start_server(impl, train, pattern, profile)
         rates: dict[str, list[float]] = {impl: [] for impl in impls}
+        cpus: dict[str, list[tuple[float, float]]] = {impl: [] for impl in impls}
         profiler = cProfile.Profile() if profile else None
         for _ in range(repeat):
             for impl in impls:
-                rates[impl].append(_window(impl, servers[impl][1], pattern, duration,
-                                           profiler=profiler if impl == "ours" else None))
+                rate, cpu = _window(impl, servers[impl][1], pattern, duration,
+                                    profiler=profiler if impl == "ours" else None,
+                                    server_pid=servers[impl][0].pid)
+                rates[impl].append(rate)
+                cpus[impl].append(cpu)
         if profiler:
             _print_profile(f"client (ours, {train}, {pattern})", profiler)
     finally:
@@ -256,11 +278,38 @@ def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, durati
     results = []
     for impl in impls:
         best = max(rates[impl])
+        server_cpu, client_cpu = min(cpus[impl], key=sum)
+        cpu = server_cpu + client_cpu
         windows = ", ".join(f"{r:.1f}" for r in rates[impl])
         print(f"{train:>6} {pattern:<4} {impl:<6} {best:10.1f} trains/s "
-              f"{best * nbytes / 1e9:6.2f} GB/s   (windows: {windows})", flush=True)
-        results.append(Result(train, pattern, impl, best, best * nbytes / 1e9))
+              f"{best * nbytes / 1e9:6.2f} GB/s  CPU/train: server {_fmt_cpu(server_cpu)} + "
+              f"client {_fmt_cpu(client_cpu)}  (windows: {windows})", flush=True)
+        results.append(Result(train, pattern, impl, best, best * nbytes / 1e9, cpu))
     return results
+
+
+def cross_case(train: str, pattern: str, impls: list[str], duration: float,
+               repeat: int) -> None:
+    """Every client against every server: shows whether a loss is on the sending or the
+    receiving side (a raw client only receives frames, a raw server only sends them)."""
+    servers = {}
+    try:
+        for impl in impls:
+            servers[impl] = _start_server(impl, train, pattern, False)
+        rates: dict[tuple[str, str], list[float]] = {}
+        for _ in range(repeat):
+            for server in impls:
+                for client in impls:
+                    rate, _ = _window(client, servers[server][1], pattern, duration)
+                    rates.setdefault((server, client), []).append(rate)
+    finally:
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.join(10)
+    print(f"\n{train} {pattern}: best trains/s, rows = server, columns = client")
+    print("server \\ client | " + " | ".join(impls))
+    for server in impls:
+        print(f"{server:>15} | " + " | ".join(f"{max(rates[server, c]):8.1f}" for c in impls))
 
 
 def _print_profile(title: str, prof) -> None:
@@ -272,7 +321,11 @@ def _print_profile(title: str, prof) -> None:
     print("\n".join(out.getvalue().splitlines()[:40]))
 
 
-def format_table(results: list[Result], nbytes: dict[str, int]) -> str:
+def _fmt_cpu(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} us" if seconds < 0.01 else f"{seconds * 1e3:.0f} ms"
+
+
+def format_table(results: list[Result]) -> str:
     """Markdown table: one row per (train, pattern), columns per implementation."""
     by_key = {(r.train, r.pattern, r.impl): r for r in results}
     impls = [i for i in IMPLS if any(r.impl == i for r in results)]
@@ -283,8 +336,8 @@ def format_table(results: list[Result], nbytes: dict[str, int]) -> str:
             row = [by_key.get((train, pattern, i)) for i in impls]
             if not any(row):
                 continue
-            cells = [f"{r.trains_per_s:,.1f}/s ({r.gb_per_s:.2f} GB/s)" if r else "-"
-                     for r in row]
+            cells = [f"{r.trains_per_s:,.1f}/s ({r.gb_per_s:.2f} GB/s, "
+                     f"{_fmt_cpu(r.cpu_per_train)} CPU)" if r else "-" for r in row]
             ours, raw, kb = (by_key.get((train, pattern, i)) for i in ("ours", "raw", "karabo"))
             ratio_raw = f"{ours.trains_per_s / raw.trains_per_s:.2f}" if ours and raw else "-"
             ratio_kb = f"{ours.trains_per_s / kb.trains_per_s:.2f}" if ours and kb else "-"
@@ -327,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="1 window of 1 s per case, small and module trains only, unless "
                          "--trains is given")
+    ap.add_argument("--cross", action="store_true",
+                    help="also measure every client against every server (where is a loss?)")
     ap.add_argument("--profile", action="store_true",
                     help="profile our server and client (one case; use with --trains/--patterns)")
     args = ap.parse_args(argv)
@@ -355,8 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in patterns:
             results += measure_case(t, p, impls, nbytes[t], args.duration, args.repeat,
                                     profile=args.profile)
+            if args.cross:
+                cross_case(t, p, impls, args.duration, args.repeat)
     print()
-    print(format_table(results, nbytes))
+    print(format_table(results))
     print()
     print("\n".join(check_targets(results)))
     return 0

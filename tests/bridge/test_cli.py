@@ -172,6 +172,24 @@ def test_monitor_count(xgm_server):
     assert "trains/s" in result.output
 
 
+def test_monitor_stops_cleanly_on_ctrl_c(xgm_server):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "monitor", xgm_server.endpoint,
+                             "--interval", "0.1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().startswith("Monitoring ")
+        assert "trains/s" in proc.stdout.readline()     # a first status line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Received " in out
+    assert "Traceback" not in err
+
+
 def test_rate_meter_counts_gaps_and_age():
     meter = RateMeter()
     for tid in (10, 11, 14, 13):
