@@ -312,6 +312,48 @@ def cross_case(train: str, pattern: str, impls: list[str], duration: float,
         print(f"{server:>15} | " + " | ".join(f"{max(rates[server, c]):8.1f}" for c in impls))
 
 
+_ALLOCATOR_CLIENT = r"""
+import ctypes, os, sys, time
+if sys.argv[2] == "tuned":
+    # glibc: never mmap, never trim, one arena, so that a freed 268 MB buffer is reused
+    # instead of unmapped and page-faulted in again for the next message.
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+    libc.mallopt(M_MMAP_MAX, 0); libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    libc.mallopt(M_ARENA_MAX, 1)
+import zmq
+s = zmq.Context().socket(zmq.PULL); s.connect(sys.argv[1]); s.recv_multipart(copy=False)
+c0, n, t0 = os.times(), 0, time.perf_counter()
+while time.perf_counter() - t0 < float(sys.argv[3]):
+    s.recv_multipart(copy=False); n += 1
+c = os.times()
+print(n / (time.perf_counter() - t0), (c.user + c.system - c0.user - c0.system) / n)
+"""
+
+
+def allocator_experiment(duration: float, repeat: int) -> None:
+    """Raw PUSH/PULL of the 268 MB train, client with and without glibc malloc tuning."""
+    import subprocess
+
+    proc, endpoint, _ = _start_server("raw", "agipd", "PUSH", False)
+    rates: dict[str, list[tuple[float, float]]] = {"default": [], "tuned": []}
+    try:
+        for _ in range(repeat):
+            for mode in rates:
+                out = subprocess.run([sys.executable, "-c", _ALLOCATOR_CLIENT, endpoint, mode,
+                                      str(duration)], capture_output=True, text=True, check=True)
+                rate, cpu = map(float, out.stdout.split())
+                rates[mode].append((rate, cpu))
+    finally:
+        proc.terminate()
+        proc.join(10)
+    print("\n268 MB train, raw PULL client: glibc allocator default vs tuned "
+          "(mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2**31-1, M_ARENA_MAX=1)")
+    for mode, values in rates.items():
+        print(f"  {mode:>7}: {max(r for r, _ in values):5.2f} trains/s, client CPU "
+              f"{min(c for _, c in values) * 1e3:.0f} ms/train")
+
+
 def _print_profile(title: str, prof) -> None:
     out = io.StringIO()
     stats = prof if isinstance(prof, pstats.Stats) else pstats.Stats(prof, stream=out)
@@ -380,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="1 window of 1 s per case, small and module trains only, unless "
                          "--trains is given")
+    ap.add_argument("--allocator", action="store_true",
+                    help="only compare a raw client receiving 268 MB trains with and without "
+                         "glibc malloc tuning")
     ap.add_argument("--cross", action="store_true",
                     help="also measure every client against every server (where is a loss?)")
     ap.add_argument("--profile", action="store_true",
@@ -398,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             ap.error(f"unknown {bad}; choose among {', '.join(valid)}")
 
+    if args.allocator:
+        allocator_experiment(args.duration, args.repeat)
+        return 0
     nbytes = {}
     for t in trains:
         from bridge.simulation import Simulator
