@@ -45,12 +45,12 @@ _instance_ids = itertools.count()
 
 
 class _Item:
-    __slots__ = ('frames', 'nbytes', 'train_id')
+    """One serialized train waiting in the queue."""
+    __slots__ = ('frames', 'nbytes')
 
-    def __init__(self, frames: list, train_id):
+    def __init__(self, frames: list):
         self.frames = frames
         self.nbytes = sum(len(f) for f in frames)
-        self.train_id = train_id
 
 
 class Server:
@@ -208,9 +208,7 @@ class Server:
         if copy:
             data = {src: {k: (np.array(v) if isinstance(v, np.ndarray) else v)
                           for k, v in props.items()} for src, props in data.items()}
-        frames = serialize(data, meta, self.protocol_version)
-        tid = next((m['timestamp.tid'] for m in meta.values()), train_id)
-        item = _Item(frames, tid)
+        item = _Item(serialize(data, meta, self.protocol_version))
 
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
@@ -306,7 +304,8 @@ class Server:
                 m = props.get('metadata', {})
             else:
                 m = {}
-            meta[source] = {'source': source, **m}
+            # The real source name (a renamed or stacked source may carry an old one).
+            meta[source] = {'source': source, **{k: v for k, v in m.items() if k != 'source'}}
         known = train_id
         if known is None:
             known = next((m['timestamp.tid'] for m in meta.values() if 'timestamp.tid' in m),

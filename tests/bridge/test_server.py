@@ -57,9 +57,12 @@ def test_metadata_completed(make_server):
     server = make_server(sock='PUSH')
     with Client(server.endpoint, sock='PULL', timeout=5) as client:
         before = time.time()
-        server.feed({'A': {'x': 1}, 'B': {'y': 2, 'metadata': {'timestamp.tid': 77}}})
+        server.feed({'A': {'x': 1},
+                     'B': {'y': 2, 'metadata': {'timestamp.tid': np.uint64(77),
+                                                'source': 'OLD/NAME'}}})
         data, meta = client.next()
         assert meta['A']['timestamp.tid'] == meta['B']['timestamp.tid'] == 77
+        assert type(meta['B']['timestamp.tid']) is int
         for source in 'AB':
             m = meta[source]
             assert m['source'] == source
