@@ -34,6 +34,7 @@ def test_next_iter_and_context_manager(make_server):
         assert meta[XGM]['timestamp.tid'] == 0
         assert data[XGM]['metadata'] is meta[XGM]
         np.testing.assert_array_equal(data[XGM]['data.intensityTD'], [0, 1, 2])
+        assert iter(client) is client
         rest = [next(client)[1][XGM]['timestamp.tid'] for _ in range(2)]
         assert rest == [1, 2]
         assert 'REQ' in repr(client)

@@ -142,6 +142,24 @@ def test_rep_serves_several_clients_each_train_once(make_server):
     assert server.stats['sent'] == n
 
 
+def test_stalled_req_client_does_not_block_others(make_server):
+    server = make_server(sock='REP', policy='wait', max_queue=2)
+    ctx = zmq.Context()
+    try:
+        stalled = ctx.socket(zmq.REQ)
+        stalled.setsockopt(zmq.LINGER, 0)
+        stalled.connect(server.endpoint)
+        stalled.send(b'next')  # asks once, never reads the reply
+        wait_until(lambda: server.stats['waiting_clients'] == 1)
+        server.feed(train(0))  # goes to the stalled client
+        with Client(server.endpoint, timeout=5) as client:
+            for tid in range(1, 6):
+                server.feed(train(tid), timeout=5)
+                assert client.next()[1][XGM]['timestamp.tid'] == tid
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_bad_request_gets_single_frame_error(make_server):
     server = make_server(sock='REP')
     ctx = zmq.Context()
