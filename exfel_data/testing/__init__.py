@@ -1,0 +1,50 @@
+"""Generate realistic EXDF run folders for tests, demos and benchmarks.
+
+>>> from exfel_data.testing import make_run, XGM, AGIPD1M
+>>> run_dir = make_run(tmp_path / 'r0001', n_trains=10,
+...                    devices=[XGM(), *AGIPD1M(frames_per_train=4, module_shape=(64, 32))])
+
+See ``docs/testing-data.md``.
+"""
+
+from .defects import (
+    STRUCTURED_DTYPE,
+    DefectRecord,
+    EmptySource,
+    FrameCountMismatch,
+    MissingTrains,
+    OldIndexLayout,
+    OverlappingSequences,
+    PaddedSourceList,
+    RepeatedTrainId,
+    RogueTrainId,
+    SourceGaps,
+    StructuredKey,
+    TrailingZeros,
+    TruncatedFile,
+    VlenStringKey,
+    ZeroTrainId,
+)
+from .detectors import (
+    AGIPD1M,
+    AGIPD500K,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    JungfrauModule,
+    MultiModuleDetector,
+    XTDFModule,
+)
+from .devices import XGM, Camera, Device, KeySpec, LitFrameFinder, Motor, SourceSpec
+from .runs import FilePlan, RunPlan, default_devices, make_run
+
+__all__ = [
+    'make_run', 'RunPlan', 'FilePlan', 'default_devices',
+    'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'LitFrameFinder',
+    'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
+    'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
+    'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',
+    'SourceGaps', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource', 'OverlappingSequences',
+    'VlenStringKey', 'StructuredKey', 'PaddedSourceList', 'OldIndexLayout', 'ZeroTrainId',
+    'STRUCTURED_DTYPE',
+]
