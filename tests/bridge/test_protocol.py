@@ -292,7 +292,7 @@ def _with(frames, index, value):
     (_with(_good_frames(), 1, b'\x92\x01'), 'not valid msgpack'),
     (_with(_good_frames(), 1, _pack([1, 2])), 'data must be a map'),
     (_with(_good_frames(), 0, _pack([1])), 'must be a map'),
-    (_with(_good_frames(), 0, _pack({'content': 'msgpack'})), 'needs str "source"'),
+    (_with(_good_frames(), 0, _pack({'content': 'msgpack'})), 'with str "source"'),
     (_with(_good_frames(), 2, _pack({'source': 'S', 'content': 'array', 'path': 'a',
                                      'dtype': 'nonsense', 'shape': [4]})), 'unknown dtype'),
     (_with(_good_frames(), 2, _pack({'source': 'S', 'content': 'array', 'path': 'a',
