@@ -353,7 +353,8 @@ def _nd_field(obj: Mapping, name: str):
 def _decode_numpy_object(obj):
     """object_hook for 1.0 messages: msgpack-numpy maps -> arrays, without pickle."""
     nd = _nd_field(obj, 'nd')
-    if nd is None:
+    if type(nd) is not bool or not isinstance(_nd_field(obj, 'data'), (bytes, bytearray)):
+        # Not an encoded array: a plain map, or an encoded complex number.
         if _nd_field(obj, 'complex') is True:
             text = _nd_field(obj, 'data')
             text = text.decode() if isinstance(text, bytes) else text
@@ -377,8 +378,6 @@ def _decode_numpy_object(obj):
         descr = [tuple(x.decode() if isinstance(x, bytes) else x for x in field)
                  for field in descr]
     payload = _nd_field(obj, 'data')
-    if not isinstance(payload, (bytes, bytearray)):
-        raise ProtocolError(f'1.0 message: array data must be binary, not {type(payload).__name__}')
     shape = _nd_field(obj, 'shape') if nd is True else [1]
     try:
         array = _make_array(payload, descr, shape)

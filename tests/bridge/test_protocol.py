@@ -229,6 +229,10 @@ def test_protocol_1_0_complex_and_str_keys():
     out, _ = deserialize([message])
     assert out['S']['c'] == 1 + 2j
     assert list(out['S']['old_style']) == [1, 2]
+    # A user's map that merely has an 'nd' key stays a map.
+    message = _pack({'S': {'cfg': {'nd': True, 'data': 'text'}, 'metadata': {}}})
+    out, _ = deserialize([message])
+    assert out['S']['cfg'] == {'nd': True, 'data': 'text'}
 
 
 class _Evil:
