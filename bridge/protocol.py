@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -311,8 +312,10 @@ def _dtype(name) -> np.dtype:
     if dtype is not None:
         return dtype
     try:
-        dtype = np.dtype(name)
-    except (TypeError, ValueError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # e.g. deprecated aliases in a corrupt header
+            dtype = np.dtype(name)
+    except Exception as e:  # numpy's parser raises assorted types (even SyntaxError)
         raise ProtocolError(f'unknown dtype {name!r} ({e})') from None
     if dtype.hasobject:
         raise ProtocolError(f'refusing object dtype {dtype} (cannot come from memory)')
