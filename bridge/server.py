@@ -37,6 +37,7 @@ SOCKET_TYPES = ('REP', 'PUB', 'PUSH')
 # (64 KiB each) so big trains still flow at full speed; 32 KiB stalls them.
 _SNDBUF = 128 * 1024
 _XPUB_RETRY_S = 0.005
+_MAX_REQUEST_BYTES = 64 * 1024
 # Plain ints: pyzmq's enum flags cost microseconds per frame in the hot loop.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
@@ -369,6 +370,10 @@ class Server:
             s.setsockopt(zmq.SNDBUF, _SNDBUF)
             # wait/queue: a full subscriber makes send() fail instead of losing data.
             s.setsockopt(zmq.XPUB_NODROP, int(self.policy != 'drop'))
+        if self.sock != 'PUSH':
+            # Requests and subscriptions are a few bytes: a peer sending more is
+            # disconnected instead of filling our memory.
+            s.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST_BYTES)
         s.setsockopt(zmq.LINGER, 0)
         return s
 

@@ -179,6 +179,23 @@ def test_bad_request_gets_single_frame_error(make_server):
     assert server.stats['bad_requests'] == 1
 
 
+def test_huge_request_disconnects_only_that_peer(make_server):
+    server = make_server(sock='REP', policy='queue')
+    ctx = zmq.Context()
+    try:
+        rogue = ctx.socket(zmq.DEALER)
+        rogue.setsockopt(zmq.LINGER, 0)
+        rogue.connect(server.endpoint)
+        rogue.send_multipart([b'', b'x' * 10_000_000])
+        time.sleep(0.1)
+        assert server.stats['requests'] == 0
+        with Client(server.endpoint, timeout=5) as client:
+            server.feed(train(1))
+            assert client.next()[1][XGM]['timestamp.tid'] == 1
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_pub_copies_to_every_subscriber(make_server):
     server = make_server(sock='PUB', policy='wait')
     clients = [Client(server.endpoint, sock='SUB', timeout=5) for _ in range(2)]
