@@ -36,10 +36,10 @@ from .detectors import (
     XTDFModule,
 )
 from .devices import XGM, Camera, Device, KeySpec, LitFrameFinder, Motor, SourceSpec
-from .runs import FilePlan, RunPlan, default_devices, make_run
+from .runs import FilePlan, RunPlan, default_devices, make_run, proposal_run_dir
 
 __all__ = [
-    'make_run', 'RunPlan', 'FilePlan', 'default_devices',
+    'make_run', 'RunPlan', 'FilePlan', 'default_devices', 'proposal_run_dir',
     'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'LitFrameFinder',
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',

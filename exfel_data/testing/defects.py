@@ -125,15 +125,16 @@ class ZeroTrainId:
 @dataclass(frozen=True)
 class MissingTrains:
     """Leave the run trains at *positions* out of every file of *aggregator* (a detector
-    module missing trains): they are absent from its ``INDEX/trainId``.
+    module missing trains): they are absent from its ``INDEX/trainId``. With
+    ``aggregator=None`` they are left out of every file: gaps in the run's train IDs.
     Affected train IDs: those trains."""
 
-    aggregator: str = 'AGIPD03'
+    aggregator: str | None = 'AGIPD03'
     positions: tuple = (1, 2)
 
     def apply(self, plan: RunPlan) -> None:
         tids = plan.train_ids[list(self.positions)]
-        files = [f for f in plan.files if f.aggregator == self.aggregator]
+        files = [f for f in plan.files if self.aggregator in (None, f.aggregator)]
         if not files:
             raise ValueError(f"MissingTrains: no files for aggregator {self.aggregator!r}; "
                              f"aggregators: {plan.aggregators}")

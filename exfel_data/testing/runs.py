@@ -19,7 +19,7 @@ from ..write.exdf_writer import FORMAT_VERSIONS, ExdfWriter
 from .detectors import AGIPD1M, MultiModuleDetector
 from .devices import XGM, Camera, Device, KeySpec, Motor
 
-__all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices']
+__all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices', 'proposal_run_dir']
 
 #: Target size of the blocks rows are generated and written in.
 BLOCK_BYTES = 64 * 2**20
@@ -311,3 +311,15 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
                    run_number, proposal, data_class, defects, preallocate)
     return plan.write(path, progress=progress, overwrite=overwrite)
 
+
+
+def proposal_run_dir(root, proposal: int = 700000, run: int = 1, *, instrument: str = 'SPB',
+                     cycle: str = '202401', data: str = 'raw') -> Path:
+    """The facility's folder for a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
+
+    *data* is ``'raw'``, ``'proc'``, ``'usr'`` or ``'scratch'``. Use it as ``make_run``'s
+    path to test code that finds runs by proposal and run number.
+    """
+    if data not in ('raw', 'proc', 'usr', 'scratch'):
+        raise ValueError(f"data={data!r}; choose 'raw', 'proc', 'usr' or 'scratch'")
+    return Path(root, instrument, str(cycle), f'p{proposal:06d}', data, f'r{run:04d}')

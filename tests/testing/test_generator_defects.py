@@ -201,3 +201,12 @@ def test_source_gaps(tmp_path):
     assert index(run_dir, name, f'INDEX/{XGM_CTRL}/count').tolist() == [1] * 6
     tids, vals = read_key(run_dir, 'SPB_IRU_MOTORS/MOTOR/X', 'actualPosition')
     assert tids.tolist() == [t for t in range(10000, 10012) if t not in (10004, 10005, 10006)]
+
+
+def test_missing_trains_everywhere_makes_gaps(tmp_path):
+    d = MissingTrains(aggregator=None, positions=(0, 6))
+    plan, run_dir = plan_with(tmp_path, d)
+    assert len(plan.defect_log[0].files) == 10    # 3 modules x 2, DA01 x 2, DA02 2 of 3
+    for path in run_dir.iterdir():
+        tids = index(run_dir, path.name)
+        assert 10000 not in tids and 10006 not in tids
