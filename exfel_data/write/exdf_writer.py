@@ -145,7 +145,8 @@ class ExdfWriter:
         for name, arr in [('timestamps', self.timestamps), ('flags', self.flags),
                           ('origins', self.origins)]:
             if arr.shape != (n,):
-                raise ExdfWriteError(f"{name} must have one entry per train ({n})")
+                raise ExdfWriteError(f"{self.path.name}: {name} must have one entry per train "
+                                     f"({n}), got shape {arr.shape}")
         self.index_padding = int(index_padding)
         self.legacy_index = legacy_index
         self.meta = {'run_number': run_number, 'proposal': proposal, 'sequence': sequence}
@@ -272,6 +273,8 @@ class ExdfWriter:
         else:
             data, dtype = arr[np.newaxis], arr.dtype
         grp = self._group(f"RUN/{source}/{key.replace('.', '/')}")
+        if 'value' in grp:
+            raise ExdfWriteError(f"RUN key {key!r} of {source!r} is already written")
         grp.create_dataset('value', data=data, dtype=dtype)
         ts = self.timestamps[0] if (timestamp is None and self.n_trains) else (timestamp or 0)
         grp.create_dataset('timestamp', data=np.array([ts], dtype=np.uint64))
@@ -358,6 +361,7 @@ class ExdfWriter:
     # -- finishing ---------------------------------------------------------------------
     def _write_index(self) -> None:
         pad = self.index_padding
+
         def padded(arr, dtype):
             out = np.zeros(len(arr) + pad, dtype=dtype)
             out[:len(arr)] = arr
