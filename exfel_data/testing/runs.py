@@ -126,6 +126,11 @@ class RunPlan:
             defect.apply(self)
         self.files = [f for f in self.files if len(f.train_ids)]
 
+    def __repr__(self) -> str:
+        return (f'RunPlan({len(self.train_ids)} trains from {int(self.train_ids[0])}, '
+                f'format {self.format_version}, {len(self.devices)} devices, '
+                f'{len(self.files)} files, defects={self.defects!r})')
+
     # -- layout ------------------------------------------------------------------------
     def _check_unique_sources(self) -> None:
         seen = {}
@@ -302,10 +307,24 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
              progress: bool | None = None, overwrite: bool = False) -> Path:
     """Write a realistic run folder and return its path.
 
-    *path* is the run folder itself (created if needed); files are named
-    ``<CLASS>-R<run:04d>-<AGGREGATOR>-S<seq:05d>.h5``. See :class:`RunPlan` for the
-    parameters; use ``RunPlan(...)`` and ``plan.write(path)`` to keep the plan (files,
-    train IDs, defect records, devices after defects).
+    Parameters
+    ----------
+    path : str or Path
+        The run folder itself (created if needed); files are named
+        ``<CLASS>-R<run:04d>-<AGGREGATOR>-S<seq:05d>.h5``.
+    n_trains, first_train_id, format_version, devices, trains_per_file, run_number, \
+proposal, data_class, defects, preallocate
+        See :class:`RunPlan`.
+    progress : bool, optional
+        Show a tqdm bar over files (default: only on a terminal).
+    overwrite : bool
+        Delete ``.h5`` files already in *path* instead of refusing to write.
+
+    Returns
+    -------
+    Path
+        *path*. Use ``RunPlan(...)`` and ``plan.write(path)`` instead to keep the plan
+        (files, train IDs, defect records, devices after defects).
     """
     plan = RunPlan(n_trains, first_train_id, format_version, devices, trains_per_file,
                    run_number, proposal, data_class, defects, preallocate)
