@@ -16,7 +16,8 @@ import numpy as np
 
 from ..write.exdf_writer import STRING_DTYPE, train_timestamps
 
-__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera', 'LitFrameFinder']
+__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera', 'Digitizer',
+           'RunOnlySource', 'LitFrameFinder']
 
 # fill(tids, frames) -> array of shape (len(tids),) + entry_shape; tids and frames are the
 # train ID and frame index of each row.
@@ -362,6 +363,52 @@ class Camera(Device):
         ]}
         return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'Camera'}),
                 SourceSpec(f'{self.name}:daqOutput', 'INSTRUMENT', output)]
+
+
+class Digitizer(Device):
+    """A digitizer: control source (``sampleRate``, ``delay``) and ``<name>:output`` with
+    ``data.rawData`` (T, n_samples) int16 and ``data.trainId``."""
+
+    def __init__(self, name: str = 'SQS_DIGITIZER_UTC1/ADC/1', n_samples: int = 2000,
+                 aggregator: str | None = None):
+        super().__init__(name, aggregator)
+        self.n_samples = n_samples
+
+    def _build(self) -> list[SourceSpec]:
+        trace = (self.n_samples,)
+        control = _control_keys([
+            ('sampleRate', np.float64, (), constant_fill(np.float64, (), 4e9), None,
+             units('Hz', 'hertz', 'G', 'giga', 'Sample rate')),
+            ('delay', np.uint32, (), constant_fill(np.uint32, (), 12), None, None),
+        ])
+        output = {k.name: k for k in [
+            KeySpec('data.rawData', np.int16, trace, image_fill(trace, np.int16)),
+            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+        ]}
+        return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'AdqDigitizer'}),
+                SourceSpec(f'{self.name}:output', 'INSTRUMENT', output)]
+
+
+class RunOnlySource(Device):
+    """A source with only run-level values (``RUN`` section), no per-train data: listed as a
+    control source with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
+
+    ``values`` maps key names to values (str, number or array), e.g.
+    ``RunOnlySource('SPB_RR_SYS/MDL/RUN_INFO', {'sample': 'lysozyme', 'energy': 9.3})``.
+    """
+
+    def __init__(self, name: str = 'SPB_RR_SYS/MDL/RUN_INFO', values: Mapping | None = None,
+                 aggregator: str | None = None):
+        super().__init__(name, aggregator)
+        self.run_only_values = dict(values if values is not None else
+                                    {'classId': 'RunInfo', 'sample': 'lysozyme',
+                                     'photonEnergy': 9.3})
+
+    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
+        return np.zeros(len(train_ids), dtype=np.int64)
+
+    def _build(self) -> list[SourceSpec]:
+        return [SourceSpec(self.name, 'CONTROL', {}, run_values=self.run_only_values)]
 
 
 class LitFrameFinder(Device):

@@ -223,6 +223,7 @@ class ExdfWriter:
         self._group(f'{section}/{source}')
 
     def _check_new_source(self, source: str) -> None:
+        self._run_sources.discard(source)    # RUN keys came first: fine
         if source in self.sources:
             raise ExdfWriteError(f"Source {source!r} is already declared in {self.path.name}")
 
@@ -262,7 +263,8 @@ class ExdfWriter:
                     attrs: Mapping | None = None) -> None:
         """Write one run-level snapshot ``RUN/<source>/<key>/value`` (shape ``(1,) + entry``).
 
-        A source only written here is still listed in METADATA as a control source.
+        A source only written here (RUN-only) is declared as a control source without data:
+        listed in METADATA, with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
         """
         if isinstance(value, str):
             value = value.encode()
@@ -279,7 +281,8 @@ class ExdfWriter:
         ts = self.timestamps[0] if (timestamp is None and self.n_trains) else (timestamp or 0)
         grp.create_dataset('timestamp', data=np.array([ts], dtype=np.uint64))
         self._set_attrs(grp, attrs)
-        self._run_sources.add(source)
+        if source not in self.sources:
+            self._run_sources.add(source)
 
     def add_instrument_key(self, source: str, key: str, dtype, entry_shape=(), *,
                            rows: int | None = None, chunks=None, compression=None,
@@ -412,7 +415,7 @@ class ExdfWriter:
         if self.format_version == '1.1':
             ids.append(('', 'Karabo_TimerServer'))
         control = {s.name for s in self.sources.values() if s.section == 'CONTROL'}
-        for name in sorted(control | self._run_sources):
+        for name in sorted(control):
             ids.append(('CONTROL', name))
         for src in sorted(self.sources.values(), key=lambda s: s.name):
             if src.section == 'INSTRUMENT':
@@ -455,6 +458,8 @@ class ExdfWriter:
         if self.file is None:
             return self.path
         try:
+            for source in sorted(self._run_sources - set(self.sources)):
+                self.add_control_source(source, counts=0)
             self._write_group_train_ids()
             self._write_index()
             self._write_metadata()

@@ -125,3 +125,24 @@ def test_extra_data_reads_reduction_section(tmp_path):
     np.testing.assert_array_equal(
         got, plan.device(src).values('data.dataFramePattern', plan.train_ids))
     assert got[0].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
+
+
+def test_extra_data_digitizer_and_run_only_source(tmp_path):
+    from exfel_data.testing import Digitizer, RunOnlySource
+
+    info = 'SPB_RR_SYS/MDL/RUN_INFO'
+    adc = 'SQS_DIGITIZER_UTC1/ADC/1:output'
+    plan = RunPlan(n_trains=4, devices=[Digitizer(n_samples=30), RunOnlySource(info)])
+    run_dir = plan.write(tmp_path / 'r')
+    with h5py.File(run_dir / 'RAW-R0001-DA01-S00000.h5', 'r') as f:
+        assert f[f'INDEX/{info}/count'][:].tolist() == [0] * 4
+        assert len(f[f'CONTROL/{info}']) == 0
+        assert f[f'RUN/{info}/sample/value'][0] == b'lysozyme'
+    run = extra_data.RunDirectory(run_dir, parallelize=False)
+    assert info in run.control_sources
+    assert run[info].keys() == set()
+    assert run.get_run_value(info, 'sample') == 'lysozyme'
+    assert run.get_run_value(info, 'photonEnergy') == 9.3
+    got = run[adc, 'data.rawData'].ndarray()
+    assert got.dtype == np.int16 and got.shape == (4, 30)
+    np.testing.assert_array_equal(got, plan.device(adc).values('data.rawData', plan.train_ids))
