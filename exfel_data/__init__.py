@@ -1,3 +1,27 @@
 """exfel-data: read, reduce and stream X-ray free-electron laser run data."""
 
 __version__ = "0.1.0"
+
+from .collection import DataCollection, H5File, RunDirectory, SuspectTrain, open_run
+from .exceptions import (
+    DuplicateTrainError,
+    ExfelDataError,
+    FileStructureError,
+    MultiRunError,
+    NoDataError,
+    PropertyNameError,
+    SourceNameError,
+    TrainIDError,
+)
+from .file_access import set_max_open_files
+from .handler import RunHandler
+from .keydata import KeyData
+from .selection import by_id, by_index
+from .source import SourceData
+
+__all__ = [
+    "DataCollection", "H5File", "RunDirectory", "open_run", "SuspectTrain",
+    "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
+    "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
+    "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
+]

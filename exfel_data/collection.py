@@ -1,0 +1,705 @@
+"""``DataCollection`` (sources x trains) and the ways to open one.
+
+A run is the union of its files, indexed by train ID: each source's files (sequence
+files of one aggregator) are merged; the run's train IDs are the sorted union over all
+files. Selections return new collections and never modify this one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import warnings
+from collections import namedtuple
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import format as fmt
+from .exceptions import (
+    DuplicateTrainError,
+    ExfelDataError,
+    MultiRunError,
+    PropertyNameError,
+    SourceNameError,
+    TrainIDError,
+)
+from .file_access import FileAccess
+from .run_map import RunMap
+from .selection import glob_matcher, select_train_ids, split_ranges
+from .source import SourceData
+
+__all__ = ["DataCollection", "RunDirectory", "H5File", "open_run", "SuspectTrain"]
+
+SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
+SuspectTrain.__doc__ = """A train ID the file marks as suspect (or that is out of order in
+format 0.5). ``origin`` names the source that sent it where INDEX/origin says so."""
+
+_Source = namedtuple("_Source", "section files keys")
+
+DETECTOR_MODULE_RE = re.compile(
+    r"^(?P<det>.+?)/(?:DET|CORR)/(?P<mod>\d+)CH0:(?:xtdf|output)$"
+    r"|^(?P<jdet>.+?)/DET/JNGFR(?P<jmod>\d+):daqOutput$"
+)
+_RUN_PATH_RE = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
+
+
+def _run_identity(dirname: str):
+    m = _RUN_PATH_RE.search(dirname)
+    return (int(m[1]), int(m[2])) if m else dirname
+
+
+class DataCollection:
+    """Data from a set of EXDF files: sources x keys x trains.
+
+    Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`.
+    """
+
+    def __init__(self, files: list[FileAccess], sources: dict[str, _Source],
+                 train_ids: np.ndarray, *, inc_suspect_trains: bool = True,
+                 runs: frozenset = frozenset(), legacy_sources: dict | None = None):
+        self.files = list(files)
+        self._sources = sources
+        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self.inc_suspect_trains = inc_suspect_trains
+        self._runs = runs
+        self._legacy = legacy_sources or {}
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_files(cls, files: Iterable[FileAccess], *, inc_suspect_trains: bool = True,
+                   runs: frozenset | None = None) -> DataCollection:
+        """Build a collection from scanned files (merging sources across files)."""
+        files = sorted({f.filename: f for f in files}.values(), key=lambda f: f.filename)
+        src_files: dict[str, list[FileAccess]] = {}
+        sections: dict[str, str] = {}
+        legacy: dict[str, str] = {}
+        for fa in files:
+            for section, names in (("CONTROL", fa.control_sources),
+                                   ("INSTRUMENT", fa.instrument_sources)):
+                for s in names:
+                    src_files.setdefault(s, []).append(fa)
+                    sections[s] = section
+            legacy.update(fa.legacy_sources)
+        used = [fa.train_ids[fa.rows_in_use(inc_suspect_trains)] for fa in files]
+        train_ids = np.unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
+
+        def start(fa):
+            t = fa.train_ids[fa.rows_in_use(inc_suspect_trains)]
+            return (int(t.min()) if len(t) else 0, fa.filename)
+
+        sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
+                   for s, fs in src_files.items()}
+        _check_duplicates(sources, inc_suspect_trains)
+        if runs is None:
+            runs = frozenset(_run_identity(os.path.dirname(f.filename)) for f in files)
+        return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
+                   runs=runs, legacy_sources=legacy)
+
+    def _replace(self, sources=None, train_ids=None) -> DataCollection:
+        sources = self._sources if sources is None else sources
+        train_ids = self.train_ids if train_ids is None else train_ids
+        if train_ids is not self.train_ids:
+            sources = {s: src._replace(files=_files_with_trains(
+                src.files, train_ids, self.inc_suspect_trains)) for s, src in sources.items()}
+        used = {f.filename for src in sources.values() for f in src.files}
+        files = [f for f in self.files if f.filename in used] or self.files[:1]
+        return DataCollection(files, sources, train_ids,
+                              inc_suspect_trains=self.inc_suspect_trains, runs=self._runs,
+                              legacy_sources=self._legacy)
+
+    # -- context manager ------------------------------------------------------------
+    def close(self) -> None:
+        """Close the HDF5 files (they are reopened if data is read again)."""
+        for f in self.files:
+            f.close()
+
+    def __enter__(self) -> DataCollection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sources and keys -----------------------------------------------------------
+    @property
+    def all_sources(self) -> frozenset[str]:
+        return frozenset(self._sources)
+
+    @property
+    def control_sources(self) -> frozenset[str]:
+        return frozenset(s for s, v in self._sources.items() if v.section == "CONTROL")
+
+    @property
+    def instrument_sources(self) -> frozenset[str]:
+        return frozenset(s for s, v in self._sources.items() if v.section == "INSTRUMENT")
+
+    @property
+    def is_single_run(self) -> bool:
+        return len(self._runs) <= 1
+
+    def _canonical(self, source: str) -> str:
+        if source in self._sources:
+            return source
+        new = self._legacy.get(source)
+        if new is not None and new in self._sources:
+            warnings.warn(f"{source!r} is a legacy name; using {new!r}.", stacklevel=3)
+            return new
+        raise SourceNameError(source, self._sources)
+
+    def _source_data(self, source: str) -> SourceData:
+        source = self._canonical(source)
+        src = self._sources[source]
+        return SourceData(source, section=src.section, files=list(src.files),
+                          train_ids=self.train_ids, sel_keys=src.keys,
+                          inc_suspect_trains=self.inc_suspect_trains,
+                          is_single_run=self.is_single_run)
+
+    def keys_for_source(self, source: str) -> set[str]:
+        """Key names of a source (control keys as ``path.value`` / ``path.timestamp``)."""
+        return self._source_data(source).keys()
+
+    def __getitem__(self, item):
+        if isinstance(item, str):
+            return self._source_data(item)
+        if isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            return self._source_data(item[0])[item[1]]
+        return self.select_trains(item)
+
+    def __contains__(self, item) -> bool:
+        if isinstance(item, str):
+            return item in self._sources
+        if isinstance(item, tuple) and len(item) == 2:
+            return item[0] in self._sources and item[1] in self._source_data(item[0])
+        return False
+
+    def __repr__(self) -> str:
+        return (f"<exfel_data.DataCollection for {len(self._sources)} sources and "
+                f"{len(self.train_ids)} trains>")
+
+    # -- selections -----------------------------------------------------------------
+    def _parse_selection(self, seln, key_glob: str) -> dict[str, frozenset | None]:
+        """Turn a selection spec into {source: keys or None (all)}."""
+        if isinstance(seln, str):
+            items = [(seln, key_glob)]
+        elif isinstance(seln, dict):
+            items = []
+            for s, keys in seln.items():
+                if keys is None or keys == "*":
+                    items.append((s, "*"))
+                else:
+                    items.extend((s, k) for k in ([keys] if isinstance(keys, str) else keys))
+        elif isinstance(seln, DataCollection):
+            return {s: v.keys for s, v in seln._sources.items()}
+        else:
+            items = [(x, "*") if isinstance(x, str) else tuple(x) for x in seln]
+        result: dict[str, frozenset | None] = {}
+        for src_pat, key_pat in items:
+            if src_pat in self._sources or src_pat in self._legacy:
+                matched = [self._canonical(src_pat)]
+            else:
+                match = glob_matcher(src_pat)
+                matched = [s for s in self._sources if match(s)]
+                if not matched:
+                    raise SourceNameError(src_pat, self._sources)
+            found_any = False
+            for s in matched:
+                if key_pat == "*":
+                    result[s] = None if s not in result or result[s] is None else None
+                    found_any = True
+                    continue
+                try:
+                    keys = self._source_data(s).select_keys(key_pat).sel_keys
+                except PropertyNameError:
+                    continue
+                found_any = True
+                if s in result and result[s] is None:
+                    continue
+                result[s] = (result.get(s) or frozenset()) | keys
+            if not found_any:
+                if len(matched) == 1:
+                    raise PropertyNameError(matched[0], key_pat,
+                                            self._source_data(matched[0]).keys())
+                raise PropertyNameError(src_pat, key_pat)
+        return result
+
+    def select(self, seln, key_glob: str = "*", require_all: bool = False) -> DataCollection:
+        """New collection with only the matching sources / keys.
+
+        Parameters
+        ----------
+        seln : str, list, dict or DataCollection
+            A source glob (with *key_glob*), a list of source globs or
+            ``(source_glob, key_glob)`` tuples, a dict ``{source: {keys} or None}``, or
+            another collection to copy its selection.
+        key_glob : str
+            Key glob used with a string *seln*; control keys match with or without
+            ``.value``.
+        require_all : bool
+            Keep only trains where every selected source/key has data.
+        """
+        spec = self._parse_selection(seln, key_glob)
+        sources = {}
+        for s, keys in spec.items():
+            cur = self._sources[s]
+            if keys is None:
+                keys = cur.keys
+            sources[s] = cur._replace(keys=keys)
+        new = self._replace(sources=sources)
+        if require_all:
+            new = new._replace(train_ids=new.train_ids[new._has_all_mask()])
+        return new
+
+    def _has_all_mask(self) -> np.ndarray:
+        """Trains where every selected source (all its selected key groups) has data."""
+        mask = np.ones(len(self.train_ids), dtype=bool)
+        for s in self._sources:
+            sd = self._source_data(s)
+            if sd.is_control:
+                groups = [""]
+            else:
+                groups = sorted({fmt.index_group_of(sd.section, k) for k in sd.keys()})
+            for g in groups:
+                mask &= sd.data_counts(labelled=False, index_group=g) > 0
+        return mask
+
+    def deselect(self, seln, key_glob: str = "*") -> DataCollection:
+        """New collection without the matching sources / keys (same spec as select)."""
+        spec = self._parse_selection(seln, key_glob)
+        sources = dict(self._sources)
+        for s, keys in spec.items():
+            if keys is None:
+                del sources[s]
+                continue
+            remaining = frozenset(self._source_data(s).keys()) - keys
+            if remaining:
+                sources[s] = sources[s]._replace(keys=remaining)
+            else:
+                del sources[s]
+        return self._replace(sources=sources)
+
+    def select_trains(self, trains) -> DataCollection:
+        """New collection with a subset of trains.
+
+        *trains* may be a slice or indices (by position), a boolean array,
+        ``by_id[...]`` or ``by_index[...]``.
+        """
+        return self._replace(train_ids=select_train_ids(self.train_ids, trains))
+
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
+        """Yield collections each covering a similar share of the trains."""
+        for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
+            yield self._replace(train_ids=self.train_ids[sl])
+
+    def union(self, *others: DataCollection) -> DataCollection:
+        """Combine collections: union of files, sources, keys and trains."""
+        files = {f.filename: f for c in (self, *others) for f in c.files}
+        sources: dict[str, _Source] = {}
+        for c in (self, *others):
+            for s, src in c._sources.items():
+                if s not in sources:
+                    sources[s] = src
+                    continue
+                old = sources[s]
+                fs = {f.filename: f for f in (*old.files, *src.files)}
+                keys = None if old.keys is None or src.keys is None else old.keys | src.keys
+                sources[s] = _Source(old.section, tuple(sorted(
+                    fs.values(), key=lambda f: (int(f.train_ids[0]) if len(f.train_ids)
+                                                else 0, f.filename))), keys)
+        _check_duplicates(sources, self.inc_suspect_trains)
+        train_ids = np.unique(np.concatenate([c.train_ids for c in (self, *others)]))
+        legacy = {}
+        for c in (self, *others):
+            legacy.update(c._legacy)
+        return DataCollection(sorted(files.values(), key=lambda f: f.filename), sources,
+                              train_ids, inc_suspect_trains=self.inc_suspect_trains,
+                              runs=frozenset().union(*(c._runs for c in (self, *others))),
+                              legacy_sources=legacy)
+
+    __or__ = union
+
+    # -- reading --------------------------------------------------------------------
+    def get_array(self, source: str, key: str, extra_dims=None, roi=(), name=None):
+        """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate."""
+        return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
+
+    def get_dask_array(self, source: str, key: str, labelled: bool = False):
+        """One key as a lazy dask array (labelled: an xarray wrapping it)."""
+        return self[source, key].dask_array(labelled=labelled)
+
+    def get_series(self, source: str, key: str):
+        """One key with scalar entries as a pandas Series indexed by trainId."""
+        return self[source, key].series()
+
+    def get_dataframe(self, fields=None, *, timestamps: bool = False):
+        """A pandas DataFrame of scalar keys (one column per key), indexed by trainId.
+
+        Parameters
+        ----------
+        fields : selection spec, optional
+            As for :meth:`select`; default all sources.
+        timestamps : bool
+            Include control ``.timestamp`` columns.
+        """
+        import pandas as pd
+
+        coll = self if fields is None else self.select(fields)
+        columns = []
+        for s in sorted(coll._sources):
+            sd = coll._source_data(s)
+            for k in sorted(sd.keys()):
+                if k.endswith(".timestamp") and sd.is_control and not timestamps:
+                    continue
+                kd = sd[k]
+                if kd.entry_shape != () or kd.dtype.names is not None:
+                    continue
+                if sd.is_instrument and kd.data_counts(labelled=False).max(initial=0) > 1:
+                    continue
+                columns.append(kd.series())
+        if not columns:
+            return pd.DataFrame(index=pd.Index([], name="trainId"))
+        return pd.concat(columns, axis=1, join="outer")
+
+    def get_run_value(self, source: str, key: str):
+        """The RUN-section value of a control key (name with or without ``.value``)."""
+        return self._source_data(source).run_value(key)
+
+    def get_run_values(self, source: str, inc_timestamps: bool = False) -> dict:
+        """All RUN values of a control source as a dict."""
+        return self._source_data(source).run_values(inc_timestamps=inc_timestamps)
+
+    def run_metadata(self) -> dict:
+        """METADATA of the run (from its first file): proposal, run, dates, format..."""
+        if not self.is_single_run:
+            raise MultiRunError("run_metadata()", sorted(map(str, self._runs)))
+        if not self.files:
+            return {}
+        md = self.files[0].metadata()
+        md.setdefault("dataFormatVersion", self.files[0].format_version)
+        return md
+
+    def train_timestamps(self, labelled: bool = False):
+        """Time of each selected train (``datetime64[ns]``, UTC; NaT where unknown).
+
+        Uses INDEX/timestamp (format 1.0 and later).
+        """
+        out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+        for fa in self.files:
+            ds = fa.file.get("INDEX/timestamp")
+            if ds is None or len(fa.train_ids) == 0:
+                continue
+            ts = ds[:len(fa.train_ids)]
+            use = fa.rows_in_use(self.inc_suspect_trains)
+            tids, ts = fa.train_ids[use], ts[use]
+            pos = np.searchsorted(self.train_ids, tids)
+            ok = pos < len(self.train_ids)
+            ok[ok] = self.train_ids[pos[ok]] == tids[ok]
+            out[pos[ok]] = ts[ok].astype("datetime64[ns]")
+        if labelled:
+            import pandas as pd
+
+            return pd.Series(out, index=pd.Index(self.train_ids, name="trainId"))
+        return out
+
+    # -- trains ---------------------------------------------------------------------
+    def trains(self, devices=None, train_range=None, *, require_all: bool = False,
+               flat_keys: bool = False, keep_dims: bool = False):
+        """Iterate over ``(train_id, data)`` pairs; see docs/train-dict.md.
+
+        Parameters
+        ----------
+        devices : selection spec, optional
+            Sources/keys to include (as for :meth:`select`).
+        train_range : train selection, optional
+            As for :meth:`select_trains`.
+        require_all : bool
+            Skip trains where any selected source/key has no data.
+        flat_keys : bool
+            Key the dict by ``(source, key)`` instead of nesting.
+        keep_dims : bool
+            Keep the first axis of keys with one entry per train.
+        """
+        from .trains import TrainIterator
+
+        coll = self if devices is None else self.select(devices)
+        if train_range is not None:
+            coll = coll.select_trains(train_range)
+        return TrainIterator(coll, require_all=require_all, flat_keys=flat_keys,
+                             keep_dims=keep_dims)
+
+    def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
+                      keep_dims: bool = False):
+        """``(train_id, data)`` for one train ID."""
+        tid = np.uint64(train_id)
+        pos = int(np.searchsorted(self.train_ids, tid))
+        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
+            n = len(self.train_ids)
+            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
+                               int(self.train_ids[-1]) if n else None, n)
+        it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
+                         keep_dims=keep_dims)
+        return next(iter(it))
+
+    def train_from_index(self, index: int, devices=None, *, flat_keys: bool = False,
+                         keep_dims: bool = False):
+        """``(train_id, data)`` for the train at a position in ``train_ids``."""
+        n = len(self.train_ids)
+        if not -n <= index < n:
+            raise IndexError(f"Train index {index} out of range for {n} trains")
+        return self.train_from_id(int(self.train_ids[index]), devices, flat_keys=flat_keys,
+                                  keep_dims=keep_dims)
+
+    # -- reporting ------------------------------------------------------------------
+    @property
+    def suspect_trains(self) -> list[SuspectTrain]:
+        """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
+        return _suspect_trains(self.files)
+
+    def detector_modules(self) -> dict[str, dict[int, str]]:
+        """Detector module sources grouped by detector: {detector: {module: source}}."""
+        dets: dict[str, dict[int, str]] = {}
+        for s in self.instrument_sources:
+            m = DETECTOR_MODULE_RE.match(s)
+            if m:
+                det = m["det"] or m["jdet"]
+                dets.setdefault(det, {})[int(m["mod"] or m["jmod"])] = s
+        return dets
+
+    def info(self, details_for_sources=(), file=None) -> None:
+        """Print a summary: trains, duration, train ID range, detectors, sources."""
+        from .summary import format_info
+
+        print(format_info(self, details_for_sources), file=file)
+
+
+def _files_with_trains(files, train_ids, inc_suspect) -> tuple:
+    kept = tuple(f for f in files
+                 if np.isin(f.train_ids[f.rows_in_use(inc_suspect)], train_ids).any())
+    return kept or tuple(files[:1])
+
+
+def _check_duplicates(sources: dict[str, _Source], inc_suspect: bool) -> None:
+    """Raise DuplicateTrainError if a source has the same train in two rows/files."""
+    seen_groups = set()
+    for s, src in sorted(sources.items()):
+        group = tuple(f.filename for f in src.files)
+        if group in seen_groups:
+            continue
+        seen_groups.add(group)
+        tids = [f.train_ids[f.rows_in_use(inc_suspect)] for f in src.files]
+        allt = np.concatenate(tids) if tids else np.zeros(0, np.uint64)
+        uniq, counts = np.unique(allt, return_counts=True)
+        if len(uniq) == len(allt):
+            continue
+        dup = uniq[counts > 1][0]
+        where, suspect = [], False
+        for f in src.files:
+            rows = np.flatnonzero((f.train_ids == dup) & f.rows_in_use(inc_suspect))
+            where += [os.path.basename(f.filename)] * len(rows)
+            suspect |= bool((~f.valid[rows]).any())
+        n_dup = int((counts > 1).sum())
+        hint = f"({n_dup} train ID(s) affected.)"
+        if suspect:
+            hint += (" One copy is a suspect train ID; open with inc_suspect_trains=False"
+                     " to skip suspect trains.")
+        else:
+            hint += (" The files overlap; open only some of them (include=... or"
+                     " H5File) or deselect this source.")
+        raise DuplicateTrainError(s, dup, [os.path.join(
+            os.path.dirname(src.files[0].filename), w) for w in where], hint)
+
+
+def _origin_name(fa: FileAccess, origin: int) -> str:
+    if origin < 0:
+        return "time server"
+    if origin < len(fa.source_ids) and fa.source_ids[origin]:
+        return fmt.parse_source_id(fa.source_ids[origin])[1]
+    return f"source #{origin}"
+
+
+def _suspect_trains(files) -> list[SuspectTrain]:
+    out = []
+    for fa in files:
+        for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
+            origin = None
+            if fa.origin is not None and fa.format_version >= "1.2":
+                origin = _origin_name(fa, int(fa.origin[row]))
+            out.append(SuspectTrain(fa.filename, int(row), int(fa.train_ids[row]), origin))
+    return out
+
+
+# -- opening --------------------------------------------------------------------------
+def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
+    """Scan files (or take them from the cache); return (files, [(path, error)])."""
+    from tqdm.auto import tqdm
+
+    files, skipped, todo = [], [], []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            skipped.append((p, e))
+            continue
+        info = run_map.get(p, st) if run_map is not None else None
+        if info is not None:
+            files.append(FileAccess(p, info))
+        else:
+            todo.append(p)
+    for p in tqdm(todo, desc="Scanning files", unit="file", disable=None if len(todo) > 50
+                  else True, leave=False):
+        try:
+            fa = FileAccess(p)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
+            skipped.append((p, e))
+            continue
+        files.append(fa)
+        if run_map is not None:
+            run_map.put(p, fa.info())
+    for p, e in skipped:
+        warnings.warn(f"Skipping unreadable file {p}: {type(e).__name__}: {e}", stacklevel=3)
+    return files, skipped
+
+
+def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
+    zero = [(fa, int(fa.zero_rows.sum())) for fa in files if fa.zero_rows.any()]
+    for fa, n in zero:
+        warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
+                      "INDEX/trainId ignored as corrupt.", stacklevel=3)
+    suspect = _suspect_trains(files)
+    if suspect:
+        nfiles = len({s.file for s in suspect})
+        s0 = suspect[0]
+        sent = f", sent by {s0.origin}" if s0.origin else ""
+        action = ("included; pass inc_suspect_trains=False to skip them" if inc_suspect
+                  else "skipped (inc_suspect_trains=False)")
+        warnings.warn(
+            f"{len(suspect)} suspect train ID(s) in {nfiles} file(s) {action}. First: "
+            f"train {s0.train_id} at row {s0.row} of {os.path.basename(s0.file)}{sent}. "
+            "Details: run.suspect_trains", stacklevel=3)
+
+
+def _no_readable(what: str, skipped) -> ExfelDataError:
+    lines = "\n".join(f"  {p}: {type(e).__name__}: {e}" for p, e in skipped[:10])
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return ExfelDataError(f"No readable EXDF files in {what} ({len(skipped)} skipped):\n"
+                          f"{lines}{more}")
+
+
+def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, *,
+                 inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
+    """Open a run folder of EXDF HDF5 files.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run folder (e.g. ``.../raw/r0238``).
+    include : str
+        Glob on file names, e.g. ``'*DA01*'``.
+    file_filter : callable, optional
+        Takes and returns a list of paths, to choose files.
+    inc_suspect_trains : bool
+        Include train IDs the files mark as suspect (default). See ``suspect_trains``.
+    cache : bool
+        Use and update the per-run cache of file indexes (see :mod:`run_map`).
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Run folder not found: {path}")
+    names = sorted(n for n in os.listdir(path)
+                   if n.endswith(".h5") and fnmatch.fnmatch(n, include))
+    paths = [os.path.join(path, n) for n in names]
+    if file_filter is not None:
+        paths = list(file_filter(paths))
+    if not paths:
+        raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
+    run_map = RunMap(path) if cache else None
+    files, skipped = _open_files(paths, run_map)
+    if not files:
+        raise _no_readable(path, skipped)
+    if run_map is not None:
+        if include == "*" and file_filter is None:
+            run_map.drop_missing(set(names))
+        run_map.save()
+    _report_bad_trains(files, inc_suspect_trains)
+    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+
+
+def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:
+    """Open a single EXDF HDF5 file as a collection."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"File not found: {path}")
+    files, skipped = _open_files([path], None)
+    if not files:
+        raise _no_readable(path, skipped)
+    _report_bad_trains(files, inc_suspect_trains)
+    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+
+
+DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
+DEFAULT_DATA_ROOT = "/gpfs/exfel/exp"
+
+
+def find_proposal(proposal, root: str | None = None) -> str:
+    """Folder of a proposal: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>``.
+
+    *root* defaults to ``$EXFEL_DATA_ROOT`` (else ``/gpfs/exfel/exp``). A path is returned
+    unchanged if it is a folder.
+    """
+    if isinstance(proposal, str) and os.path.isdir(proposal):
+        return proposal
+    root = root or os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
+    name = proposal if isinstance(proposal, str) and proposal.startswith("p") \
+        else f"p{int(proposal):06d}"
+    if os.path.isdir(root):
+        for inst in sorted(os.listdir(root)):
+            inst_dir = os.path.join(root, inst)
+            if not os.path.isdir(inst_dir):
+                continue
+            for cycle in sorted(os.listdir(inst_dir)):
+                cand = os.path.join(inst_dir, cycle, name)
+                if os.path.isdir(cand):
+                    return cand
+    raise FileNotFoundError(
+        f"Proposal {name} not found under {root} (looked for {root}/<INSTRUMENT>/<CYCLE>/"
+        f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
+
+
+def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=None, *,
+             inc_suspect_trains: bool = True, root: str | None = None) -> DataCollection:
+    """Open a run by proposal and run number.
+
+    Parameters
+    ----------
+    proposal : int or str
+        Proposal number (``2012``, ``'p002012'``) or a proposal folder.
+    run : int or str
+        Run number.
+    data : str
+        ``'raw'``, ``'proc'`` or ``'all'`` (raw plus proc; a source in both is read from
+        proc). Other folder names (``'usr'``...) are used as given.
+    root : str, optional
+        Data root; default ``$EXFEL_DATA_ROOT``.
+    """
+    prop_dir = find_proposal(proposal, root)
+    run_name = f"r{int(str(run).lstrip('r')):04d}"
+    kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
+    if data == "all":
+        raw = RunDirectory(os.path.join(prop_dir, "raw", run_name), **kw)
+        proc_dir = os.path.join(prop_dir, "proc", run_name)
+        if not os.path.isdir(proc_dir):
+            warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
+            return raw
+        proc = RunDirectory(proc_dir, **kw)
+        both = raw.all_sources & proc.all_sources
+        if both:
+            raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
+        return proc if raw is None else raw.union(proc)
+    run_dir = os.path.join(prop_dir, data, run_name)
+    if not os.path.isdir(run_dir):
+        have = sorted(os.listdir(os.path.join(prop_dir, data))) \
+            if os.path.isdir(os.path.join(prop_dir, data)) else []
+        raise FileNotFoundError(f"Run folder {run_dir} not found ({len(have)} runs in "
+                                f"{data}: {', '.join(have[:5])}{'...' if len(have) > 5 else ''})")
+    return RunDirectory(run_dir, **kw)
+

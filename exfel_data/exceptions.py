@@ -1,0 +1,143 @@
+"""Exception classes raised by exfel_data.
+
+Every message names the offending value and says what exists or what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ExfelDataError",
+    "SourceNameError",
+    "PropertyNameError",
+    "TrainIDError",
+    "NoDataError",
+    "FileStructureError",
+    "DuplicateTrainError",
+    "MultiRunError",
+]
+
+
+def _suggestion(name: str, candidates: Iterable[str]) -> str:
+    """Return " Did you mean 'Y'?" for the closest candidate, or ''."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class ExfelDataError(Exception):
+    """Base class of the errors raised by exfel_data."""
+
+
+class SourceNameError(ExfelDataError, KeyError):
+    """A source name that is not in the (selected) data."""
+
+    def __init__(self, source: str, available: Iterable[str] = ()):
+        self.source = source
+        self.available = sorted(available)
+        super().__init__(source)
+
+    def __str__(self) -> str:
+        return (
+            f"No source {self.source!r}.{_suggestion(self.source, self.available)}"
+            " See run.all_sources for the sources in this data"
+            f" ({len(self.available)} selected)."
+        )
+
+
+class PropertyNameError(ExfelDataError, KeyError):
+    """A key that a source does not have."""
+
+    def __init__(self, source: str, key: str, available: Iterable[str] = (), hint: str = ""):
+        self.source = source
+        self.key = key
+        self.available = sorted(available)
+        self.hint = hint
+        super().__init__(key)
+
+    def __str__(self) -> str:
+        return (
+            f"No key {self.key!r} for source {self.source!r}."
+            f"{_suggestion(self.key, self.available)}"
+            f"{' ' + self.hint if self.hint else ''}"
+            f" See run.keys_for_source({self.source!r}) ({len(self.available)} keys)."
+        )
+
+
+class TrainIDError(ExfelDataError, KeyError):
+    """A train ID (or train index) that is not in the selected data."""
+
+    def __init__(self, train_id, first=None, last=None, n_trains=None):
+        self.train_id = train_id
+        self.first, self.last, self.n_trains = first, last, n_trains
+        super().__init__(train_id)
+
+    def __str__(self) -> str:
+        if self.n_trains is None:
+            return f"Train ID {self.train_id} not found in this data."
+        if self.n_trains == 0:
+            return f"Train ID {self.train_id} not found: no trains are selected."
+        return (
+            f"Train ID {self.train_id} not found in this data"
+            f" ({self.n_trains} trains from {self.first} to {self.last};"
+            " see run.train_ids)."
+        )
+
+
+class NoDataError(ExfelDataError, ValueError):
+    """A source/key that has no data in the selected trains."""
+
+    def __init__(self, source: str, key: str | None = None, detail: str = ""):
+        self.source, self.key, self.detail = source, key, detail
+        super().__init__(source, key)
+
+    def __str__(self) -> str:
+        what = f"{self.source!r}" + (f", key {self.key!r}" if self.key else "")
+        extra = f" {self.detail}" if self.detail else ""
+        return f"No data for source {what} in the selected trains.{extra}"
+
+
+class FileStructureError(ExfelDataError, ValueError):
+    """A file lacks a group or dataset the EXDF format requires."""
+
+    def __init__(self, filename: str, path: str, detail: str = ""):
+        self.filename, self.path, self.detail = filename, path, detail
+        super().__init__(filename, path)
+
+    def __str__(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.filename}: missing or invalid {self.path!r}{extra}"
+
+
+class DuplicateTrainError(ExfelDataError, ValueError):
+    """The same train ID appears twice for one source (in two files or rows)."""
+
+    def __init__(self, source: str, train_id: int, files: Iterable[str], hint: str = ""):
+        self.source, self.train_id = source, int(train_id)
+        self.files = list(files)
+        self.hint = hint
+        super().__init__(source, train_id)
+
+    def __str__(self) -> str:
+        files = " and ".join(self.files)
+        where = "twice in " + files if len(set(self.files)) == 1 else "in both " + files
+        return (
+            f"Train {self.train_id} of source {self.source!r} appears {where}."
+            + (f" {self.hint}" if self.hint else "")
+        )
+
+
+class MultiRunError(ExfelDataError, ValueError):
+    """An operation that needs data from one run was given several runs."""
+
+    def __init__(self, what: str = "this operation", runs: Iterable = ()):
+        self.what, self.runs = what, list(runs)
+        super().__init__(what)
+
+    def __str__(self) -> str:
+        runs = f" (runs {', '.join(map(str, self.runs))})" if self.runs else ""
+        return (
+            f"{self.what} needs data from a single run, but this data combines several"
+            f"{runs}. Select one run's files first."
+        )

@@ -1,0 +1,302 @@
+"""One EXDF HDF5 file: its train IDs, sources and index, opened lazily.
+
+The h5py handle is opened on demand and kept in a process-wide LRU pool with a cap, so
+runs of thousands of files never hit "too many open files"; a closed file is reopened
+transparently the next time it is needed. A ``FileAccess`` pickles as its path plus the
+scanned metadata, so dask workers reopen the file themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+from collections import OrderedDict
+
+import h5py
+import numpy as np
+
+from . import format as fmt
+from .exceptions import FileStructureError
+
+__all__ = ["FileAccess", "set_max_open_files", "n_open_files"]
+
+
+def _default_max_open() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 4096
+    return max(8, min(512, soft // 4))
+
+
+class _HandlePool:
+    """LRU set of open h5py files with an upper bound on their number."""
+
+    def __init__(self, max_open: int):
+        self.max_open = max_open
+        self._open: OrderedDict[str, h5py.File] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def get(self, filename: str) -> h5py.File:
+        with self._lock:
+            f = self._open.get(filename)
+            if f is not None and f.id.valid:
+                self._open.move_to_end(filename)
+                return f
+            f = h5py.File(filename, "r")
+            self._open[filename] = f
+            self._trim()
+            return f
+
+    def _trim(self) -> None:
+        while len(self._open) > self.max_open:
+            # Drop our reference only ("weak close"): HDF5 closes the file as soon as
+            # no dataset object from it is alive, so a reader in another thread that
+            # still holds a dataset is never cut off.
+            self._open.popitem(last=False)
+
+    def close(self, filename: str) -> None:
+        with self._lock:
+            f = self._open.pop(filename, None)
+            if f is not None:
+                f.close()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+_pool = _HandlePool(_default_max_open())
+
+
+def set_max_open_files(n: int) -> None:
+    """Set the cap on simultaneously open HDF5 files (least recently used are closed)."""
+    if n < 1:
+        raise ValueError(f"max open files must be >= 1, not {n}")
+    with _pool._lock:
+        _pool.max_open = n
+        _pool._trim()
+
+
+def n_open_files() -> int:
+    """Number of HDF5 files exfel_data currently holds open."""
+    return len(_pool)
+
+
+class FileAccess:
+    """Metadata of one EXDF file plus on-demand access to its datasets.
+
+    Parameters
+    ----------
+    filename : str
+        Path to the HDF5 file.
+    info : dict, optional
+        Previously scanned metadata (from :mod:`exfel_data.run_map`); when given, the
+        file is not opened until data is read.
+    """
+
+    def __init__(self, filename: str, info: dict | None = None):
+        self.filename = os.path.abspath(filename)
+        self._keys: dict[str, frozenset[str]] = {}
+        self._run_keys: dict[str, frozenset[str]] = {}
+        self._ds_meta: dict[str, tuple[np.dtype, tuple]] = {}
+        if info is None:
+            info = self._scan()
+        self._set_info(info)
+
+    # -- metadata -------------------------------------------------------------------
+    def _set_info(self, info: dict) -> None:
+        self.format_version: str = info["format_version"]
+        self.train_ids: np.ndarray = info["train_ids"]
+        self.valid: np.ndarray = info["valid"]
+        self.origin: np.ndarray | None = info.get("origin")
+        self.source_ids: list[str] = info["source_ids"]
+        self.control_sources: frozenset[str] = frozenset(info["control_sources"])
+        self.instrument_sources: frozenset[str] = frozenset(info["instrument_sources"])
+        self.legacy_sources: dict[str, str] = dict(info["legacy_sources"])
+        # {(source, group): (firsts, counts)}
+        self.index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = info["index"]
+        self.mtime_ns: int = info["mtime_ns"]
+        self.size: int = info["size"]
+        self.zero_rows = self.train_ids == 0
+
+    def info(self) -> dict:
+        """The scanned metadata, as accepted by the constructor (for caching)."""
+        return {
+            "format_version": self.format_version, "train_ids": self.train_ids,
+            "valid": self.valid, "origin": self.origin, "source_ids": self.source_ids,
+            "control_sources": sorted(self.control_sources),
+            "instrument_sources": sorted(self.instrument_sources),
+            "legacy_sources": self.legacy_sources, "index": self.index,
+            "mtime_ns": self.mtime_ns, "size": self.size,
+        }
+
+    def _scan(self) -> dict:
+        st = os.stat(self.filename)
+        f = self.file
+        name = self.filename
+        version = fmt.version_of(f)
+        if "INDEX/trainId" not in f:
+            raise FileStructureError(name, "INDEX/trainId", "no train index")
+        tids = np.asarray(f["INDEX/trainId"][()], dtype=np.uint64)
+        nonzero = np.flatnonzero(tids)
+        n = int(nonzero[-1]) + 1 if len(nonzero) else 0  # drop trailing zero padding
+        tids = tids[:n]
+
+        if version == "0.5" or "INDEX/flag" not in f:
+            valid = fmt.guess_valid_trains(tids[tids != 0])
+            full = np.zeros(n, dtype=bool)
+            full[tids != 0] = valid
+            valid = full
+        else:
+            flag = f["INDEX/flag"][:n]
+            if len(flag) < n:
+                raise FileStructureError(name, "INDEX/flag", f"{len(flag)} rows for {n} trains")
+            valid = fmt.valid_from_flag(flag, version)
+        valid &= tids != 0
+        origin = None
+        if "INDEX/origin" in f:
+            origin = np.asarray(f["INDEX/origin"][:n], dtype=np.int32)
+
+        src_path = fmt.source_list_path(version)
+        if src_path not in f:
+            raise FileStructureError(name, src_path, "no list of data sources")
+        source_ids = [fmt.decode_scalar(s) for s in f[src_path][()]]
+
+        control, instrument, legacy = set(), set(), {}
+        index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for sid in source_ids:
+            if not sid:
+                continue
+            section, source, group = fmt.parse_source_id(sid)
+            if section == "":
+                continue  # Karabo_TimerServer pseudo source (format 1.1) and the like
+            if section == "CONTROL":
+                control.add(source)
+            else:
+                if source not in instrument:
+                    link = f.get(f"INSTRUMENT/{source}", getlink=True)
+                    if isinstance(link, h5py.SoftLink):
+                        legacy[source] = link.path.strip("/").partition("/")[2]
+                    instrument.add(source)
+                if source in legacy:
+                    continue
+            ipath = fmt.index_group_path(source, group)
+            grp = f.get(ipath)
+            if grp is None or "first" not in grp:
+                raise FileStructureError(name, ipath, f"index of source {source!r} not found")
+            index[(source, group)] = fmt.read_index_group(grp, n)
+        for old in legacy:
+            instrument.discard(old)
+        return {
+            "format_version": version, "train_ids": tids, "valid": valid, "origin": origin,
+            "source_ids": source_ids, "control_sources": control,
+            "instrument_sources": instrument, "legacy_sources": legacy, "index": index,
+            "mtime_ns": st.st_mtime_ns, "size": st.st_size,
+        }
+
+    # -- convenience ----------------------------------------------------------------
+    @property
+    def all_sources(self) -> frozenset[str]:
+        return self.control_sources | self.instrument_sources
+
+    @property
+    def basename(self) -> str:
+        return os.path.basename(self.filename)
+
+    def section_of(self, source: str) -> str:
+        return "CONTROL" if source in self.control_sources else "INSTRUMENT"
+
+    def index_groups(self, source: str) -> list[str]:
+        return [g for (s, g) in self.index if s == source]
+
+    def get_index(self, source: str, group: str) -> tuple[np.ndarray, np.ndarray]:
+        """(firsts, counts) per train row for one source index group."""
+        try:
+            return self.index[(source, group)]
+        except KeyError:
+            raise FileStructureError(
+                self.filename, fmt.index_group_path(source, group), "no such index group"
+            ) from None
+
+    def rows_in_use(self, inc_suspect: bool) -> np.ndarray:
+        """Boolean mask of train rows to use (never zero rows; suspect ones optionally)."""
+        return ~self.zero_rows if inc_suspect else self.valid
+
+    # -- h5py access ----------------------------------------------------------------
+    @property
+    def file(self) -> h5py.File:
+        """The open h5py file (opened on demand, subject to the open-files cap)."""
+        return _pool.get(self.filename)
+
+    def dataset(self, path: str) -> h5py.Dataset:
+        return self.file[path]
+
+    def dataset_meta(self, path: str) -> tuple[np.dtype, tuple]:
+        """(dtype, shape) of a dataset, cached."""
+        meta = self._ds_meta.get(path)
+        if meta is None:
+            ds = self.file[path]
+            meta = self._ds_meta[path] = (ds.dtype, ds.shape)
+        return meta
+
+    def _walk_keys(self, group_path: str) -> frozenset[str]:
+        grp = self.file.get(group_path)
+        if grp is None:
+            return frozenset()
+        keys = []
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                keys.append(name.replace("/", "."))
+
+        grp.visititems(visit)
+        return frozenset(keys)
+
+    def keys(self, source: str) -> frozenset[str]:
+        """API key names of a source in this file (control keys end .value/.timestamp)."""
+        keys = self._keys.get(source)
+        if keys is None:
+            section = self.section_of(source)
+            keys = self._keys[source] = self._walk_keys(f"/{section}/{source}")
+        return keys
+
+    def run_keys(self, source: str) -> frozenset[str]:
+        """Key names under ``RUN/<source>``."""
+        keys = self._run_keys.get(source)
+        if keys is None:
+            keys = self._run_keys[source] = self._walk_keys(f"/RUN/{source}")
+        return keys
+
+    def has_dataset(self, path: str) -> bool:
+        if path in self._ds_meta:
+            return True
+        obj = self.file.get(path)
+        return isinstance(obj, h5py.Dataset)
+
+    def metadata(self) -> dict:
+        """Contents of METADATA (not the source lists) as a dict of scalars/strings."""
+        if self.format_version == "0.5":
+            return {"dataFormatVersion": "0.5"}
+        res = {}
+        for name, ds in self.file["METADATA"].items():
+            if isinstance(ds, h5py.Dataset) and ds.shape and ds.shape[0] >= 1:
+                res[name] = fmt.decode_scalar(ds[0])
+        return res
+
+    def close(self) -> None:
+        """Close the h5py handle (it is reopened if needed again)."""
+        _pool.close(self.filename)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_ds_meta"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"FileAccess({self.filename!r})"
+
+    def __hash__(self) -> int:
+        return hash(self.filename)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FileAccess) and other.filename == self.filename

@@ -1,0 +1,157 @@
+"""What each EXDF version (0.5, 1.0, 1.1, 1.2, 1.3) looks like.
+
+Pure knowledge about the file layout: where the source list lives, how the index is
+laid out, what the train flag means, and how API key names map to HDF5 paths.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+KNOWN_VERSIONS = ("0.5", "1.0", "1.1", "1.2", "1.3")
+WRITE_VERSION = "1.3"
+
+# The pseudo source that format 1.1 lists with an empty root.
+TIMESERVER_PSEUDO_SOURCE = "Karabo_TimerServer"
+
+FILENAME_RE = re.compile(r"^(?P<cls>[A-Z]+)-R(?P<run>\d{4})-(?P<agg>[A-Za-z0-9_]+)"
+                         r"(?:-S(?P<seq>\d{5}))?\.h5$")
+
+# Karabo attributes stored on the key group in format 1.3.
+KEY_ATTRIBUTES = (
+    "unitSymbol", "unitName", "metricPrefixSymbol", "metricPrefixName",
+    "description", "displayedName", "alias", "daqPolicy",
+)
+
+
+def version_of(h5file) -> str:
+    """Return the format version string of an open h5py file ('0.5' if unversioned)."""
+    ds = h5file.get("METADATA/dataFormatVersion")
+    if ds is None:
+        return "0.5"
+    value = ds[0]
+    return value.decode("ascii") if isinstance(value, bytes) else str(value)
+
+
+def source_list_path(version: str) -> str:
+    """Path of the dataset listing ``dataSourceId`` entries."""
+    return "METADATA/dataSourceId" if version == "0.5" else "METADATA/dataSources/dataSourceId"
+
+
+def parse_source_id(source_id: str) -> tuple[str, str, str]:
+    """Split a ``dataSourceId`` into (section, source, index group).
+
+    ``CONTROL/A/B/C`` -> ('CONTROL', 'A/B/C', '');
+    ``INSTRUMENT/A/B/C:out/data`` -> ('INSTRUMENT', 'A/B/C:out', 'data').
+    The section is '' for pseudo sources without a root.
+    """
+    section, _, rest = source_id.partition("/")
+    if section == "INSTRUMENT":
+        device, _, chan_group = rest.partition(":")
+        channel, _, group = chan_group.partition("/")
+        return section, f"{device}:{channel}", group
+    if section == "CONTROL":
+        return section, rest, ""
+    return "", source_id, ""
+
+
+def key_to_path(section: str, source: str, key: str) -> str:
+    """HDF5 dataset path for an API key (``a.b.value`` -> ``/CONTROL/src/a/b/value``)."""
+    return f"/{section}/{source}/{key.replace('.', '/')}"
+
+
+def index_group_of(section: str, key: str) -> str:
+    """Index group of a key: '' for control keys, the first component otherwise."""
+    return "" if section != "INSTRUMENT" else key.partition(".")[0]
+
+
+def index_group_path(source: str, group: str) -> str:
+    return f"INDEX/{source}/{group}" if group else f"INDEX/{source}"
+
+
+def read_index_group(grp, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read (first, count) for the first *n_rows* trains of an INDEX group.
+
+    Handles both layouts: ``first``/``count`` and the oldest ``first``/``last``/``status``
+    where count = (last - first + 1) * status.
+    """
+    firsts = np.asarray(grp["first"][:n_rows], dtype=np.uint64)
+    if "count" in grp:
+        counts = np.asarray(grp["count"][:n_rows], dtype=np.uint64)
+    else:
+        last = np.asarray(grp["last"][:n_rows], dtype=np.int64)
+        status = np.asarray(grp["status"][:n_rows], dtype=np.int64)
+        counts = ((last - firsts.astype(np.int64) + 1) * (status != 0)).clip(0)
+        counts = counts.astype(np.uint64)
+    if len(firsts) < n_rows or len(counts) < n_rows:
+        # Index shorter than the train list: treat missing rows as empty.
+        firsts = np.concatenate([firsts, np.zeros(n_rows - len(firsts), np.uint64)])
+        counts = np.concatenate([counts, np.zeros(n_rows - len(counts), np.uint64)])
+    return firsts, counts
+
+
+def valid_from_flag(flag: np.ndarray, version: str) -> np.ndarray:
+    """Boolean 'train ID is trustworthy' per row from INDEX/flag.
+
+    1 means good in 1.0, 1.2, 1.3. Format 1.1 stored an origin index there with the time
+    server at 0, so the meaning is inverted.
+    """
+    flag = np.asarray(flag)
+    if version == "1.1":
+        return flag == 0
+    return flag != 0
+
+
+def guess_valid_trains(train_ids: np.ndarray) -> np.ndarray:
+    """Guess good rows for files without a flag (format 0.5).
+
+    Marks as suspect the fewest train IDs whose removal leaves a strictly increasing
+    sequence (a longest strictly increasing subsequence, O(n log n)).
+    """
+    n = len(train_ids)
+    valid = np.zeros(n, dtype=bool)
+    if n == 0:
+        return valid
+    if np.all(train_ids[1:] > train_ids[:-1]):
+        valid[:] = True
+        return valid
+    tails: list[int] = []  # values of the smallest tail of increasing runs per length
+    tail_pos: list[int] = []
+    prev = np.full(n, -1, dtype=np.int64)
+    ids = train_ids.tolist()
+    import bisect
+
+    for i, t in enumerate(ids):
+        j = bisect.bisect_left(tails, t)
+        if j == len(tails):
+            tails.append(t)
+            tail_pos.append(i)
+        else:
+            tails[j] = t
+            tail_pos[j] = i
+        prev[i] = tail_pos[j - 1] if j > 0 else -1
+    i = tail_pos[-1]
+    while i >= 0:
+        valid[i] = True
+        i = prev[i]
+    return valid
+
+
+def decode_strings(arr: np.ndarray) -> np.ndarray:
+    """Turn an object array of bytes (vlen strings) into an object array of str."""
+    if arr.dtype.kind != "O":
+        return arr
+    out = np.empty(arr.shape, dtype=object)
+    flat_in, flat_out = arr.reshape(-1), out.reshape(-1)
+    for i, x in enumerate(flat_in):
+        flat_out[i] = x.decode("utf-8", "surrogateescape") if isinstance(x, bytes) else x
+    return out
+
+
+def decode_scalar(value):
+    """bytes -> str for single vlen string values; anything else unchanged."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value

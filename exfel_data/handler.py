@@ -1,0 +1,82 @@
+"""The seed API ``RunHandler`` (euxfel_h5tools style) on top of the collection API."""
+
+from __future__ import annotations
+
+import os
+
+from .collection import RunDirectory
+
+__all__ = ["RunHandler"]
+
+
+class RunHandler:
+    """Open a run folder and get its data train by train.
+
+    Parameters
+    ----------
+    run_dir : str
+        The run folder.
+
+    Examples
+    --------
+    >>> run = RunHandler('/data/r0803')                      # doctest: +SKIP
+    >>> tid, data = run.train_from_index(12, devices={
+    ...     'SPB_DET_AGIPD1M-1/DET/5CH0:xtdf': {'image.data'}})  # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, **kwargs):
+        self.run_dir = os.fspath(run_dir)
+        self.data = RunDirectory(self.run_dir, **kwargs)
+
+    @staticmethod
+    def _devices_spec(devices):
+        """{source: {keys} | None} -> a selection spec for DataCollection.select."""
+        if devices is None:
+            return None
+        if isinstance(devices, dict):
+            return {s: (None if k is None else set(k)) for s, k in devices.items()}
+        return devices
+
+    def _coll(self, devices):
+        spec = self._devices_spec(devices)
+        return self.data if spec is None else self.data.select(spec)
+
+    def infos(self) -> dict:
+        """Print and return the run summary (duration, train IDs, sources)."""
+        tids = self.data.train_ids
+        summary = {
+            "n_trains": len(tids),
+            "first_train": int(tids[0]) if len(tids) else None,
+            "last_train": int(tids[-1]) if len(tids) else None,
+            "duration_s": (int(tids[-1]) - int(tids[0]) + 1) / 10 if len(tids) else 0.0,
+            "instrument_sources": sorted(self.data.instrument_sources),
+            "control_sources": sorted(self.data.control_sources),
+        }
+        self.data.info()
+        return summary
+
+    def trains(self, devices=None, require_all: bool = False):
+        """Iterate over ``(train_id, data)`` (see docs/train-dict.md)."""
+        return iter(self._coll(devices).trains(require_all=require_all))
+
+    def train_from_id(self, train_id: int, devices=None):
+        """``(train_id, data)`` for one train ID."""
+        return self._coll(devices).train_from_id(train_id)
+
+    def train_from_index(self, index: int, devices=None):
+        """``(train_id, data)`` for the train at a position (0 = first train)."""
+        return self._coll(devices).train_from_index(index)
+
+    @property
+    def ordered_trains(self) -> list:
+        """All trains as a list of ``(train_id, data)`` (loads everything)."""
+        return list(self.data.trains())
+
+    def close(self) -> None:
+        self.data.close()
+
+    def __enter__(self) -> RunHandler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,334 @@
+"""``KeyData``: one key of one source over the selected trains."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import format as fmt
+from .exceptions import NoDataError
+from .file_access import FileAccess
+from .reading import DataChunk, plan_chunks, read_chunks_into, read_rows, roi_shape
+from .selection import select_train_ids, split_ranges
+
+__all__ = ["KeyData"]
+
+# Largest dask chunk (bytes); small enough that a worker holds a few at once.
+DASK_CHUNK_BYTES = 256 * 1024**2
+
+
+class KeyData:
+    """Data for one key of one source. Get it from ``run[source, key]``.
+
+    Attributes
+    ----------
+    source, key : str
+    section : str
+        'CONTROL' or 'INSTRUMENT'.
+    train_ids : np.ndarray
+        Selected train IDs (including trains where this key has no data).
+    dtype : np.dtype
+    entry_shape : tuple
+        Shape of one entry (one row).
+    """
+
+    def __init__(self, source: str, key: str, *, section: str, files: list[FileAccess],
+                 train_ids: np.ndarray, dtype, entry_shape: tuple,
+                 inc_suspect_trains: bool = True):
+        self.source = source
+        self.key = key
+        self.section = section
+        self.files = list(files)
+        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self.dtype = np.dtype(dtype)
+        self.entry_shape = tuple(entry_shape)
+        self.inc_suspect_trains = inc_suspect_trains
+        self._chunks: list[DataChunk] | None = None
+
+    # -- structure ------------------------------------------------------------------
+    @property
+    def index_group(self) -> str:
+        return fmt.index_group_of(self.section, self.key)
+
+    @property
+    def hdf5_data_path(self) -> str:
+        return fmt.key_to_path(self.section, self.source, self.key)
+
+    @property
+    def is_control(self) -> bool:
+        return self.section == "CONTROL"
+
+    @property
+    def is_instrument(self) -> bool:
+        return self.section == "INSTRUMENT"
+
+    def _data_chunks(self) -> list[DataChunk]:
+        """Contiguous blocks of rows holding the selected trains, ordered by train ID."""
+        if self._chunks is None:
+            self._chunks = plan_chunks(self.files, self.source, self.index_group,
+                                       self.hdf5_data_path, self.train_ids,
+                                       self.inc_suspect_trains)
+        return self._chunks
+
+    @property
+    def shape(self) -> tuple:
+        return (sum(c.total_count for c in self._data_chunks()),) + self.entry_shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.entry_shape) + 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def size_mb(self) -> float:
+        return self.nbytes / 1e6
+
+    @property
+    def size_gb(self) -> float:
+        return self.nbytes / 1e9
+
+    def __repr__(self) -> str:
+        return (f"<exfel_data.KeyData source={self.source!r} key={self.key!r} "
+                f"for {len(self.train_ids)} trains>")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    # -- attributes -----------------------------------------------------------------
+    def attributes(self) -> dict:
+        """Karabo attributes of this key (format 1.3 stores them on the key group)."""
+        ds = self.files[0].dataset(self.hdf5_data_path)
+        attrs = dict(ds.attrs)
+        if self.is_control and self.key.endswith((".value", ".timestamp")):
+            attrs.update(ds.parent.attrs)
+        return {k: fmt.decode_scalar(v) for k, v in attrs.items()}
+
+    @property
+    def units(self) -> str | None:
+        """Unit symbol with metric prefix (e.g. 'μJ'), or None if not recorded."""
+        attrs = self.attributes()
+        unit = attrs.get("unitSymbol")
+        if unit is None:
+            return None
+        prefix = attrs.get("metricPrefixSymbol", "") or ""
+        return ("μ" if prefix == "u" else prefix) + unit
+
+    @property
+    def units_name(self) -> str | None:
+        """Unit name with metric prefix (e.g. 'microjoule'), or None."""
+        attrs = self.attributes()
+        unit = attrs.get("unitName")
+        if unit is None:
+            return None
+        return (attrs.get("metricPrefixName", "") or "") + unit
+
+    # -- train selection ------------------------------------------------------------
+    def _with_train_ids(self, tids: np.ndarray) -> KeyData:
+        files = [f for f in self.files if np.isin(f.train_ids, tids).any()] or self.files[:1]
+        return KeyData(self.source, self.key, section=self.section, files=files,
+                       train_ids=tids, dtype=self.dtype, entry_shape=self.entry_shape,
+                       inc_suspect_trains=self.inc_suspect_trains)
+
+    def select_trains(self, trains) -> KeyData:
+        """New KeyData for a subset of trains (slice, indices, by_id[...], by_index[...])."""
+        return self._with_train_ids(select_train_ids(self.train_ids, trains))
+
+    def __getitem__(self, item) -> KeyData:
+        return self.select_trains(item)
+
+    __iter__ = None  # a KeyData is not a sequence of rows; use .trains()
+
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
+        """Yield KeyData objects each covering a similar share of the selected trains."""
+        for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
+            yield self._with_train_ids(self.train_ids[sl])
+
+    def data_counts(self, labelled: bool = True):
+        """Number of entries per selected train (0 where missing).
+
+        Returns a pandas Series indexed by train ID, or with ``labelled=False`` a numpy
+        array aligned with ``train_ids``.
+        """
+        counts = np.zeros(len(self.train_ids), dtype=np.uint64)
+        for ch in self._data_chunks():
+            pos = np.searchsorted(self.train_ids, ch.train_ids)
+            counts[pos] = ch.counts
+        if labelled:
+            import pandas as pd
+
+            return pd.Series(counts, index=pd.Index(self.train_ids, name="trainId"))
+        return counts
+
+    def drop_empty_trains(self) -> KeyData:
+        """New KeyData with only the trains that have at least one entry."""
+        return self._with_train_ids(self.train_ids[self.data_counts(labelled=False) > 0])
+
+    def train_id_coordinates(self) -> np.ndarray:
+        """Train ID of each row of ``ndarray()`` (repeated for several entries per train)."""
+        chunks = self._data_chunks()
+        if not chunks:
+            return np.zeros(0, dtype=np.uint64)
+        return np.concatenate([np.repeat(c.train_ids, c.counts.astype(np.intp))
+                               for c in chunks])
+
+    # -- reading --------------------------------------------------------------------
+    def _out_dtype(self) -> np.dtype:
+        return np.dtype(object) if self.dtype.kind == "O" else self.dtype
+
+    def ndarray(self, roi=(), out: np.ndarray | None = None) -> np.ndarray:
+        """Read all selected entries into one numpy array (rows ordered by train).
+
+        Parameters
+        ----------
+        roi : tuple
+            Basic indexing applied to each entry, e.g. ``np.s_[100:200, :]``.
+        out : np.ndarray, optional
+            Preallocated output of the right shape.
+        """
+        if not isinstance(roi, tuple):
+            roi = (roi,)
+        shape = self.shape[:1] + roi_shape(self.entry_shape, roi)
+        if out is None:
+            out = np.empty(shape, dtype=self._out_dtype())
+        elif out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}; {self!r} needs {shape}")
+        return read_chunks_into(self._data_chunks(), out, roi)
+
+    def _dims(self, ndim: int, extra_dims) -> list[str]:
+        if extra_dims is not None:
+            if len(extra_dims) != ndim - 1:
+                raise ValueError(f"extra_dims needs {ndim - 1} names, got {extra_dims!r}")
+            return ["trainId", *extra_dims]
+        return ["trainId"] + [f"dim_{i}" for i in range(ndim - 1)]
+
+    def _default_name(self, sep: str) -> str:
+        name = f"{self.source}{sep}{self.key}"
+        if self.is_control and name.endswith(".value"):
+            name = name[:-6]
+        return name
+
+    def xarray(self, extra_dims=None, roi=(), name: str | None = None):
+        """Read into an ``xarray.DataArray`` with a ``trainId`` coordinate (one per row).
+
+        Structured dtypes give an ``xarray.Dataset`` with one variable per field.
+        """
+        import xarray as xr
+
+        arr = self.ndarray(roi=roi)
+        dims = self._dims(arr.ndim, extra_dims)
+        coords = {"trainId": self.train_id_coordinates()}
+        attrs = {}
+        units = self.units if self.files else None
+        if units:
+            attrs["units"] = units
+        if arr.dtype.names is not None:
+            return xr.Dataset({f: (dims, arr[f]) for f in arr.dtype.names},
+                              coords=coords, attrs=attrs)
+        return xr.DataArray(arr, dims=dims, coords=coords, attrs=attrs,
+                            name=name or self._default_name("."))
+
+    def series(self):
+        """Read 1-D data (one scalar per entry) into a pandas Series indexed by trainId."""
+        import pandas as pd
+
+        if self.ndim > 1:
+            raise TypeError(f"{self.source} {self.key} has entries of shape "
+                            f"{self.entry_shape}; a Series needs scalar entries. "
+                            "Use .xarray() or .ndarray().")
+        index = pd.Index(self.train_id_coordinates(), name="trainId")
+        return pd.Series(self.ndarray(), index=index, name=self._default_name("/"))
+
+    def dask_array(self, labelled: bool = False):
+        """A lazy dask array of this data (optionally labelled as an xarray DataArray).
+
+        The task graph holds only file paths, dataset names and row ranges, so it is
+        picklable and works on dask.distributed workers, which reopen the files.
+        """
+        import dask
+        import dask.array as da
+
+        row_bytes = max(1, int(np.prod(self.entry_shape, dtype=np.int64))
+                        * self.dtype.itemsize)
+        max_rows = max(1, DASK_CHUNK_BYTES // row_bytes)
+        dtype = self._out_dtype()
+        pieces = []
+        for ch in self._data_chunks():
+            for start in range(ch.first, ch.first + ch.total_count, max_rows):
+                stop = min(start + max_rows, ch.first + ch.total_count)
+                task = dask.delayed(read_rows, pure=True)(
+                    ch.file.filename, ch.dataset_path, start, stop, (), dtype)
+                pieces.append(da.from_delayed(task, (stop - start,) + self.entry_shape,
+                                              dtype=dtype))
+        if pieces:
+            arr = da.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+        else:
+            arr = da.zeros((0,) + self.entry_shape, dtype=dtype)
+        if labelled:
+            import xarray as xr
+
+            return xr.DataArray(arr, dims=self._dims(arr.ndim, None),
+                                coords={"trainId": self.train_id_coordinates()},
+                                name=self._default_name("."))
+        return arr
+
+    def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by="median"):
+        """One value for the whole selection, if all entries agree within tolerance.
+
+        Numbers are compared with ``np.allclose`` against the reduced value (median by
+        default; any numpy function name, 'first', or a callable); other types must all
+        be equal. Raises ValueError naming the spread otherwise.
+        """
+        data = self.ndarray()
+        if len(data) == 0:
+            raise NoDataError(self.source, self.key)
+        if not np.issubdtype(data.dtype, np.number):
+            first = data[0]
+            differing = [x for x in data if not np.array_equal(x, first)]
+            if differing:
+                raise ValueError(f"{self.source} {self.key}: values differ "
+                                 f"(e.g. {first!r} and {differing[0]!r})")
+            return first
+        if callable(reduce_by):
+            value = reduce_by(data)
+        elif reduce_by == "first":
+            value = data[0]
+        elif isinstance(reduce_by, str) and hasattr(np, reduce_by):
+            value = getattr(np, reduce_by)(data, axis=0)
+        else:
+            raise ValueError(f"reduce_by must be a callable, 'first' or a numpy function "
+                             f"name, not {reduce_by!r}")
+        if not np.allclose(data, value, rtol=rtol, atol=atol):
+            adev = float(np.max(np.abs(data - value)))
+            rdev = float(np.max(np.abs(data - value) / np.maximum(np.abs(value), 1e-300)))
+            raise ValueError(f"{self.source} {self.key}: values not within tolerance "
+                             f"(max absolute deviation {adev:.3g}, relative {rdev:.3g}; "
+                             f"rtol={rtol}, atol={atol})")
+        return value
+
+    # -- per train ------------------------------------------------------------------
+    def train_from_id(self, train_id: int, keep_dims: bool = False):
+        """(train_id, array) for one train; a single entry loses its first axis."""
+        from .exceptions import TrainIDError
+
+        tid = np.uint64(train_id)
+        pos = np.searchsorted(self.train_ids, tid)
+        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
+            n = len(self.train_ids)
+            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
+                               int(self.train_ids[-1]) if n else None, n)
+        arr = self._with_train_ids(self.train_ids[pos:pos + 1]).ndarray()
+        if len(arr) == 1 and not keep_dims:
+            arr = arr[0]
+        return int(train_id), arr
+
+    def train_from_index(self, i: int, keep_dims: bool = False):
+        """(train_id, array) for the train at position *i* of ``train_ids``."""
+        return self.train_from_id(int(self.train_ids[i]), keep_dims=keep_dims)
+
+    def trains(self, keep_dims: bool = False, include_empty: bool = False):
+        """Iterate over (train_id, array) for trains with data (all with include_empty)."""
+        from .trains import iterate_key
+
+        yield from iterate_key(self, keep_dims=keep_dims, include_empty=include_empty)

@@ -1,0 +1,147 @@
+"""Train selections: ``by_id[...]``, ``by_index[...]`` and their normalisation.
+
+Every train selection is turned into a sorted ``np.uint64`` array of train IDs that is a
+subset of the current ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+from .exceptions import TrainIDError
+
+__all__ = ["by_id", "by_index", "select_train_ids", "split_ranges", "glob_matcher"]
+
+
+class _SelectorBase:
+    def __init__(self, value=None):
+        self.value = value
+
+    def __getitem__(self, item):
+        return type(self)(item)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__.lstrip('_')}[{self.value!r}]"
+
+
+class _ById(_SelectorBase):
+    """Select trains by train ID: ``by_id[10000:10050]``, ``by_id[[10001, 10003]]``."""
+
+
+class _ByIndex(_SelectorBase):
+    """Select trains by position: ``by_index[:10]``, ``by_index[[0, 5]]``."""
+
+
+by_id = _ById()
+by_index = _ByIndex()
+
+
+def _check_present(wanted: np.ndarray, train_ids: np.ndarray) -> None:
+    missing = np.setdiff1d(wanted, train_ids)
+    if len(missing):
+        n = len(train_ids)
+        raise TrainIDError(
+            int(missing[0]),
+            int(train_ids[0]) if n else None,
+            int(train_ids[-1]) if n else None,
+            n,
+        )
+
+
+def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
+    """Apply a train selection to a sorted array of train IDs.
+
+    Parameters
+    ----------
+    train_ids : np.ndarray
+        Current (sorted, unique) train IDs.
+    sel : slice, int, list, array, bool array, ``by_id[...]`` or ``by_index[...]``
+        Plain slices, ints and integer lists select by index; boolean arrays must match
+        the number of trains. ``by_id`` slices select IDs in the range (the stop is
+        exclusive, a step counts train IDs); ``by_id`` lists must all be present.
+
+    Returns
+    -------
+    np.ndarray
+        The selected train IDs (sorted, unique, uint64).
+    """
+    train_ids = np.asarray(train_ids, dtype=np.uint64)
+    if isinstance(sel, _ById):
+        v = sel.value
+        if isinstance(v, slice):
+            start = train_ids[0] if v.start is None else v.start
+            mask = np.ones(len(train_ids), dtype=bool)
+            if v.start is not None:
+                mask &= train_ids >= v.start
+            if v.stop is not None:
+                mask &= train_ids < v.stop
+            if v.step not in (None, 1):
+                mask &= ((train_ids.astype(np.int64) - int(start)) % v.step) == 0
+            return train_ids[mask]
+        if isinstance(v, (int, np.integer)):
+            wanted = np.array([v], dtype=np.uint64)
+        else:
+            wanted = np.unique(np.asarray(list(v) if not isinstance(v, np.ndarray) else v,
+                                          dtype=np.uint64))
+        _check_present(wanted, train_ids)
+        return wanted
+    if isinstance(sel, _ByIndex):
+        sel = sel.value
+    if isinstance(sel, slice):
+        return train_ids[sel]
+    if isinstance(sel, (int, np.integer)):
+        n = len(train_ids)
+        if not -n <= sel < n:
+            raise IndexError(f"Train index {sel} out of range for {n} trains")
+        return train_ids[[sel]]
+    arr = np.asarray(list(sel) if not isinstance(sel, np.ndarray) else sel)
+    if arr.dtype == bool:
+        if arr.shape != train_ids.shape:
+            raise ValueError(
+                f"Boolean train selection has length {len(arr)}, but there are "
+                f"{len(train_ids)} trains"
+            )
+        return train_ids[arr]
+    if arr.size == 0:
+        return train_ids[:0]
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"Cannot select trains with {sel!r}: use a slice, indices, a "
+                        "boolean array, by_id[...] or by_index[...]")
+    n = len(train_ids)
+    if arr.max() >= n or arr.min() < -n:
+        raise IndexError(f"Train index out of range for {n} trains: {sel!r}")
+    return np.unique(train_ids[arr])
+
+
+def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None = None):
+    """Split ``range(n)`` into similar-sized consecutive slices.
+
+    With *trains_per_part*, no part is longer than that; with *parts*, at least that many
+    parts (fewer if there are fewer trains).
+    """
+    if parts is None and trains_per_part is None:
+        raise ValueError("Specify parts and/or trains_per_part")
+    n_parts = 1
+    if parts is not None:
+        if parts < 1:
+            raise ValueError(f"parts must be >= 1, not {parts}")
+        n_parts = max(n_parts, min(parts, n))
+    if trains_per_part is not None:
+        if trains_per_part < 1:
+            raise ValueError(f"trains_per_part must be >= 1, not {trains_per_part}")
+        n_parts = max(n_parts, -(-n // trains_per_part))
+    n_parts = max(1, min(n_parts, max(n, 1)))
+    bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a or n == 0]
+
+
+def glob_matcher(patterns: str | Iterable[str]):
+    """Compile glob pattern(s) into a ``match(name) -> bool`` function."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return lambda name: regex.match(name) is not None

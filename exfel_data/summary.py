@@ -1,0 +1,151 @@
+"""The text of ``run.info()``: what a user wants to see first about a run."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections import Counter
+
+import numpy as np
+
+from .selection import glob_matcher
+
+__all__ = ["format_info"]
+
+TRAIN_RATE_HZ = 10
+
+
+def _frames_summary(coll, source: str) -> str:
+    sd = coll[source]
+    groups = sd.index_groups
+    group = "image" if "image" in groups else ("data" if "data" in groups else None)
+    if group is None:
+        return ""
+    counts = sd.data_counts(labelled=False, index_group=group)
+    with_data = counts[counts > 0]
+    if len(with_data) == 0:
+        return "no data"
+    lo, hi = int(with_data.min()), int(with_data.max())
+    frames = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    missing = len(counts) - len(with_data)
+    miss = f", missing in {missing} trains" if missing else ""
+    return f"{frames} frames/train{miss}"
+
+
+def _group_sources(names) -> list[str]:
+    """Collapse sources differing only in their channel into 'DEV:{a,b}' lines."""
+    by_dev: dict[str, list[str]] = {}
+    for n in sorted(names):
+        dev, sep, chan = n.partition(":")
+        by_dev.setdefault(dev, []).append(chan if sep else "")
+    lines = []
+    for dev, chans in by_dev.items():
+        if chans == [""]:
+            lines.append(dev)
+        elif len(chans) == 1:
+            lines.append(f"{dev}:{chans[0]}")
+        else:
+            lines.append(f"{dev}:{{{', '.join(chans)}}}")
+    return lines
+
+
+def _key_lines(coll, source: str) -> list[str]:
+    sd = coll[source]
+    lines = []
+    for key in sorted(sd.keys(inc_timestamps=False)):
+        kd = sd[key]
+        shape = "x".join(map(str, kd.entry_shape)) or "scalar"
+        dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)
+        units = ""
+        try:
+            units = f" [{kd.units}]" if kd.units else ""
+        except Exception:  # noqa: BLE001 - units are decoration only
+            pass
+        lines.append(f"    - {key}: {shape} {dtype}{units}")
+    return lines
+
+
+def format_info(coll, details_for_sources=()) -> str:
+    """Summary text of a collection (see ``DataCollection.info``)."""
+    tids = coll.train_ids
+    n = len(tids)
+    out = []
+    suspect = coll.suspect_trains
+    # Range and duration from trustworthy IDs: one rogue ID must not make a run "last a day".
+    good = tids
+    if suspect and coll.inc_suspect_trains:
+        valid = np.concatenate([f.train_ids[f.valid] for f in coll.files])
+        good = np.intersect1d(tids, valid)
+    if len(good):
+        span = int(good[-1]) - int(good[0]) + 1
+        dur = datetime.timedelta(seconds=round(span / TRAIN_RATE_HZ))
+        gaps = span - len(good)
+        out += [
+            f"# of trains:    {n}" + (f" ({gaps} train IDs missing in the range)" if gaps
+                                       else ""),
+            f"Duration:       {dur}",
+            f"First train ID: {int(good[0])}",
+            f"Last train ID:  {int(good[-1])}",
+        ]
+        outside = np.setdiff1d(tids, good)
+        if len(outside):
+            shown = ", ".join(str(t) for t in outside[:5]) + (" ..." if len(outside) > 5
+                                                              else "")
+            out.append(f"Suspect IDs:    {shown} (outside the range above)")
+    else:
+        out.append("# of trains:    0 (no trains selected)")
+    versions = Counter(f.format_version for f in coll.files)
+    vtext = ", ".join(f"{v} ({c})" if len(versions) > 1 else v
+                      for v, c in sorted(versions.items()))
+    dirs = sorted({os.path.dirname(f.filename) for f in coll.files})
+    out.append(f"Files:          {len(coll.files)} in {', '.join(dirs)} (format {vtext})")
+    if suspect:
+        what = "included" if coll.inc_suspect_trains else "excluded"
+        out.append(f"Suspect trains: {len(suspect)} {what} (see run.suspect_trains)")
+    out.append("")
+
+    dets = coll.detector_modules()
+    det_sources = set()
+    for det, mods in sorted(dets.items()):
+        det_sources |= set(mods.values())
+        numbers = sorted(mods)
+        first_src = mods[numbers[0]]
+        out.append(f"{len(mods)} detector modules of {det} (modules "
+                   f"{_ranges(numbers)})")
+        frames = _frames_summary(coll, first_src)
+        if frames:
+            out.append(f"  e.g. module {first_src}: {frames}")
+    if dets:
+        out.append("")
+
+    inst = sorted(coll.instrument_sources - det_sources)
+    out.append(f"{len(inst)} instrument sources (excluding detectors):")
+    out += [f"  - {line}" for line in _group_sources(inst)]
+    out.append("")
+    ctrl = sorted(coll.control_sources)
+    out.append(f"{len(ctrl)} control sources:")
+    out += [f"  - {s}" for s in ctrl]
+
+    if details_for_sources:
+        match = glob_matcher(details_for_sources)
+        out.append("")
+        for s in sorted(coll.all_sources):
+            if match(s):
+                out.append(f"{s} ({'control' if coll[s].is_control else 'instrument'}):")
+                out += _key_lines(coll, s)
+    return "\n".join(out)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0,1,2,5] -> '0-2, 5'."""
+    parts, start, prev = [], None, None
+    for x in numbers + [None]:
+        if start is None:
+            start = prev = x
+        elif x is not None and x == prev + 1:
+            prev = x
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = x
+    return ", ".join(parts)
+

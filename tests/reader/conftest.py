@@ -1,0 +1,117 @@
+"""Fixtures: runs written by extra-data's mock writer (another tool), with real values."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+make_examples = pytest.importorskip("extra_data.tests.make_examples")
+
+
+def fill_random(path, seed=0):
+    """Write deterministic non-zero values into every numeric dataset of a file."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "r+") as f:
+        def visit(name, obj):
+            if not isinstance(obj, h5py.Dataset) or name.startswith(("INDEX", "METADATA")):
+                return
+            if name.endswith("trainId") or obj.dtype.kind not in "iuf" or obj.size == 0:
+                return
+            if obj.size > 50_000:
+                return
+            obj[...] = rng.integers(0, 100, size=obj.shape).astype(obj.dtype)
+        f.visititems(visit)
+
+
+@pytest.fixture(scope="session", params=["0.5", "1.2"])
+def fxe_run(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"fxe{request.param}")
+    make_examples.make_fxe_run(str(d), format_version=request.param)
+    for i, name in enumerate(sorted(os.listdir(d))):
+        if "DA01" in name:
+            fill_random(os.path.join(d, name), seed=i)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def spb_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("spb")
+    make_examples.make_spb_run(str(d), format_version="1.0", sensor_size=(32, 24))
+    for i, name in enumerate(sorted(os.listdir(d))):
+        fill_random(os.path.join(d, name), seed=i)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def sa3_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sa3")
+    path = str(d / "RAW-R0001-DA01-S00000.h5")
+    make_examples.make_sa3_da_file(path, format_version="1.0")
+    fill_random(path)
+    return path
+
+
+XGM = "SA1_XTD2_XGM/DOOCS/MAIN"
+XGM_OUT = "SA1_XTD2_XGM/DOOCS/MAIN:output"
+CAM = "SPB_IRU_CAM/CAM/SIDEMIC:daqOutput"
+DET = "SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf"
+STRUCT = np.dtype([("a", "<i4"), ("b", "<f8")])
+
+
+def make_small_run(d):
+    """A 1.3 run of 30 trains (10000-10029) in 4 files with values derived from train IDs.
+
+    DA01 S00000: trains 10000-10014, S00001: 10015-10029 (XGM control + output + camera);
+    DET00 / DET01: two detector modules, frames per train = tid % 3 (0, 1 or 2 frames).
+    """
+    from reader_exdf import write_exdf
+
+    for seq, tids in enumerate([np.arange(10000, 10015), np.arange(10015, 10030)]):
+        n = len(tids)
+        write_exdf(
+            d / f"RAW-R0042-DA01-S{seq:05d}.h5", tids,
+            control={XGM: {"beamPosition/ixPos": tids * 0.5,
+                           "state": np.array(["ON" if t % 2 else "OFF" for t in tids]),
+                           "pulses": np.stack([tids, tids + 1], axis=1).astype(np.int32)},
+                     "MOTOR/X": {"actualPosition": np.full(n, 2.5)}},
+            instrument={
+                XGM_OUT: {"data": (np.ones(n, int), {
+                    "intensityTD": (tids[:, None] + np.arange(5)).astype(np.float32),
+                    "record": np.array([(int(t), t / 2) for t in tids], dtype=STRUCT)})},
+                CAM: {"data": (np.ones(n, int), {
+                    "image.pixels": (tids[:, None, None] % 7 + np.zeros((1, 4, 6))
+                                     ).astype(np.uint16)})},
+            },
+            attrs={(XGM, "beamPosition/ixPos"): {"unitSymbol": "m", "metricPrefixSymbol": "u",
+                                                  "unitName": "meter",
+                                                  "metricPrefixName": "micro"}},
+            run_values={("MOTOR/X", "actualPosition"): np.array([2.5])},
+        )
+    tids = np.arange(10000, 10030)
+    counts = tids % 3
+    frames = np.repeat(tids, counts)
+    for m in range(2):
+        write_exdf(
+            d / f"RAW-R0042-DET{m:02d}-S00000.h5", tids,
+            instrument={DET.format(m): {
+                "image": (counts, {"data": ((frames[:, None, None] - 10000) * 10 + m
+                                            + np.zeros((1, 3, 4))).astype(np.uint16),
+                                   "cellId": np.concatenate([np.arange(c) for c in counts]
+                                                            ).astype(np.uint16)}),
+                "header": (np.ones(30, int), {"pulseCount": counts.astype(np.uint64)}),
+            }},
+        )
+    return d
+
+
+@pytest.fixture(scope="session")
+def small_run_dir(tmp_path_factory):
+    return str(make_small_run(tmp_path_factory.mktemp("small")))
+
+
+@pytest.fixture()
+def small_run(small_run_dir):
+    import exfel_data as ed
+
+    return ed.RunDirectory(small_run_dir)
