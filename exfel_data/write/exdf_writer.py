@@ -70,6 +70,15 @@ def _as_counts(counts, n_trains: int, what: str) -> np.ndarray:
     return arr.astype(np.uint64)
 
 
+def _encoded(data) -> np.ndarray:
+    """An object array of bytes (str encoded as UTF-8) for vlen string datasets."""
+    arr = np.asarray(data, dtype=object)
+    flat = [v.encode() if isinstance(v, str) else v for v in arr.ravel().tolist()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape)
+
+
 def _vlen_list(strings: Sequence[str], length: int | None = None) -> np.ndarray:
     items = [s.encode() if isinstance(s, str) else bytes(s) for s in strings]
     if length is not None:
@@ -266,11 +275,9 @@ class ExdfWriter:
         A source only written here (RUN-only) is declared as a control source without data:
         listed in METADATA, with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
         """
-        if isinstance(value, str):
-            value = value.encode()
         arr = np.asarray(value)
         if arr.dtype.kind in 'SUO':
-            data = np.array([value], dtype=object)
+            data = _encoded(arr)[np.newaxis]
             dtype = STRING_DTYPE
         else:
             data, dtype = arr[np.newaxis], arr.dtype
@@ -351,7 +358,7 @@ class ExdfWriter:
         """Write rows ``start : start + len(data)`` of a key (``key.timestamp`` for control
         timestamps)."""
         ds = self.dataset(source, key)
-        data = np.asarray(data) if ds.dtype.kind != 'O' else np.asarray(data, dtype=object)
+        data = np.asarray(data) if ds.dtype.kind != 'O' else _encoded(data)
         stop = start + len(data)
         if start < 0 or stop > ds.shape[0] or data.shape[1:] != ds.shape[1:]:
             raise ExdfWriteError(
