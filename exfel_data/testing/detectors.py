@@ -208,7 +208,12 @@ class JungfrauModule(Device):
 
 
 class MultiModuleDetector:
-    """A detector preset: a sequence of module devices (iterate, index, or ``.modules``)."""
+    """A detector preset: a sequence of module devices (iterate, index, or ``.modules``).
+
+    Parameters (XTDF presets) are passed on to each :class:`XTDFModule`; *modules* picks
+    module numbers (default all *n_modules*); *frame_counts* ``{train_id: frames}`` changes
+    the frame count of some trains in every module (as when the pulse pattern changes).
+    """
 
     detector_name = ''
     n_modules_default = 16
@@ -219,7 +224,7 @@ class MultiModuleDetector:
     def __init__(self, name: str | None = None, *, raw: bool = True, frames_per_train: int = 64,
                  n_modules: int | None = None, modules: Iterable[int] | None = None,
                  module_shape: tuple | None = None, corrected_naming: str = 'xtdf',
-                 compression: str | None = None):
+                 compression: str | None = None, frame_counts: Mapping[int, int] | None = None):
         self.name = name or self.detector_name
         self.raw = raw
         n = self.n_modules_default if n_modules is None else n_modules
@@ -228,7 +233,8 @@ class MultiModuleDetector:
         shape = tuple(module_shape or self.module_shape_default)
         self.modules: list[Device] = [
             self._module(m, raw=raw, frames_per_train=frames_per_train, module_shape=shape,
-                         corrected_naming=corrected_naming, compression=compression)
+                         corrected_naming=corrected_naming, compression=compression,
+                         frame_counts=frame_counts)
             for m in numbers
         ]
 
