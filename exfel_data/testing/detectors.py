@@ -20,6 +20,7 @@ from .devices import (
     constant_fill,
     image_fill,
     modulo_fill,
+    train_id_fill,
 )
 
 __all__ = ['XTDFModule', 'JungfrauModule', 'MultiModuleDetector',
@@ -115,14 +116,13 @@ class XTDFModule(Device):
                         column_fill(np.uint16, (1,), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (1,),
                         column_fill(np.uint64, (1,), lambda t, f: 4 * f + 16)),
-                KeySpec('image.trainId', np.uint64, (1,),
-                        column_fill(np.uint64, (1,), lambda t, f: t)),
+                KeySpec('image.trainId', np.uint64, (1,), train_id_fill((1,))),
                 KeySpec('image.length', np.uint32, (1,),
                         constant_fill(np.uint32, (1,), frame_bytes)),
                 KeySpec('image.status', np.uint16, (1,), constant_fill(np.uint16, (1,), 1)),
             ]
             per_train = [
-                KeySpec('header.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('header.trainId', np.uint64, (), train_id_fill()),
                 KeySpec('header.pulseCount', np.uint64, (), _counts_fill(self)),
                 KeySpec('header.dataId', np.uint64, (), constant_fill(np.uint64, (), 1)),
                 KeySpec('header.linkId', np.uint64, (),
@@ -138,7 +138,7 @@ class XTDFModule(Device):
                 KeySpec('trailer.magicNumberEnd', np.int8, (8,),
                         constant_fill(np.int8, (8,), ord('F'))),
                 KeySpec('trailer.status', np.uint64, (), constant_fill(np.uint64, (), 1)),
-                KeySpec('trailer.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('trailer.trainId', np.uint64, (), train_id_fill()),
             ]
         else:
             frame = (1,) + shape
@@ -153,16 +153,12 @@ class XTDFModule(Device):
                         column_fill(np.uint16, (), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (),
                         column_fill(np.uint64, (), lambda t, f: 4 * f + 16)),
-                KeySpec('image.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('image.trainId', np.uint64, (), train_id_fill()),
             ]
             per_train = []
         keys = {k.name: k for k in image + per_train}
         return [SourceSpec(self.name, 'INSTRUMENT', keys, frame_groups=frozenset({'image'}),
                            legacy_name=self.legacy_name)]
-
-
-def _tid(tids, frames):
-    return tids
 
 
 class JungfrauModule(Device):
@@ -199,7 +195,7 @@ class JungfrauModule(Device):
                 + np.arange(self.cells, dtype=np.uint64))),
             KeySpec('data.timestamp', np.float64, cells, lambda t, f: (
                 np.asarray(t, np.float64)[:, None] * 0.1 + np.arange(self.cells) * 1e-6)),
-            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
         ]
         if not self.raw:
             keys.append(KeySpec('data.mask', np.uint32, entry,

@@ -116,6 +116,11 @@ def column_fill(dtype, entry_shape: tuple, value: Callable) -> Fill:
     return fill
 
 
+def train_id_fill(entry_shape: tuple = ()) -> Fill:
+    """Each row holds its train ID (the redundant ``trainId`` keys)."""
+    return column_fill(np.uint64, entry_shape, lambda tids, frames: tids)
+
+
 def constant_fill(dtype, entry_shape: tuple, value) -> Fill:
     def fill(tids, frames):
         if np.dtype(dtype).kind == 'O':
@@ -297,17 +302,13 @@ class XGM(Device):
             KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i),
                     attrs=units('J', 'joule', 'u', 'micro', f'Digitizer trace {name}'))
             for i, name in enumerate(['intensityTD', 'intensitySa1TD', 'intensityAUXTD'])
-        ] + [KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid))]}
+        ] + [KeySpec('data.trainId', np.uint64, (), train_id_fill())]}
         return [
             SourceSpec(self.name, 'CONTROL', control, run_values={
                 'classId': 'DoocsXGM', 'location': 'SASE1 XTD2', 'pulseEnergy.wavelengthUsed':
                 np.float32(0.1333)}),
             SourceSpec(f'{self.name}:output', 'INSTRUMENT', output),
         ]
-
-
-def _tid(tids, frames):
-    return tids
 
 
 class Motor(Device):
@@ -359,7 +360,7 @@ class Camera(Device):
                     units('#', 'count', description='Camera image')),
             KeySpec('data.image.dims', np.uint64, (2,),
                     lambda t, f: np.tile(np.array([w, h], np.uint64), (len(t), 1))),
-            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
         ]}
         return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'Camera'}),
                 SourceSpec(f'{self.name}:daqOutput', 'INSTRUMENT', output)]
@@ -383,7 +384,7 @@ class Digitizer(Device):
         ])
         output = {k.name: k for k in [
             KeySpec('data.rawData', np.int16, trace, image_fill(trace, np.int16)),
-            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
         ]}
         return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'AdqDigitizer'}),
                 SourceSpec(f'{self.name}:output', 'INSTRUMENT', output)]
