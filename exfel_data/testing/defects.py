@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..write.exdf_writer import STRING_DTYPE
 from .devices import KeySpec, string_fill
 
 if TYPE_CHECKING:
@@ -254,7 +255,6 @@ class VlenStringKey:
     key: str = 'status.message'
 
     def apply(self, plan: RunPlan) -> None:
-        from ..write.exdf_writer import STRING_DTYPE
         _add_key(plan, self.source, KeySpec(self.key, STRING_DTYPE, (), string_fill(
             'train {tid}')))
         _record(plan, self, [], [])
