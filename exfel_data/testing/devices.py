@@ -394,14 +394,14 @@ class RunOnlySource(Device):
     """A source with only run-level values (``RUN`` section), no per-train data: listed as a
     control source with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
 
-    ``values`` maps key names to values (str, number or array), e.g.
+    *run_values* maps key names to values (str, number or array), e.g.
     ``RunOnlySource('SPB_RR_SYS/MDL/RUN_INFO', {'sample': 'lysozyme', 'energy': 9.3})``.
     """
 
-    def __init__(self, name: str = 'SPB_RR_SYS/MDL/RUN_INFO', values: Mapping | None = None,
-                 aggregator: str | None = None):
+    def __init__(self, name: str = 'SPB_RR_SYS/MDL/RUN_INFO',
+                 run_values: Mapping | None = None, aggregator: str | None = None):
         super().__init__(name, aggregator)
-        self.run_only_values = dict(values if values is not None else
+        self.run_only_values = dict(run_values if run_values is not None else
                                     {'classId': 'RunInfo', 'sample': 'lysozyme',
                                      'photonEnergy': 9.3})
 
