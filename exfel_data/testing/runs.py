@@ -195,6 +195,30 @@ class RunPlan:
             raise ValueError(f"{defect!r} is not a defect of this plan")
         return np.unique(np.concatenate(recs)).astype(np.uint64)
 
+    def valid_train_ids(self, include_unreadable: bool = False) -> np.ndarray:
+        """Sorted union of the good train IDs of the files, as a correct reader reports them.
+
+        Leaves out train IDs flagged suspect (rogue, repeated copies, zeros), padding, and
+        (unless *include_unreadable*) the trains only held by truncated files.
+        """
+        tids = [f.train_ids[f.flags] for f in self.files
+                if include_unreadable or f.truncate is None]
+        return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
+
+    def source_train_ids(self, source: str, include_unreadable: bool = False) -> np.ndarray:
+        """Sorted good train IDs in which *source* has data (a non-zero count in some index
+        group), over readable files unless *include_unreadable*."""
+        dev = self.device(source)
+        spec = dev.spec(source)
+        tids = []
+        for f in self.files:
+            if dev not in f.devices or not (include_unreadable or f.truncate is None):
+                continue
+            counts = self._counts(f, dev, spec)
+            has_data = np.any([c > 0 for c in counts.values()], axis=0) & f.flags
+            tids.append(f.train_ids[has_data])
+        return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
+
     # -- writing -----------------------------------------------------------------------
     def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
         """Write all files into the run folder *path* (created if needed); return it.
