@@ -307,7 +307,7 @@ def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, durati
         server_cpu, client_cpu = min(cpus[impl], key=sum)
         cpu = server_cpu + client_cpu
         windows = ", ".join(f"{r:.1f}" for r in rates[impl])
-        print(f"{train:>6} {pattern:<4} {impl:<6} {best:10.1f} trains/s "
+        print(f"{train:>6} {pattern:<4} {impl:<10} {best:10.1f} trains/s "
               f"{best * nbytes / 1e9:6.2f} GB/s  CPU/train: server {_fmt_cpu(server_cpu)} + "
               f"client {_fmt_cpu(client_cpu)}  (windows: {windows})", flush=True)
         results.append(Result(train, pattern, impl, best, best * nbytes / 1e9, cpu))

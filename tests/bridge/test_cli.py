@@ -69,11 +69,28 @@ def test_serve_sim_rejects_bad_endpoint():
 
 # -- servers as subprocesses (python -m bridge) ----------------------------------------------------
 
-def _start(args):
+def _popen_bridge(args):
+    """``python -m bridge ARGS`` with unbuffered text output."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "bridge", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _ctrl_c(proc):
+    """Send SIGINT; return the rest of stdout once the process ended cleanly."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+def _start(args):
+    proc = _popen_bridge(args)
     line = proc.stdout.readline()
     match = re.match(r"Serving on (\S+)", line)
     if not match:
@@ -110,13 +127,10 @@ def test_serve_sim_bare_port_and_ctrl_c():
         assert endpoint.startswith("tcp://127.0.0.1:")
         port = endpoint.rsplit(":", 1)[1]
         assert f"tcp://*:{port}" in proc.stdout.readline()   # how to accept remote clients
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
+    except BaseException:
         proc.kill()
-    assert proc.returncode == 0, err
-    assert "Stopped: Sent" in out
-    assert "Traceback" not in err
+        raise
+    assert "Stopped: Sent" in _ctrl_c(proc)
 
 
 # -- clients against an in-process server ----------------------------------------------------------
@@ -173,21 +187,14 @@ def test_monitor_count(xgm_server):
 
 
 def test_monitor_stops_cleanly_on_ctrl_c(xgm_server):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "monitor", xgm_server.endpoint,
-                             "--interval", "0.1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = _popen_bridge(["monitor", xgm_server.endpoint, "--interval", "0.1"])
     try:
         assert proc.stdout.readline().startswith("Monitoring ")
         assert "trains/s" in proc.stdout.readline()     # a first status line
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
+    except BaseException:
         proc.kill()
-    assert proc.returncode == 0, err
-    assert "Received " in out
-    assert "Traceback" not in err
+        raise
+    assert "Received " in _ctrl_c(proc)
 
 
 def test_rate_meter_counts_gaps_and_age():
