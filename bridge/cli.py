@@ -382,7 +382,10 @@ class RateMeter:
               help="Stop after this many trains (default: until Ctrl-C).")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between status lines.")
-def monitor(endpoint, sock, count, interval) -> None:
+@click.option("--tune-malloc", is_flag=True,
+              help="Reuse memory for trains above 32 MiB (glibc; 2-3x faster for stacked "
+                   "AGIPD/LPD trains).")
+def monitor(endpoint, sock, count, interval, tune_malloc) -> None:
     """Show live figures of the stream at ENDPOINT until Ctrl-C.
 
     Each line: trains/s and MB/s over the last interval, the latest train ID,
@@ -400,7 +403,8 @@ def monitor(endpoint, sock, count, interval) -> None:
     click.echo(f"Monitoring {address} ({sock} server); Ctrl-C to stop.")
     next_print = time.monotonic() + interval
     try:
-        with Client(address, sock=CLIENT_FOR[sock], timeout=interval) as client:
+        with Client(address, sock=CLIENT_FOR[sock], timeout=interval,
+                    tune_malloc=tune_malloc) as client:
             while count is None or meter.trains < count:
                 try:
                     data, metadata = client.next()
