@@ -531,8 +531,6 @@ def _suspect_trains(files) -> list[SuspectTrain]:
 # -- opening --------------------------------------------------------------------------
 def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
     """Scan files (or take them from the cache); return (files, [(path, error)])."""
-    from tqdm.auto import tqdm
-
     files, skipped, todo = [], [], []
     for p in paths:
         try:
@@ -545,8 +543,12 @@ def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAcce
             files.append(FileAccess(p, info))
         else:
             todo.append(p)
-    for p in tqdm(todo, desc="Scanning files", unit="file", disable=None if len(todo) > 50
-                  else True, leave=False):
+    progress = todo
+    if len(todo) > 50:  # only then is scanning slow enough to show progress
+        from tqdm.auto import tqdm
+
+        progress = tqdm(todo, desc="Scanning files", unit="file", disable=None, leave=False)
+    for p in progress:
         try:
             fa = FileAccess(p)
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
