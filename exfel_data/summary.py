@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections import Counter
 
@@ -29,6 +28,9 @@ def _frames_summary(coll, source: str) -> str:
     frames = f"{lo}" if lo == hi else f"{lo}-{hi}"
     missing = len(counts) - len(with_data)
     miss = f", missing in {missing} trains" if missing else ""
+    if group == "data" and "data.adc" in sd.keys():  # JUNGFRAU: memory cells in each entry
+        shape = sd["data.adc"].entry_shape
+        return f"{shape[0]} memory cells of {shape[1]}x{shape[2]} px per train{miss}"
     return f"{frames} frames/train{miss}"
 
 
@@ -78,7 +80,8 @@ def format_info(coll, details_for_sources=()) -> str:
         good = np.intersect1d(tids, valid)
     if len(good):
         span = int(good[-1]) - int(good[0]) + 1
-        dur = datetime.timedelta(seconds=round(span / TRAIN_RATE_HZ))
+        secs = span / TRAIN_RATE_HZ
+        dur = f"{int(secs // 3600)}:{int(secs % 3600 // 60):02d}:{secs % 60:04.1f}"
         gaps = span - len(good)
         out += [
             f"# of trains:    {n}" + (f" ({gaps} train IDs missing in the range)" if gaps
