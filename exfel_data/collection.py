@@ -205,7 +205,7 @@ class DataCollection:
             found_any = False
             for s in matched:
                 if key_pat == "*":
-                    result[s] = None if s not in result or result[s] is None else None
+                    result[s] = None
                     found_any = True
                     continue
                 try:
