@@ -1,1 +1,12 @@
-"""Karabo bridge compatible streaming: protocol, client, server, simulator."""
+"""Karabo bridge compatible streaming: protocol, client, server, simulator.
+
+>>> from bridge import Client, Server
+"""
+from bridge.client import BridgeTimeout, Client
+from bridge.protocol import ProtocolError, deserialize, serialize, timestamp_metadata
+from bridge.server import Server
+
+__all__ = [
+    'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize', 'serialize',
+    'timestamp_metadata',
+]

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from .runs import RunPlan
 
 __all__ = ['DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId',
-           'MissingTrains', 'FrameCountMismatch', 'TruncatedFile', 'EmptySource',
+           'ZeroTrainId', 'MissingTrains', 'SourceGaps', 'FrameCountMismatch',
+           'TruncatedFile', 'EmptySource',
            'OverlappingSequences', 'VlenStringKey', 'StructuredKey', 'PaddedSourceList',
            'OldIndexLayout', 'STRUCTURED_DTYPE']
 
@@ -101,6 +102,27 @@ class RepeatedTrainId:
 
 
 @dataclass(frozen=True)
+class ZeroTrainId:
+    """Replace the train ID at *position* of one file's INDEX by 0 (a corrupt row in the
+    middle). The row keeps its place and its data rows (the values of train ID 0), with
+    ``INDEX/flag`` 0 (1 in 1.1, none in 0.5). Affected train ID: the replaced one, which this
+    file then lacks."""
+
+    aggregator: str = 'DA01'
+    sequence: int = 0
+    position: int = 2
+
+    def apply(self, plan: RunPlan) -> None:
+        f = plan.file(self.aggregator, self.sequence)
+        tid = int(f.train_ids[self.position])
+        f.train_ids = f.train_ids.copy()
+        f.train_ids[self.position] = 0
+        f.flags = f.flags.copy()
+        f.flags[self.position] = False
+        _record(plan, self, [f], [tid], f'train ID 0 at INDEX position {self.position}')
+
+
+@dataclass(frozen=True)
 class MissingTrains:
     """Leave the run trains at *positions* out of every file of *aggregator* (a detector
     module missing trains): they are absent from its ``INDEX/trainId``.
@@ -117,6 +139,26 @@ class MissingTrains:
                              f"aggregators: {plan.aggregators}")
         touched = [f for f in files if f.remove(tids)]
         _record(plan, self, touched, tids)
+
+
+@dataclass(frozen=True)
+class SourceGaps:
+    """Give *source* no data in the run trains at *positions*: the trains stay in its files'
+    INDEX (other sources have them) but the source's counts are 0 there (all its index
+    groups). Affected train IDs: those trains."""
+
+    source: str = 'SPB_IRU_MOTORS/MOTOR/X'
+    positions: tuple = (4, 5)
+
+    def apply(self, plan: RunPlan) -> None:
+        tids = plan.train_ids[list(self.positions)]
+        dev = plan.device(self.source)
+        files = [f for f in plan.files if f.aggregator == dev.aggregator
+                 and np.isin(tids, f.train_ids).any()]
+        for f in files:
+            old = f.source_gaps.get(self.source, np.array([], np.uint64))
+            f.source_gaps[self.source] = np.union1d(old, tids)
+        _record(plan, self, files, tids)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ class XTDFModule(Device):
     corrected_naming : {'xtdf', 'output', 'output+links'}
         Corrected data only: the old name ``<det>/DET/<n>CH0:xtdf``, the newer
         ``<det>/CORR/<n>CH0:output``, or the newer with the old one as HDF5 soft links.
+    compression : str, optional
+        HDF5 filter for the per-pixel datasets (``'gzip'``, as some raw files use).
 
     Values: ``cellId`` = frame + 1, ``pulseId`` = 4 * frame + 16, ``trainId`` = train ID,
     images = position pattern + an offset depending on train ID and frame.
@@ -63,7 +65,7 @@ class XTDFModule(Device):
                  frames_per_train: int = 64, module_shape: tuple = (512, 128),
                  gain_planes: int = 2, aggregator: str | None = None,
                  frame_counts: Mapping[int, int] | None = None,
-                 corrected_naming: str = 'xtdf'):
+                 corrected_naming: str = 'xtdf', compression: str | None = None):
         if corrected_naming not in CORRECTED_NAMING:
             raise ValueError(f"corrected_naming={corrected_naming!r}; choose from "
                              f"{CORRECTED_NAMING}")
@@ -75,6 +77,7 @@ class XTDFModule(Device):
         self.gain_planes = gain_planes
         self.frame_overrides = dict(frame_counts or {})
         self.corrected_naming = corrected_naming
+        self.compression = compression
         self.legacy_name = None
         name = f'{detector}/DET/{module}CH0:xtdf'
         if not raw and corrected_naming != 'xtdf':
@@ -92,8 +95,12 @@ class XTDFModule(Device):
     def frame_counts(self, train_ids) -> np.ndarray:
         out = np.full(len(train_ids), self.frames_per_train, dtype=np.int64)
         if self.frame_overrides:
-            for i, tid in enumerate(np.asarray(train_ids).tolist()):
-                out[i] = self.frame_overrides.get(tid, out[i])
+            known = np.array(sorted(self.frame_overrides), dtype=np.uint64)
+            frames = np.array([self.frame_overrides[k] for k in known.tolist()], np.int64)
+            tids = np.asarray(train_ids, dtype=np.uint64)
+            ix = np.minimum(np.searchsorted(known, tids), len(known) - 1)
+            hit = known[ix] == tids
+            out[hit] = frames[ix[hit]]
         return out
 
     def _build(self) -> list[SourceSpec]:
@@ -103,7 +110,7 @@ class XTDFModule(Device):
             frame_bytes = int(np.prod(raw_shape)) * 2
             image = [
                 KeySpec('image.data', np.uint16, raw_shape, image_fill(raw_shape, np.uint16),
-                        (1,) + raw_shape),
+                        (1,) + raw_shape, compression=self.compression),
                 KeySpec('image.cellId', np.uint16, (1,),
                         column_fill(np.uint16, (1,), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (1,),
@@ -136,10 +143,12 @@ class XTDFModule(Device):
         else:
             frame = (1,) + shape
             image = [
-                KeySpec('image.data', np.float32, shape, image_fill(shape, np.float32), frame),
+                KeySpec('image.data', np.float32, shape, image_fill(shape, np.float32), frame,
+                        compression=self.compression),
                 KeySpec('image.mask', np.uint32, shape, modulo_fill(shape, np.uint32, 16, 0),
-                        frame),
-                KeySpec('image.gain', np.uint8, shape, modulo_fill(shape, np.uint8, 3), frame),
+                        frame, compression=self.compression),
+                KeySpec('image.gain', np.uint8, shape, modulo_fill(shape, np.uint8, 3), frame,
+                        compression=self.compression),
                 KeySpec('image.cellId', np.uint16, (),
                         column_fill(np.uint16, (), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (),
@@ -209,7 +218,8 @@ class MultiModuleDetector:
 
     def __init__(self, name: str | None = None, *, raw: bool = True, frames_per_train: int = 64,
                  n_modules: int | None = None, modules: Iterable[int] | None = None,
-                 module_shape: tuple | None = None, corrected_naming: str = 'xtdf'):
+                 module_shape: tuple | None = None, corrected_naming: str = 'xtdf',
+                 compression: str | None = None):
         self.name = name or self.detector_name
         self.raw = raw
         n = self.n_modules_default if n_modules is None else n_modules
@@ -218,7 +228,7 @@ class MultiModuleDetector:
         shape = tuple(module_shape or self.module_shape_default)
         self.modules: list[Device] = [
             self._module(m, raw=raw, frames_per_train=frames_per_train, module_shape=shape,
-                         corrected_naming=corrected_naming)
+                         corrected_naming=corrected_naming, compression=compression)
             for m in numbers
         ]
 

@@ -25,12 +25,18 @@ __all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices']
 BLOCK_BYTES = 64 * 2**20
 
 
-def default_devices() -> list[Device]:
-    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M (16 modules
-    of 64 frames, full size)."""
+def default_devices(frames_per_train: int = 64, module_shape: tuple = (512, 128),
+                    camera_shape: tuple = (256, 256)) -> list[Device]:
+    """XGM and a motor (DA01), a second motor and a camera (DA02), raw AGIPD-1M.
+
+    The defaults are the real sizes: 16 modules x 64 frames x (2, 512, 128) uint16 is 256 MB
+    per train. For quick test runs shrink them, e.g.
+    ``default_devices(frames_per_train=2, module_shape=(32, 16), camera_shape=(8, 8))``.
+    """
     return [XGM(), Motor('SPB_IRU_MOTORS/MOTOR/X'),
             Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02', offset=-2.0),
-            Camera(), *AGIPD1M()]
+            Camera(shape=camera_shape),
+            *AGIPD1M(frames_per_train=frames_per_train, module_shape=module_shape)]
 
 
 @dataclass
@@ -48,6 +54,7 @@ class FilePlan:
     legacy_index: bool = False
     source_list_padding: int = 0
     empty_sources: set = field(default_factory=set)
+    source_gaps: dict = field(default_factory=dict)   # source -> train IDs without data
     truncate: float | None = None
 
     def insert(self, position: int, train_id: int, flag: bool) -> None:
@@ -178,19 +185,29 @@ class RunPlan:
 
     def affected_train_ids(self, defect) -> np.ndarray:
         """Train IDs a defect touched (see its docstring for their meaning)."""
-        recs = [r.train_ids for r in self.defect_log if r.defect is defect]
+        recs = [r.train_ids for r in self.defect_log if r.defect == defect]
         if not recs:
             raise ValueError(f"{defect!r} is not a defect of this plan")
         return np.unique(np.concatenate(recs)).astype(np.uint64)
 
     # -- writing -----------------------------------------------------------------------
-    def write(self, path, progress: bool | None = None) -> Path:
+    def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
         """Write all files into the run folder *path* (created if needed); return it.
 
-        *progress*: show a tqdm bar (None: only on a terminal).
+        *progress*: show a tqdm bar (None: only on a terminal). A folder that already holds
+        ``.h5`` files is refused unless *overwrite* is True, which deletes them first (so
+        runs are never mixed).
         """
         run_dir = Path(path)
         run_dir.mkdir(parents=True, exist_ok=True)
+        existing = sorted(run_dir.glob('*.h5'))
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{run_dir} already holds {len(existing)} HDF5 files (e.g. {existing[0].name}); "
+                "choose an empty folder or pass overwrite=True to replace them"
+            )
+        for old in existing:
+            old.unlink()
         disable = None if progress is None else not progress
         for fp in tqdm(self.files, desc='Writing run files', unit='file', disable=disable):
             self._write_file(fp, run_dir / fp.name)
@@ -204,20 +221,29 @@ class RunPlan:
                         source_list_padding=fp.source_list_padding) as w:
             for dev in fp.devices:
                 for spec in dev.source_specs:
-                    empty = spec.name in fp.empty_sources
-                    counts = {g: (np.zeros(len(fp.train_ids), np.int64) if empty else
-                                  dev.counts(spec.name, g, fp.train_ids))
-                              for g in spec.index_groups}
+                    counts = self._counts(fp, dev, spec)
                     if spec.section == 'CONTROL':
                         w.add_control_source(spec.name, counts[''])
                         self._write_run_values(w, dev, spec)
                     else:
-                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name)
+                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name,
+                                                section=spec.section)
                     for kspec in spec.keys.values():
                         group = '' if spec.section == 'CONTROL' else kspec.group
                         self._write_key(w, spec, kspec, fp.train_ids, counts[group])
         if fp.truncate is not None:
             os.truncate(path, int(path.stat().st_size * fp.truncate))
+
+    @staticmethod
+    def _counts(fp: FilePlan, dev: Device, spec) -> dict[str, np.ndarray]:
+        if spec.name in fp.empty_sources:
+            return {g: np.zeros(len(fp.train_ids), np.int64) for g in spec.index_groups}
+        counts = {g: dev.counts(spec.name, g, fp.train_ids) for g in spec.index_groups}
+        gaps = fp.source_gaps.get(spec.name)
+        if gaps is not None:
+            for c in counts.values():
+                c[np.isin(fp.train_ids, gaps)] = 0
+        return counts
 
     def _write_run_values(self, w: ExdfWriter, dev: Device, spec) -> None:
         # RUN holds the configuration at run start: every control key's first value, plus
@@ -238,7 +264,8 @@ class RunPlan:
         else:
             rows = -(-used // 32) * 32 if self.preallocate else used
             w.add_instrument_key(spec.name, kspec.name, kspec.dtype, kspec.entry_shape,
-                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs)
+                                 rows=rows, chunks=kspec.chunks, attrs=kspec.attrs,
+                                 compression=kspec.compression)
         if not used:
             return
         row_bytes = max(1, int(np.prod(kspec.entry_shape)) * np.dtype(kspec.dtype).itemsize)
@@ -272,7 +299,7 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
              devices: Iterable | None = None, trains_per_file: int | Mapping[str, int] = 10,
              run_number: int = 1, proposal: int = 700000, data_class: str | None = None,
              defects: Iterable = (), preallocate: bool = True,
-             progress: bool | None = None) -> Path:
+             progress: bool | None = None, overwrite: bool = False) -> Path:
     """Write a realistic run folder and return its path.
 
     *path* is the run folder itself (created if needed); files are named
@@ -282,5 +309,5 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
     """
     plan = RunPlan(n_trains, first_train_id, format_version, devices, trains_per_file,
                    run_number, proposal, data_class, defects, preallocate)
-    return plan.write(path, progress=progress)
+    return plan.write(path, progress=progress, overwrite=overwrite)
 

@@ -31,6 +31,9 @@ KEY_ATTRIBUTES = ('alias', 'daqPolicy', 'description', 'displayedName', 'metricP
                   'metricPrefixName', 'metricPrefixSymbol', 'requiredAccessLevel',
                   'unitEnum', 'unitName', 'unitSymbol')
 
+#: Sections besides CONTROL/RUN/INSTRUMENT that newer files may carry.
+AUXILIARY_SECTIONS = ('REDUCTION', 'ERRATA')
+
 #: dtype of variable-length string keys (read back as ``bytes``).
 STRING_DTYPE = h5py.string_dtype('ascii')
 _VLEN_BYTES = h5py.special_dtype(vlen=bytes)
@@ -43,7 +46,7 @@ class ExdfWriteError(ValueError):
 @dataclass
 class _Source:
     name: str
-    section: str                      # 'CONTROL' or 'INSTRUMENT'
+    section: str                      # 'CONTROL', 'INSTRUMENT' or an auxiliary section
     counts: dict[str, np.ndarray]     # index group ('' for control) -> rows per train
     legacy_name: str | None = None
     keys: dict[str, h5py.Dataset] = field(default_factory=dict)
@@ -83,7 +86,8 @@ class ExdfWriter:
         Final file name (``RAW-R0001-DA01-S00000.h5``). The data goes to a temporary name in
         the same folder and is renamed on :meth:`close`.
     train_ids : array of uint64
-        ``INDEX/trainId`` in file order (may be out of order or repeat, as real files do).
+        ``INDEX/trainId`` in file order (may be out of order or repeat, as real files do;
+        a 0, a corrupt row, only with its flag False).
     format_version : {'0.5', '1.0', '1.1', '1.2', '1.3'}
         Layout to write. ``0.5`` has no ``dataFormatVersion``, keeps the source lists directly
         in ``METADATA/`` and has no ``INDEX/timestamp``, ``flag`` or ``origin``.
@@ -123,13 +127,18 @@ class ExdfWriter:
         self.format_version = format_version
         self.train_ids = np.asarray(train_ids, dtype=np.uint64)
         n = len(self.train_ids)
-        if self.train_ids.ndim != 1 or (n and self.train_ids.min() == 0):
-            raise ExdfWriteError(f"{self.path.name}: train IDs must be a 1-D array without zeros"
-                                 " (padding is added with index_padding)")
+        if self.train_ids.ndim != 1:
+            raise ExdfWriteError(f"{self.path.name}: train IDs must be a 1-D array")
         self.timestamps = (train_timestamps(self.train_ids) if timestamps is None
                            else np.asarray(timestamps, dtype=np.uint64))
         self.flags = (np.ones(n, dtype=bool) if flags is None
                       else np.asarray(flags, dtype=bool))
+        if self.flags.shape == (n,) and (self.flags & (self.train_ids == 0)).any():
+            raise ExdfWriteError(
+                f"{self.path.name}: train ID 0 at INDEX rows "
+                f"{np.nonzero(self.flags & (self.train_ids == 0))[0].tolist()} must be flagged "
+                "as suspect (flags=False); trailing padding is added with index_padding"
+            )
         if origins is None:
             origins = np.where(self.flags, -1, 0)
         self.origins = np.asarray(origins, dtype=np.int32)
@@ -148,8 +157,24 @@ class ExdfWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.path.with_name(f'.{self.path.name}.{os.getpid()}.tmp')
         self.file = h5py.File(self.tmp_path, 'w', libver=('earliest', 'v110'))
+        self._groups: dict[str, h5py.Group] = {}
         for section in ('METADATA', 'INDEX', 'CONTROL', 'RUN', 'INSTRUMENT'):
             self.file.create_group(section)
+
+    # -- HDF5 objects (parent groups cached: h5py's nested-path lookups dominate otherwise) --
+    def _group(self, path: str) -> h5py.Group:
+        grp = self._groups.get(path)
+        if grp is None:
+            try:
+                grp = self.file.create_group(path)
+            except ValueError:      # made earlier as an intermediate group
+                grp = self.file[path]
+            self._groups[path] = grp
+        return grp
+
+    def _dataset(self, path: str, *args, **kwargs) -> h5py.Dataset:
+        parent, _, name = path.rpartition('/')
+        return self._group(parent).create_dataset(name, *args, **kwargs)
 
     # -- declaring sources -------------------------------------------------------------
     @property
@@ -161,10 +186,11 @@ class ExdfWriter:
         self._check_new_source(source)
         self.sources[source] = _Source(
             source, 'CONTROL', {'': _as_counts(counts, self.n_trains, source)})
-        self.file.create_group(f'CONTROL/{source}')
+        self._group(f'CONTROL/{source}')
 
     def add_instrument_source(self, source: str, group_counts: Mapping[str, object],
-                              legacy_name: str | None = None) -> None:
+                              legacy_name: str | None = None,
+                              section: str = 'INSTRUMENT') -> None:
         """Declare an instrument (fast data) source ``device:channel``.
 
         Parameters
@@ -175,16 +201,25 @@ class ExdfWriter:
         legacy_name : str, optional
             Old source name (``AGIPD/DET/0CH0:xtdf``) to add as HDF5 soft links in INDEX and
             INSTRUMENT, as newer corrected files do.
+        section : {'INSTRUMENT', 'REDUCTION', 'ERRATA'}
+            Auxiliary sections (newer files) hold the source's data under ``/<section>/``,
+            list it in ``METADATA/auxiliarySources/<section>`` instead of ``dataSources``,
+            have no redundant ``trainId`` datasets and may omit the ``:channel`` part.
         """
         self._check_new_source(source)
-        if ':' not in source:
+        if section not in ('INSTRUMENT',) + AUXILIARY_SECTIONS:
+            raise ExdfWriteError(f"{source}: unknown section {section!r}; choose INSTRUMENT or "
+                                 f"one of {AUXILIARY_SECTIONS}")
+        if ':' not in source and section == 'INSTRUMENT':
             raise ExdfWriteError(f"Instrument source {source!r} must look like 'device:channel'")
+        if legacy_name and section != 'INSTRUMENT':
+            raise ExdfWriteError(f"{source}: legacy names only exist for INSTRUMENT sources")
         if not group_counts:
             raise ExdfWriteError(f"{source}: declare at least one index group")
         counts = {g: _as_counts(c, self.n_trains, f'{source}/{g}')
                   for g, c in group_counts.items()}
-        self.sources[source] = _Source(source, 'INSTRUMENT', counts, legacy_name)
-        self.file.create_group(f'INSTRUMENT/{source}')
+        self.sources[source] = _Source(source, section, counts, legacy_name)
+        self._group(f'{section}/{source}')
 
     def _check_new_source(self, source: str) -> None:
         if source in self.sources:
@@ -212,7 +247,7 @@ class ExdfWriter:
         if key in src.keys:
             raise ExdfWriteError(f"Key {key!r} of {source!r} is already declared")
         rows = src.rows('')
-        grp = self.file.create_group(f"CONTROL/{source}/{key.replace('.', '/')}")
+        grp = self._group(f"CONTROL/{source}/{key.replace('.', '/')}")
         src.keys[key] = grp.create_dataset(
             'value', (rows,) + tuple(entry_shape), dtype=dtype, chunks=chunks)
         ts = grp.create_dataset('timestamp', (rows,), dtype=np.uint64)
@@ -236,7 +271,7 @@ class ExdfWriter:
             dtype = STRING_DTYPE
         else:
             data, dtype = arr[np.newaxis], arr.dtype
-        grp = self.file.create_group(f"RUN/{source}/{key.replace('.', '/')}")
+        grp = self._group(f"RUN/{source}/{key.replace('.', '/')}")
         grp.create_dataset('value', data=data, dtype=dtype)
         ts = self.timestamps[0] if (timestamp is None and self.n_trains) else (timestamp or 0)
         grp.create_dataset('timestamp', data=np.array([ts], dtype=np.uint64))
@@ -257,7 +292,7 @@ class ExdfWriter:
             HDF5 chunk shape, e.g. ``(1,) + entry_shape`` for one frame per chunk.
         """
         src = self._source(source)
-        if src.section != 'INSTRUMENT':
+        if src.section == 'CONTROL':
             raise ExdfWriteError(f"{source!r} is a control source; use add_control_key")
         group = key.partition('.')[0]
         if group not in src.counts or '.' not in key:
@@ -277,8 +312,8 @@ class ExdfWriter:
             if len(chunks) != len(full):
                 raise ExdfWriteError(f"{source} {key}: chunks {chunks} do not match {full}")
             chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, full, strict=True))
-        ds = self.file.create_dataset(
-            f"INSTRUMENT/{source}/{key.replace('.', '/')}", (rows,) + tuple(entry_shape),
+        ds = self._dataset(
+            f"{src.section}/{source}/{key.replace('.', '/')}", (rows,) + tuple(entry_shape),
             dtype=dtype, chunks=chunks, compression=compression,
             compression_opts=compression_opts)
         src.keys[key] = ds
@@ -323,45 +358,43 @@ class ExdfWriter:
     # -- finishing ---------------------------------------------------------------------
     def _write_index(self) -> None:
         pad = self.index_padding
-        f = self.file
-
         def padded(arr, dtype):
             out = np.zeros(len(arr) + pad, dtype=dtype)
             out[:len(arr)] = arr
             return out
 
-        f.create_dataset('INDEX/trainId', data=padded(self.train_ids, np.uint64))
+        self._dataset('INDEX/trainId', data=padded(self.train_ids, np.uint64))
         if self.format_version != '0.5':
-            f.create_dataset('INDEX/timestamp', data=padded(self.timestamps, np.uint64))
+            self._dataset('INDEX/timestamp', data=padded(self.timestamps, np.uint64))
             if self.format_version == '1.1':
                 flag = np.where(self.flags, 0, np.maximum(self.origins, 1))
             else:
                 flag = self.flags.astype(np.int32)
-            f.create_dataset('INDEX/flag', data=padded(flag, np.int32))
+            self._dataset('INDEX/flag', data=padded(flag, np.int32))
         if self.format_version in ('1.2', '1.3'):
-            f.create_dataset('INDEX/origin', data=padded(self.origins, np.int32))
+            self._dataset('INDEX/origin', data=padded(self.origins, np.int32))
 
         for src in self.sources.values():
             for group, counts in src.counts.items():
                 path = f'INDEX/{src.name}' + (f'/{group}' if group else '')
                 first = np.cumsum(counts) - counts
-                f.create_dataset(f'{path}/first', data=padded(first, np.uint64))
+                self._dataset(f'{path}/first', data=padded(first, np.uint64))
                 if self.legacy_index:
-                    f.create_dataset(f'{path}/last',
-                                     data=padded(first + np.maximum(counts, 1) - 1, np.uint64))
-                    f.create_dataset(f'{path}/status', data=padded(counts > 0, np.uint64))
+                    self._dataset(f'{path}/last',
+                                  data=padded(first + np.maximum(counts, 1) - 1, np.uint64))
+                    self._dataset(f'{path}/status', data=padded(counts > 0, np.uint64))
                 else:
-                    f.create_dataset(f'{path}/count', data=padded(counts, np.uint64))
+                    self._dataset(f'{path}/count', data=padded(counts, np.uint64))
 
     def _write_group_train_ids(self) -> None:
         # Every index group carries a redundant trainId dataset, unless the caller wrote one.
         for src in self.sources.values():
-            if src.section != 'INSTRUMENT':
+            if src.section != 'INSTRUMENT':   # auxiliary sections have none
                 continue
             for group, counts in src.counts.items():
                 if f'{group}.trainId' not in src.keys:
                     tids = np.repeat(self.train_ids, counts.astype(np.intp))
-                    self.file.create_dataset(f'INSTRUMENT/{src.name}/{group}/trainId', data=tids)
+                    self._dataset(f'INSTRUMENT/{src.name}/{group}/trainId', data=tids)
 
     def _write_links(self) -> None:
         for src in self.sources.values():
@@ -384,16 +417,21 @@ class ExdfWriter:
         return ids
 
     def _write_metadata(self) -> None:
-        f = self.file
         ids = self._data_source_ids()
         length = len(ids) + self.source_list_padding
         base = 'METADATA' if self.format_version == '0.5' else 'METADATA/dataSources'
         full = [f'{root}/{dev}' if root else dev for root, dev in ids]
-        f.create_dataset(f'{base}/dataSourceId', data=_vlen_list(full, length), dtype=_VLEN_BYTES)
-        f.create_dataset(f'{base}/root', data=_vlen_list([r for r, _ in ids], length),
-                         dtype=_VLEN_BYTES)
-        f.create_dataset(f'{base}/deviceId', data=_vlen_list([d for _, d in ids], length),
-                         dtype=_VLEN_BYTES)
+        self._dataset(f'{base}/dataSourceId', data=_vlen_list(full, length), dtype=_VLEN_BYTES)
+        self._dataset(f'{base}/root', data=_vlen_list([r for r, _ in ids], length),
+                      dtype=_VLEN_BYTES)
+        self._dataset(f'{base}/deviceId', data=_vlen_list([d for _, d in ids], length),
+                      dtype=_VLEN_BYTES)
+        for section in AUXILIARY_SECTIONS:
+            aux = [f'{section}/{s.name}/{g}' for s in self.sources.values()
+                   if s.section == section for g in sorted(s.counts)]
+            if aux:
+                self._dataset(f'METADATA/auxiliarySources/{section}', data=_vlen_list(aux),
+                              dtype=_VLEN_BYTES)
         if self.format_version == '0.5':
             return
         now = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
@@ -403,10 +441,10 @@ class ExdfWriter:
             strings.update(runType='', sample='')
         strings.update(self.extra_metadata)
         for name, value in strings.items():
-            f.create_dataset(f'METADATA/{name}', data=_vlen_list([value]), dtype=_VLEN_BYTES)
+            self._dataset(f'METADATA/{name}', data=_vlen_list([value]), dtype=_VLEN_BYTES)
         for name, key in [('proposalNumber', 'proposal'), ('runNumber', 'run_number'),
                           ('sequenceNumber', 'sequence')]:
-            f.create_dataset(f'METADATA/{name}', data=np.array([self.meta[key]], np.uint32))
+            self._dataset(f'METADATA/{name}', data=np.array([self.meta[key]], np.uint32))
 
     def close(self) -> Path:
         """Write INDEX and METADATA, close the file and move it to its final name."""

@@ -19,10 +19,12 @@ from exfel_data.testing import (
     RepeatedTrainId,
     RogueTrainId,
     RunPlan,
+    SourceGaps,
     StructuredKey,
     TrailingZeros,
     TruncatedFile,
     VlenStringKey,
+    ZeroTrainId,
 )
 
 XGM_CTRL = 'SA1_XTD2_XGM/XGM/DOOCS'
@@ -31,7 +33,7 @@ XGM_OUT = 'SA1_XTD2_XGM/XGM/DOOCS:output'
 
 def devices():
     return [XGM(n_samples=20), Motor(), Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02'),
-            *AGIPD1M(frames_per_train=4, n_modules=6, module_shape=(8, 4))]
+            *AGIPD1M(frames_per_train=4, modules=[2, 3, 5], module_shape=(8, 4))]
 
 
 def plan_with(tmp_path, *defects, version='1.3', **kw):
@@ -167,3 +169,35 @@ def test_padded_source_list_and_old_index(tmp_path):
         assert ix['last'][:3].tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match='0.5'):
         RunPlan(devices=devices(), defects=[OldIndexLayout()])
+
+
+@pytest.mark.parametrize('version', ['0.5', '1.1', '1.2'])
+def test_zero_train_id(tmp_path, version):
+    d = ZeroTrainId(aggregator='DA02', sequence=1, position=2)
+    plan, run_dir = plan_with(tmp_path, d, version=version)
+    assert plan.affected_train_ids(d).tolist() == [10005]
+    name = 'RAW-R0001-DA02-S00001.h5'
+    assert index(run_dir, name).tolist() == [10003, 10004, 0, 10006, 10007, 10008]
+    flag = index(run_dir, name, 'INDEX/flag')
+    if version == '0.5':
+        assert flag is None
+    else:
+        assert flag[2] == (1 if version == '1.1' else 0)
+    motor = 'SPB_IRU_MOTORS/MOTOR/Y'
+    assert index(run_dir, name, f'INDEX/{motor}/count').tolist() == [1] * 6
+    tids, vals = read_key(run_dir, motor, 'actualPosition')
+    np.testing.assert_array_equal(vals, plan.device(motor).values('actualPosition', tids))
+
+
+def test_source_gaps(tmp_path):
+    d = SourceGaps('SPB_IRU_MOTORS/MOTOR/X', positions=(4, 5, 6))
+    plan, run_dir = plan_with(tmp_path, d)
+    assert plan.affected_train_ids(d).tolist() == [10004, 10005, 10006]
+    assert plan.defect_log[0].files == ['RAW-R0001-DA01-S00000.h5', 'RAW-R0001-DA01-S00001.h5']
+    name = 'RAW-R0001-DA01-S00000.h5'
+    assert index(run_dir, name).tolist() == list(range(10000, 10006))
+    assert index(run_dir, name, 'INDEX/SPB_IRU_MOTORS/MOTOR/X/count').tolist() \
+        == [1, 1, 1, 1, 0, 0]
+    assert index(run_dir, name, f'INDEX/{XGM_CTRL}/count').tolist() == [1] * 6
+    tids, vals = read_key(run_dir, 'SPB_IRU_MOTORS/MOTOR/X', 'actualPosition')
+    assert tids.tolist() == [t for t in range(10000, 10012) if t not in (10004, 10005, 10006)]

@@ -1,0 +1,221 @@
+"""Karabo bridge client: receive trains as ``(data, metadata)``.
+
+Compatible with karabo_bridge servers (and ours), and sturdier than the
+reference client: a REQ client whose request was lost (timeout, server
+restart) re-sends it by itself instead of waiting forever.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from bridge.protocol import deserialize
+
+__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES']
+
+SOCKET_TYPES = ('REQ', 'SUB', 'PULL')
+_REQUEST = b'next'
+
+
+class BridgeTimeout(TimeoutError):
+    """No train arrived within the client's timeout."""
+
+
+class Client:
+    """Receive trains from a Karabo bridge server.
+
+    Parameters
+    ----------
+    endpoint : str
+        Server address, e.g. ``'tcp://127.0.0.1:4545'`` or ``'ipc:///tmp/bridge'``.
+    sock : {'REQ', 'SUB', 'PULL'}
+        Must match the server: REQ for REP, SUB for PUB, PULL for PUSH.
+    timeout : float, optional
+        Seconds :meth:`next` waits before raising :class:`BridgeTimeout`
+        (a ``TimeoutError``); None waits forever. Big detector trains take
+        ~0.1-1 s to transfer, so do not choose it too small. After a timeout
+        the next call asks again on a fresh socket.
+    max_message_size : int, optional
+        Largest frame (bytes) accepted; a peer sending a bigger one is
+        disconnected. Protects memory from a rogue or misconfigured sender.
+    context : zmq.Context, optional
+        Context to create sockets in; default: a private one.
+
+    Examples
+    --------
+    >>> with Client('tcp://localhost:4545', timeout=10) as client:
+    ...     for data, metadata in client:
+    ...         process(data)
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = 'REQ',
+        timeout: float | None = None,
+        max_message_size: int | None = None,
+        context: zmq.Context | None = None,
+    ):
+        sock = str(sock).upper()
+        if sock not in SOCKET_TYPES:
+            raise ValueError(f'Unknown socket type {sock!r}; use one of {SOCKET_TYPES}')
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f'timeout must be positive seconds or None, not {timeout!r}')
+        self.endpoint = endpoint
+        self.sock = sock
+        self.timeout = timeout
+        self.max_message_size = max_message_size
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._awaiting_reply = False
+        self._disconnects = 0
+        self._connect()
+
+    # -- public API --------------------------------------------------------
+
+    def next(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Receive the next train.
+
+        Returns
+        -------
+        data : dict
+            ``{source: {key: value, 'metadata': {...}}}``
+        metadata : dict
+            ``{source: {...}}`` (the same dicts as ``data[source]['metadata']``).
+
+        Raises
+        ------
+        BridgeTimeout
+            Nothing arrived within ``timeout`` (a ``TimeoutError``).
+        ProtocolError
+            The message was malformed; the client stays usable.
+        """
+        if self._socket is None:
+            raise RuntimeError('Client is closed')
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        if self.sock == 'REQ' and not self._awaiting_reply:
+            self._request()
+        self._disconnects = 0
+
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait_ms = None if remaining is None else int(remaining * 1000) + 1
+            ready = dict(self._poller.poll(wait_ms))
+            if self._socket in ready:
+                frames = self._socket.recv_multipart(copy=False)
+                self._awaiting_reply = False
+                return deserialize(frames)
+            if self._monitor in ready:
+                self._handle_events()
+            if deadline is not None and time.monotonic() >= deadline and not ready:
+                message = self._timeout_message()
+                if self.sock == 'REQ':
+                    self._reset()  # SUB/PULL sockets need no repair
+                raise BridgeTimeout(message)
+
+    def _timeout_message(self) -> str:
+        msg = (f'No train received from {self.endpoint} ({self.sock}) in the last '
+               f'{self.timeout:g} s; is the server running and sending?')
+        if self._disconnects:
+            msg += f' The connection dropped {self._disconnects} time(s) while waiting'
+            if self.max_message_size is not None:
+                msg += (f'; a frame larger than max_message_size={self.max_message_size} '
+                        'bytes makes ZeroMQ drop the connection')
+            msg += '.'
+        if self.sock == 'REQ':
+            msg += ' The request will be re-sent on the next call.'
+        return msg
+
+    def close(self) -> None:
+        """Close the socket (and the private ZeroMQ context)."""
+        if self._socket is None:
+            return
+        self._close_sockets()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next()
+
+    def __repr__(self) -> str:
+        return f'<bridge.Client {self.sock} {self.endpoint}>'
+
+    # -- socket handling -----------------------------------------------------
+
+    def _connect(self) -> None:
+        kind = {'REQ': zmq.REQ, 'SUB': zmq.SUB, 'PULL': zmq.PULL}[self.sock]
+        s = self._context.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        if self.sock == 'SUB':
+            s.setsockopt(zmq.SUBSCRIBE, b'')
+        if self.sock == 'REQ':
+            # Allow re-sending a request whose reply will never come; a late
+            # reply to the old request is then discarded.
+            s.setsockopt(zmq.REQ_RELAXED, 1)
+            s.setsockopt(zmq.REQ_CORRELATE, 1)
+        else:
+            # Keep few trains buffered so what we read is recent.
+            s.setsockopt(zmq.RCVHWM, 2)
+        if self.max_message_size is not None:
+            s.setsockopt(zmq.MAXMSGSIZE, int(self.max_message_size))
+        try:
+            s.connect(self.endpoint)
+        except zmq.ZMQError as e:
+            s.close(linger=0)
+            raise ValueError(f'Cannot connect to {self.endpoint!r}: {e}') from None
+        self._socket = s
+        self._poller = zmq.Poller()
+        self._poller.register(s, zmq.POLLIN)
+        self._monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller.register(self._monitor, zmq.POLLIN)
+
+    def _close_sockets(self) -> None:
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        self._socket.close(linger=0)
+        self._socket = None
+
+    def _reset(self) -> None:
+        """Fresh socket after a timeout: no stale request or late reply survives."""
+        self._close_sockets()
+        self._awaiting_reply = False
+        self._disconnects = 0
+        self._connect()
+
+    def _request(self) -> None:
+        self._socket.send(_REQUEST)
+        self._awaiting_reply = True
+
+    def _handle_events(self) -> None:
+        disconnected = False
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            if event['event'] == zmq.EVENT_DISCONNECTED:
+                disconnected = True
+                self._disconnects += 1
+        if not disconnected:
+            return
+        if self.max_message_size is not None:
+            # ZeroMQ does not reconnect after refusing an oversized frame.
+            self._close_sockets()
+            self._connect()
+        if self._awaiting_reply:
+            # The server went away with our request: ask again; ZeroMQ
+            # delivers it when the server is back.
+            self._request()

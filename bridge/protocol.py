@@ -1,0 +1,476 @@
+"""Karabo bridge wire format: train dicts <-> lists of ZeroMQ frames.
+
+Sends format 2.2 (or 1.0 on request); reads 1.0, 2.0, 2.1 and 2.2, plus the
+long-gone ``ImageData`` content. See ``docs/streaming.md`` for the layout.
+
+Decoding never unpickles anything: a 1.0 object array or a pickle-serialized
+message is refused with :class:`ProtocolError`, because unpickling lets the
+sender run code in the receiver.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = [
+    'ProtocolError', 'serialize', 'deserialize', 'timestamp_metadata', 'PROTOCOL_VERSIONS',
+]
+
+PROTOCOL_VERSIONS = ('1.0', '2.2')
+
+_MSGPACK_ERRORS = (
+    msgpack.exceptions.UnpackException, msgpack.exceptions.ExtraData,
+    msgpack.exceptions.FormatError, msgpack.exceptions.StackError,
+    ValueError, TypeError,
+)
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the Karabo bridge protocol, or data cannot be sent."""
+
+
+# ---------------------------------------------------------------------------
+# Metadata helpers
+# ---------------------------------------------------------------------------
+
+def timestamp_metadata(unix_time: float | None = None) -> dict[str, Any]:
+    """Wall-clock timestamp entries of bridge metadata.
+
+    Parameters
+    ----------
+    unix_time : float, optional
+        Seconds since the epoch; default: now.
+
+    Returns
+    -------
+    dict
+        ``timestamp`` (float), ``timestamp.sec`` (str) and ``timestamp.frac``
+        (str, 18 digits of attoseconds).
+    """
+    if unix_time is None:
+        ns = time.time_ns()
+    else:
+        ns = round(unix_time * 1e9)
+    sec, rest_ns = divmod(ns, 10**9)
+    return {
+        'timestamp': ns / 1e9 if unix_time is None else float(unix_time),
+        'timestamp.sec': str(sec),
+        'timestamp.frac': f'{rest_ns * 10**9:018d}',
+    }
+
+
+# ---------------------------------------------------------------------------
+# Serializing
+# ---------------------------------------------------------------------------
+
+def _msgpack_default(obj):
+    # Numpy scalars go out as Python scalars, never as pickles or raw memory.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f'cannot send a value of type {type(obj).__name__}')
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, default=_msgpack_default)
+
+
+def _as_list(array: np.ndarray, source: str, key: str) -> list:
+    """Turn an array of strings or an object array of plain values into nested lists."""
+    def convert(item):
+        if isinstance(item, (str, np.str_)):
+            return str(item)
+        if isinstance(item, (bytes, np.bytes_)):
+            try:
+                return bytes(item).decode('utf-8')
+            except UnicodeDecodeError:
+                return bytes(item)
+        if item is None or isinstance(item, (bool, int, float)):
+            return item
+        if isinstance(item, np.generic) and item.dtype.kind in 'biuf':
+            return item.item()
+        raise ProtocolError(
+            f'Cannot send {source!r} key {key!r}: object array holds a value of type '
+            f'{type(item).__name__}; only arrays of numbers or of strings can be sent. '
+            'Convert it to a numeric array or a list first.'
+        )
+
+    if array.ndim == 0:
+        return convert(array[()])
+    return np.frompyfunc(convert, 1, 1)(array).tolist()
+
+
+def _c_order(array: np.ndarray) -> np.ndarray:
+    # Not np.ascontiguousarray: it turns 0-d arrays into 1-d ones.
+    return array if array.flags.c_contiguous else array.copy(order='C')
+
+
+def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
+    """Split one source's data into (msgpack map, [(key, array)]); flatten nested maps."""
+    main: dict[str, Any] = {}
+    arrays: list[tuple[str, np.ndarray]] = []
+
+    def add(key: str, value):
+        if isinstance(value, np.ndarray):
+            kind = value.dtype.kind
+            if kind in 'OUS':
+                main[key] = _as_list(value, source, key)
+            elif kind == 'V' or value.dtype.hasobject:
+                raise ProtocolError(
+                    f'Cannot send {source!r} key {key!r}: structured dtype '
+                    f'{value.dtype} has no bridge representation; send its fields '
+                    'as separate keys.'
+                )
+            else:
+                arrays.append((key, value))
+        elif isinstance(value, Mapping):
+            for sub_key, sub_value in value.items():
+                add(f'{key}.{sub_key}', sub_value)
+        elif isinstance(value, np.generic):
+            if value.dtype.kind in 'OV':
+                raise ProtocolError(
+                    f'Cannot send {source!r} key {key!r}: numpy {value.dtype} scalar'
+                )
+            main[key] = value.item()
+        else:
+            main[key] = value
+
+    for key, value in props.items():
+        if key == 'metadata':
+            continue  # travels in the header (2.2) or is added back (1.0)
+        add(str(key), value)
+    return main, arrays
+
+
+def _pack(packer: msgpack.Packer, obj, source: str, what: str) -> bytes:
+    try:
+        return packer.pack(obj)
+    except (TypeError, ValueError, OverflowError) as e:
+        # Find the offending key to name it.
+        if isinstance(obj, Mapping):
+            for key, value in obj.items():
+                try:
+                    _packer().pack(value)
+                except (TypeError, ValueError, OverflowError) as e2:
+                    raise ProtocolError(f'Cannot send {source!r} key {key!r}: {e2}') from None
+        raise ProtocolError(f'Cannot send {source!r} {what}: {e}') from None
+
+
+def _source_metadata(source: str, data: Mapping, metadata: Mapping | None) -> dict:
+    if metadata is not None and source in metadata:
+        meta = metadata[source]
+    else:
+        meta = data[source].get('metadata', {}) if isinstance(data[source], Mapping) else {}
+    if 'source' in meta:
+        return dict(meta)
+    return {'source': source, **meta}
+
+
+def serialize(
+    data: Mapping[str, Mapping[str, Any]],
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    protocol_version: str = '2.2',
+) -> list:
+    """Encode one train as a list of frames for a multipart ZeroMQ message.
+
+    Parameters
+    ----------
+    data : dict
+        ``{source: {key: value}}``. Values: numpy arrays (sent as raw buffers,
+        one frame each, without copying), numbers, strings, bytes, booleans,
+        None, lists of those, numpy scalars (sent as Python scalars) and arrays
+        of strings (sent as lists of str). Nested dicts are flattened with dots.
+        A ``'metadata'`` entry of a source is used as its metadata.
+    metadata : dict, optional
+        ``{source: {...}}`` metadata; default: each source's ``'metadata'`` entry.
+        Sent as given (``source`` is added if missing).
+    protocol_version : {'2.2', '1.0'}
+
+    Returns
+    -------
+    list
+        Frames: bytes for headers and msgpack maps, memoryviews on the arrays.
+
+    Raises
+    ------
+    ProtocolError
+        A value cannot be sent (object arrays of non-strings, structured
+        arrays, unknown types); the message names the source and key.
+    """
+    if protocol_version not in PROTOCOL_VERSIONS:
+        raise ValueError(
+            f'Unknown protocol version {protocol_version!r}; use one of {PROTOCOL_VERSIONS}'
+        )
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f'Train data must be a dict of sources, not {type(data).__name__}')
+    for source, props in data.items():
+        if not isinstance(source, str):
+            raise ProtocolError(f'Source names must be str, not {source!r}')
+        if not isinstance(props, Mapping):
+            raise ProtocolError(
+                f'Data of source {source!r} must be a dict of keys, not {type(props).__name__}'
+            )
+
+    packer = _packer()
+    if protocol_version == '1.0':
+        return [_serialize_1_0(data, metadata, packer)]
+
+    frames: list = []
+    for source in sorted(data):
+        meta = _source_metadata(source, data, metadata)
+        main, arrays = _split_source(source, data[source])
+        frames.append(_pack(packer, {'source': source, 'content': 'msgpack', 'metadata': meta},
+                            source, 'metadata'))
+        if isinstance(data[source].get('metadata'), Mapping):
+            # As karabo_bridge does for train dicts from files: clients that
+            # read data[source]['metadata'] keep working.
+            main['metadata'] = meta
+        frames.append(_pack(packer, main, source, 'data'))
+        for key, array in arrays:
+            array = _c_order(array)
+            frames.append(packer.pack({
+                'source': source, 'content': 'array', 'path': key,
+                'dtype': str(array.dtype), 'shape': list(array.shape),
+            }))
+            # A 0-d or empty array still has a valid (possibly empty) buffer.
+            frames.append(array.reshape(-1).view(np.uint8).data if array.size else b'')
+    return frames
+
+
+def _serialize_1_0(data: Mapping, metadata: Mapping | None, packer: msgpack.Packer) -> bytes:
+    message = {}
+    for source in sorted(data):
+        main, arrays = _split_source(source, data[source])
+        for key, array in arrays:
+            array = _c_order(array)
+            main[key] = {
+                b'nd': True, b'type': array.dtype.str, b'kind': b'',
+                b'shape': list(array.shape), b'data': array.tobytes(),
+            }
+        main['metadata'] = _source_metadata(source, data, metadata)
+        message[source] = main
+    return _pack(packer, message, '1.0 message', 'data')
+
+
+# ---------------------------------------------------------------------------
+# Deserializing
+# ---------------------------------------------------------------------------
+
+def _buffer(frame) -> memoryview:
+    """A zero-copy view on a zmq.Frame, bytes, bytearray or memoryview."""
+    buf = getattr(frame, 'buffer', None)
+    if buf is None:
+        try:
+            buf = memoryview(frame)
+        except TypeError:
+            raise ProtocolError(
+                f'Frames must be bytes-like or zmq.Frame, not {type(frame).__name__}'
+            ) from None
+    if buf.ndim != 1 or buf.itemsize != 1:
+        buf = buf.cast('B')
+    return buf
+
+
+def _unpack(buf, what: str):
+    try:
+        return msgpack.unpackb(buf, raw=False, strict_map_key=False)
+    except _MSGPACK_ERRORS as e:
+        raise ProtocolError(f'{what} is not valid msgpack: {e}') from None
+
+
+def _make_array(buf, dtype, shape, what: str) -> np.ndarray:
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(f'{what}: unknown dtype {dtype!r} ({e})') from None
+    if dtype.hasobject:
+        raise ProtocolError(f'{what}: refusing object dtype {dtype} (cannot come from memory)')
+    if (not isinstance(shape, Sequence) or isinstance(shape, (str, bytes))
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                       for n in shape)):
+        raise ProtocolError(f'{what}: bad shape {shape!r} (need a list of non-negative ints)')
+    expected = math.prod(shape) * dtype.itemsize
+    if len(buf) != expected:
+        raise ProtocolError(
+            f'{what}: shape {list(shape)} of {dtype} needs {expected} bytes, '
+            f'but the data frame has {len(buf)} (truncated or mismatched message)'
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
+
+
+def _nd_field(obj: Mapping, name: str):
+    # msgpack-numpy writes bin keys (b'nd'); very old writers wrote str keys.
+    if name.encode() in obj:
+        return obj[name.encode()]
+    return obj.get(name)
+
+
+def _decode_numpy_object(obj):
+    """object_hook for 1.0 messages: msgpack-numpy maps -> arrays, without pickle."""
+    nd = _nd_field(obj, 'nd')
+    if nd is None:
+        if _nd_field(obj, 'complex') is True:
+            text = _nd_field(obj, 'data')
+            text = text.decode() if isinstance(text, bytes) else text
+            try:
+                return complex(text)
+            except (TypeError, ValueError):
+                raise ProtocolError(f'1.0 message: bad complex value {text!r}') from None
+        return obj
+    kind = _nd_field(obj, 'kind')
+    kind = kind.decode('ascii', 'replace') if isinstance(kind, bytes) else (kind or '')
+    if kind == 'O':
+        raise ProtocolError(
+            '1.0 message holds an object array (a pickle); refusing to unpickle it, '
+            'since that would let the sender run code here. Ask the sender for '
+            'numeric arrays or lists.'
+        )
+    descr = _nd_field(obj, 'type')
+    if isinstance(descr, bytes):
+        descr = descr.decode('ascii', 'replace')
+    if kind == 'V' and isinstance(descr, list):
+        descr = [tuple(x.decode() if isinstance(x, bytes) else x for x in field)
+                 for field in descr]
+    payload = _nd_field(obj, 'data')
+    if not isinstance(payload, (bytes, bytearray)):
+        raise ProtocolError(f'1.0 message: array data must be binary, not {type(payload).__name__}')
+    if nd is True:
+        return _make_array(payload, descr, _nd_field(obj, 'shape'), '1.0 message array')
+    scalar = _make_array(payload, descr, [1], '1.0 message scalar')
+    return scalar[0]
+
+
+def _deserialize_1_0(frame) -> tuple[dict, dict]:
+    buf = _buffer(frame)
+    if bytes(buf[:6]) == b'Error:':
+        text = bytes(buf[:200]).decode(errors='replace')
+        raise ProtocolError(f'Server replied with an error: {text}')
+    if len(buf) and buf[0] == 0x80:
+        raise ProtocolError(
+            'Single-frame message looks like a pickle (old ser="pickle" servers); '
+            'refusing to unpickle it. Use a msgpack bridge server.'
+        )
+    try:
+        message = msgpack.unpackb(buf, raw=False, strict_map_key=False,
+                                  object_hook=_decode_numpy_object)
+    except ProtocolError:
+        raise
+    except _MSGPACK_ERRORS as e:
+        raise ProtocolError(f'1.0 message is not valid msgpack: {e}') from None
+    if not isinstance(message, dict) or not all(
+            isinstance(s, str) and isinstance(v, dict) for s, v in message.items()):
+        raise ProtocolError('1.0 message must be a map {source: {key: value}}')
+    metadata = {}
+    for source, props in message.items():
+        meta = props.get('metadata')
+        meta = dict(meta) if isinstance(meta, dict) else _flat_metadata(props)
+        meta.setdefault('source', source)
+        metadata[source] = props['metadata'] = meta
+    return message, metadata
+
+
+def _flat_metadata(props: dict) -> dict:
+    """Pop 2.0/2.1-style metadata (nested or flattened 'metadata.*') out of a data map."""
+    nested = props.pop('metadata', None)
+    meta = dict(nested) if isinstance(nested, dict) else {}
+    for key in [k for k in props if isinstance(k, str) and k.startswith('metadata.')]:
+        meta[key[len('metadata.'):]] = props.pop(key)
+    return meta
+
+
+def deserialize(frames: Sequence) -> tuple[dict, dict]:
+    """Decode one bridge message into ``(data, metadata)``.
+
+    Parameters
+    ----------
+    frames : list of bytes-like or zmq.Frame
+        The parts of one multipart message.
+
+    Returns
+    -------
+    data : dict
+        ``{source: {key: value, 'metadata': {...}}}``. Arrays are read-only
+        views on the frames (no copy).
+    metadata : dict
+        ``{source: {...}}``; ``metadata[s] is data[s]['metadata']``.
+
+    Raises
+    ------
+    ProtocolError
+        Malformed message: odd frame count, bad msgpack, unknown content,
+        array size/shape mismatch, object arrays or pickles.
+    """
+    frames = list(frames)
+    if not frames:
+        raise ProtocolError('Empty message (no frames)')
+    if len(frames) == 1:
+        return _deserialize_1_0(frames[0])
+    if len(frames) % 2:
+        raise ProtocolError(
+            f'Message has {len(frames)} frames; a bridge message has one frame (1.0) '
+            'or (header, payload) pairs (2.x)'
+        )
+
+    data: dict[str, dict] = {}
+    metadata: dict[str, dict] = {}
+    msgpack_seen: set[str] = set()
+    for i in range(0, len(frames), 2):
+        header = _unpack(_buffer(frames[i]), f'Header frame {i}')
+        if not isinstance(header, dict):
+            raise ProtocolError(f'Header frame {i} must be a map, not {type(header).__name__}')
+        source, content = header.get('source'), header.get('content')
+        if not isinstance(source, str) or not isinstance(content, str):
+            raise ProtocolError(
+                f'Header frame {i} needs str "source" and "content", got {header!r:.200}'
+            )
+        props = data.setdefault(source, {})
+        payload = _buffer(frames[i + 1])
+        where = f'source {source!r} (frames {i}, {i + 1})'
+
+        if content == 'msgpack':
+            if source in msgpack_seen:
+                raise ProtocolError(f'{where}: source sent twice in one message')
+            msgpack_seen.add(source)
+            values = _unpack(payload, f'Data frame {i + 1} of source {source!r}')
+            if not isinstance(values, dict):
+                raise ProtocolError(f'{where}: data must be a map, not {type(values).__name__}')
+            if 'metadata' in header:  # 2.2
+                values.pop('metadata', None)
+                meta = header['metadata']
+                if not isinstance(meta, dict):
+                    raise ProtocolError(f'{where}: metadata must be a map')
+                meta = dict(meta)
+            else:  # 2.0 / 2.1
+                meta = _flat_metadata(values)
+            values.update(props)  # arrays that came before this pair
+            props.clear()
+            props.update(values)
+            metadata[source] = meta
+        elif content in ('array', 'ImageData'):
+            path = header.get('path')
+            if not isinstance(path, str):
+                raise ProtocolError(f'{where}: array header needs a str "path"')
+            props[path] = _make_array(payload, header.get('dtype'), header.get('shape'),
+                                      f'{where} key {path!r}')
+            params = header.get('params')
+            if content == 'ImageData' and isinstance(params, dict):
+                # Old ImageData: params are siblings of the pixels in Karabo.
+                parent = path.rpartition('.')[0]
+                for name, value in params.items():
+                    props[f'{parent}.{name}' if parent else str(name)] = value
+        else:
+            raise ProtocolError(
+                f'{where}: unknown content {content!r} (expected "msgpack" or "array")'
+            )
+
+    for source, props in data.items():
+        meta = metadata.setdefault(source, {})
+        meta.setdefault('source', source)
+        props['metadata'] = meta
+    return data, metadata

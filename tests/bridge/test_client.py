@@ -1,0 +1,162 @@
+"""Client: receiving, timeouts, recovery, malformed messages, size limit."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+from bridge_helpers import XGM, train, wait_until
+
+from bridge import BridgeTimeout, Client, ProtocolError, Server, serialize
+
+
+@pytest.fixture
+def raw_socket():
+    """``raw_socket(zmq.PUSH)`` -> (socket bound on a free loopback port, endpoint)."""
+    ctx = zmq.Context()
+
+    def make(kind):
+        s = ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        port = s.bind_to_random_port('tcp://127.0.0.1')
+        return s, f'tcp://127.0.0.1:{port}'
+
+    yield make
+    ctx.destroy(linger=0)
+
+
+def test_next_iter_and_context_manager(make_server):
+    server = make_server(sock='REP', policy='queue')
+    for tid in range(3):
+        server.feed(train(tid))
+    with Client(server.endpoint, timeout=5) as client:
+        data, meta = client.next()
+        assert meta[XGM]['timestamp.tid'] == 0
+        assert data[XGM]['metadata'] is meta[XGM]
+        np.testing.assert_array_equal(data[XGM]['data.intensityTD'], [0, 1, 2])
+        rest = [next(client)[1][XGM]['timestamp.tid'] for _ in range(2)]
+        assert rest == [1, 2]
+        assert 'REQ' in repr(client)
+    with pytest.raises(RuntimeError, match='closed'):
+        client.next()
+    client.close()  # twice is fine
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='Unknown socket type'):
+        Client('tcp://127.0.0.1:5555', sock='DEALER')
+    with pytest.raises(ValueError, match='timeout'):
+        Client('tcp://127.0.0.1:5555', timeout=0)
+    with pytest.raises(ValueError, match='Cannot connect'):
+        Client('nonsense://x')
+
+
+@pytest.mark.parametrize('sock', ['REQ', 'SUB', 'PULL'])
+def test_timeout_error_names_endpoint_and_duration(make_server, sock):
+    server = make_server(sock={'REQ': 'REP', 'SUB': 'PUB', 'PULL': 'PUSH'}[sock])
+    with Client(server.endpoint, sock=sock, timeout=0.2) as client:
+        start = time.monotonic()
+        with pytest.raises(BridgeTimeout) as info:
+            client.next()
+        assert 0.19 < time.monotonic() - start < 2
+    assert isinstance(info.value, TimeoutError)
+    assert server.endpoint in str(info.value) and '0.2 s' in str(info.value)
+
+
+def test_req_asks_again_after_timeout(make_server):
+    server = make_server(sock='REP')
+    with Client(server.endpoint, timeout=0.2) as client:
+        with pytest.raises(TimeoutError, match='re-sent'):
+            client.next()
+        # The abandoned request is still queued in the server until it notices
+        # the old connection closed (about a millisecond); a train handed to it
+        # before that would be lost.
+        time.sleep(0.1)
+        server.feed(train(5))
+        _, meta = client.next()
+    assert meta[XGM]['timestamp.tid'] == 5
+    # The train was not lost on the abandoned request.
+    assert server.stats['sent'] == 1 and server.stats['queued'] == 0
+
+
+def test_req_recovers_after_server_restart():
+    server = Server('tcp://127.0.0.1:0', sock='REP')
+    port = server.port
+    restarted = []
+    try:
+        with Client(server.endpoint, timeout=10) as client:
+            server.feed(train(1))
+            assert client.next()[1][XGM]['timestamp.tid'] == 1
+
+            def restart():
+                # The client's next request reaches this server, which then dies.
+                wait_until(lambda: server.stats['waiting_clients'] == 1)
+                server.stop()
+                new = Server(f'tcp://127.0.0.1:{port}', sock='REP')
+                restarted.append(new)
+                new.feed(train(2))
+
+            t = threading.Thread(target=restart)
+            t.start()
+            _, meta = client.next()  # no timeout: recovered by re-sending
+            t.join()
+        assert meta[XGM]['timestamp.tid'] == 2
+    finally:
+        server.stop()
+        for s in restarted:
+            s.stop()
+
+
+def test_malformed_message_raises_and_client_survives(raw_socket):
+    push, endpoint = raw_socket(zmq.PUSH)
+    good = serialize({'S': {'x': 1, 'metadata': {'timestamp.tid': 3}}})
+    with Client(endpoint, sock='PULL', timeout=5) as client:
+        push.send_multipart([b'\x92', b'\x00', b'odd'])
+        with pytest.raises(ProtocolError, match='3 frames'):
+            client.next()
+        push.send_multipart(good[:1] + [b'\xc1'])
+        with pytest.raises(ProtocolError, match='not valid msgpack'):
+            client.next()
+        push.send_multipart(good)
+        assert client.next()[1]['S']['timestamp.tid'] == 3
+
+
+def test_req_malformed_reply_then_recovers(raw_socket):
+    rep, endpoint = raw_socket(zmq.REP)
+    good = serialize({'S': {'x': 1, 'metadata': {'timestamp.tid': 4}}})
+
+    def serve():
+        assert rep.recv() == b'next'
+        rep.send_multipart([b'junk', b'more', b'odd'])
+        assert rep.recv() == b'next'
+        rep.send_multipart(good)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with Client(endpoint, timeout=5) as client:
+        with pytest.raises(ProtocolError):
+            client.next()
+        assert client.next()[1]['S']['timestamp.tid'] == 4
+    t.join()
+
+
+def test_max_message_size_refuses_big_frames(make_server):
+    server = make_server(sock='PUSH', policy='queue')
+    with Client(server.endpoint, sock='PULL', timeout=0.5, max_message_size=10_000) as client:
+        server.feed({'A': {'big': np.zeros(100_000)}}, train_id=1)
+        with pytest.raises(BridgeTimeout, match='max_message_size=10000'):
+            client.next()
+        server.feed({'A': {'small': np.zeros(10)}}, train_id=2)
+        assert client.next()[1]['A']['timestamp.tid'] == 2
+
+
+def test_shared_context():
+    ctx = zmq.Context()
+    try:
+        with Server('tcp://127.0.0.1:0', sock='PUSH') as server:
+            with Client(server.endpoint, sock='PULL', timeout=5, context=ctx) as client:
+                server.feed(train(1))
+                assert client.next()[1][XGM]['timestamp.tid'] == 1
+        assert not ctx.closed  # a given context is not the client's to close
+    finally:
+        ctx.term()
