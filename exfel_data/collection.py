@@ -85,9 +85,12 @@ class DataCollection:
         used = [fa.train_ids[fa.rows_in_use(inc_suspect_trains)] for fa in files]
         train_ids = np.unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
 
+        starts = {}
+        for fa, t in zip(files, used, strict=True):
+            starts[fa.filename] = (int(t.min()) if len(t) else 0, fa.filename)
+
         def start(fa):
-            t = fa.train_ids[fa.rows_in_use(inc_suspect_trains)]
-            return (int(t.min()) if len(t) else 0, fa.filename)
+            return starts[fa.filename]
 
         sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
                    for s, fs in src_files.items()}
@@ -520,6 +523,8 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
 def _suspect_trains(files) -> list[SuspectTrain]:
     out = []
     for fa in files:
+        if fa.valid.all():
+            continue
         for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
             origin = None
             if fa.origin is not None and fa.format_version >= "1.2":
