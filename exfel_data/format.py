@@ -6,24 +6,7 @@ laid out, what the train flag means, and how API key names map to HDF5 paths.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
-
-KNOWN_VERSIONS = ("0.5", "1.0", "1.1", "1.2", "1.3")
-WRITE_VERSION = "1.3"
-
-# The pseudo source that format 1.1 lists with an empty root.
-TIMESERVER_PSEUDO_SOURCE = "Karabo_TimerServer"
-
-FILENAME_RE = re.compile(r"^(?P<cls>[A-Z]+)-R(?P<run>\d{4})-(?P<agg>[A-Za-z0-9_]+)"
-                         r"(?:-S(?P<seq>\d{5}))?\.h5$")
-
-# Karabo attributes stored on the key group in format 1.3.
-KEY_ATTRIBUTES = (
-    "unitSymbol", "unitName", "metricPrefixSymbol", "metricPrefixName",
-    "description", "displayedName", "alias", "daqPolicy",
-)
 
 
 def version_of(h5file) -> str:

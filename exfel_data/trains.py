@@ -8,6 +8,7 @@ hands out slices, so a train costs a few dict operations per key, not an HDF5 re
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 
 from . import format as fmt
@@ -63,7 +64,8 @@ class _GroupPlan:
 class _KeyReader:
     """Reads one key in blocks of consecutive rows and hands out per-train slices."""
 
-    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi")
+    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi", "dsid",
+                 "dsid_file")
 
     def __init__(self, plan: _GroupPlan, path: str, row_bytes: int):
         self.plan = plan
@@ -72,6 +74,8 @@ class _KeyReader:
         self.buf = None
         self.buf_file = -1
         self.lo = self.hi = 0
+        self.dsid = None  # low-level dataset of the current file, kept between fills
+        self.dsid_file = -1
 
     def rows(self, i: int) -> tuple[np.ndarray, int]:
         """(buffer, offset of train i's first row in it)."""
@@ -81,6 +85,18 @@ class _KeyReader:
             self._fill(i)
         return self.buf, a - self.lo
 
+    def _dataset(self, file_no: int):
+        if self.dsid_file != file_no:
+            fa = self.plan.files[file_no]
+            self.dsid = None  # release the previous file before opening the next
+            try:
+                self.dsid = h5py.h5d.open(fa.file.id, self.path.encode())
+            except KeyError:
+                raise FileStructureError(fa.filename, self.path,
+                                         "dataset not found") from None
+            self.dsid_file = file_no
+        return self.dsid
+
     def _fill(self, i: int) -> None:
         plan = self.plan
         ic = plan.nz_pos[i]
@@ -89,19 +105,24 @@ class _KeyReader:
         limit = a + max(int(plan.count[i]), self.budget_rows)
         j = ic + int(np.searchsorted(plan.end_c[ic:last + 1], limit, side="right")) - 1
         hi = int(plan.end_c[max(j, ic)])
-        fa = plan.files[plan.file_idx[i]]
-        try:
-            ds = fa.dataset(self.path)
-        except KeyError:
-            raise FileStructureError(fa.filename, self.path, "dataset not found") from None
-        if hi > ds.shape[0]:
-            raise FileStructureError(fa.filename, self.path,
+        file_no = plan.file_l[i]
+        dsid = self._dataset(file_no)
+        shape = dsid.shape
+        if hi > shape[0]:
+            raise FileStructureError(plan.files[file_no].filename, self.path,
                                      f"INDEX points to row {hi - 1}, dataset has "
-                                     f"{ds.shape[0]} rows")
-        buf = ds[a:hi]
-        if buf.dtype.kind == "O":
-            buf = fmt.decode_strings(buf)
-        self.buf, self.buf_file, self.lo, self.hi = buf, plan.file_l[i], a, hi
+                                     f"{shape[0]} rows")
+        if dsid.dtype.kind == "O":  # vlen strings: let h5py pick the memory type
+            buf = fmt.decode_strings(plan.files[file_no].dataset(self.path)[a:hi])
+        else:
+            # Low-level hyperslab read: the high-level path costs more than small reads.
+            count = (hi - a,) + shape[1:]
+            fspace = dsid.get_space()
+            fspace.select_hyperslab((a,) + (0,) * (len(shape) - 1), count)
+            buf = np.empty(count, dtype=dsid.dtype)
+            if buf.size:
+                dsid.read(h5py.h5s.create_simple(count), fspace, buf)
+        self.buf, self.buf_file, self.lo, self.hi = buf, file_no, a, hi
 
 
 def _row_bytes(fa, path: str) -> int:
