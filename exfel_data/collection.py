@@ -27,7 +27,7 @@ from .exceptions import (
 )
 from .file_access import FileAccess
 from .run_map import RunMap
-from .selection import glob_matcher, select_train_ids, split_ranges
+from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .source import SourceData
 
 __all__ = ["DataCollection", "RunDirectory", "H5File", "open_run", "SuspectTrain"]
@@ -83,7 +83,7 @@ class DataCollection:
                     sections[s] = section
             legacy.update(fa.legacy_sources)
         used = [fa.train_ids[fa.rows_in_use(inc_suspect_trains)] for fa in files]
-        train_ids = np.unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
+        train_ids = sorted_unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
 
         starts = {}
         for fa, t in zip(files, used, strict=True):
@@ -310,7 +310,7 @@ class DataCollection:
                     fs.values(), key=lambda f: (int(f.train_ids[0]) if len(f.train_ids)
                                                 else 0, f.filename))), keys)
         _check_duplicates(sources, self.inc_suspect_trains)
-        train_ids = np.unique(np.concatenate([c.train_ids for c in (self, *others)]))
+        train_ids = sorted_unique(np.concatenate([c.train_ids for c in (self, *others)]))
         legacy = {}
         for c in (self, *others):
             legacy.update(c._legacy)

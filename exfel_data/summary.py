@@ -77,7 +77,7 @@ def format_info(coll, details_for_sources=()) -> str:
     good = tids
     if suspect and coll.inc_suspect_trains:
         valid = np.concatenate([f.train_ids[f.valid] for f in coll.files])
-        good = np.intersect1d(tids, valid)
+        good = tids[np.isin(tids, valid)]
     if len(good):
         span = int(good[-1]) - int(good[0]) + 1
         secs = span / TRAIN_RATE_HZ
@@ -90,7 +90,7 @@ def format_info(coll, details_for_sources=()) -> str:
             f"First train ID: {int(good[0])}",
             f"Last train ID:  {int(good[-1])}",
         ]
-        outside = np.setdiff1d(tids, good)
+        outside = tids[~np.isin(tids, good)]
         if len(outside):
             shown = ", ".join(str(t) for t in outside[:5]) + (" ..." if len(outside) > 5
                                                               else "")
