@@ -316,7 +316,7 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
             n_parts = max(1, min(len(client.scheduler_info()["workers"]) or 1, plan.n_trains))
         else:
             cluster = distributed.LocalCluster(n_workers=n_parts, threads_per_worker=1,
-                                               processes=True, dashboard_address=None)
+                                               processes=True, dashboard_address=":0")
             client = distributed.Client(cluster)
         with client:
             suffix = output.suffix
