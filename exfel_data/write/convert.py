@@ -14,10 +14,12 @@ workers, then merged.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -108,9 +110,9 @@ def select_keys(run, select: Iterable, append_detector_modules: bool = False
             matched = sorted(set(matched) | _detector_siblings(run, matched))
         if not matched:
             raise ConversionError(
-                f"Selection {str(sel)!r} matches no source of {_run_name(run)}. Sources: "
-                f"{', '.join(sources[:12])}{' ...' if len(sources) > 12 else ''} "
-                "(see 'exfel-data info')")
+                f"Selection {str(sel)!r} matches no source of {_run_name(run)} "
+                f"({len(sources)} sources, see 'exfel-data info')"
+                + (_did_you_mean(sel.source_glob, sources) or _some(sources)))
         n_before = len(pairs)
         for src in matched:
             for key in sorted(run.keys_for_source(src)):
@@ -120,9 +122,26 @@ def select_keys(run, select: Iterable, append_detector_modules: bool = False
             keys = sorted(run.keys_for_source(matched[0]))
             raise ConversionError(
                 f"Selection {str(sel)!r}: no key matches {sel.key_glob!r} in {matched[0]}"
-                f"{' and others' if len(matched) > 1 else ''}. Keys of {matched[0]}: "
-                f"{', '.join(keys[:15])}{' ...' if len(keys) > 15 else ''}")
+                f"{' and others' if len(matched) > 1 else ''} ({len(keys)} keys, see "
+                f"'exfel-data info --detail {matched[0]}')"
+                + (_did_you_mean(sel.key_glob, keys) or _some(keys)))
     return list(pairs)
+
+
+def _did_you_mean(glob: str, names: list[str]) -> str:
+    words = [w for w in re.split(r"[*?\[\]]+", glob) if w]
+    scored = {}
+    for name in names:
+        for w in words:
+            for m in difflib.get_close_matches(w, [name, *name.split("/")], n=1, cutoff=0.5):
+                scored[name] = max(scored.get(name, 0.0),
+                                   difflib.SequenceMatcher(None, w, m).ratio())
+    best = sorted(scored, key=lambda n: (-scored[n], n))[:3]
+    return f". Did you mean: {', '.join(best)}?" if best else ""
+
+
+def _some(names: list[str], n: int = 8) -> str:
+    return f". Available: {', '.join(names[:n])}{' ...' if len(names) > n else ''}"
 
 
 def _run_name(run) -> str:
