@@ -332,7 +332,9 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
     try:
         if scheduler:
             client = distributed.Client(scheduler)
-            n_parts = max(1, min(len(client.scheduler_info()["workers"]) or 1, plan.n_trains))
+            # With --workers N as well, N parts; else one per worker connected now.
+            n_parts = max(1, min(workers or len(client.scheduler_info()["workers"]) or 1,
+                                 plan.n_trains))
         else:
             cluster = distributed.LocalCluster(n_workers=n_parts, threads_per_worker=1,
                                                processes=True, dashboard_address=":0")
