@@ -232,7 +232,8 @@ def build_plan(run, select: Iterable = (), trains: TrainRange | str | None = Non
         "append_detector_modules": append_detector_modules,
     }
     return ConversionPlan(
-        run_path=run_path or _run_name(run), train_ids=np.asarray(run.train_ids, np.uint64),
+        run_path=os.path.abspath(run_path) if run_path else _run_name(run),
+        train_ids=np.asarray(run.train_ids, np.uint64),
         timestamps=_timestamps_ns(run), keys=keys,
         run_values=_run_values(run, {k.source for k in keys}), metadata=metadata,
         part=part, description=description, block_bytes=block_bytes, run=run)
