@@ -1,0 +1,35 @@
+"""Multi-module detectors: stacking per train and labelled / lazy arrays over runs.
+
+>>> from exfel_data.detectors import AGIPD1M
+>>> det = AGIPD1M(run)                      # finds the module sources, prefers corrected
+>>> arr = det.get_array('image.data', pulses=by_index[:10])   # labelled xarray
+>>> lazy = det.get_dask_array('image.data')                    # dask, picklable graph
+
+See ``docs/detectors.md``.
+"""
+
+from .base import DetectorDataWarning, MultiModuleDetector, identify_multimod_detectors
+from .classes import AGIPD1M, AGIPD500K, DSSC1M, JUNGFRAU, LPD1M, open_detector
+from .errors import DetectorError, FillValueError, ModuleMismatchError, NoDetectorError
+from .keydata import DetectorKeyData, MaskedDetectorKeyData
+from .stacking import ModuleStack, stack_detector_data
+
+__all__ = [
+    'AGIPD1M',
+    'AGIPD500K',
+    'DSSC1M',
+    'JUNGFRAU',
+    'LPD1M',
+    'DetectorDataWarning',
+    'DetectorError',
+    'DetectorKeyData',
+    'FillValueError',
+    'MaskedDetectorKeyData',
+    'ModuleMismatchError',
+    'ModuleStack',
+    'MultiModuleDetector',
+    'NoDetectorError',
+    'identify_multimod_detectors',
+    'open_detector',
+    'stack_detector_data',
+]

@@ -1,0 +1,467 @@
+"""Multi-module detector access over a run: module discovery, messy-data checks, trains.
+
+:class:`MultiModuleDetector` finds a detector's module sources from source names
+(no file opened), works out per train which modules have how many frames from
+the cached index, and hands out :class:`~.keydata.DetectorKeyData` objects that
+read labelled arrays (numpy, xarray, dask).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from exfel_data.selection import by_id, select_train_ids, split_ranges
+
+from .errors import NoDetectorError
+from .identify import DetectorKind, DetectorSources, find_detectors
+
+__all__ = ['MultiModuleDetector', 'DetectorDataWarning', 'identify_multimod_detectors']
+
+log = logging.getLogger(__name__)
+
+MISMATCH_POLICIES = ('fill', 'exclude')
+
+
+class DetectorDataWarning(UserWarning):
+    """Detector data is incomplete or inconsistent (missing modules, odd frame counts)."""
+
+
+def _summarise_ids(ids, limit: int = 6) -> str:
+    ids = [int(i) for i in ids]
+    shown = ', '.join(map(str, ids[:limit]))
+    return f"{shown}, ... ({len(ids)} trains)" if len(ids) > limit else shown
+
+
+def _index_counts(data, source: str, group: str, tids: np.ndarray) -> np.ndarray:
+    """Rows per train of one index group, from the files' cached index (no file opened)."""
+    sd = data[source]
+    counts = np.zeros(len(tids), dtype=np.uint64)
+    inc_suspect = getattr(sd, 'inc_suspect_trains', True)
+    for fa in sd.files:
+        if (source, group) not in fa.index:
+            continue
+        _firsts, cnt = fa.get_index(source, group)
+        use = fa.rows_in_use(inc_suspect)
+        file_tids = fa.train_ids[use]
+        pos = np.searchsorted(tids, file_tids)
+        ok = pos < len(tids)
+        ok[ok] = tids[pos[ok]] == file_tids[ok]
+        counts[pos[ok]] = cnt[use][ok]
+    return counts
+
+
+class MultiModuleDetector:
+    """Base class: one multi-module detector in a data collection.
+
+    Parameters
+    ----------
+    data : DataCollection
+        A run or any selection of it (``RunDirectory(...)``, ``run.select_trains(...)``).
+    detector_name : str, optional
+        E.g. ``'SPB_DET_AGIPD1M-1'``; needed only if the data holds several
+        detectors of this type.
+    modules : iterable of int, optional
+        Module numbers to use (default: all found).
+    raw : bool, optional
+        True for raw data, False for corrected. By default corrected data
+        (``<det>/CORR/<n>CH0:output``) is used when present; falling back to raw
+        data emits a :class:`DetectorDataWarning`.
+    min_modules : int
+        Keep trains where at least this many modules have data (default 1).
+    mismatched_frames : {'fill', 'exclude'}
+        What to do in trains where a module recorded a different number of
+        frames than the others. ``'fill'`` places each module's frames by pulse
+        ID and fills the gaps; ``'exclude'`` treats that module as missing in
+        those trains.
+    """
+
+    kind: DetectorKind = None
+    #: Index group holding one row per frame ('image' for XTDF); None: one row per train
+    frames_group: str | None = None
+
+    def __init__(self, data, detector_name: str | None = None, modules=None, *,
+                 raw: bool | None = None, min_modules: int = 1,
+                 mismatched_frames: str = 'fill'):
+        if mismatched_frames not in MISMATCH_POLICIES:
+            raise ValueError(f"mismatched_frames must be one of {MISMATCH_POLICIES}, "
+                             f"not {mismatched_frames!r}")
+        if min_modules < 1:
+            raise ValueError(f"min_modules must be a positive integer, not {min_modules!r}")
+        found = self._find(data, detector_name)
+        self.detector_name = found.detector_name
+        self.modno_to_source, self.raw = self._choose_sources(data, found, raw)
+        if modules is not None:
+            wanted = {int(m) for m in modules}
+            missing = sorted(wanted - set(self.modno_to_source))
+            if missing:
+                raise NoDetectorError(
+                    f"Module(s) {missing} of {self.detector_name} not in the data; available: "
+                    f"{sorted(self.modno_to_source)}"
+                )
+            self.modno_to_source = {m: s for m, s in self.modno_to_source.items() if m in wanted}
+        self.mismatched_frames = mismatched_frames
+        self.min_modules = min_modules
+        self._source_data = data
+        counts = self._module_counts(data)
+        n_present = (counts > 0).sum(axis=1)
+        keep = n_present >= min_modules
+        if not keep.any():
+            raise NoDetectorError(
+                f"No trains with data from at least {min_modules} module(s) of "
+                f"{self.detector_name} ({len(counts)} trains in the data)"
+            )
+        dropped = int((~keep & (n_present > 0)).sum())
+        if dropped:
+            log.info("%s: leaving out %d trains with fewer than %d modules",
+                     self.detector_name, dropped, min_modules)
+        self._counts = counts[keep]
+        self._plans: dict = {}
+        self._warn_messy()
+
+    # -- discovery ----------------------------------------------------------------
+    @classmethod
+    def _find(cls, data, detector_name) -> DetectorSources:
+        found = find_detectors(data.instrument_sources, [cls.kind.name])
+        names = sorted(name for (_, name) in found)
+        if detector_name is not None:
+            ds = found.get((cls.kind.name, detector_name))
+            if ds is None:
+                raise NoDetectorError(
+                    f"No {cls.kind.name} detector {detector_name!r} in the data; found: "
+                    f"{names or 'none'}. See identify_multimod_detectors(run)."
+                )
+            return ds
+        if len(found) == 1:
+            return next(iter(found.values()))
+        if not found:
+            others = sorted(f"{k}: {n}" for (k, n) in find_detectors(data.instrument_sources))
+            raise NoDetectorError(
+                f"No {cls.kind.name} module sources (like <name>/DET/<n>CH0:xtdf or "
+                f"<name>/CORR/<n>CH0:output) in the data."
+                + (f" Other detectors found: {', '.join(others)}" if others else "")
+            )
+        raise NoDetectorError(
+            f"Several {cls.kind.name} detectors in the data: {', '.join(names)}. "
+            f"Pass detector_name= to choose one."
+        )
+
+    def _looks_raw(self, data, source: str) -> bool:
+        """Raw data is integer (and for AGIPD has a data/gain axis)."""
+        kd = data[source, self.kind.main_key]
+        return np.issubdtype(kd.dtype, np.integer)
+
+    def _choose_sources(self, data, found: DetectorSources, raw):
+        name = found.detector_name
+        if raw is not True and found.corr:
+            return dict(found.corr), False
+        if not found.raw:
+            raise NoDetectorError(f"No raw data (<{name}>/DET/...) for {name}; only "
+                                  f"corrected data (/CORR/) is in the data")
+        # Older corrected files used the raw names: tell them apart by dtype
+        # (opens the first module's file only).
+        is_raw = self._looks_raw(data, found.raw[min(found.raw)])
+        if raw is True and not is_raw:
+            raise NoDetectorError(f"{name}/DET/... sources hold corrected data; raw "
+                                  f"data is not in this data collection")
+        if raw is False and is_raw:
+            raise NoDetectorError(f"No corrected data ({name}/CORR/...) in the data; pass "
+                                  f"raw=True to use the raw data")
+        if raw is None and is_raw:
+            msg = (f"No corrected data ({name}/CORR/<n>CH0:output) found: using raw data "
+                   f"from {name}/DET/... Pass raw=True to silence this warning, or "
+                   f"raw=False to make it an error.")
+            log.warning(msg)
+            warnings.warn(msg, DetectorDataWarning, stacklevel=4)
+        return dict(found.raw), is_raw
+
+    def _module_counts(self, data) -> pd.DataFrame:
+        """Entries per train of the main key for each module, from the index only."""
+        tids = np.asarray(data.train_ids, dtype=np.uint64)
+        group = self.kind.main_key.split('.', 1)[0]
+        cols = {modno: _index_counts(data, src, group, tids)
+                for modno, src in sorted(self.modno_to_source.items())}
+        return pd.DataFrame(cols, index=pd.Index(tids, name='trainId'),
+                            columns=pd.Index(sorted(cols), name='module'))
+
+    def _warn_messy(self):
+        counts = self._counts.to_numpy()
+        ref = self._reference_counts()
+        tids = self._counts.index.to_numpy()
+        msgs = []
+        missing = (counts == 0)
+        for j, modno in enumerate(self._counts.columns):
+            if missing[:, j].any():
+                msgs.append(f"module {modno} has no data in {int(missing[:, j].sum())} of "
+                            f"{len(tids)} trains ({_summarise_ids(tids[missing[:, j]])})")
+        odd = (counts != ref[:, None]) & ~missing
+        action = ("its frames are placed by pulse ID, gaps filled"
+                  if self.mismatched_frames == 'fill'
+                  else "its data in those trains is excluded (filled)")
+        for j, modno in enumerate(self._counts.columns):
+            if odd[:, j].any():
+                rows = np.flatnonzero(odd[:, j])
+                eg = rows[0]
+                msgs.append(
+                    f"module {modno} recorded a different number of frames than the other "
+                    f"modules in {len(rows)} trains ({_summarise_ids(tids[rows])}; e.g. "
+                    f"{int(counts[eg, j])} instead of {int(ref[eg])} in train "
+                    f"{int(tids[eg])}): {action}"
+                )
+        if msgs:
+            msg = (f"{self.detector_name}: incomplete detector data:\n  - "
+                   + "\n  - ".join(msgs) + "\nSee .data_availability() for the full table.")
+            warnings.warn(msg, DetectorDataWarning, stacklevel=3)
+
+    def _reference_counts(self) -> np.ndarray:
+        """Per train, the frame count most modules with data agree on."""
+        counts = self._counts.to_numpy()
+        nz = np.where(counts > 0, counts, 0)
+        hi = nz.max(axis=1)
+        lo = np.where(counts > 0, counts, np.iinfo(np.uint64).max).min(axis=1)
+        ref = hi.copy()
+        for t in np.flatnonzero((lo != hi) & (hi > 0)):
+            c = Counter(int(x) for x in counts[t] if x > 0).most_common()
+            ref[t] = max(v for v, n in c if n == c[0][1])
+        return ref
+
+    # -- properties -----------------------------------------------------------------
+    @property
+    def train_ids(self) -> np.ndarray:
+        """Train IDs with data from at least ``min_modules`` modules (uint64)."""
+        return self._counts.index.to_numpy()
+
+    @property
+    def modules(self) -> list[int]:
+        """Module numbers in use."""
+        return sorted(self.modno_to_source)
+
+    @property
+    def source_to_modno(self) -> dict[str, int]:
+        return {s: m for m, s in self.modno_to_source.items()}
+
+    @property
+    def n_modules(self) -> int:
+        """Number of modules of the full detector (length of module-gaps arrays)."""
+        return self.kind.n_modules
+
+    @property
+    def frame_counts(self) -> pd.Series:
+        """Frames per train that most modules recorded (index: train ID)."""
+        return pd.Series(self._reference_counts(), index=self._counts.index,
+                         name='frames')
+
+    @property
+    def frames_per_train(self) -> int:
+        """The frame count shared by all trains (error if it varies)."""
+        vals = set(np.unique(self._reference_counts()).tolist()) - {0}
+        if len(vals) != 1:
+            raise ValueError(f"Varying number of frames per train: {sorted(vals)}")
+        return vals.pop()
+
+    def data_availability(self, as_bool: bool = False) -> pd.DataFrame:
+        """Frames per train and module (trains x modules DataFrame).
+
+        With ``as_bool=True``: True where a module has data in a train.
+        """
+        return (self._counts > 0) if as_bool else self._counts.copy()
+
+    def __repr__(self):
+        kind = 'raw' if self.raw else 'corrected'
+        return (f"<{type(self).__name__} {self.detector_name!r}: {kind} data, "
+                f"{len(self.modules)} modules, {len(self.train_ids)} trains>")
+
+    def __contains__(self, key: str) -> bool:
+        return (self.modno_to_source[self.modules[0]], key) in self._source_data
+
+    def _keydata(self, modno: int, key: str):
+        """The reader's KeyData for one module, restricted to our trains."""
+        kd = self._source_data[self.modno_to_source[modno], key]
+        return kd.select_trains(by_id[self.train_ids])
+
+    # -- selections -----------------------------------------------------------------
+    def _with_trains(self, tids: np.ndarray):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._counts = self._counts.loc[tids]
+        new._plans = {}
+        return new
+
+    def select_trains(self, trains):
+        """New detector object for a subset of trains.
+
+        *trains*: slice / indices / boolean array (by position), ``by_index[...]``
+        or ``by_id[...]`` (by train ID).
+        """
+        return self._with_trains(select_train_ids(self.train_ids, trains))
+
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
+                     frames_per_part: int | None = None):
+        """Yield detector objects each covering a share of the trains.
+
+        *frames_per_part* bounds the frames (per module) in each part; parts
+        always contain whole trains.
+        """
+        if frames_per_part is not None:
+            frames = self._reference_counts().astype(np.int64)
+            part_start, acc = 0, 0
+            bounds = []
+            for i, n in enumerate(frames):
+                if i > part_start and acc + n > frames_per_part:
+                    bounds.append(slice(part_start, i))
+                    part_start, acc = i, 0
+                acc += n
+            bounds.append(slice(part_start, len(frames)))
+            if trains_per_part is not None or parts is not None:
+                bounds = [slice(b.start + s.start, b.start + s.stop)
+                          for b in bounds
+                          for s in split_ranges(b.stop - b.start, None, trains_per_part)]
+        else:
+            bounds = split_ranges(len(self.train_ids), parts, trains_per_part)
+        for sl in bounds:
+            if sl.stop > sl.start:
+                yield self._with_trains(self.train_ids[sl])
+
+    # -- data access ----------------------------------------------------------------
+    def __getitem__(self, key: str):
+        from .keydata import DetectorKeyData
+        return DetectorKeyData(self, key)
+
+    def get_array(self, key: str | None = None, *, pulses=None, fill_value=None, roi=(),
+                  astype=None, subtrain_index: str = 'pulseId', module_gaps: bool = False):
+        """Read one key of all modules into a labelled array.
+
+        Parameters
+        ----------
+        key : str, optional
+            E.g. ``'image.data'`` (default: the detector's main data key).
+        pulses : by_index[...], by_id[...], slice, int or list, optional
+            Frames to keep in each train: ``by_index`` by position in the train,
+            ``by_id`` by pulse ID (a plain slice/list means by_index).
+        fill_value : number, optional
+            Value for missing data: default NaN for floats, 0 for integers.
+        roi : tuple
+            Region of interest applied to each module's frame, e.g.
+            ``np.s_[:, 100:200]``; for raw AGIPD ``np.s_[0]`` keeps the data (not gain) plane.
+        astype : dtype, optional
+            Output dtype (converted while reading).
+        subtrain_index : {'pulseId', 'cellId'}
+            Label of the pulse axis.
+        module_gaps : bool
+            Make room for all modules of the detector (missing ones filled), as
+            needed to assemble the full image.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dims ``(module, train, pulse, [data_gain,] slow_scan, fast_scan)``
+            for XTDF frame data, ``(module, train, cell, slow_scan, fast_scan)``
+            for JUNGFRAU; coordinates module numbers, train IDs and pulse (or cell) IDs.
+        """
+        kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
+        return kd.xarray(fill_value=fill_value, roi=roi, astype=astype,
+                         module_gaps=module_gaps)
+
+    def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
+                       roi=(), astype=None, subtrain_index: str = 'pulseId',
+                       chunk_bytes: int | None = None, module_gaps: bool = False):
+        """Like :meth:`get_array`, but lazy (an xarray wrapping a dask array).
+
+        Chunks are one module by a bounded number of frames (*chunk_bytes*,
+        default 128 MiB). The task graph holds file names, dataset paths and
+        row numbers only, so it can run on a ``dask.distributed`` cluster whose
+        workers reopen the files.
+        """
+        kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
+        return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype,
+                             chunk_bytes=chunk_bytes, module_gaps=module_gaps)
+
+    def trains(self, pulses=None, require_all: bool = False, keys=None, *, fill_value=None,
+               subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
+        """Iterate over trains: ``(train_id, {key: DataArray (module, pulse, ...)})``.
+
+        Reads several trains at once (about *chunk_bytes* per key) and yields
+        views, so the per-train cost stays small.
+
+        Parameters
+        ----------
+        pulses
+            Pulse selection, as in :meth:`get_array`.
+        require_all : bool
+            Skip trains where any module has no (selected) data. By default
+            missing modules are filled with *fill_value* (and the train is kept).
+        keys : str or list of str, optional
+            Keys to read (default: the main data key).
+        """
+        from .keydata import iterate_trains
+        if keys is None:
+            keys = [self.kind.main_key]
+        elif isinstance(keys, str):
+            keys = [keys]
+        yield from iterate_trains(self, keys, pulses, require_all, fill_value,
+                                  subtrain_index, chunk_bytes)
+
+    def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
+                    pulses=None, subtrain_index: str = 'pulseId'):
+        """Corrected data with bad pixels (per the mask key) replaced by *masked_value*.
+
+        Parameters
+        ----------
+        key : str, optional
+            Data key (default the main data key).
+        mask_bits : int or list of int, optional
+            Bad-pixel reasons to mask (default: any non-zero mask value).
+        masked_value : number
+            Replacement for masked pixels (default NaN).
+
+        Returns
+        -------
+        MaskedDetectorKeyData
+            With ``.ndarray()``, ``.xarray()`` and ``.dask_array()``.
+        """
+        from .keydata import MaskedDetectorKeyData
+        mask_key = self.kind.mask_key
+        if self.raw or mask_key not in self:
+            raise NoDetectorError(
+                f"No mask ({mask_key!r}) in {self.detector_name} data: masks come with "
+                f"corrected data, and this is {'raw' if self.raw else 'corrected without mask'}"
+            )
+        if mask_bits is not None and not isinstance(mask_bits, (int, np.integer)):
+            bits = 0
+            for b in mask_bits:
+                bits |= int(b)
+            mask_bits = bits
+        return MaskedDetectorKeyData(self, key or self.kind.main_key, mask_key=mask_key,
+                                     mask_bits=mask_bits, masked_value=masked_value
+                                     ).select_pulses(pulses, subtrain_index)
+
+
+def identify_multimod_detectors(data, detector_name: str | None = None, *,
+                                single: bool = False, clses=None):
+    """Find the multi-module detectors in a data collection (by source names only).
+
+    Returns a set of ``(detector_name, detector class)``; with ``single=True``
+    exactly one such tuple (error if none or several).
+    """
+    from . import classes
+    by_name = {c.kind.name: c for c in classes.ALL}
+    if clses is not None:
+        by_name = {c.kind.name: c for c in clses}
+    found = find_detectors(data.instrument_sources, list(by_name))
+    res = {(name, by_name[kind]) for (kind, name) in found
+           if detector_name is None or name == detector_name}
+    if single:
+        if len(res) != 1:
+            desc = ', '.join(sorted(f"{n} ({c.__name__})" for n, c in res)) or 'none'
+            raise NoDetectorError(
+                f"Expected exactly one multi-module detector, found: {desc}"
+                + (". Pass detector_name=" if len(res) > 1 else "")
+            )
+        return res.pop()
+    return res
+
+

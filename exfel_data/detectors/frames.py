@@ -1,0 +1,292 @@
+"""Where each detector frame goes: per-train label patterns, pulse selection, slots.
+
+A module's frames in one train are described by the sequence of their labels
+(pulse IDs or cell IDs). Nearly all trains of a run share a handful of such
+sequences, so we store each distinct sequence once ("pattern") and, per module
+and train, the pattern's number. The output pulse axis is the sorted union of
+selected labels (what EXtra-data's unstacked labelled array has), so a module
+that recorded fewer or different frames in a train lands in the right slots and
+the rest is filled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exfel_data.selection import by_id, by_index
+
+__all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots']
+
+_ById, _ByIndex = type(by_id), type(by_index)
+
+
+class PulseSelection:
+    """A normalised pulse selection: by index in the train or by label (pulse ID)."""
+
+    def __init__(self, kind: str, value):
+        self.kind = kind      # 'all', 'index' or 'id'
+        self.value = value    # slice or sorted unique int64 array
+
+    def __repr__(self):
+        return f"PulseSelection({self.kind}, {self.value!r})"
+
+    @property
+    def is_all(self) -> bool:
+        return self.kind == 'all'
+
+    def key(self):
+        v = self.value
+        if isinstance(v, slice):
+            return (self.kind, v.start, v.stop, v.step)
+        return (self.kind, None if v is None else v.tobytes())
+
+    def positions(self, n: int) -> np.ndarray:
+        """Positions selected in a train of *n* frames (kind 'index' or 'all')."""
+        if self.kind == 'all':
+            return np.arange(n)
+        if isinstance(self.value, slice):
+            return np.arange(n)[self.value]
+        v = self.value
+        return v[v < n]
+
+    def id_mask(self, labels: np.ndarray) -> np.ndarray:
+        """Which frames with these labels are selected (kind 'id')."""
+        v = self.value
+        if isinstance(v, slice):
+            start = 0 if v.start is None else v.start
+            ok = labels >= start
+            if v.stop is not None:
+                ok &= labels < v.stop
+            if v.step not in (None, 1):
+                ok &= (labels.astype(np.int64) - start) % v.step == 0
+            return ok
+        return np.isin(labels, v)
+
+
+def normalise_pulses(pulses) -> PulseSelection:
+    """Accept ``by_index[...]``, ``by_id[...]``, a slice, an int or a list of indices."""
+    if pulses is None or isinstance(pulses, PulseSelection):
+        return pulses or PulseSelection('all', None)
+    kind = 'index'
+    if isinstance(pulses, _ById):
+        kind, pulses = 'id', pulses.value
+    elif isinstance(pulses, _ByIndex):
+        pulses = pulses.value
+    if isinstance(pulses, slice):
+        for part in (pulses.start, pulses.stop, pulses.step):
+            if part is not None and not isinstance(part, (int, np.integer)):
+                raise TypeError(f"Pulse slice must use integers or None, not {pulses!r}")
+        if pulses.step is not None and pulses.step < 1:
+            raise ValueError(f"Pulse slice must have a positive step, not {pulses!r}")
+        if (pulses.start or 0) < 0 or (pulses.stop or 0) < 0:
+            raise ValueError(f"Negative pulse positions are not supported: {pulses!r}")
+        if kind == 'index' and pulses in (slice(None), slice(0, None), slice(None, None, 1),
+                                          slice(0, None, 1)):
+            return PulseSelection('all', None)
+        return PulseSelection(kind, pulses)
+    arr = np.atleast_1d(np.asarray(pulses))
+    if arr.dtype == bool or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(
+            f"Select pulses with a slice, an int, a list of ints, by_index[...] or by_id[...], "
+            f"not {pulses!r}"
+        )
+    if (arr < 0).any():
+        raise ValueError(f"Pulse {'IDs' if kind == 'id' else 'positions'} cannot be negative: "
+                         f"{arr[arr < 0][:5].tolist()}")
+    return PulseSelection(kind, np.unique(arr.astype(np.int64)))
+
+
+class LabelPatterns:
+    """Distinct per-train label sequences, and which one each (module, train) has.
+
+    Attributes
+    ----------
+    patterns : list of np.ndarray
+        Distinct label sequences (int64).
+    ids : np.ndarray
+        (modules, trains) int32; -1 where a module has no frames in a train.
+    """
+
+    def __init__(self, n_modules: int, n_trains: int):
+        self.patterns: list[np.ndarray] = []
+        self._lookup: dict[bytes, int] = {}
+        self.ids = np.full((n_modules, n_trains), -1, dtype=np.int32)
+
+    def _intern(self, seq: np.ndarray) -> int:
+        key = seq.tobytes()
+        pid = self._lookup.get(key)
+        if pid is None:
+            pid = self._lookup[key] = len(self.patterns)
+            self.patterns.append(seq.copy())
+        return pid
+
+    def add_module(self, mod_ix: int, counts: np.ndarray, labels: np.ndarray | None):
+        """Record one module's frames: *counts* per train, *labels* concatenated.
+
+        Without labels (positional data), the pattern is ``arange(count)``.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        if labels is None:
+            labels = np.concatenate([np.arange(c) for c in counts]) if len(counts) \
+                else np.zeros(0, np.int64)
+        labels = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
+        if labels.size != counts.sum():
+            raise ValueError(f"{labels.size} labels for {counts.sum()} frames")
+        have = np.flatnonzero(counts)
+        if have.size == 0:
+            return
+        c0 = counts[have[0]]
+        if (counts[have] == c0).all() and have.size == counts.size:
+            # Fast path: same frame count in every train -> one unique() on a 2D view
+            uniq, inverse = np.unique(labels.reshape(-1, c0), axis=0, return_inverse=True)
+            pids = np.array([self._intern(row) for row in uniq], dtype=np.int32)
+            self.ids[mod_ix] = pids[inverse.reshape(-1)]
+            return
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        for t in have:
+            self.ids[mod_ix, t] = self._intern(labels[starts[t]:starts[t] + counts[t]])
+
+
+class SlotPlan:
+    """Where the selected frames of each (module, train) go on the pulse axis.
+
+    Attributes
+    ----------
+    labels : np.ndarray
+        Pulse-axis coordinate (sorted labels, or positions when ``positional``).
+    positional : bool
+        True when labels repeat within a train so frames are placed by position.
+    pair_ids : np.ndarray
+        (modules, trains) int32 index into ``pair_blocks``; -1 = nothing selected.
+    pair_blocks : list of np.ndarray
+        Per pair, (n, 3) int64 runs ``(frame offset in train, slot, length)``.
+    """
+
+    def __init__(self, labels, positional, pair_ids, pair_blocks):
+        self.labels = labels
+        self.positional = positional
+        self.pair_ids = pair_ids
+        self.pair_blocks = pair_blocks
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.labels)
+
+    def covered(self) -> np.ndarray:
+        """Number of filled slots per (module, train)."""
+        sizes = np.array([b[:, 2].sum() for b in self.pair_blocks] + [0], dtype=np.int64)
+        return sizes[self.pair_ids]  # -1 -> the trailing 0
+
+    def slot_mask(self, mod_ix: int, t: int) -> np.ndarray:
+        """Boolean mask over the pulse axis of slots this module fills in train *t*."""
+        mask = np.zeros(self.n_slots, bool)
+        q = self.pair_ids[mod_ix, t]
+        if q >= 0:
+            for _off, slot, n in self.pair_blocks[q]:
+                mask[slot:slot + n] = True
+        return mask
+
+
+def _runs(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Group frames into runs consecutive in both file row and slot."""
+    if offsets.size == 0:
+        return np.zeros((0, 3), np.int64)
+    brk = np.flatnonzero((np.diff(offsets) != 1) | (np.diff(slots) != 1)) + 1
+    starts = np.concatenate(([0], brk))
+    lengths = np.diff(np.concatenate((starts, [offsets.size])))
+    return np.stack([offsets[starts], slots[starts], lengths], axis=1).astype(np.int64)
+
+
+def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray,
+               exclude: np.ndarray | None = None) -> SlotPlan:
+    """Apply a pulse selection and assign output slots.
+
+    Parameters
+    ----------
+    pat : LabelPatterns
+    pulses : PulseSelection
+    reference : np.ndarray
+        Per train, the pattern number whose positions ``by_index`` refers to
+        (the frames most modules recorded); -1 for trains without data.
+    exclude : np.ndarray, optional
+        (modules, trains) bool; True drops that module's frames in that train.
+    """
+    ids = pat.ids if exclude is None else np.where(exclude, -1, pat.ids)
+    # Selected frame offsets (and their labels) for each (pattern, reference) pair
+    pair_of: dict[tuple[int, int], int] = {}
+    pair_ids = np.full(ids.shape, -1, dtype=np.int32)
+    sel_offsets: list[np.ndarray] = []
+    sel_labels: list[np.ndarray] = []
+    for (m, t) in zip(*np.nonzero(ids >= 0), strict=True):
+        p = int(ids[m, t])
+        r = int(reference[t]) if pulses.kind == 'index' else -1
+        q = pair_of.get((p, r))
+        if q is None:
+            q = pair_of[(p, r)] = len(sel_offsets)
+            seq = pat.patterns[p]
+            if pulses.kind == 'all':
+                offs = np.arange(seq.size)
+            elif pulses.kind == 'id':
+                offs = np.flatnonzero(pulses.id_mask(seq))
+            else:
+                ref = pat.patterns[r] if r >= 0 else seq
+                wanted = ref[pulses.positions(ref.size)]
+                offs = np.flatnonzero(np.isin(seq, wanted))
+            sel_offsets.append(offs)
+            sel_labels.append(seq[offs])
+        pair_ids[m, t] = q
+
+    positional = any(np.unique(lab).size != lab.size for lab in sel_labels)
+    if positional:
+        n = max((o.size for o in sel_offsets), default=0)
+        labels = np.arange(n, dtype=np.int64)
+        blocks = [_runs(o, np.arange(o.size)) for o in sel_offsets]
+    else:
+        labels = (np.unique(np.concatenate(sel_labels)) if sel_labels
+                  else np.zeros(0, np.int64))
+        blocks = [_runs(o, np.searchsorted(labels, lab))
+                  for o, lab in zip(sel_offsets, sel_labels, strict=True)]
+    # Pairs with nothing selected behave like missing data
+    empty = np.array([b.shape[0] == 0 for b in blocks] + [True])
+    pair_ids = np.where(empty[pair_ids], -1, pair_ids).astype(np.int32)
+    return SlotPlan(labels, positional, pair_ids, blocks)
+
+
+def expand_blocks(plan: SlotPlan, mod_ix: int, vstart: np.ndarray,
+                  trains: slice, slots: slice) -> np.ndarray:
+    """Runs ``(virtual row, destination frame, length)`` for one module in a box.
+
+    The destination is the flat frame index inside the box
+    ``(trains, slots)``; *vstart* gives each train's first row in the module's
+    virtual row space (all its files' rows one after another).
+    """
+    t0, t1 = trains.start, trains.stop
+    p0, p1 = slots.start, slots.stop
+    width = p1 - p0
+    q_all = plan.pair_ids[mod_ix, t0:t1]
+    out = []
+    for q in np.unique(q_all[q_all >= 0]):
+        tix = np.flatnonzero(q_all == q)
+        b = plan.pair_blocks[q]
+        off, slot, n = b[:, 0], b[:, 1], b[:, 2]
+        lo, hi = np.maximum(slot, p0), np.minimum(slot + n, p1)
+        keep = hi > lo
+        off, lo, n = off[keep] + (lo - slot)[keep], lo[keep], (hi - lo)[keep]
+        src = vstart[t0 + tix][:, None] + off[None, :]
+        dst = tix[:, None] * width + (lo - p0)[None, :]
+        out.append(np.stack(np.broadcast_arrays(src, dst, n[None, :]), axis=-1).reshape(-1, 3))
+    if not out:
+        return np.zeros((0, 3), np.int64)
+    blocks = np.concatenate(out).astype(np.int64)
+    blocks = blocks[np.argsort(blocks[:, 0], kind='stable')]
+    return merge_runs(blocks)
+
+
+def merge_runs(blocks: np.ndarray) -> np.ndarray:
+    """Join runs that continue each other in both source and destination."""
+    if len(blocks) < 2:
+        return blocks
+    src, dst, n = blocks[:, 0], blocks[:, 1], blocks[:, 2]
+    cont = (src[1:] == src[:-1] + n[:-1]) & (dst[1:] == dst[:-1] + n[:-1])
+    starts = np.flatnonzero(np.concatenate(([True], ~cont)))
+    return np.stack([src[starts], dst[starts], np.add.reduceat(n, starts)], axis=1)

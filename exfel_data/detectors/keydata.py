@@ -1,0 +1,442 @@
+"""One key of all modules of a detector: labelled numpy / xarray / dask reads."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from exfel_data.reading import roi_shape
+
+from .errors import FillValueError, ModuleMismatchError
+from .frames import LabelPatterns, expand_blocks, normalise_pulses, plan_slots
+from .readblocks import ModuleRows, Segment, read_box
+from .stacking import checked_fill
+
+__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'DEFAULT_CHUNK_BYTES']
+
+DEFAULT_CHUNK_BYTES = 128 * 1024 ** 2
+SUBTRAIN_INDEXES = {'pulseId': 'pulse', 'cellId': 'cell'}
+
+
+def default_fill_value(dtype: np.dtype, fill_value=None):
+    """NaN for floats, 0 for integers unless given (and checked against the dtype)."""
+    if fill_value is None:
+        return dtype.type(np.nan) if dtype.kind in 'fc' else dtype.type(0)
+    return checked_fill(dtype, fill_value)
+
+
+class DetectorKeyData:
+    """One key of every module of a detector, e.g. ``det['image.data']``.
+
+    Per-frame keys (XTDF ``image.*``) get a pulse axis labelled by pulse ID
+    (or cell ID); per-train keys (JUNGFRAU ``data.*``, XTDF ``header.*``) do not.
+    """
+
+    def __init__(self, det, key: str, pulses=None, subtrain_index: str = 'pulseId'):
+        if subtrain_index not in SUBTRAIN_INDEXES:
+            raise ValueError(f"subtrain_index must be one of {list(SUBTRAIN_INDEXES)}, "
+                             f"not {subtrain_index!r}")
+        self.det = det
+        self.key = key
+        self.pulses = normalise_pulses(pulses)
+        self.subtrain_index = subtrain_index
+        group = key.split('.', 1)[0]
+        self.per_frame = det.frames_group is not None and group == det.frames_group
+        self._check_modules_agree()
+
+    def _check_modules_agree(self):
+        meta = {}
+        for m in self.det.modules:
+            kd = self.det._source_data[self.det.modno_to_source[m], self.key]
+            meta.setdefault((np.dtype(kd.dtype), tuple(kd.entry_shape)), []).append(m)
+        if len(meta) > 1:
+            groups = sorted(meta.items(), key=lambda x: -len(x[1]))
+            desc = '; '.join(f"modules {mods}: {dt} {shape}" for (dt, shape), mods in groups)
+            raise ModuleMismatchError(
+                f"Modules of {self.det.detector_name} disagree on {self.key!r}: {desc}. "
+                f"Pass modules= to use the consistent ones."
+            )
+        (dtype, shape), = meta
+        self.dtype = dtype
+        self._squeeze = self.per_frame and len(shape) >= 1 and shape[0] == 1
+        self.entry_shape = shape[1:] if self._squeeze else shape
+
+    def __repr__(self):
+        return (f"<DetectorKeyData {self.det.detector_name} {self.key!r}: "
+                f"{len(self.det.modules)} modules, {len(self.det.train_ids)} trains>")
+
+    # -- selections -----------------------------------------------------------------
+    def _copy(self, **changes):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def select_pulses(self, pulses=None, subtrain_index: str | None = None):
+        """Same key with frames selected: ``by_index[...]`` or ``by_id[...]``."""
+        si = subtrain_index or self.subtrain_index
+        if si not in SUBTRAIN_INDEXES:
+            raise ValueError(f"subtrain_index must be one of {list(SUBTRAIN_INDEXES)}")
+        return self._copy(pulses=normalise_pulses(pulses), subtrain_index=si)
+
+    def select_trains(self, trains):
+        return self._copy(det=self.det.select_trains(trains))
+
+    def split_trains(self, parts=None, trains_per_part=None, frames_per_part=None):
+        for d in self.det.split_trains(parts, trains_per_part, frames_per_part):
+            yield self._copy(det=d)
+
+    # -- planning -------------------------------------------------------------------
+    def _module_rows(self, modno: int) -> tuple[ModuleRows, np.ndarray]:
+        """File segments of this key for one module and each train's first row."""
+        cache_key = ('rows', self.key, modno)
+        cached = self.det._plans.get(cache_key)
+        if cached is not None:
+            return cached
+        tids = self.det.train_ids
+        kd = self.det._keydata(modno, self.key)
+        segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
+        for ch in kd._data_chunks():
+            counts = np.asarray(ch.counts, dtype=np.int64)
+            n = int(counts.sum())
+            if n == 0:
+                continue
+            pos = np.searchsorted(tids, ch.train_ids)
+            ok = (pos < len(tids)) & (tids[np.minimum(pos, len(tids) - 1)] == ch.train_ids)
+            starts = v + np.cumsum(counts) - counts
+            vstart[pos[ok]] = starts[ok]
+            segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
+            v += n
+        res = self.det._plans[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
+        return res
+
+    def _counts(self) -> np.ndarray:
+        """(modules, trains) entries of this key."""
+        if self.per_frame:
+            return self.det._counts.to_numpy().T.astype(np.int64)
+        return np.stack([
+            np.asarray(self.det._keydata(m, self.key).data_counts(labelled=False), np.int64)
+            for m in self.det.modules
+        ])
+
+    def _plan(self):
+        """Slot plan (cached on the detector per group, label and pulse selection)."""
+        det = self.det
+        group = det.frames_group if self.per_frame else self.key
+        cache_key = (group, self.subtrain_index, self.pulses.key())
+        plan = det._plans.get(cache_key)
+        if plan is not None:
+            return plan
+        counts = self._counts()
+        n_mod, n_trains = counts.shape
+        pat = LabelPatterns(n_mod, n_trains)
+        label_key = f"{group}.{self.subtrain_index}"
+        use_labels = self.per_frame and label_key in det
+        for i, m in enumerate(det.modules):
+            labels = None
+            if use_labels:
+                labels = det._keydata(m, label_key).ndarray().reshape(-1)
+                if labels.size != counts[i].sum():
+                    raise ModuleMismatchError(
+                        f"{det.modno_to_source[m]}: {labels.size} entries of {label_key!r} "
+                        f"but {counts[i].sum()} of {self.key!r}; the file index is inconsistent"
+                    )
+            pat.add_module(i, counts[i], labels)
+        reference = _mode_per_train(pat.ids)
+        exclude = None
+        if det.mismatched_frames == 'exclude':
+            ref_counts = det._reference_counts() if self.per_frame else counts.max(axis=0)
+            exclude = (counts != ref_counts[None, :]) & (counts > 0)
+        plan = plan_slots(pat, self.pulses, reference, exclude)
+        if plan.positional and use_labels:
+            import warnings
+
+            from .base import DetectorDataWarning
+            warnings.warn(
+                f"{det.detector_name}: {label_key} values repeat within a train, so the "
+                f"pulse axis is labelled by position in the train instead", DetectorDataWarning,
+                stacklevel=4)
+        plan.has_pulse_axis = self.per_frame or plan.n_slots > 1
+        plan.use_labels = use_labels
+        det._plans[cache_key] = plan
+        return plan
+
+    # -- shapes and labels --------------------------------------------------------------
+    def _entry_dims(self, roi=()) -> list[str]:
+        nd = len(self.entry_shape)
+        if self.per_frame and nd == 3:
+            dims = ['data_gain', 'slow_scan', 'fast_scan']
+        elif self.per_frame and nd == 2:
+            dims = ['slow_scan', 'fast_scan']
+        else:
+            dims = self.det._entry_dims(self.key, nd)
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        return [d for d, r in zip(dims, roi + (slice(None),) * nd, strict=False)
+                if not isinstance(r, (int, np.integer))]
+
+    @property
+    def pulse_dim(self) -> str:
+        plan = self._plan()
+        if not self.per_frame:
+            return 'entry'
+        return SUBTRAIN_INDEXES[self.subtrain_index] if plan.use_labels else 'pulse'
+
+    def dims(self, roi=()) -> tuple[str, ...]:
+        pulse = (self.pulse_dim,) if self._plan().has_pulse_axis else ()
+        return ('module', 'train') + pulse + tuple(self._entry_dims(roi))
+
+    def _module_numbers(self, module_gaps: bool) -> list[int]:
+        if module_gaps:
+            start = self.det.kind.modnos_start_at
+            return list(range(start, start + self.det.n_modules))
+        return self.det.modules
+
+    def shape_for(self, roi=(), module_gaps: bool = False) -> tuple:
+        plan = self._plan()
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        pulse = (plan.n_slots,) if plan.has_pulse_axis else ()
+        return ((len(self._module_numbers(module_gaps)), len(self.det.train_ids)) + pulse
+                + roi_shape(self.entry_shape, roi))
+
+    @property
+    def shape(self) -> tuple:
+        return self.shape_for()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def coords(self, module_gaps: bool = False) -> dict:
+        plan = self._plan()
+        c = {'module': np.array(self._module_numbers(module_gaps)),
+             'train': np.asarray(self.det.train_ids, dtype=np.uint64)}
+        if plan.has_pulse_axis:
+            labels = plan.labels
+            c[self.pulse_dim] = (labels.astype(np.uint64) if plan.use_labels and
+                                 not plan.positional else labels)
+        return c
+
+    def _module_slots(self, module_gaps: bool) -> list[int]:
+        if not module_gaps:
+            return list(range(len(self.det.modules)))
+        start = self.det.kind.modnos_start_at
+        return [m - start for m in self.det.modules]
+
+    def _out_dtype(self, astype) -> np.dtype:
+        return self.dtype if astype is None else np.dtype(astype)
+
+    # -- reading ----------------------------------------------------------------------
+    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
+                ) -> np.ndarray:
+        """Read into one new array of :meth:`shape_for` (no labels)."""
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        plan = self._plan()
+        dtype = self._out_dtype(astype)
+        fill = default_fill_value(dtype, fill_value)
+        shape = self.shape_for(roi, module_gaps)
+        n_trains, n_slots = len(self.det.train_ids), plan.n_slots
+        tasks = []
+        mod_slots = self._module_slots(module_gaps)
+        for i, (m, slot) in enumerate(zip(self.det.modules, mod_slots, strict=True)):
+            rows, vstart = self._module_rows(m)
+            runs = expand_blocks(plan, i, vstart, slice(0, n_trains), slice(0, n_slots))
+            tasks.append((slot, rows, runs))
+        full = (shape[0] == len(self.det.modules)
+                and int(plan.covered().sum()) == len(self.det.modules) * n_trains * n_slots)
+        entry_ndim = len(shape) - (3 if plan.has_pulse_axis else 2)
+        return read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+
+    def xarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
+        """Read into a labelled :class:`xarray.DataArray`."""
+        import xarray as xr
+        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                           module_gaps=module_gaps)
+        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
+                            name=self.key)
+
+    def _chunking(self, roi, itemsize: int, chunk_bytes):
+        """(trains per chunk, slots per chunk) keeping chunks under *chunk_bytes*."""
+        chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        if chunk_bytes <= 0:
+            raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+        plan = self._plan()
+        frame = int(np.prod(roi_shape(self.entry_shape, roi), dtype=np.int64)) * itemsize
+        n_slots = max(plan.n_slots, 1)
+        per_train = max(frame * n_slots, 1)
+        if per_train <= chunk_bytes:
+            return max(1, chunk_bytes // per_train), n_slots
+        return 1, max(1, chunk_bytes // max(frame, 1))
+
+    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                   module_gaps: bool = False, labelled: bool = True, _chunking=None):
+        """Lazy read: a dask array (wrapped in xarray if *labelled*).
+
+        One chunk is one module x a block of trains (x a block of pulses when a
+        single train is bigger than *chunk_bytes*, default 128 MiB).
+        """
+        import dask.array as da
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        plan = self._plan()
+        dtype = self._out_dtype(astype)
+        fill = default_fill_value(dtype, fill_value)
+        shape = self.shape_for(roi, module_gaps)
+        n_trains, n_slots = len(self.det.train_ids), plan.n_slots
+        tpc, spc = _chunking or self._chunking(roi, dtype.itemsize, chunk_bytes)
+        train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)]
+        slot_bounds = [(a, min(a + spc, n_slots)) for a in range(0, n_slots, spc)]
+        entry = shape[3 if plan.has_pulse_axis else 2:]
+        name = f"exfel-det-{self.key}-{_token(self, roi, dtype, fill, module_gaps, tpc, spc)}"
+        dsk = {}
+        mod_slots = dict(zip(self._module_slots(module_gaps), self.det.modules, strict=True))
+        for mi in range(shape[0]):
+            m = mod_slots.get(mi)
+            rows = vstart = None
+            if m is not None:
+                i = self.det.modules.index(m)
+                rows, vstart = self._module_rows(m)
+            for ti, (t0, t1) in enumerate(train_bounds):
+                for si, (s0, s1) in enumerate(slot_bounds):
+                    pulse = (s1 - s0,) if plan.has_pulse_axis else ()
+                    cshape = (1, t1 - t0) + pulse + entry
+                    tasks, covered = (), 0
+                    if m is not None:
+                        runs = expand_blocks(plan, i, vstart, slice(t0, t1), slice(s0, s1))
+                        covered = int(runs[:, 2].sum())
+                        tasks = ((0, rows, runs),) if len(runs) else ()
+                    full = covered == (t1 - t0) * (s1 - s0)
+                    key = (name, mi, ti) + ((si,) if plan.has_pulse_axis else ()) \
+                        + (0,) * len(entry)
+                    dsk[key] = (partial(read_box, tasks, cshape, len(entry), dtype, fill,
+                                        full, roi),)
+        chunks = ((1,) * shape[0], tuple(b - a for a, b in train_bounds))
+        if plan.has_pulse_axis:
+            chunks += (tuple(b - a for a, b in slot_bounds),)
+        chunks += tuple((n,) for n in entry)
+        arr = da.Array(dsk, name, chunks=chunks, dtype=dtype)
+        if not labelled:
+            return arr
+        import xarray as xr
+        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
+                            name=self.key)
+
+    def data_availability(self) -> np.ndarray:
+        """(modules, trains) number of selected frames (or entries) per module and train."""
+        return self._plan().covered()
+
+
+def _mode_per_train(ids: np.ndarray) -> np.ndarray:
+    """Most common non-negative value in each column of a (modules, trains) array."""
+    ref = ids.max(axis=0)
+    lo = np.where(ids >= 0, ids, np.iinfo(ids.dtype).max).min(axis=0)
+    for t in np.flatnonzero((lo != ref) & (ref >= 0)):
+        vals, n = np.unique(ids[ids[:, t] >= 0, t], return_counts=True)
+        ref[t] = vals[np.argmax(n)]
+    return ref
+
+
+def _token(*parts) -> str:
+    from dask.base import tokenize
+    kd = parts[0]
+    return tokenize(kd.det.detector_name, kd.key, kd.pulses.key(), kd.subtrain_index,
+                    kd.det.train_ids, kd.det.modules, kd.det.mismatched_frames, *parts[1:])
+
+
+class MaskedDetectorKeyData(DetectorKeyData):
+    """Detector data with bad pixels (non-zero mask bits) replaced by a value."""
+
+    def __init__(self, det, key, *, mask_key: str, mask_bits=None, masked_value=np.nan,
+                 pulses=None, subtrain_index='pulseId'):
+        super().__init__(det, key, pulses, subtrain_index)
+        self.mask_key = mask_key
+        self.mask_bits = mask_bits
+        self.masked_value = masked_value
+
+    def _mask(self) -> DetectorKeyData:
+        return DetectorKeyData(self.det, self.mask_key, self.pulses, self.subtrain_index)
+
+    def _bad(self, mask_arr):
+        if self.mask_bits is None:
+            return mask_arr != 0
+        return (mask_arr & self.mask_bits) != 0
+
+    def _check_value(self, dtype):
+        try:
+            return checked_fill(dtype, self.masked_value)
+        except FillValueError as e:
+            raise FillValueError(f"masked_value: {e}") from None
+
+    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
+        data = super().ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                               module_gaps=module_gaps)
+        value = self._check_value(data.dtype)
+        mask_kd = self._mask()
+        # One module of mask at a time keeps the extra memory to one module
+        slots = self._module_slots(module_gaps)
+        for m, slot in zip(self.det.modules, slots, strict=True):
+            one = mask_kd._copy(det=_single_module(self.det, m))
+            mask = one.ndarray(roi=roi, fill_value=0)[0]
+            data[slot][self._bad(mask)] = value
+        return data
+
+    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                   module_gaps: bool = False, labelled: bool = True):
+        import dask.array as da
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        dtype = self._out_dtype(astype)
+        value = self._check_value(dtype)
+        chunking = self._chunking(roi, dtype.itemsize, chunk_bytes)
+        data = DetectorKeyData.dask_array(self, fill_value=fill_value, roi=roi, astype=astype,
+                                          module_gaps=module_gaps, labelled=False,
+                                          _chunking=chunking)
+        mask = self._mask().dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
+                                       labelled=False, _chunking=chunking)
+        arr = da.where(self._bad(mask), value, data)
+        if not labelled:
+            return arr
+        import xarray as xr
+        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
+                            name=self.key)
+
+
+def _single_module(det, modno: int):
+    new = object.__new__(type(det))
+    new.__dict__.update(det.__dict__)
+    new.modno_to_source = {modno: det.modno_to_source[modno]}
+    new._counts = det._counts[[modno]]
+    new._plans = {}
+    return new
+
+
+def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
+    """Generator behind ``det.trains()``: read blocks of trains, yield per-train views."""
+    first = det[keys[0]].select_pulses(pulses, subtrain_index)
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    frame_bytes = max(1, int(np.prod(first.entry_shape, dtype=np.int64))
+                      * first.dtype.itemsize * len(det.modules))
+    frames_per_part = max(1, chunk_bytes // frame_bytes)
+    for part in det.split_trains(frames_per_part=frames_per_part):
+        arrays = {k: part[k].select_pulses(pulses, subtrain_index).xarray(fill_value=fill_value)
+                  for k in keys}
+        plan = part[keys[0]].select_pulses(pulses, subtrain_index)._plan()
+        have = plan.pair_ids >= 0  # (modules, trains)
+        for t, tid in enumerate(part.train_ids):
+            if require_all and not have[:, t].all():
+                continue
+            if not have[:, t].any():
+                continue
+            out = {}
+            for k, arr in arrays.items():
+                one = arr[:, t]
+                if 'train' in one.coords:
+                    one = one.drop_vars('train')
+                pdim = one.dims[1] if one.ndim > 1 and one.dims[1] in ('pulse', 'cell') else None
+                if pdim is not None:
+                    kplan = part[k].select_pulses(pulses, subtrain_index)._plan()
+                    slots = np.zeros(kplan.n_slots, bool)
+                    for i in range(len(part.modules)):
+                        slots |= kplan.slot_mask(i, t)
+                    if not slots.all():
+                        one = one[:, slots]
+                out[k] = one
+            yield int(tid), out

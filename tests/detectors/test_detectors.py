@@ -1,0 +1,342 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from exfel_data import by_id, by_index
+from exfel_data.detectors import (
+    AGIPD1M,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    DetectorDataWarning,
+    FillValueError,
+    NoDetectorError,
+    identify_multimod_detectors,
+    open_detector,
+)
+from exfel_data.testing import AGIPD1M as SimAGIPD
+from exfel_data.testing import XGM, FrameCountMismatch, MissingTrains, make_run
+
+SHAPE = (16, 8)  # as in conftest.py
+N_TRAINS = 12
+
+PULSE_IDS = [16, 20, 24, 28]  # generator: pulseId = 4 * frame + 16
+
+
+def _module_frames(run, src, key='image.data'):
+    return run[src, key].ndarray()
+
+
+def test_agipd_corrected_get_array(agipd_corr_path, open_run):
+    run = open_run(agipd_corr_path)
+    det = AGIPD1M(run)
+    assert not det.raw
+    assert det.modules == list(range(16))
+    assert det.modno_to_source[3] == 'SPB_DET_AGIPD1M-1/CORR/3CH0:output'
+    arr = det.get_array('image.data')
+    assert arr.dims == ('module', 'train', 'pulse', 'slow_scan', 'fast_scan')
+    assert arr.shape == (16, N_TRAINS, 4) + SHAPE
+    assert arr.dtype == np.float32
+    np.testing.assert_array_equal(arr.coords['module'], np.arange(16))
+    np.testing.assert_array_equal(arr.coords['train'], run.train_ids)
+    np.testing.assert_array_equal(arr.coords['pulse'], PULSE_IDS)
+    for m in (0, 7, 15):
+        expected = _module_frames(run, det.modno_to_source[m])
+        np.testing.assert_array_equal(arr.values[m].reshape((-1,) + SHAPE), expected)
+    assert not np.isnan(arr.values).any()
+
+
+def test_agipd_corrected_other_keys_and_cell_ids(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    gain = det.get_array('image.gain')
+    assert gain.dtype == np.uint8 and gain.shape == (16, N_TRAINS, 4) + SHAPE
+    cells = det.get_array('image.data', subtrain_index='cellId')
+    assert cells.dims[2] == 'cell'
+    np.testing.assert_array_equal(cells.coords['cell'], [1, 2, 3, 4])
+    pid = det.get_array('image.pulseId')
+    assert pid.dims == ('module', 'train', 'pulse')
+    assert (pid.values == np.array(PULSE_IDS)).all()
+
+
+def test_agipd_raw_fallback_warns_and_keeps_gain_axis(agipd_raw_path, open_run):
+    run = open_run(agipd_raw_path)
+    with pytest.warns(DetectorDataWarning, match='raw=True'):
+        det = AGIPD1M(run)
+    assert det.raw
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        AGIPD1M(run, raw=True)
+    with pytest.raises(NoDetectorError, match='raw=True'):
+        AGIPD1M(run, raw=False)
+    arr = det.get_array('image.data')
+    assert arr.dims == ('module', 'train', 'pulse', 'data_gain', 'slow_scan', 'fast_scan')
+    assert arr.shape == (16, N_TRAINS, 4, 2) + SHAPE
+    assert arr.dtype == np.uint16
+    expected = _module_frames(run, det.modno_to_source[5])
+    np.testing.assert_array_equal(arr.values[5].reshape((-1, 2) + SHAPE), expected)
+    # roi on the data/gain axis drops it
+    data_only = det.get_array('image.data', roi=np.s_[0, 2:6])
+    assert data_only.dims == ('module', 'train', 'pulse', 'slow_scan', 'fast_scan')
+    np.testing.assert_array_equal(data_only.values, arr.values[:, :, :, 0, 2:6])
+    cell = det.get_array('image.cellId')
+    assert cell.shape == (16, N_TRAINS, 4)  # (N, 1) in raw files: length-1 axis dropped
+
+
+def test_astype_and_fill(agipd_raw_path, open_run):
+    det = AGIPD1M(open_run(agipd_raw_path), raw=True)
+    f = det.get_array('image.data', astype=np.float32, roi=np.s_[0])
+    assert f.dtype == np.float32
+    np.testing.assert_array_equal(f.values, det.get_array('image.data', roi=np.s_[0]).values)
+    with pytest.raises(FillValueError, match='uint16'):
+        det.get_array('image.data', fill_value=-1)
+
+
+def test_lpd_raw_drops_length1_axis(lpd_raw_path, open_run):
+    run = open_run(lpd_raw_path)
+    with pytest.warns(DetectorDataWarning):
+        det = LPD1M(run)
+    arr = det.get_array()
+    assert arr.dims == ('module', 'train', 'pulse', 'slow_scan', 'fast_scan')
+    assert arr.shape == (16, 6, 3) + SHAPE
+    expected = _module_frames(run, det.modno_to_source[2])[:, 0]
+    np.testing.assert_array_equal(arr.values[2].reshape((-1,) + SHAPE), expected)
+
+
+def test_dssc_corrected(dssc_corr_path, open_run):
+    run = open_run(dssc_corr_path)
+    det = DSSC1M(run)
+    assert repr(det).startswith("<DSSC1M 'SCS_DET_DSSC1M-1': corrected data, 16 modules")
+    arr = det.get_array(pulses=by_index[1:])
+    assert arr.shape == (16, 6, 2) + SHAPE
+    np.testing.assert_array_equal(arr.coords['pulse'], [20, 24])
+
+
+def test_jungfrau(jungfrau_path, open_run):
+    run = open_run(jungfrau_path)
+    det = JUNGFRAU(run)
+    assert det.modules == [1, 2, 3, 4] and det.n_modules == 4
+    arr = det.get_array('data.adc')
+    assert arr.dims == ('module', 'train', 'cell', 'slow_scan', 'fast_scan')
+    assert arr.shape == (4, 6, 2) + SHAPE
+    np.testing.assert_array_equal(arr.coords['module'], [1, 2, 3, 4])
+    expected = run[det.modno_to_source[3], 'data.adc'].ndarray()
+    np.testing.assert_array_equal(arr.values[2], expected)
+    cells = det.get_array('data.memoryCell')
+    assert cells.dims == ('module', 'train', 'cell')
+    gaps = det.get_array('data.adc', module_gaps=True)
+    assert gaps.shape[0] == 4
+    assert list(det.trains())[0][1]['data.adc'].dims == ('module', 'cell', 'slow_scan',
+                                                         'fast_scan')
+
+
+def test_identification(agipd_corr_path, jungfrau_path, open_run):
+    run = open_run(agipd_corr_path)
+    assert identify_multimod_detectors(run) == {('SPB_DET_AGIPD1M-1', AGIPD1M)}
+    det = open_detector(run)
+    assert isinstance(det, AGIPD1M)
+    with pytest.raises(NoDetectorError, match='SPB_DET_AGIPD1M-1'):
+        AGIPD1M(run, detector_name='MID_DET_AGIPD1M-1')
+    with pytest.raises(NoDetectorError, match=r'No LPD1M .*AGIPD1M: SPB_DET_AGIPD1M-1'):
+        LPD1M(run)
+    assert isinstance(open_detector(open_run(jungfrau_path)), JUNGFRAU)
+    sub = AGIPD1M(run, modules=[2, 4])
+    assert sub.modules == [2, 4]
+    arr = sub.get_array()
+    np.testing.assert_array_equal(arr.coords['module'], [2, 4])
+    full = sub.get_array(module_gaps=True)
+    assert full.shape[0] == 16
+    assert np.isnan(full.values[3]).all() and not np.isnan(full.values[4]).any()
+    with pytest.raises(NoDetectorError, match=r'\[17\]'):
+        AGIPD1M(run, modules=[2, 17])
+
+
+def test_pulse_selection(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    full = det.get_array()
+    by_ix = det.get_array(pulses=by_index[[0, 2]])
+    np.testing.assert_array_equal(by_ix.coords['pulse'], [16, 24])
+    np.testing.assert_array_equal(by_ix.values, full.values[:, :, [0, 2]])
+    np.testing.assert_array_equal(det.get_array(pulses=np.s_[::2]).values, by_ix.values)
+    by_pid = det.get_array(pulses=by_id[20:29])
+    np.testing.assert_array_equal(by_pid.coords['pulse'], [20, 24, 28])
+    np.testing.assert_array_equal(by_pid.values, full.values[:, :, 1:])
+    one = det.get_array(pulses=3)
+    assert one.shape[2] == 1 and one.coords['pulse'].item() == 28
+    with pytest.raises(TypeError):
+        det.get_array(pulses=2.5)
+
+
+def test_select_and_split_trains(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    sel = det.select_trains(by_id[10003:10006])
+    np.testing.assert_array_equal(sel.train_ids, [10003, 10004, 10005])
+    np.testing.assert_array_equal(sel.get_array().values, det.get_array().values[:, 3:6])
+    parts = list(det.split_trains(frames_per_part=10))
+    assert [len(p.train_ids) for p in parts] == [2] * 6
+    assert sum(len(p.train_ids) for p in det.split_trains(parts=5)) == N_TRAINS
+    assert det.frames_per_train == 4
+
+
+def test_trains_iteration(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    full = det.get_array()
+    seen = []
+    for tid, data in det.trains(pulses=by_index[:2], chunk_bytes=20_000):
+        arr = data['image.data']
+        assert arr.dims == ('module', 'pulse', 'slow_scan', 'fast_scan')
+        i = len(seen)
+        np.testing.assert_array_equal(arr.values, full.values[:, i, :2])
+        seen.append(tid)
+    assert seen == list(det.train_ids)
+
+
+def test_masked_data(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    data = det.get_array().values
+    mask = det.get_array('image.mask').values
+    masked = det.masked_data().xarray()
+    expected = np.where(mask != 0, np.nan, data)
+    np.testing.assert_array_equal(masked.values, expected)
+    bits = det.masked_data(mask_bits=[1, 2], masked_value=-1).ndarray()
+    np.testing.assert_array_equal(bits, np.where(mask & 3, -1, data))
+    lazy = det.masked_data().dask_array(chunk_bytes=20_000)
+    np.testing.assert_array_equal(lazy.values, expected)
+
+
+def test_masked_data_needs_corrected(agipd_raw_path, open_run):
+    det = AGIPD1M(open_run(agipd_raw_path), raw=True)
+    with pytest.raises(NoDetectorError, match='mask'):
+        det.masked_data()
+
+
+# -- messy runs ----------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def messy_path(runs_dir):
+    devices = [XGM(), *SimAGIPD(raw=True, frames_per_train=4, module_shape=SHAPE)]
+    return make_run(runs_dir / 'messy', n_trains=8, trains_per_file=4, devices=devices,
+                    defects=[MissingTrains('AGIPD03', (1, 2)),
+                             FrameCountMismatch('AGIPD05', (4,), frames=2)],
+                    progress=False)
+
+
+def test_missing_trains_and_frame_mismatch_fill(messy_path, open_run):
+    run = open_run(messy_path)
+    with pytest.warns(DetectorDataWarning) as rec:
+        det = AGIPD1M(run, raw=True)
+    msg = str(rec[0].message)
+    assert 'module 3 has no data in 2 of 8 trains (10001, 10002)' in msg
+    assert 'module 5 recorded a different number of frames' in msg and '10004' in msg
+    avail = det.data_availability()
+    assert avail.shape == (8, 16)
+    assert list(avail.loc[[10001, 10002], 3]) == [0, 0]
+    assert avail.loc[10004, 5] == 2 and avail.loc[10004, 4] == 4
+    assert det.data_availability(as_bool=True).loc[10001, 3] == False  # noqa: E712
+    assert len(det.train_ids) == 8  # no train dropped
+
+    arr = det.get_array('image.data', fill_value=7)
+    assert arr.dtype == np.uint16
+    assert (arr.values[3, 1:3] == 7).all()
+    ok = run['SPB_DET_AGIPD1M-1/DET/3CH0:xtdf', 'image.data'].ndarray()
+    np.testing.assert_array_equal(arr.values[3, [0, 3, 4, 5, 6, 7]].reshape(ok.shape), ok)
+    # module 5, train 10004: its 2 frames go to the slots of their pulse IDs
+    m5 = run['SPB_DET_AGIPD1M-1/DET/5CH0:xtdf', 'image.data'].select_trains(
+        by_id[[10004]]).ndarray()
+    np.testing.assert_array_equal(arr.values[5, 4, :2], m5)
+    assert (arr.values[5, 4, 2:] == 7).all()
+    # default fill for ints is 0
+    assert (det.get_array('image.data').values[3, 1] == 0).all()
+    # float output gets NaN
+    f = det.get_array('image.data', astype=np.float32)
+    assert np.isnan(f.values[3, 1:3]).all() and not np.isnan(f.values[4]).any()
+
+
+def test_frame_mismatch_exclude(messy_path, open_run):
+    with pytest.warns(DetectorDataWarning, match='excluded'):
+        det = AGIPD1M(open_run(messy_path), raw=True, mismatched_frames='exclude')
+    arr = det.get_array('image.data', astype=np.float32)
+    assert np.isnan(arr.values[5, 4]).all()
+    assert not np.isnan(arr.values[5, 3]).any()
+
+
+def test_messy_trains_require_all(messy_path, open_run):
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(messy_path), raw=True)
+    tids = [t for t, _ in det.trains(require_all=True)]
+    assert tids == [10000, 10003, 10004, 10005, 10006, 10007]
+    all_tids = [t for t, d in det.trains(fill_value=0)]
+    assert all_tids == list(range(10000, 10008))
+
+
+def test_messy_dask_matches_get_array(messy_path, open_run):
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(messy_path), raw=True)
+    lazy = det.get_dask_array('image.data', astype=np.float32, chunk_bytes=3000)
+    assert lazy.data.chunksize[1] < 8
+    np.testing.assert_array_equal(lazy.values,
+                                  det.get_array('image.data', astype=np.float32).values)
+
+
+# -- dask on a cluster -------------------------------------------------------------
+
+def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_run):
+    import pickle
+
+    from distributed import Client, LocalCluster
+
+    det = AGIPD1M(open_run(agipd_corr_path))
+    lazy = det.get_dask_array('image.data', chunk_bytes=40_000)
+    graph = dict(lazy.data.__dask_graph__())
+    blob = pickle.dumps(graph)
+    assert b'h5py' not in blob  # file names and dataset paths only
+    expected = det.get_array('image.data').values
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        mean = client.compute(lazy.data.mean(axis=(1, 2))).result()
+        total = lazy.sum(dim=('train', 'pulse')).compute()
+    np.testing.assert_allclose(mean, expected.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(total.values, expected.sum(axis=(1, 2)), rtol=1e-5)
+    assert total.dims == ('module', 'slow_scan', 'fast_scan')
+
+
+# -- differential checks against EXtra-data ---------------------------------------
+
+@pytest.mark.parametrize('path_fixture, ed_cls, kw', [
+    ('agipd_corr_path', 'AGIPD1M', {}),
+    ('agipd_raw_path', 'AGIPD1M', {'raw': True}),
+    ('lpd_raw_path', 'LPD1M', {'raw': True}),
+])
+def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
+    extra_data = pytest.importorskip('extra_data')
+    from extra_data import components
+
+    path = request.getfixturevalue(path_fixture)
+    ours_cls = {'AGIPD1M': AGIPD1M, 'LPD1M': LPD1M}[ed_cls]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        theirs = getattr(components, ed_cls)(extra_data.RunDirectory(str(path)), **kw)
+        ours = ours_cls(open_run(path), **kw)
+    for ours_sel, their_sel in [(np.s_[:], np.s_[:]),
+                                (by_index[1:3], extra_data.by_index[1:3]),
+                                (by_id[[16, 24]], extra_data.by_id[[16, 24]])]:
+        a = ours.get_array('image.data', pulses=ours_sel)
+        b = theirs.get_array('image.data', pulses=their_sel)
+        assert a.dims == b.dims
+        np.testing.assert_array_equal(a.coords['pulse'], b.coords['pulse'])
+        np.testing.assert_array_equal(a.coords['train'], b.coords['train'])
+        np.testing.assert_array_equal(a.coords['module'], b.coords['module'])
+        np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(ours.frame_counts.values, theirs.frame_counts.values)
+
+
+def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
+    from exfel_data import file_access
+    run = open_run(agipd_corr_path)
+
+    def no_open(filename):
+        raise AssertionError(f"opened {filename}")
+    monkeypatch.setattr(file_access._pool, 'get', no_open)
+    det = AGIPD1M(run)
+    assert det.data_availability().to_numpy().min() == 4
+    assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
