@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Progress, Writer
+from .base import PART_FILE, Progress, Writer
 from .output import OutputExistsError, atomic_output, check_output
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
 from .request import Selection, TrainRange, parse_selection, parse_trains
@@ -375,7 +375,7 @@ def detect_format(path: Path) -> str:
             return "zarr"
         if any(path.glob("*.h5")):
             return "exdf"
-        if (path / PNG_PART_FILE).exists():
+        if (path / PART_FILE).exists():
             return "png"
         raise ConversionError(f"{path}: not an exdf, png or zarr output folder")
     by_suffix = {".npz": "npz", ".csv": "csv", ".json": "json", ".mat": "mat",
@@ -384,9 +384,6 @@ def detect_format(path: Path) -> str:
         return by_suffix[path.suffix.lower()]
     raise ConversionError(f"{path}: cannot tell the format from the name; expected one of "
                           f"{', '.join(sorted(by_suffix))} or a folder")
-
-
-PNG_PART_FILE = "exfel-data-part.json"
 
 
 def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
