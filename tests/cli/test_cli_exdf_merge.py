@@ -86,7 +86,7 @@ def test_exdf_control_value_without_timestamp_selected(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, name, select", [
-    ("exdf", "out", SELECT),
+    ("exdf", "out", [f"{XGM}[beamPosition.*]", "*/DET/0CH0:xtdf[image.*]"]),
     ("npz", "out.npz", SELECT),
     ("csv", "out.csv", [f"{XGM}[*.value]", "SA1_XTD2_XGM/*:output[data.intensityTD]"]),
     ("json", "out.json", [f"{XGM}[*.value]"]),
