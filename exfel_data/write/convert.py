@@ -27,7 +27,7 @@ from .formats import FORMATS, writer_class
 from .merge import merge
 from .output import OutputExistsError, atomic_output, check_output
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
-from .request import TrainRange
+from .request import TrainRange, parse_trains
 from .select import apply_trains, as_selection, part_slice, run_name, select_keys
 
 __all__ = ["FORMATS", "convert", "merge", "build_plan", "open_input", "writer_class",
@@ -80,6 +80,8 @@ def build_plan(run, select: Iterable = (), trains: TrainRange | str | None = Non
                fmt: str = "", block_bytes: int = BLOCK_BYTES, run_path: str = "") -> ConversionPlan:
     """Resolve the selection on an opened run into a :class:`ConversionPlan`."""
     select = list(select)
+    if isinstance(trains, str):  # same description for API strings and CLI values
+        trains = parse_trains(trains)
     pairs = select_keys(run, select, append_detector_modules)
     run = apply_trains(run, trains)
     n_all = len(run.train_ids)
