@@ -19,13 +19,16 @@ class MissingDependencyError(ImportError):
     """An optional dependency of an output format is not installed."""
 
 
-def require(module: str, extra: str, fmt: str):
-    """Import an optional module or say which extra to install."""
+def require(module: str, extra: str, feature: str):
+    """Import an optional module or say which extra to install.
+
+    ``feature`` names what needs it in the message, e.g. ``"--to zarr"``.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"--to {fmt} needs the Python package '{module}', which is not installed. "
+            f"{feature} needs the Python package '{module}', which is not installed. "
             f"Install it with: pip install 'exfel-data[{extra}]'") from exc
 
 

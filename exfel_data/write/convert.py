@@ -205,7 +205,7 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
                       workers: int | None, scheduler: str | None, kwargs: dict) -> dict:
     from .base import require
 
-    distributed = require("distributed", "distributed", plan.description["format"])
+    distributed = require("distributed", "distributed", "--workers / --scheduler")
     n_parts = max(1, min(workers or 0, plan.n_trains)) if not scheduler else None
     progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {cls.name}")
     # Part outputs live next to the output so that renaming them stays on one file system.
