@@ -11,10 +11,11 @@ from .base import PART_FILE, Progress
 from .formats import writer_class
 from .output import atomic_output, check_output
 from .plan import ConversionError
+from .table import CSV_PART_PREFIX
 
 
 def detect_format(path: Path) -> str:
-    """Guess the format of a part output from its name and contents."""
+    """The format of a part output, from its contents."""
     if path.is_dir():
         if (path / "zarr.json").exists() or (path / ".zgroup").exists():
             return "zarr"
@@ -23,12 +24,15 @@ def detect_format(path: Path) -> str:
         if (path / PART_FILE).exists():
             return "png"
         raise ConversionError(f"{path}: not an exdf, png or zarr output folder")
-    by_suffix = {".npz": "npz", ".csv": "csv", ".json": "json", ".mat": "mat",
-                 ".cxi": "cxi", ".h5": "cxi", ".zarr": "zarr"}
-    if path.suffix.lower() in by_suffix:
-        return by_suffix[path.suffix.lower()]
-    raise ConversionError(f"{path}: cannot tell the format from the name; expected one of "
-                          f"{', '.join(sorted(by_suffix))} or a folder")
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    sniffed = [("npz", b"PK\x03\x04"), ("cxi", b"\x89HDF\r\n\x1a\n"), ("mat", b"MATLAB"),
+               ("csv", CSV_PART_PREFIX.encode()), ("json", b"{")]
+    for fmt, magic in sniffed:
+        if head.startswith(magic):
+            return fmt
+    raise ConversionError(f"{path}: not a part output of exfel-data convert (npz, cxi, mat, "
+                          "csv, json file or exdf, png, zarr folder)")
 
 
 def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
