@@ -218,8 +218,13 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
             n_parts = max(1, min(workers or len(client.scheduler_info()["workers"]) or 1,
                                  plan.n_trains))
         else:
-            cluster = distributed.LocalCluster(n_workers=n_parts, threads_per_worker=1,
-                                               processes=True, dashboard_address=":0")
+            import dask
+
+            # The workers' sampling profiler competes for the GIL with h5py's long calls,
+            # which costs a lot on a busy machine; nothing here uses its output.
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = distributed.LocalCluster(n_workers=n_parts, threads_per_worker=1,
+                                                   processes=True, dashboard_address=":0")
             client = distributed.Client(cluster)
         with client:
             suffix = output.suffix
