@@ -292,7 +292,7 @@ def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_r
     assert b'h5py' not in blob  # file names and dataset paths only
     expected = det.get_array('image.data').values
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=':0') as cluster, Client(cluster) as client:
         mean = client.compute(lazy.data.mean(axis=(1, 2))).result()
         total = lazy.sum(dim=('train', 'pulse')).compute()
     np.testing.assert_allclose(mean, expected.mean(axis=(1, 2)), rtol=1e-6)
