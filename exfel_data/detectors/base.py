@@ -316,7 +316,10 @@ class MultiModuleDetector:
                     part_start, acc = i, 0
                 acc += n
             bounds.append(slice(part_start, len(frames)))
-            if trains_per_part is not None or parts is not None:
+            if parts is not None:  # parts is a minimum: cap the trains per part
+                per_part = max(1, len(frames) // max(parts, 1))
+                trains_per_part = min(trains_per_part or per_part, per_part)
+            if trains_per_part is not None:
                 bounds = [slice(b.start + s.start, b.start + s.stop)
                           for b in bounds
                           for s in split_ranges(b.stop - b.start, None, trains_per_part)]
@@ -331,7 +334,7 @@ class MultiModuleDetector:
         from .keydata import DetectorKeyData
         return DetectorKeyData(self, key)
 
-    def get_array(self, key: str | None = None, *, pulses=None, fill_value=None, roi=(),
+    def get_array(self, key: str | None = None, pulses=None, *, fill_value=None, roi=(),
                   astype=None, subtrain_index: str = 'pulseId', module_gaps: bool = False):
         """Read one key of all modules into a labelled array.
 

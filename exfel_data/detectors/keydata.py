@@ -416,26 +416,24 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                       * first.dtype.itemsize * len(det.modules))
     frames_per_part = max(1, chunk_bytes // frame_bytes)
     for part in det.split_trains(frames_per_part=frames_per_part):
-        arrays = {k: part[k].select_pulses(pulses, subtrain_index).xarray(fill_value=fill_value)
-                  for k in keys}
-        plan = part[keys[0]].select_pulses(pulses, subtrain_index)._plan()
-        have = plan.pair_ids >= 0  # (modules, trains)
+        keydata = {k: part[k].select_pulses(pulses, subtrain_index) for k in keys}
+        arrays = {k: kd.xarray(fill_value=fill_value) for k, kd in keydata.items()}
+        plans = {k: kd._plan() for k, kd in keydata.items()}
+        have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
+        n_mod = len(part.modules)
         for t, tid in enumerate(part.train_ids):
-            if require_all and not have[:, t].all():
-                continue
-            if not have[:, t].any():
+            if not have[:, t].any() or (require_all and not have[:, t].all()):
                 continue
             out = {}
             for k, arr in arrays.items():
                 one = arr[:, t]
                 if 'train' in one.coords:
                     one = one.drop_vars('train')
-                pdim = one.dims[1] if one.ndim > 1 and one.dims[1] in ('pulse', 'cell') else None
-                if pdim is not None:
-                    kplan = part[k].select_pulses(pulses, subtrain_index)._plan()
-                    slots = np.zeros(kplan.n_slots, bool)
-                    for i in range(len(part.modules)):
-                        slots |= kplan.slot_mask(i, t)
+                if keydata[k].per_frame:
+                    # Keep the pulse slots some module filled in this train
+                    slots = np.zeros(plans[k].n_slots, bool)
+                    for i in range(n_mod):
+                        slots |= plans[k].slot_mask(i, t)
                     if not slots.all():
                         one = one[:, slots]
                 out[k] = one

@@ -175,6 +175,10 @@ def test_select_and_split_trains(agipd_corr_path, open_run):
     parts = list(det.split_trains(frames_per_part=10))
     assert [len(p.train_ids) for p in parts] == [2] * 6
     assert sum(len(p.train_ids) for p in det.split_trains(parts=5)) == N_TRAINS
+    mixed = list(det.split_trains(parts=8, frames_per_part=1000))
+    assert len(mixed) >= 8 and sum(len(p.train_ids) for p in mixed) == N_TRAINS
+    # positional pulses argument, as in EXtra-data
+    assert det.get_array('image.data', np.s_[:2]).shape[2] == 2
     assert det.frames_per_train == 4
 
 
