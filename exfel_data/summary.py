@@ -6,6 +6,8 @@ import datetime
 import os
 from collections import Counter
 
+import numpy as np
+
 from .selection import glob_matcher
 
 __all__ = ["format_info"]
@@ -68,17 +70,28 @@ def format_info(coll, details_for_sources=()) -> str:
     tids = coll.train_ids
     n = len(tids)
     out = []
-    if n:
-        span = int(tids[-1]) - int(tids[0]) + 1
+    suspect = coll.suspect_trains
+    # Range and duration from trustworthy IDs: one rogue ID must not make a run "last a day".
+    good = tids
+    if suspect and coll.inc_suspect_trains:
+        valid = np.concatenate([f.train_ids[f.valid] for f in coll.files])
+        good = np.intersect1d(tids, valid)
+    if len(good):
+        span = int(good[-1]) - int(good[0]) + 1
         dur = datetime.timedelta(seconds=round(span / TRAIN_RATE_HZ))
-        gaps = span - n
+        gaps = span - len(good)
         out += [
             f"# of trains:    {n}" + (f" ({gaps} train IDs missing in the range)" if gaps
                                        else ""),
             f"Duration:       {dur}",
-            f"First train ID: {int(tids[0])}",
-            f"Last train ID:  {int(tids[-1])}",
+            f"First train ID: {int(good[0])}",
+            f"Last train ID:  {int(good[-1])}",
         ]
+        outside = np.setdiff1d(tids, good)
+        if len(outside):
+            shown = ", ".join(str(t) for t in outside[:5]) + (" ..." if len(outside) > 5
+                                                              else "")
+            out.append(f"Suspect IDs:    {shown} (outside the range above)")
     else:
         out.append("# of trains:    0 (no trains selected)")
     versions = Counter(f.format_version for f in coll.files)
@@ -86,7 +99,6 @@ def format_info(coll, details_for_sources=()) -> str:
                       for v, c in sorted(versions.items()))
     dirs = sorted({os.path.dirname(f.filename) for f in coll.files})
     out.append(f"Files:          {len(coll.files)} in {', '.join(dirs)} (format {vtext})")
-    suspect = coll.suspect_trains
     if suspect:
         what = "included" if coll.inc_suspect_trains else "excluded"
         out.append(f"Suspect trains: {len(suspect)} {what} (see run.suspect_trains)")

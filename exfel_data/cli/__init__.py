@@ -14,9 +14,13 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so that `import exfel_data.cli` stays cheap and free of cycles.
-    from exfel_data.cli import demo
+    from exfel_data.cli import convert, demo, info, merge, validate
 
     main.add_command(demo.demo)
+    main.add_command(info.info)
+    main.add_command(validate.validate)
+    main.add_command(convert.convert)
+    main.add_command(merge.merge)
 
 
 _register()

@@ -35,12 +35,12 @@ from .detectors import (
     MultiModuleDetector,
     XTDFModule,
 )
-from .devices import XGM, Camera, Device, KeySpec, Motor, SourceSpec
+from .devices import XGM, Camera, Device, KeySpec, LitFrameFinder, Motor, SourceSpec
 from .runs import FilePlan, RunPlan, default_devices, make_run
 
 __all__ = [
     'make_run', 'RunPlan', 'FilePlan', 'default_devices',
-    'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera',
+    'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'LitFrameFinder',
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..write.exdf_writer import STRING_DTYPE, train_timestamps
 
-__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera']
+__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera', 'LitFrameFinder']
 
 # fill(tids, frames) -> array of shape (len(tids),) + entry_shape; tids and frames are the
 # train ID and frame index of each row.
@@ -42,7 +42,7 @@ class KeySpec:
 
 @dataclass
 class SourceSpec:
-    """One data source of a device (``section`` is 'CONTROL' or 'INSTRUMENT')."""
+    """One data source of a device (``section``: 'CONTROL', 'INSTRUMENT', 'REDUCTION'...)."""
 
     name: str
     section: str
@@ -239,7 +239,7 @@ class Device:
         spec, kspec, suffix = self._find_key(key, source)
         if suffix == 'timestamp':
             return train_timestamps(train_ids)
-        counts = self.counts(spec.name, kspec.group if spec.section == 'INSTRUMENT' else '',
+        counts = self.counts(spec.name, '' if spec.section == 'CONTROL' else kspec.group,
                              train_ids)
         return self.rows(kspec, train_ids, counts)
 
@@ -362,3 +362,27 @@ class Camera(Device):
         ]}
         return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'Camera'}),
                 SourceSpec(f'{self.name}:daqOutput', 'INSTRUMENT', output)]
+
+
+class LitFrameFinder(Device):
+    """A data-reduction source in the auxiliary ``REDUCTION`` section (newer files).
+
+    Source ``<name>:daqFilter`` with ``data.dataFramePattern`` (T, n_cells) uint8: 1 for the
+    memory cells with a lit frame, ``(cell + train ID) % 4 == 0``. It is listed in
+    ``METADATA/auxiliarySources/REDUCTION``, not among the data sources.
+    """
+
+    def __init__(self, name: str = 'SPB_DET_AGIPD1M-1/REDU/LITFRM',
+                 aggregator: str | None = None, n_cells: int = 352):
+        super().__init__(name, aggregator)
+        self.n_cells = n_cells
+
+    def _build(self) -> list[SourceSpec]:
+        cells = np.arange(self.n_cells)
+
+        def pattern(tids, frames):
+            t = np.asarray(tids, dtype=np.int64)[:, None]
+            return ((cells + t) % 4 == 0).astype(np.uint8)
+
+        key = KeySpec('data.dataFramePattern', np.uint8, (self.n_cells,), pattern)
+        return [SourceSpec(f'{self.name}:daqFilter', 'REDUCTION', {key.name: key})]

@@ -185,19 +185,29 @@ class RunPlan:
 
     def affected_train_ids(self, defect) -> np.ndarray:
         """Train IDs a defect touched (see its docstring for their meaning)."""
-        recs = [r.train_ids for r in self.defect_log if r.defect is defect]
+        recs = [r.train_ids for r in self.defect_log if r.defect == defect]
         if not recs:
             raise ValueError(f"{defect!r} is not a defect of this plan")
         return np.unique(np.concatenate(recs)).astype(np.uint64)
 
     # -- writing -----------------------------------------------------------------------
-    def write(self, path, progress: bool | None = None) -> Path:
+    def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
         """Write all files into the run folder *path* (created if needed); return it.
 
-        *progress*: show a tqdm bar (None: only on a terminal).
+        *progress*: show a tqdm bar (None: only on a terminal). A folder that already holds
+        ``.h5`` files is refused unless *overwrite* is True, which deletes them first (so
+        runs are never mixed).
         """
         run_dir = Path(path)
         run_dir.mkdir(parents=True, exist_ok=True)
+        existing = sorted(run_dir.glob('*.h5'))
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{run_dir} already holds {len(existing)} HDF5 files (e.g. {existing[0].name}); "
+                "choose an empty folder or pass overwrite=True to replace them"
+            )
+        for old in existing:
+            old.unlink()
         disable = None if progress is None else not progress
         for fp in tqdm(self.files, desc='Writing run files', unit='file', disable=disable):
             self._write_file(fp, run_dir / fp.name)
@@ -216,7 +226,8 @@ class RunPlan:
                         w.add_control_source(spec.name, counts[''])
                         self._write_run_values(w, dev, spec)
                     else:
-                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name)
+                        w.add_instrument_source(spec.name, counts, legacy_name=spec.legacy_name,
+                                                section=spec.section)
                     for kspec in spec.keys.values():
                         group = '' if spec.section == 'CONTROL' else kspec.group
                         self._write_key(w, spec, kspec, fp.train_ids, counts[group])
@@ -288,7 +299,7 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
              devices: Iterable | None = None, trains_per_file: int | Mapping[str, int] = 10,
              run_number: int = 1, proposal: int = 700000, data_class: str | None = None,
              defects: Iterable = (), preallocate: bool = True,
-             progress: bool | None = None) -> Path:
+             progress: bool | None = None, overwrite: bool = False) -> Path:
     """Write a realistic run folder and return its path.
 
     *path* is the run folder itself (created if needed); files are named
@@ -298,5 +309,5 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
     """
     plan = RunPlan(n_trains, first_train_id, format_version, devices, trains_per_file,
                    run_number, proposal, data_class, defects, preallocate)
-    return plan.write(path, progress=progress)
+    return plan.write(path, progress=progress, overwrite=overwrite)
 

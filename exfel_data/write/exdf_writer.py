@@ -31,6 +31,9 @@ KEY_ATTRIBUTES = ('alias', 'daqPolicy', 'description', 'displayedName', 'metricP
                   'metricPrefixName', 'metricPrefixSymbol', 'requiredAccessLevel',
                   'unitEnum', 'unitName', 'unitSymbol')
 
+#: Sections besides CONTROL/RUN/INSTRUMENT that newer files may carry.
+AUXILIARY_SECTIONS = ('REDUCTION', 'ERRATA')
+
 #: dtype of variable-length string keys (read back as ``bytes``).
 STRING_DTYPE = h5py.string_dtype('ascii')
 _VLEN_BYTES = h5py.special_dtype(vlen=bytes)
@@ -43,7 +46,7 @@ class ExdfWriteError(ValueError):
 @dataclass
 class _Source:
     name: str
-    section: str                      # 'CONTROL' or 'INSTRUMENT'
+    section: str                      # 'CONTROL', 'INSTRUMENT' or an auxiliary section
     counts: dict[str, np.ndarray]     # index group ('' for control) -> rows per train
     legacy_name: str | None = None
     keys: dict[str, h5py.Dataset] = field(default_factory=dict)
@@ -186,7 +189,8 @@ class ExdfWriter:
         self._group(f'CONTROL/{source}')
 
     def add_instrument_source(self, source: str, group_counts: Mapping[str, object],
-                              legacy_name: str | None = None) -> None:
+                              legacy_name: str | None = None,
+                              section: str = 'INSTRUMENT') -> None:
         """Declare an instrument (fast data) source ``device:channel``.
 
         Parameters
@@ -197,16 +201,25 @@ class ExdfWriter:
         legacy_name : str, optional
             Old source name (``AGIPD/DET/0CH0:xtdf``) to add as HDF5 soft links in INDEX and
             INSTRUMENT, as newer corrected files do.
+        section : {'INSTRUMENT', 'REDUCTION', 'ERRATA'}
+            Auxiliary sections (newer files) hold the source's data under ``/<section>/``,
+            list it in ``METADATA/auxiliarySources/<section>`` instead of ``dataSources``,
+            have no redundant ``trainId`` datasets and may omit the ``:channel`` part.
         """
         self._check_new_source(source)
-        if ':' not in source:
+        if section not in ('INSTRUMENT',) + AUXILIARY_SECTIONS:
+            raise ExdfWriteError(f"{source}: unknown section {section!r}; choose INSTRUMENT or "
+                                 f"one of {AUXILIARY_SECTIONS}")
+        if ':' not in source and section == 'INSTRUMENT':
             raise ExdfWriteError(f"Instrument source {source!r} must look like 'device:channel'")
+        if legacy_name and section != 'INSTRUMENT':
+            raise ExdfWriteError(f"{source}: legacy names only exist for INSTRUMENT sources")
         if not group_counts:
             raise ExdfWriteError(f"{source}: declare at least one index group")
         counts = {g: _as_counts(c, self.n_trains, f'{source}/{g}')
                   for g, c in group_counts.items()}
-        self.sources[source] = _Source(source, 'INSTRUMENT', counts, legacy_name)
-        self._group(f'INSTRUMENT/{source}')
+        self.sources[source] = _Source(source, section, counts, legacy_name)
+        self._group(f'{section}/{source}')
 
     def _check_new_source(self, source: str) -> None:
         if source in self.sources:
@@ -279,7 +292,7 @@ class ExdfWriter:
             HDF5 chunk shape, e.g. ``(1,) + entry_shape`` for one frame per chunk.
         """
         src = self._source(source)
-        if src.section != 'INSTRUMENT':
+        if src.section == 'CONTROL':
             raise ExdfWriteError(f"{source!r} is a control source; use add_control_key")
         group = key.partition('.')[0]
         if group not in src.counts or '.' not in key:
@@ -300,7 +313,7 @@ class ExdfWriter:
                 raise ExdfWriteError(f"{source} {key}: chunks {chunks} do not match {full}")
             chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, full, strict=True))
         ds = self._dataset(
-            f"INSTRUMENT/{source}/{key.replace('.', '/')}", (rows,) + tuple(entry_shape),
+            f"{src.section}/{source}/{key.replace('.', '/')}", (rows,) + tuple(entry_shape),
             dtype=dtype, chunks=chunks, compression=compression,
             compression_opts=compression_opts)
         src.keys[key] = ds
@@ -368,7 +381,7 @@ class ExdfWriter:
                 self._dataset(f'{path}/first', data=padded(first, np.uint64))
                 if self.legacy_index:
                     self._dataset(f'{path}/last',
-                                     data=padded(first + np.maximum(counts, 1) - 1, np.uint64))
+                                  data=padded(first + np.maximum(counts, 1) - 1, np.uint64))
                     self._dataset(f'{path}/status', data=padded(counts > 0, np.uint64))
                 else:
                     self._dataset(f'{path}/count', data=padded(counts, np.uint64))
@@ -376,7 +389,7 @@ class ExdfWriter:
     def _write_group_train_ids(self) -> None:
         # Every index group carries a redundant trainId dataset, unless the caller wrote one.
         for src in self.sources.values():
-            if src.section != 'INSTRUMENT':
+            if src.section != 'INSTRUMENT':   # auxiliary sections have none
                 continue
             for group, counts in src.counts.items():
                 if f'{group}.trainId' not in src.keys:
@@ -410,9 +423,15 @@ class ExdfWriter:
         full = [f'{root}/{dev}' if root else dev for root, dev in ids]
         self._dataset(f'{base}/dataSourceId', data=_vlen_list(full, length), dtype=_VLEN_BYTES)
         self._dataset(f'{base}/root', data=_vlen_list([r for r, _ in ids], length),
-                         dtype=_VLEN_BYTES)
+                      dtype=_VLEN_BYTES)
         self._dataset(f'{base}/deviceId', data=_vlen_list([d for _, d in ids], length),
-                         dtype=_VLEN_BYTES)
+                      dtype=_VLEN_BYTES)
+        for section in AUXILIARY_SECTIONS:
+            aux = [f'{section}/{s.name}/{g}' for s in self.sources.values()
+                   if s.section == section for g in sorted(s.counts)]
+            if aux:
+                self._dataset(f'METADATA/auxiliarySources/{section}', data=_vlen_list(aux),
+                              dtype=_VLEN_BYTES)
         if self.format_version == '0.5':
             return
         now = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())

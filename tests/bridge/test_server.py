@@ -230,8 +230,9 @@ def test_slow_client_gets_fresh_data(make_server, sock, policy):
     else:
         assert max(ages) < 1.0
     if sock == 'PUSH':
-        # Trains in flight (sent, not yet read) are few, so the age is bounded.
-        assert stats['sent'] - len(ages) <= 20
+        # Trains in flight (sent, not yet read) fit in the kernel's socket
+        # buffers (~2 MB at most), so the age is bounded.
+        assert (stats['sent'] - len(ages)) * nbytes <= 2_000_000
     if sock != 'PUB':  # PUB drops for slow subscribers inside ZeroMQ, uncounted
         assert stats['dropped'] > 0
         assert stats['sent'] + stats['dropped'] + stats['queued'] == stats['fed']

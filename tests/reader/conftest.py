@@ -24,7 +24,7 @@ def fill_random(path, seed=0):
         f.visititems(visit)
 
 
-@pytest.fixture(scope="session", params=["0.5", "1.0", "1.2"])
+@pytest.fixture(scope="session", params=["0.5", "1.2"])
 def fxe_run(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"fxe{request.param}")
     make_examples.make_fxe_run(str(d), format_version=request.param)

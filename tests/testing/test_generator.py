@@ -179,3 +179,23 @@ def test_jungfrau_lpd_dssc_shapes():
     assert dssc[0].spec(dssc[0].name).keys['image.data'].entry_shape == (1, 128, 512)
     assert AGIPD1M()[15].spec(AGIPD1M()[15].name).keys['image.data'].entry_shape \
         == (2, 512, 128)
+
+
+def test_refuses_to_mix_runs(tmp_path):
+    devices = [Motor()]
+    make_run(tmp_path / 'r', n_trains=4, devices=devices, run_number=1)
+    with pytest.raises(FileExistsError, match='overwrite=True'):
+        make_run(tmp_path / 'r', n_trains=4, devices=devices, run_number=2)
+    make_run(tmp_path / 'r', n_trains=4, devices=devices, run_number=2, overwrite=True)
+    assert [p.name for p in (tmp_path / 'r').iterdir()] == ['RAW-R0002-DA01-S00000.h5']
+
+
+def test_default_devices_sizes():
+    from exfel_data.testing import default_devices
+    devs = default_devices()
+    assert [d.aggregator for d in devs[:4]] == ['DA01', 'DA01', 'DA02', 'DA02']
+    assert len(devs) == 4 + 16
+    assert devs[4].spec(devs[4].name).keys['image.data'].entry_shape == (2, 512, 128)
+    small = default_devices(frames_per_train=2, module_shape=(8, 4), camera_shape=(4, 4))
+    assert small[4].frames_per_train == 2
+    assert small[3].shape == (4, 4)

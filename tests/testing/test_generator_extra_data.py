@@ -1,5 +1,6 @@
 """Differential check: the installed extra-data reads our runs as we meant them."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -105,3 +106,22 @@ def test_extra_data_detector_components(tmp_path, cls_name, make, raw):
             expected = expected[:, 0]       # extra-data drops the single gain plane
         got = arr[i].reshape(expected.shape)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_extra_data_reads_reduction_section(tmp_path):
+    from exfel_data.testing import LitFrameFinder
+
+    plan = RunPlan(n_trains=5, devices=[Motor(), LitFrameFinder(n_cells=8)])
+    run_dir = plan.write(tmp_path / 'r')
+    src = 'SPB_DET_AGIPD1M-1/REDU/LITFRM:daqFilter'
+    with h5py.File(run_dir / 'RAW-R0001-DA01-S00000.h5', 'r') as f:
+        assert f['METADATA/auxiliarySources/REDUCTION'][:].tolist() == [
+            f'REDUCTION/{src}/data'.encode()]
+        assert f'INSTRUMENT/{src}' not in f
+        assert f'REDUCTION/{src}/data/trainId' not in f
+    run = extra_data.RunDirectory(run_dir)
+    assert run.all_sources == {'SPB_IRU_MOTORS/MOTOR/X'}
+    got = run.auxiliary[f'DA01@{src}']['data.dataFramePattern'].ndarray()
+    np.testing.assert_array_equal(
+        got, plan.device(src).values('data.dataFramePattern', plan.train_ids))
+    assert got[0].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]

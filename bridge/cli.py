@@ -1,0 +1,414 @@
+"""The ``exfel-bridge`` command line (also ``python -m bridge``).
+
+Commands: ``serve-sim`` (simulated live data), ``serve-run`` (stream a run from files),
+``glimpse`` (look at one train) and ``monitor`` (live rates, gaps and data age).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import click
+
+SERVER_SOCKETS = ("REP", "PUB", "PUSH")
+CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
+
+_ENDPOINT_HELP = ("ZeroMQ address: tcp://*:4545 (all interfaces), tcp://127.0.0.1:4545, "
+                  "ipc:///tmp/bridge, or a bare port")
+
+
+def server_endpoint(value: str) -> tuple[str, bool]:
+    """The address a server binds for ``value``, and whether that is loopback only.
+
+    A bare port binds loopback only: serving every interface must be asked for explicitly.
+    """
+    value = str(value).strip()
+    if value.isdigit():
+        return f"tcp://127.0.0.1:{value}", True
+    if re.fullmatch(r"(tcp|ipc|inproc)://.+", value):
+        return value, False
+    raise click.BadParameter(
+        f"{value!r} is not an endpoint. Use e.g. tcp://*:4545, tcp://127.0.0.1:4545, "
+        "ipc:///tmp/bridge or a port number.", param_hint="ENDPOINT")
+
+
+def client_endpoint(value: str) -> str:
+    """The address a client connects to: a bare port means tcp://127.0.0.1:PORT."""
+    value = str(value).strip()
+    if value.isdigit():
+        return f"tcp://127.0.0.1:{value}"
+    if re.fullmatch(r"(tcp|ipc|inproc)://.+", value):
+        return value
+    if re.fullmatch(r"[\w.\-]+:\d+", value):
+        return f"tcp://{value}"
+    raise click.BadParameter(
+        f"{value!r} is not an endpoint. Use e.g. tcp://host:4545, ipc:///tmp/bridge, "
+        "HOST:PORT or a port number.", param_hint="ENDPOINT")
+
+
+def _socket_option(what: str):
+    return click.option(
+        "-z", "--server-socket", "sock", default="REP", show_default=True,
+        type=click.Choice(SERVER_SOCKETS), help=what)
+
+
+def _rate_option(default_help: str):
+    return click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                        metavar="HZ",
+                        help=f"Trains per second (10 at the facility). {default_help}")
+
+
+class _Progress:
+    """Status of a server: an announcement, then a line refreshed about once a second."""
+
+    def __init__(self, loopback_only: bool, total: int | None = None) -> None:
+        self.loopback_only = loopback_only
+        self.total = total
+        self.server = None
+        self.train_id = None
+        self._t0 = self._last = time.monotonic()
+        self._sent_at_last = 0
+        self._tty = sys.stdout.isatty()
+
+    def ready(self, server) -> None:
+        self.server = server
+        click.echo(f"Serving on {server.endpoint}")
+        if self.loopback_only:
+            click.echo("Listening on loopback only; to accept remote clients use "
+                       f"tcp://*:{server.port}")
+        sys.stdout.flush()
+
+    def __call__(self, train_id: int) -> None:
+        self.train_id = train_id
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            stats = self.server.stats
+            rate = (stats["sent"] - self._sent_at_last) / (now - self._last)
+            self._last, self._sent_at_last = now, stats["sent"]
+            line = f"{self._counts(stats)}, last train ID {train_id}, {rate:.1f} trains/s"
+            click.echo(line.ljust(79) + ("\r" if self._tty else "\n"), nl=False)
+
+    def _counts(self, stats: dict) -> str:
+        of = f"/{self.total}" if self.total else ""
+        text = f"Sent {stats['sent']}{of} trains"
+        if stats["dropped"]:
+            text += f" ({stats['dropped']} dropped: clients too slow)"
+        return text
+
+    def done(self, how: str) -> None:
+        elapsed = time.monotonic() - self._t0
+        if self._tty:
+            click.echo()
+        counts = self._counts(self.server.stats) if self.server else "Sent 0 trains"
+        click.echo(f"{how}: {counts} in {elapsed:.1f} s.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="exfel-data")
+def main() -> None:
+    """Serve and inspect Karabo bridge streams (ZeroMQ + msgpack, format 2.2).
+
+    Servers stop cleanly on Ctrl-C. Clients of other tools (karabo_bridge.Client, OnDA,
+    EXtra-foam) can read what these servers send.
+    """
+
+
+@main.command("serve-sim")
+@click.argument("endpoint")
+@click.option("-d", "--detector", default="AGIPD", show_default=True,
+              type=click.Choice(["AGIPD", "AGIPDModule", "LPD", "JUNGFRAU", "XGM", "Camera"]),
+              help="What to simulate: AGIPD-1M or LPD-1M (16 modules stacked in one source), one "
+                   "AGIPD module, JUNGFRAU modules, an XGM (slow + fast data) or a camera.")
+@click.option("-r", "--raw", is_flag=True,
+              help="Raw uint16 data (AGIPD with its gain axis) instead of corrected float32.")
+@click.option("--data-like", type=click.Choice(["online", "file"]), default="online",
+              show_default=True,
+              help="AGIPD/LPD axis order: online = (modules, fs, ss, pulses), "
+                   "file = (pulses, modules, ss, fs).")
+@click.option("-n", "--pulses", type=click.IntRange(min=1), default=None,
+              help="Frames per train (JUNGFRAU: memory cells; XGM: pulses). "
+                   "Default: AGIPD 64, LPD 300, JUNGFRAU 1, XGM 50.")
+@click.option("--modules", type=click.IntRange(1, 32), default=None,
+              help="JUNGFRAU only: number of modules (sources JNGFR01...). Default 1.")
+@_rate_option("Default: as fast as clients take them.")
+@click.option("--ntrains", type=click.IntRange(min=1), default=None,
+              help="Stop after this many trains (default: run until Ctrl-C).")
+@click.option("--policy", type=click.Choice(["wait", "drop", "queue"]), default=None,
+              help="When clients are slower than the source: wait (never lose a train), drop "
+                   "(newest trains are dropped), queue (bounded, oldest dropped). "
+                   "Default: wait without --rate, drop with --rate.")
+@_socket_option("Server socket: REP answers REQ clients (each train to one client), PUB "
+                "copies to every SUB client, PUSH deals round-robin to PULL clients.")
+def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains, policy,
+              sock) -> None:
+    """Serve simulated detector or device data on ENDPOINT.
+
+    \b
+    ENDPOINT: ZeroMQ address to bind, e.g. tcp://*:4545 (all interfaces),
+    tcp://127.0.0.1:4545, ipc:///tmp/bridge; a bare port binds loopback only.
+    Port 0 picks a free port (the real address is printed).
+
+    Sources and keys are those of the facility's simulator, e.g.
+    SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED with image.data, image.cellId,
+    image.pulseId and image.trainId; train IDs count up from 10000000000.
+
+    \b
+    Examples:
+      exfel-bridge serve-sim 4545 --rate 10
+      exfel-bridge serve-sim tcp://*:4545 -d LPD --raw -n 100 -z PUB
+    """
+    from bridge.simulation import serve_simulation
+
+    bind, loopback_only = server_endpoint(endpoint)
+    progress = _Progress(loopback_only, ntrains)
+    try:
+        serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains, policy=policy,
+                         raw=raw, data_like=data_like, pulses=pulses, modules=modules,
+                         on_ready=progress.ready, on_train=progress)
+    except KeyboardInterrupt:
+        progress.done("Stopped")
+        return
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    progress.done("Done")
+
+
+@main.command("serve-run")
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.argument("endpoint")
+@click.option("--source", "sources", multiple=True, metavar="GLOB",
+              help="Only sources matching this glob (repeatable), e.g. 'SPB_DET_AGIPD1M-1/*'.")
+@click.option("--key", default="*", show_default=True, metavar="GLOB",
+              help="Only keys matching this glob in the selected sources, e.g. 'image.*'.")
+@click.option("--trains", default=None, metavar="SLICE",
+              help="Train selection by index: '10:20', ':100', '::10' or one index '5'.")
+@click.option("--append-detector-modules", "append", is_flag=True,
+              help="Stack AGIPD/LPD/DSSC module sources into one source <DET>/DET/APPEND, "
+                   "image.data shaped (pulses, modules, ss, fs), with per-frame image.cellId "
+                   "and image.pulseId.")
+@click.option("--dummy-timestamps", is_flag=True,
+              help="Add wall-clock timestamps (timestamp, .sec, .frac) of the sending time: "
+                   "files have none, and monitors drop trains without them.")
+@_rate_option("Default: as fast as clients take them.")
+@click.option("--loop", is_flag=True,
+              help="Start again from the first train after the last (until Ctrl-C).")
+@click.option("--policy", type=click.Choice(["wait", "drop", "queue"]), default="wait",
+              show_default=True,
+              help="When clients are slower than the files: wait (every train is sent), drop or "
+                   "queue (live-like: clients get recent trains, others are dropped).")
+@_socket_option("Server socket: REP (REQ clients share the trains), PUB (copies), PUSH "
+                "(round-robin).")
+def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps, rate, loop,
+              policy, sock) -> None:
+    """Stream a run (RUN_DIR) train by train on ENDPOINT.
+
+    \b
+    ENDPOINT: ZeroMQ address to bind, e.g. tcp://*:4545 (all interfaces),
+    tcp://127.0.0.1:4545, ipc:///tmp/bridge; a bare port binds loopback only.
+
+    Each train is sent once, in order; the server exits when all were taken
+    (unless --loop).
+
+    \b
+    Example:
+      exfel-bridge serve-run /data/r0238 4545 --source 'SPB_DET_AGIPD1M-1/*' \\
+          --key 'image.*' --append-detector-modules --dummy-timestamps --rate 10
+    """
+    from bridge.serve_run import parse_train_slice
+    from bridge.serve_run import serve_run as serve
+
+    bind, loopback_only = server_endpoint(endpoint)
+    try:
+        train_sel = parse_train_slice(trains) if trains else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trains") from None
+    progress = _Progress(loopback_only)
+    try:
+        serve(run_dir, bind, sources=sources or ("*",), key=key, trains=train_sel,
+              append_detector_modules=append, dummy_timestamps=dummy_timestamps, rate=rate,
+              loop=loop, sock=sock, policy=policy, on_ready=progress.ready,
+              on_train=progress)
+    except KeyboardInterrupt:
+        progress.done("Stopped")
+        return
+    except (ValueError, KeyError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    progress.done("Done")
+
+
+def _describe_value(value) -> str:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    if isinstance(value, (list, tuple)):
+        text = repr(value)
+        return f"list[{len(value)}] " + (text if len(text) <= 60 else text[:57] + "...")
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def describe_train(data: dict, metadata: dict, received_at: float) -> str:
+    """Text of one train: train ID, then per source its timestamp, delay and keys."""
+    lines = []
+    tids = {m.get("timestamp.tid") for m in metadata.values()}
+    tid_text = ", ".join(str(t) for t in sorted(tids, key=str))
+    lines.append(f"Train ID: {tid_text}   ({len(data)} sources)")
+    for source in sorted(data):
+        meta = metadata.get(source, {})
+        lines.append("")
+        lines.append(f"{source}  @ train {meta.get('timestamp.tid', '?')}")
+        if "timestamp" in meta:
+            ts = float(meta["timestamp"])
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+            lines.append(f"  timestamp: {when}.{int(ts % 1 * 1000):03d} ({ts:.6f}) | "
+                         f"delay: {(received_at - ts) * 1000:.1f} ms")
+        else:
+            lines.append("  timestamp: none (the server sends no wall-clock time)")
+        keys = {k: v for k, v in data[source].items() if k != "metadata"}
+        width = max((len(k) for k in keys), default=0)
+        for key in sorted(keys):
+            lines.append(f"  {key.ljust(width)}  {_describe_value(keys[key])}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("endpoint")
+@_socket_option("Socket type of the server (the client uses REQ, SUB or PULL to match).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds to wait for a train.")
+def glimpse(endpoint, sock, timeout) -> None:
+    """Receive one train from ENDPOINT and describe it.
+
+    Prints the train ID, and for each source its timestamp, the delay between
+    that timestamp and now, and every key with dtype and shape (arrays) or
+    type and value.
+
+    ENDPOINT: e.g. tcp://host:4545, ipc:///tmp/bridge; a bare port means
+    tcp://127.0.0.1:PORT.
+    """
+    from bridge.client import Client
+
+    address = client_endpoint(endpoint)
+    try:
+        with Client(address, sock=CLIENT_FOR[sock], timeout=timeout) as client:
+            data, metadata = client.next()
+    except TimeoutError:
+        raise click.ClickException(
+            f"No train from {address} within {timeout:g} s. Is a {sock} server running there "
+            "(see -z)?") from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted.")
+        return
+    click.echo(describe_train(data, metadata, time.time()))
+
+
+class RateMeter:
+    """Running figures of a stream: trains/s, MB/s, train-ID gaps and data age."""
+
+    def __init__(self) -> None:
+        self.trains = 0
+        self.nbytes = 0
+        self.missing = 0       # train IDs skipped between consecutive trains
+        self.out_of_order = 0
+        self.last_tid = None
+        self._ages: list[float] = []
+        self._window_trains = 0
+        self._window_bytes = 0
+        self._window_start = self._start = time.monotonic()
+
+    def add(self, data: dict, metadata: dict, received_at: float) -> None:
+        import numpy as np
+
+        nbytes = sum(v.nbytes for src in data.values() for v in src.values()
+                     if isinstance(v, np.ndarray))
+        tids = [m["timestamp.tid"] for m in metadata.values() if "timestamp.tid" in m]
+        tid = max(tids) if tids else None
+        if tid is not None and self.last_tid is not None:
+            if tid > self.last_tid + 1:
+                self.missing += tid - self.last_tid - 1
+            elif tid <= self.last_tid:
+                self.out_of_order += 1
+        if tid is not None:
+            self.last_tid = tid
+        stamps = [float(m["timestamp"]) for m in metadata.values() if "timestamp" in m]
+        if stamps:
+            self._ages.append(received_at - min(stamps))
+        self.trains += 1
+        self.nbytes += nbytes
+        self._window_trains += 1
+        self._window_bytes += nbytes
+
+    def summary(self) -> str:
+        """Totals since the start."""
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        text = (f"Received {self.trains} trains ({self.nbytes / 1e6:.1f} MB) in {elapsed:.1f} s: "
+                f"{self.trains / elapsed:.1f} trains/s, {self.nbytes / elapsed / 1e6:.1f} MB/s; "
+                f"{self.missing} train IDs missing")
+        if self.out_of_order:
+            text += f", {self.out_of_order} out of order"
+        return text + "."
+
+    def line(self) -> str:
+        """One status line for the time since the previous call."""
+        now = time.monotonic()
+        dt = max(now - self._window_start, 1e-9)
+        rate, mbps = self._window_trains / dt, self._window_bytes / dt / 1e6
+        if self._ages:
+            ages = sorted(self._ages)
+            age = f"age {ages[len(ages) // 2] * 1000:.0f} ms (max {ages[-1] * 1000:.0f})"
+        elif self._window_trains:
+            age = "age n/a (no timestamps)"
+        else:
+            age = "no data"
+        self._ages, self._window_trains, self._window_bytes = [], 0, 0
+        self._window_start = now
+        gaps = f"{self.missing} missing"
+        if self.out_of_order:
+            gaps += f", {self.out_of_order} out of order"
+        return (f"{rate:7.1f} trains/s {mbps:9.1f} MB/s | train {self.last_tid} | "
+                f"{gaps} | {age}")
+
+
+@main.command()
+@click.argument("endpoint")
+@_socket_option("Socket type of the server (the client uses REQ, SUB or PULL to match).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many trains (default: until Ctrl-C).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between status lines.")
+def monitor(endpoint, sock, count, interval) -> None:
+    """Show live figures of the stream at ENDPOINT until Ctrl-C.
+
+    Each line: trains/s and MB/s over the last interval, the latest train ID,
+    how many train IDs were skipped since the start (gaps), and the median
+    (and maximum) age of the data when received: now minus the train's
+    timestamp.
+
+    ENDPOINT: e.g. tcp://host:4545; a bare port means tcp://127.0.0.1:PORT.
+    """
+    from bridge.client import Client
+
+    address = client_endpoint(endpoint)
+    meter = RateMeter()
+    tty = sys.stdout.isatty()
+    click.echo(f"Monitoring {address} ({sock} server); Ctrl-C to stop.")
+    next_print = time.monotonic() + interval
+    try:
+        with Client(address, sock=CLIENT_FOR[sock], timeout=interval) as client:
+            while count is None or meter.trains < count:
+                try:
+                    data, metadata = client.next()
+                except TimeoutError:
+                    pass
+                else:
+                    meter.add(data, metadata, time.time())
+                if time.monotonic() >= next_print:
+                    click.echo(meter.line().ljust(100) + ("\r" if tty else "\n"), nl=False)
+                    next_print = time.monotonic() + interval
+    except KeyboardInterrupt:
+        pass
+    if tty:
+        click.echo()
+    click.echo(meter.summary())

@@ -1,0 +1,140 @@
+"""The interface every output format implements, and shared progress reporting."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .plan import ConversionError, ConversionPlan, KeyPlan
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency of an output format is not installed."""
+
+
+def require(module: str, extra: str, fmt: str):
+    """Import an optional module or say which extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"--to {fmt} needs the Python package '{module}', which is not installed. "
+            f"Install it with: pip install 'exfel-data[{extra}]'") from exc
+
+
+class Progress:
+    """Progress over the bytes of a conversion, showing MB/s and trains/s.
+
+    Parameters
+    ----------
+    total_bytes : int
+        Bytes the conversion will write.
+    n_trains : int
+        Trains being converted (for the trains/s figure).
+    quiet : bool
+        Show nothing.
+    """
+
+    def __init__(self, total_bytes: int, n_trains: int, quiet: bool = False,
+                 desc: str = "converting"):
+        self.total_bytes = max(int(total_bytes), 1)
+        self.n_trains = n_trains
+        self.done = 0
+        self.start = time.perf_counter()
+        self._bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total_bytes, unit="B", unit_scale=True,
+                             unit_divisor=1000, desc=desc, dynamic_ncols=True,
+                             leave=True)
+
+    def update(self, nbytes: int) -> None:
+        self.done += int(nbytes)
+        if self._bar is not None:
+            self._bar.update(int(nbytes))
+            elapsed = max(time.perf_counter() - self.start, 1e-9)
+            trains = self.n_trains * min(self.done / self.total_bytes, 1.0)
+            self._bar.set_postfix_str(f"{trains / elapsed:.1f} trains/s", refresh=False)
+
+    def finish(self) -> None:
+        """Mark complete: the total is an estimate (strings, formats writing a subset)."""
+        if self._bar is not None:
+            self._bar.n = self._bar.total = max(self.done, 1)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def rates(self) -> tuple[float, float]:
+        """(trains/s, MB/s) so far."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return self.n_trains / elapsed, self.done / 1e6 / elapsed
+
+
+class Writer:
+    """One output format.
+
+    Subclasses set :attr:`name` and implement :meth:`write` (all of the plan to
+    ``path``) and :meth:`merge` (part outputs into one output).
+    """
+
+    name: ClassVar[str]
+    #: The output is a folder rather than a file.
+    directory: ClassVar[bool] = False
+
+    def __init__(self, plan: ConversionPlan, path: Path, progress: Progress, **options):
+        self.plan = plan
+        self.path = Path(path)
+        self.progress = progress
+        self.options = options
+
+    @classmethod
+    def check(cls, plan: ConversionPlan, **options) -> None:
+        """Raise :class:`ConversionError` if the selection does not fit this format."""
+        if not plan.keys:
+            raise ConversionError(f"Nothing to write to {cls.name}: the selection has no keys")
+
+    def write(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def read_part_info(cls, path: Path) -> dict:
+        """The part metadata stored in a part output (see ``ConversionPlan.part_info``)."""
+        raise NotImplementedError
+
+    # helpers for subclasses
+    def unsupported(self, kp: KeyPlan, why: str, hint: str = "") -> ConversionError:
+        return ConversionError(f"{self.name}: cannot write {kp.source} {kp.key} "
+                               f"({kp.dtype}, entry shape {kp.entry_shape}): {why}"
+                               + (f". {hint}" if hint else ""))
+
+
+def part_json(plan: ConversionPlan) -> str | None:
+    info = plan.part_info()
+    return None if info is None else json.dumps(info, sort_keys=True)
+
+
+def timestamps_iso(ts: np.ndarray) -> list[str]:
+    """ns-since-epoch timestamps as ISO 8601 UTC strings ('' where unknown)."""
+    out = np.datetime_as_string(np.asarray(ts, dtype="datetime64[ns]"), unit="ns")
+    known = np.asarray(ts).astype(bool).tolist()
+    return [s + "Z" if k else "" for s, k in zip(out.tolist(), known, strict=True)]
+
+
+def fixed_strings(values: np.ndarray) -> np.ndarray:
+    """Object arrays of str/bytes as a fixed-width unicode array (for npz, zarr, mat)."""
+    flat = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for v in values.ravel()]
+    return np.array(flat, dtype=str).reshape(values.shape) if flat else \
+        np.zeros(values.shape, dtype="U1")

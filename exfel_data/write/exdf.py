@@ -1,0 +1,184 @@
+"""``--to exdf``: a run folder in EXDF format 1.3 holding only the selection.
+
+Sources keep their aggregator and data class, so a selection of
+``RAW-R0238-AGIPD00-S*.h5`` and ``RAW-R0238-DA01-S*.h5`` becomes
+``RAW-R0238-AGIPD00-S00000.h5`` and ``RAW-R0238-DA01-S00000.h5`` (part ``i`` of N
+writes sequence ``i - 1``, so merging parts is just putting the files together).
+Each file lists all selected trains; datasets keep the input's chunking and
+compression; control keys always carry their ``value`` and ``timestamp``; run values
+(``RUN/``) and Karabo key attributes of the selected sources are copied. Files are
+written with the shared low-level :class:`~exfel_data.write.exdf_writer.ExdfWriter`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .base import Progress, Writer, part_json
+from .exdf_writer import KEY_ATTRIBUTES, STRING_DTYPE, ExdfWriter
+from .plan import ConversionError, ConversionPlan, KeyPlan
+from .png import PART_FILE, link_tree
+
+_FILE_NAME = re.compile(
+    r"^(?P<cls>[A-Za-z]+)-R(?P<run>\d+)-(?P<agg>[A-Za-z0-9]+)-S(?P<seq>\d+)\.h5$")
+
+
+def _origin(kp: KeyPlan) -> tuple[str, str]:
+    """(data class, aggregator) of the files a key comes from."""
+    for fa in getattr(kp.keydata, "files", []):
+        m = _FILE_NAME.match(Path(fa.filename).name)
+        if m:
+            return m["cls"].upper(), m["agg"].upper()
+    return "RAW", "DA01"
+
+
+def _base_key(key: str) -> str:
+    for suffix in (".value", ".timestamp"):
+        if key.endswith(suffix):
+            return key[:-len(suffix)]
+    return key
+
+
+class ExdfConverter(Writer):
+    name = "exdf"
+    directory = True
+
+    @classmethod
+    def check(cls, plan: ConversionPlan, **options) -> None:
+        super().check(plan)
+
+    def write(self) -> None:
+        plan = self.plan
+        info = part_json(plan)
+        if info:
+            (self.path / PART_FILE).write_text(info)
+        files: dict[tuple[str, str], list[KeyPlan]] = defaultdict(list)
+        for kp in plan.keys:
+            files[_origin(kp)].append(kp)
+        run_no = int(plan.metadata.get("runNumber", 0) or 0)
+        seq = plan.part[0] - 1 if plan.part else 0
+        for (dclass, agg), keys in sorted(files.items()):
+            name = f"{dclass}-R{run_no:04d}-{agg}-S{seq:05d}.h5"
+            self._write_file(self.path / name, keys, run_no, seq)
+
+    def _write_file(self, path: Path, keys: list[KeyPlan], run_no: int, seq: int) -> None:
+        plan = self.plan
+        proposal = int(plan.metadata.get("proposalNumber", 0) or 0)
+        meta = {k: str(plan.metadata[k]) for k in ("sample", "runType")
+                if plan.metadata.get(k)}
+        w = ExdfWriter(path, plan.train_ids, format_version="1.3", timestamps=_timestamps(plan),
+                       run_number=run_no, proposal=proposal, sequence=seq, metadata=meta)
+        try:
+            by_source: dict[str, list[KeyPlan]] = defaultdict(list)
+            for kp in keys:
+                by_source[kp.source].append(kp)
+            for source, skeys in sorted(by_source.items()):
+                if skeys[0].section == "CONTROL":
+                    self._control_source(w, source, skeys)
+                else:
+                    self._instrument_source(w, source, skeys)
+                for key, value in plan.run_values.get(source, {}).items():
+                    if not key.endswith(".timestamp"):
+                        w.add_run_key(source, _base_key(key), value)
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+
+    def _control_source(self, w: ExdfWriter, source: str, skeys: list[KeyPlan]) -> None:
+        plan = self.plan
+        w.add_control_source(source, counts=skeys[0].counts)
+        for base in sorted({_base_key(kp.key) for kp in skeys}):
+            # A valid control key has both value and timestamp, whichever was selected.
+            value = plan.run[source, f"{base}.value"]
+            stamp = plan.run[source, f"{base}.timestamp"]
+            dtype = STRING_DTYPE if np.dtype(value.dtype).kind in "OSU" else value.dtype
+            w.add_control_key(source, base, dtype, value.entry_shape,
+                              attrs=_attrs(value), chunks=_chunks(value))
+            for key, kd in ((f"{base}.value", value), (f"{base}.timestamp", stamp)):
+                kp = KeyPlan(source, key, "CONTROL", kd, np.dtype(kd.dtype), kd.entry_shape,
+                             kd.data_counts(labelled=False).astype(np.int64))
+                self._copy_rows(w, kp)
+
+    def _instrument_source(self, w: ExdfWriter, source: str, skeys: list[KeyPlan]) -> None:
+        groups: dict[str, np.ndarray] = {}
+        for kp in skeys:
+            group = kp.key.partition(".")[0]
+            if group in groups and not np.array_equal(groups[group], kp.counts):
+                raise ConversionError(f"exdf: {source}: keys of index group {group!r} have "
+                                      f"different rows per train ({kp.key})")
+            groups.setdefault(group, kp.counts)
+        w.add_instrument_source(source, groups)
+        for kp in skeys:
+            dtype = STRING_DTYPE if kp.is_string else kp.dtype
+            comp = _compression(kp.keydata)
+            w.add_instrument_key(source, kp.key, dtype, kp.entry_shape, chunks=_chunks(kp.keydata),
+                                 compression=comp[0], compression_opts=comp[1],
+                                 attrs=_attrs(kp.keydata))
+            self._copy_rows(w, kp)
+
+    def _copy_rows(self, w: ExdfWriter, kp: KeyPlan) -> None:
+        row = 0
+        for block in self.plan.key_blocks(kp):
+            data = block.data
+            if kp.is_string:
+                data = np.array([v.encode() if isinstance(v, str) else v for v in data.ravel()],
+                                dtype=object).reshape(data.shape)
+            w.write(kp.source, kp.key, data, start=row)
+            row += len(data)
+            self.progress.update(block.nbytes)
+        if row != kp.n_rows:
+            raise ConversionError(f"exdf: {kp}: expected {kp.n_rows} rows, read {row}")
+
+    @classmethod
+    def read_part_info(cls, path: Path) -> dict:
+        f = path / PART_FILE
+        if not f.exists():
+            raise ConversionError(f"{path} is not a part output (made with --part i/N)")
+        return json.loads(f.read_text())
+
+    @classmethod
+    def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
+        link_tree(parts, out, progress, "*.h5")
+
+
+def _timestamps(plan: ConversionPlan):
+    # Unknown timestamps (0) let the writer fall back to its own default.
+    return plan.timestamps if plan.timestamps.all() else None
+
+
+def _input_dataset(kd):
+    try:
+        return kd.files[0].dataset(kd.hdf5_data_path)
+    except (AttributeError, IndexError, KeyError, OSError):
+        return None
+
+
+def _chunks(kd):
+    """The input's chunk shape, clipped to the output's shape (None: contiguous)."""
+    ds = _input_dataset(kd)
+    rows = int(kd.data_counts(labelled=False).sum())
+    if ds is None or not ds.chunks or rows == 0:
+        return None
+    shape = (rows,) + tuple(kd.entry_shape)
+    return tuple(min(c, max(s, 1)) for c, s in zip(ds.chunks, shape, strict=True))
+
+
+def _compression(kd) -> tuple:
+    ds = _input_dataset(kd)
+    if ds is None or ds.compression is None:
+        return None, None
+    return ds.compression, ds.compression_opts
+
+
+def _attrs(kd) -> dict:
+    try:
+        attrs = kd.attributes()
+    except (AttributeError, KeyError, OSError):
+        return {}
+    return {k: v for k, v in attrs.items() if k in KEY_ATTRIBUTES and v is not None}

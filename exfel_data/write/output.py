@@ -1,0 +1,88 @@
+"""Writing an output under a temporary name and renaming it when complete.
+
+An interrupted (Ctrl-C) or failed conversion must not leave anything that looks
+like a finished output: the data goes to a hidden ``.NAME.partial-XXXX`` sibling
+which is renamed to ``NAME`` only after the writer has closed it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class OutputExistsError(FileExistsError):
+    """The output path exists and overwriting was not requested."""
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def partial_name(path: Path) -> Path:
+    """A hidden sibling name for the output being written."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail early (before any work) if ``path`` exists and ``overwrite`` is false."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputExistsError(
+            f"Output {path} already exists; pass --overwrite (overwrite=True) to replace it, "
+            "or choose another name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"Folder {path.parent} for output {path.name} does not exist")
+    return path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False,
+                  directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write to; rename it to ``path`` on success.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final output file or folder.
+    overwrite : bool
+        Replace an existing output (only once the new one is complete).
+    directory : bool
+        Create the temporary path as an empty folder (for folder outputs).
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    path = check_output(path, overwrite)
+    tmp = partial_name(path)
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        # Also on KeyboardInterrupt: drop the half-written output, then re-raise.
+        _remove(tmp)
+        raise
+    if path.exists() or path.is_symlink():
+        if not overwrite:  # appeared while we were writing
+            _remove(tmp)
+            raise OutputExistsError(f"Output {path} was created by someone else meanwhile; "
+                                    "nothing written")
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
