@@ -172,7 +172,8 @@ def format_table(results: dict, cfg: dict, run_bytes: int) -> str:
         f"module {cfg['shape'][0]}x{cfg['shape'][1]} float32 ({run_bytes / 1024 ** 3:.2f} GiB "
         f"of files); `get_array` of {cfg['n_sel']} trains ({sel_gib:.2f} GiB). "
         f"Page cache warm, best of the repeats, each in a fresh process; "
-        f"{os.cpu_count()} CPUs.",
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+        f"(a shared machine: compare the ratios, absolute times vary).",
         '',
         '| operation | time (s) | vs ours | peak extra memory (MiB) | output |',
         '|---|---|---|---|---|',

@@ -344,3 +344,16 @@ def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
     det = AGIPD1M(run)
     assert det.data_availability().to_numpy().min() == 4
     assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
+
+
+def test_agipd500k(runs_dir, open_run):
+    from exfel_data.detectors import AGIPD500K
+    from exfel_data.testing import AGIPD500K as Sim500K
+
+    path = make_run(runs_dir / 'agipd500k', n_trains=3, progress=False,
+                    devices=list(Sim500K(raw=False, frames_per_train=2, module_shape=SHAPE)))
+    run = open_run(path)
+    det = AGIPD500K(run)
+    assert det.detector_name == 'HED_DET_AGIPD500K2G' and det.n_modules == 8
+    assert det.get_array(module_gaps=True).shape == (8, 3, 2) + SHAPE
+    assert identify_multimod_detectors(run) == {('HED_DET_AGIPD500K2G', AGIPD500K)}
