@@ -186,7 +186,7 @@ def test_stack_run_trains_matches_get_array(agipd_corr_path, open_run):
     run = open_run(agipd_corr_path)
     arr = Det(run).get_array('image.data')
     sel = run.select('SPB_DET_AGIPD1M-1/CORR/*', 'image.*')
-    for i, (tid, data) in enumerate(sel.trains()):
+    for i, (_tid, data) in enumerate(sel.trains()):
         assert 'SA1_XTD2_XGM/XGM/DOOCS:output' not in data
         stacked = stack_detector_data(data, 'image.data')
         assert stacked.shape == (4, 16) + arr.shape[-2:]
