@@ -357,3 +357,26 @@ def test_agipd500k(runs_dir, open_run):
     assert det.detector_name == 'HED_DET_AGIPD500K2G' and det.n_modules == 8
     assert det.get_array(module_gaps=True).shape == (8, 3, 2) + SHAPE
     assert identify_multimod_detectors(run) == {('HED_DET_AGIPD500K2G', AGIPD500K)}
+
+
+def test_per_train_keys_and_gaps_lazily(agipd_raw_path, open_run):
+    det = AGIPD1M(open_run(agipd_raw_path), raw=True, modules=[1, 3])
+    counts = det.get_array('header.pulseCount')
+    assert counts.dims == ('module', 'train')
+    assert (counts.values == 4).all()
+    lazy = det.get_dask_array('image.data', module_gaps=True, roi=np.s_[0])
+    assert lazy.shape == (16, N_TRAINS, 4) + SHAPE
+    eager = det.get_array('image.data', module_gaps=True, roi=np.s_[0])
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    assert (eager.values[0] == 0).all() and (eager.values[1] != 0).any()
+
+
+def test_corrected_with_legacy_links(runs_dir, open_run):
+    path = make_run(runs_dir / 'links', n_trains=3, progress=False, devices=list(SimAGIPD(
+        raw=False, frames_per_train=2, module_shape=SHAPE, corrected_naming='output+links')))
+    run = open_run(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DetectorDataWarning)
+        det = AGIPD1M(run)
+    assert det.modno_to_source[0].endswith('/CORR/0CH0:output')
+    assert det.get_array().shape == (16, 3, 2) + SHAPE
