@@ -278,6 +278,10 @@ class MultiModuleDetector:
     def __contains__(self, key: str) -> bool:
         return (self.modno_to_source[self.modules[0]], key) in self._source_data
 
+    def _entry_dims(self, key: str, ndim: int) -> list[str]:
+        """Names of the per-entry axes of *key* (beyond the frame axes)."""
+        return [f'dim_{i}' for i in range(ndim)]
+
     def _keydata(self, modno: int, key: str):
         """The reader's KeyData for one module, restricted to our trains."""
         kd = self._source_data[self.modno_to_source[modno], key]
