@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
 
 from exfel_data.reading import roi_shape
 
+from .base import DetectorDataWarning
 from .errors import FillValueError, ModuleMismatchError
 from .frames import LabelPatterns, expand_blocks, normalise_pulses, plan_slots
 from .readblocks import ModuleRows, Segment, read_box
@@ -150,9 +152,6 @@ class DetectorKeyData:
             exclude = (counts != ref_counts[None, :]) & (counts > 0)
         plan = plan_slots(pat, self.pulses, reference, exclude)
         if plan.positional and use_labels:
-            import warnings
-
-            from .base import DetectorDataWarning
             warnings.warn(
                 f"{det.detector_name}: {label_key} values repeat within a train, so the "
                 f"pulse axis is labelled by position in the train instead", DetectorDataWarning,
