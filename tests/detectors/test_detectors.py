@@ -124,6 +124,9 @@ def test_jungfrau(jungfrau_path, open_run):
     np.testing.assert_array_equal(arr.values[2], expected)
     cells = det.get_array('data.memoryCell')
     assert cells.dims == ('module', 'train', 'cell')
+    lazy = det.get_dask_array('data.adc', chunk_bytes=1500)
+    assert lazy.dims == arr.dims and lazy.data.numblocks[:2] == (4, 6)
+    np.testing.assert_array_equal(lazy.values, arr.values)
     gaps = det.get_array('data.adc', module_gaps=True)
     assert gaps.shape[0] == 4
     assert list(det.trains())[0][1]['data.adc'].dims == ('module', 'cell', 'slow_scan',
@@ -294,6 +297,10 @@ def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_r
     graph = dict(lazy.data.__dask_graph__())
     blob = pickle.dumps(graph)
     assert b'h5py' not in blob  # file names and dataset paths only
+    import dask.array as da
+    roundtrip = da.Array(pickle.loads(blob), lazy.data.name, lazy.data.chunks, lazy.dtype)
+    np.testing.assert_array_equal(roundtrip.compute(scheduler='sync'),
+                                  det.get_array('image.data').values)
     expected = det.get_array('image.data').values
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=':0') as cluster, Client(cluster) as client:
