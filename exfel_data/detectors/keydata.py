@@ -323,6 +323,18 @@ class DetectorKeyData:
         """(modules, trains) number of selected frames (or entries) per module and train."""
         return self._plan().covered()
 
+    def data_availability_slots(self) -> np.ndarray:
+        """(trains, slots) number of modules with a frame in each pulse slot."""
+        plan = self._plan()
+        n_trains = len(self.det.train_ids)
+        out = np.zeros((n_trains, plan.n_slots), np.int64)
+        for i in range(len(self.det.modules)):
+            for q in np.unique(plan.pair_ids[i][plan.pair_ids[i] >= 0]):
+                tix = np.flatnonzero(plan.pair_ids[i] == q)
+                for _off, slot, n in plan.pair_blocks[q]:
+                    out[tix, slot:slot + n] += 1
+        return out
+
 
 def _mode_per_train(ids: np.ndarray) -> np.ndarray:
     """Most common non-negative value in each column of a (modules, trains) array."""

@@ -339,6 +339,11 @@ def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
         np.testing.assert_array_equal(a.coords['module'], b.coords['module'])
         np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(ours.frame_counts.values, theirs.frame_counts.values)
+    a = ours.get_array('image.data', unstack_pulses=False)
+    b = theirs.get_array('image.data', unstack_pulses=False)
+    assert a.dims == b.dims
+    np.testing.assert_array_equal(a.values, b.values)
+    assert list(a.indexes['train_pulse']) == list(b.indexes['train_pulse'])
 
 
 def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
@@ -387,3 +392,16 @@ def test_corrected_with_legacy_links(runs_dir, open_run):
         det = AGIPD1M(run)
     assert det.modno_to_source[0].endswith('/CORR/0CH0:output')
     assert det.get_array().shape == (16, 3, 2) + SHAPE
+
+
+def test_stacked_train_pulse_layout(messy_path, open_run):
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(messy_path), raw=True)
+    flat = det.get_array('image.data', unstack_pulses=False, roi=np.s_[0])
+    assert flat.dims == ('module', 'train_pulse', 'slow_scan', 'fast_scan')
+    assert flat.shape[1] == 8 * 4  # every slot has some module's frame
+    full = det.get_array('image.data', roi=np.s_[0])
+    np.testing.assert_array_equal(flat.values, full.values.reshape(16, 32, *SHAPE))
+    assert flat.indexes['train_pulse'].names == ['train', 'pulse']
+    sparse = det.get_array('image.data', by_id[[20, 99]], unstack_pulses=False)
+    assert sparse.shape[1] == 8
