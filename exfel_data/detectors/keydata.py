@@ -382,11 +382,17 @@ class MaskedDetectorKeyData(DetectorKeyData):
                                module_gaps=module_gaps)
         value = self._check_value(data.dtype)
         mask_kd = self._mask()
+        plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
+        n_trains = len(self.det.train_ids)
+        one_shape = (1,) + data.shape[1:]
+        entry_ndim = len(one_shape) - (3 if plan.has_pulse_axis else 2)
         # One module of mask at a time keeps the extra memory to one module
-        slots = self._module_slots(module_gaps)
-        for m, slot in zip(self.det.modules, slots, strict=True):
-            one = mask_kd._copy(det=_single_module(self.det, m))
-            mask = one.ndarray(roi=roi, fill_value=0)[0]
+        for i, (m, slot) in enumerate(zip(self.det.modules, self._module_slots(module_gaps),
+                                          strict=True)):
+            rows, vstart = mask_kd._module_rows(m)
+            runs = expand_blocks(plan, i, vstart, slice(0, n_trains), slice(0, plan.n_slots))
+            mask = read_box(((0, rows, runs),), one_shape, entry_ndim, mask_kd.dtype,
+                            mask_kd.dtype.type(0), False, roi)[0]
             data[slot][self._bad(mask)] = value
         return data
 
@@ -408,15 +414,6 @@ class MaskedDetectorKeyData(DetectorKeyData):
         import xarray as xr
         return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
                             name=self.key)
-
-
-def _single_module(det, modno: int):
-    new = object.__new__(type(det))
-    new.__dict__.update(det.__dict__)
-    new.modno_to_source = {modno: det.modno_to_source[modno]}
-    new._counts = det._counts[[modno]]
-    new._plans = {}
-    return new
 
 
 def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):

@@ -405,3 +405,16 @@ def test_stacked_train_pulse_layout(messy_path, open_run):
     assert flat.indexes['train_pulse'].names == ['train', 'pulse']
     sparse = det.get_array('image.data', by_id[[20, 99]], unstack_pulses=False)
     assert sparse.shape[1] == 8
+
+
+def test_masked_data_messy(runs_dir, open_run):
+    devices = list(SimAGIPD(raw=False, frames_per_train=4, module_shape=SHAPE))
+    path = make_run(runs_dir / 'messy_corr', n_trains=4, devices=devices, progress=False,
+                    defects=[FrameCountMismatch('AGIPD05', (1,), frames=2)])
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(path))
+    data = det.get_array().values
+    mask = det.get_array('image.mask', fill_value=0).values
+    masked = det.masked_data().ndarray()
+    np.testing.assert_array_equal(masked, np.where(mask != 0, np.nan, data))
+    assert np.isnan(masked[5, 1, 2:]).all()
