@@ -282,8 +282,9 @@ class DetectorKeyData:
         shape = self.shape_for(roi, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tpc, spc = _chunking or self._chunking(roi, dtype.itemsize, chunk_bytes)
-        train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)]
-        slot_bounds = [(a, min(a + spc, n_slots)) for a in range(0, n_slots, spc)]
+        # An empty selection still gets one (empty) chunk per module
+        train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)] or [(0, 0)]
+        slot_bounds = [(a, min(a + spc, n_slots)) for a in range(0, n_slots, spc)] or [(0, 0)]
         entry = shape[3 if plan.has_pulse_axis else 2:]
         name = f"exfel-det-{self.key}-{_token(self, roi, dtype, fill, module_gaps, tpc, spc)}"
         dsk = {}

@@ -418,3 +418,13 @@ def test_masked_data_messy(runs_dir, open_run):
     masked = det.masked_data().ndarray()
     np.testing.assert_array_equal(masked, np.where(mask != 0, np.nan, data))
     assert np.isnan(masked[5, 1, 2:]).all()
+
+
+def test_empty_selections(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    none = det.select_trains(by_id[[]])
+    assert none.get_array().shape == (16, 0, 0) + SHAPE
+    assert none.get_dask_array().compute().shape == (16, 0, 0) + SHAPE
+    assert list(none.trains()) == []
+    no_pulse = det.get_dask_array(pulses=by_id[[999]])
+    assert no_pulse.compute().shape == (16, N_TRAINS, 0) + SHAPE
