@@ -3,10 +3,11 @@
 >>> from bridge import Client, Server
 """
 from bridge.client import BridgeTimeout, Client
+from bridge.malloc import tune_malloc
 from bridge.protocol import ProtocolError, deserialize, serialize, timestamp_metadata
 from bridge.server import Server
 
 __all__ = [
     'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize', 'serialize',
-    'timestamp_metadata',
+    'timestamp_metadata', 'tune_malloc',
 ]

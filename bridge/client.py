@@ -12,6 +12,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from bridge import malloc
 from bridge.protocol import deserialize
 
 __all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES']
@@ -43,6 +44,10 @@ class Client:
         disconnected. Protects memory from a rogue or misconfigured sender.
     context : zmq.Context, optional
         Context to create sockets in; default: a private one.
+    tune_malloc : bool
+        Tune glibc for frames above 32 MiB (see :func:`bridge.tune_malloc`):
+        2-4x faster for stacked detector trains (268 MB AGIPD), but it changes
+        memory allocation for the whole process. Needs a private context.
 
     Examples
     --------
@@ -58,6 +63,7 @@ class Client:
         timeout: float | None = None,
         max_message_size: int | None = None,
         context: zmq.Context | None = None,
+        tune_malloc: bool = False,
     ):
         sock = str(sock).upper()
         if sock not in SOCKET_TYPES:
@@ -69,6 +75,9 @@ class Client:
         self.timeout = timeout
         self.max_message_size = max_message_size
         self._own_context = context is None
+        if tune_malloc:
+            # Before the context exists: its I/O thread allocates the messages.
+            malloc.tune_malloc()
         self._context = context or zmq.Context()
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -111,13 +112,30 @@ def _c_order(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order='C')
 
 
+# Values msgpack packs as they are (checked first: most keys hold these).
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None), list, tuple})
+_dtype_names: dict[np.dtype, str] = {}
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    # str(dtype) runs Python code in numpy; a stream uses a handful of dtypes.
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = str(dtype)
+        if len(_dtype_names) < 256:
+            _dtype_names[dtype] = name
+    return name
+
+
 def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
     """Split one source's data into (msgpack map, [(key, array)]); flatten nested maps."""
     main: dict[str, Any] = {}
     arrays: list[tuple[str, np.ndarray]] = []
 
     def add(key: str, value):
-        if isinstance(value, np.ndarray):
+        if type(value) in _PLAIN_TYPES:
+            main[key] = value
+        elif isinstance(value, np.ndarray):
             kind = value.dtype.kind
             if kind in 'OUS':
                 main[key] = _as_list(value, source, key)
@@ -236,7 +254,7 @@ def serialize(
             array = _c_order(array)
             frames.append(packer.pack({
                 'source': source, 'content': 'array', 'path': key,
-                'dtype': str(array.dtype), 'shape': list(array.shape),
+                'dtype': _dtype_name(array.dtype), 'shape': list(array.shape),
             }))
             # A 0-d or empty array still has a valid (possibly empty) buffer.
             frames.append(array.reshape(-1).view(np.uint8).data if array.size else b'')
@@ -264,15 +282,16 @@ def _serialize_1_0(data: Mapping, metadata: Mapping | None, packer: msgpack.Pack
 
 def _buffer(frame) -> memoryview:
     """A zero-copy view on a zmq.Frame, bytes, bytearray or memoryview."""
-    buf = getattr(frame, 'buffer', None)
-    if buf is None:
+    try:
+        buf = frame.buffer  # zmq.Frame
+    except AttributeError:
         try:
             buf = memoryview(frame)
         except TypeError:
             raise ProtocolError(
                 f'Frames must be bytes-like or zmq.Frame, not {type(frame).__name__}'
             ) from None
-    if buf.ndim != 1 or buf.itemsize != 1:
+    if buf.itemsize != 1 or buf.ndim != 1:
         buf = buf.cast('B')
     return buf
 
@@ -284,24 +303,47 @@ def _unpack(buf, what: str):
         raise ProtocolError(f'{what} is not valid msgpack: {e}') from None
 
 
-def _make_array(buf, dtype, shape, what: str) -> np.ndarray:
+# dtype string -> np.dtype, for the few dtypes a stream uses (np.dtype() is slow).
+_dtype_cache: dict[str, np.dtype] = {}
+
+
+def _dtype(name) -> np.dtype:
+    dtype = _dtype_cache.get(name) if isinstance(name, str) else None
+    if dtype is not None:
+        return dtype
     try:
-        dtype = np.dtype(dtype)
-    except (TypeError, ValueError) as e:
-        raise ProtocolError(f'{what}: unknown dtype {dtype!r} ({e})') from None
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # e.g. deprecated aliases in a corrupt header
+            dtype = np.dtype(name)
+    except Exception as e:  # numpy's parser raises assorted types (even SyntaxError)
+        raise ProtocolError(f'unknown dtype {name!r} ({e})') from None
     if dtype.hasobject:
-        raise ProtocolError(f'{what}: refusing object dtype {dtype} (cannot come from memory)')
-    if (not isinstance(shape, Sequence) or isinstance(shape, (str, bytes))
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                       for n in shape)):
-        raise ProtocolError(f'{what}: bad shape {shape!r} (need a list of non-negative ints)')
+        raise ProtocolError(f'refusing object dtype {dtype} (cannot come from memory)')
+    if isinstance(name, str) and len(_dtype_cache) < 256:
+        _dtype_cache[name] = dtype
+    return dtype
+
+
+def _make_array(buf, dtype_name, shape) -> np.ndarray:
+    """A read-only array viewing ``buf``; ProtocolError if the sizes do not match."""
+    dtype = _dtype(dtype_name)
+    if type(shape) is not list:
+        raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')
+    try:
+        array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except (ValueError, TypeError):
+        pass
+    else:
+        # Negative numbers would let numpy guess a dimension.
+        if array.shape == tuple(shape):
+            return array
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')
     expected = math.prod(shape) * dtype.itemsize
-    if len(buf) != expected:
-        raise ProtocolError(
-            f'{what}: shape {list(shape)} of {dtype} needs {expected} bytes, '
-            f'but the data frame has {len(buf)} (truncated or mismatched message)'
-        )
-    return np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
+    raise ProtocolError(
+        f'shape {shape} of {dtype} needs {expected} bytes, but the data frame has '
+        f'{len(buf)} (truncated or mismatched message)'
+    )
 
 
 def _nd_field(obj: Mapping, name: str):
@@ -314,7 +356,8 @@ def _nd_field(obj: Mapping, name: str):
 def _decode_numpy_object(obj):
     """object_hook for 1.0 messages: msgpack-numpy maps -> arrays, without pickle."""
     nd = _nd_field(obj, 'nd')
-    if nd is None:
+    if type(nd) is not bool or not isinstance(_nd_field(obj, 'data'), (bytes, bytearray)):
+        # Not an encoded array: a plain map, or an encoded complex number.
         if _nd_field(obj, 'complex') is True:
             text = _nd_field(obj, 'data')
             text = text.decode() if isinstance(text, bytes) else text
@@ -338,12 +381,12 @@ def _decode_numpy_object(obj):
         descr = [tuple(x.decode() if isinstance(x, bytes) else x for x in field)
                  for field in descr]
     payload = _nd_field(obj, 'data')
-    if not isinstance(payload, (bytes, bytearray)):
-        raise ProtocolError(f'1.0 message: array data must be binary, not {type(payload).__name__}')
-    if nd is True:
-        return _make_array(payload, descr, _nd_field(obj, 'shape'), '1.0 message array')
-    scalar = _make_array(payload, descr, [1], '1.0 message scalar')
-    return scalar[0]
+    shape = _nd_field(obj, 'shape') if nd is True else [1]
+    try:
+        array = _make_array(payload, descr, shape)
+    except ProtocolError as e:
+        raise ProtocolError(f'1.0 message array: {e}') from None
+    return array if nd is True else array[0]
 
 
 def _deserialize_1_0(frame) -> tuple[dict, dict]:
@@ -384,6 +427,47 @@ def _flat_metadata(props: dict) -> dict:
     return meta
 
 
+def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
+                 metadata: dict) -> None:
+    """Add one (header, payload) pair of a 2.x message to ``data`` / ``metadata``."""
+    props = data.get(source)
+    if props is None:
+        props = data[source] = {}
+    if content == 'array' or content == 'ImageData':
+        path = header.get('path')
+        if type(path) is not str:
+            raise ProtocolError('array header needs a str "path"')
+        try:
+            props[path] = _make_array(payload, header.get('dtype'), header.get('shape'))
+        except ProtocolError as e:
+            raise ProtocolError(f'key {path!r}: {e}') from None
+        params = header.get('params')
+        if content == 'ImageData' and isinstance(params, dict):
+            # Old ImageData: params are siblings of the pixels in Karabo.
+            parent = path.rpartition('.')[0]
+            for name, value in params.items():
+                props[f'{parent}.{name}' if parent else str(name)] = value
+    elif content == 'msgpack':
+        if source in metadata:
+            raise ProtocolError('source sent twice in one message')
+        values = _unpack(payload, 'data frame')
+        if type(values) is not dict:
+            raise ProtocolError(f'data must be a map, not {type(values).__name__}')
+        if 'metadata' in header:  # 2.2
+            values.pop('metadata', None)
+            meta = header['metadata']
+            if type(meta) is not dict:
+                raise ProtocolError('metadata must be a map')
+        else:  # 2.0 / 2.1
+            meta = _flat_metadata(values)
+        if props:  # arrays that came before this pair
+            values.update(props)
+        data[source] = values
+        metadata[source] = meta
+    else:
+        raise ProtocolError(f'unknown content {content!r} (expected "msgpack" or "array")')
+
+
 def deserialize(frames: Sequence) -> tuple[dict, dict]:
     """Decode one bridge message into ``(data, metadata)``.
 
@@ -419,55 +503,21 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
 
     data: dict[str, dict] = {}
     metadata: dict[str, dict] = {}
-    msgpack_seen: set[str] = set()
     for i in range(0, len(frames), 2):
         header = _unpack(_buffer(frames[i]), f'Header frame {i}')
-        if not isinstance(header, dict):
-            raise ProtocolError(f'Header frame {i} must be a map, not {type(header).__name__}')
-        source, content = header.get('source'), header.get('content')
-        if not isinstance(source, str) or not isinstance(content, str):
+        try:
+            source, content = header['source'], header['content']
+        except (KeyError, TypeError):
+            source = content = None
+        if type(source) is not str or type(content) is not str:
             raise ProtocolError(
-                f'Header frame {i} needs str "source" and "content", got {header!r:.200}'
+                f'Header frame {i} must be a map with str "source" and "content", '
+                f'got {header!r:.200}'
             )
-        props = data.setdefault(source, {})
-        payload = _buffer(frames[i + 1])
-        where = f'source {source!r} (frames {i}, {i + 1})'
-
-        if content == 'msgpack':
-            if source in msgpack_seen:
-                raise ProtocolError(f'{where}: source sent twice in one message')
-            msgpack_seen.add(source)
-            values = _unpack(payload, f'Data frame {i + 1} of source {source!r}')
-            if not isinstance(values, dict):
-                raise ProtocolError(f'{where}: data must be a map, not {type(values).__name__}')
-            if 'metadata' in header:  # 2.2
-                values.pop('metadata', None)
-                meta = header['metadata']
-                if not isinstance(meta, dict):
-                    raise ProtocolError(f'{where}: metadata must be a map')
-                meta = dict(meta)
-            else:  # 2.0 / 2.1
-                meta = _flat_metadata(values)
-            values.update(props)  # arrays that came before this pair
-            props.clear()
-            props.update(values)
-            metadata[source] = meta
-        elif content in ('array', 'ImageData'):
-            path = header.get('path')
-            if not isinstance(path, str):
-                raise ProtocolError(f'{where}: array header needs a str "path"')
-            props[path] = _make_array(payload, header.get('dtype'), header.get('shape'),
-                                      f'{where} key {path!r}')
-            params = header.get('params')
-            if content == 'ImageData' and isinstance(params, dict):
-                # Old ImageData: params are siblings of the pixels in Karabo.
-                parent = path.rpartition('.')[0]
-                for name, value in params.items():
-                    props[f'{parent}.{name}' if parent else str(name)] = value
-        else:
-            raise ProtocolError(
-                f'{where}: unknown content {content!r} (expected "msgpack" or "array")'
-            )
+        try:
+            _decode_pair(header, source, content, _buffer(frames[i + 1]), data, metadata)
+        except ProtocolError as e:
+            raise ProtocolError(f'source {source!r} (frames {i}, {i + 1}): {e}') from None
 
     for source, props in data.items():
         meta = metadata.setdefault(source, {})

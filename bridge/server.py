@@ -37,6 +37,7 @@ SOCKET_TYPES = ('REP', 'PUB', 'PUSH')
 # (64 KiB each) so big trains still flow at full speed; 32 KiB stalls them.
 _SNDBUF = 128 * 1024
 _XPUB_RETRY_S = 0.005
+_MAX_REQUEST_BYTES = 64 * 1024
 # Plain ints: pyzmq's enum flags cost microseconds per frame in the hot loop.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
@@ -45,12 +46,12 @@ _instance_ids = itertools.count()
 
 
 class _Item:
-    __slots__ = ('frames', 'nbytes', 'train_id')
+    """One serialized train waiting in the queue."""
+    __slots__ = ('frames', 'nbytes')
 
-    def __init__(self, frames: list, train_id):
+    def __init__(self, frames: list):
         self.frames = frames
         self.nbytes = sum(len(f) for f in frames)
-        self.train_id = train_id
 
 
 class Server:
@@ -208,9 +209,7 @@ class Server:
         if copy:
             data = {src: {k: (np.array(v) if isinstance(v, np.ndarray) else v)
                           for k, v in props.items()} for src, props in data.items()}
-        frames = serialize(data, meta, self.protocol_version)
-        tid = next((m['timestamp.tid'] for m in meta.values()), train_id)
-        item = _Item(frames, tid)
+        item = _Item(serialize(data, meta, self.protocol_version))
 
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
@@ -306,7 +305,8 @@ class Server:
                 m = props.get('metadata', {})
             else:
                 m = {}
-            meta[source] = {'source': source, **m}
+            # The real source name (a renamed or stacked source may carry an old one).
+            meta[source] = {'source': source, **{k: v for k, v in m.items() if k != 'source'}}
         known = train_id
         if known is None:
             known = next((m['timestamp.tid'] for m in meta.values() if 'timestamp.tid' in m),
@@ -370,6 +370,10 @@ class Server:
             s.setsockopt(zmq.SNDBUF, _SNDBUF)
             # wait/queue: a full subscriber makes send() fail instead of losing data.
             s.setsockopt(zmq.XPUB_NODROP, int(self.policy != 'drop'))
+        if self.sock != 'PUSH':
+            # Requests and subscriptions are a few bytes: a peer sending more is
+            # disconnected instead of filling our memory.
+            s.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST_BYTES)
         s.setsockopt(zmq.LINGER, 0)
         return s
 

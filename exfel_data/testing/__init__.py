@@ -35,12 +35,23 @@ from .detectors import (
     MultiModuleDetector,
     XTDFModule,
 )
-from .devices import XGM, Camera, Device, KeySpec, LitFrameFinder, Motor, SourceSpec
-from .runs import FilePlan, RunPlan, default_devices, make_run
+from .devices import (
+    XGM,
+    Camera,
+    Device,
+    Digitizer,
+    KeySpec,
+    LitFrameFinder,
+    Motor,
+    RunOnlySource,
+    SourceSpec,
+)
+from .runs import FilePlan, RunPlan, default_devices, make_run, proposal_run_dir
 
 __all__ = [
-    'make_run', 'RunPlan', 'FilePlan', 'default_devices',
-    'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'LitFrameFinder',
+    'make_run', 'RunPlan', 'FilePlan', 'default_devices', 'proposal_run_dir',
+    'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'Digitizer', 'RunOnlySource',
+    'LitFrameFinder',
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..write.exdf_writer import STRING_DTYPE
 from .devices import KeySpec, string_fill
 
 if TYPE_CHECKING:
@@ -125,15 +126,16 @@ class ZeroTrainId:
 @dataclass(frozen=True)
 class MissingTrains:
     """Leave the run trains at *positions* out of every file of *aggregator* (a detector
-    module missing trains): they are absent from its ``INDEX/trainId``.
+    module missing trains): they are absent from its ``INDEX/trainId``. With
+    ``aggregator=None`` they are left out of every file: gaps in the run's train IDs.
     Affected train IDs: those trains."""
 
-    aggregator: str = 'AGIPD03'
+    aggregator: str | None = 'AGIPD03'
     positions: tuple = (1, 2)
 
     def apply(self, plan: RunPlan) -> None:
         tids = plan.train_ids[list(self.positions)]
-        files = [f for f in plan.files if f.aggregator == self.aggregator]
+        files = [f for f in plan.files if self.aggregator in (None, f.aggregator)]
         if not files:
             raise ValueError(f"MissingTrains: no files for aggregator {self.aggregator!r}; "
                              f"aggregators: {plan.aggregators}")
@@ -253,7 +255,6 @@ class VlenStringKey:
     key: str = 'status.message'
 
     def apply(self, plan: RunPlan) -> None:
-        from ..write.exdf_writer import STRING_DTYPE
         _add_key(plan, self.source, KeySpec(self.key, STRING_DTYPE, (), string_fill(
             'train {tid}')))
         _record(plan, self, [], [])

@@ -20,6 +20,7 @@ from .devices import (
     constant_fill,
     image_fill,
     modulo_fill,
+    train_id_fill,
 )
 
 __all__ = ['XTDFModule', 'JungfrauModule', 'MultiModuleDetector',
@@ -115,14 +116,13 @@ class XTDFModule(Device):
                         column_fill(np.uint16, (1,), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (1,),
                         column_fill(np.uint64, (1,), lambda t, f: 4 * f + 16)),
-                KeySpec('image.trainId', np.uint64, (1,),
-                        column_fill(np.uint64, (1,), lambda t, f: t)),
+                KeySpec('image.trainId', np.uint64, (1,), train_id_fill((1,))),
                 KeySpec('image.length', np.uint32, (1,),
                         constant_fill(np.uint32, (1,), frame_bytes)),
                 KeySpec('image.status', np.uint16, (1,), constant_fill(np.uint16, (1,), 1)),
             ]
             per_train = [
-                KeySpec('header.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('header.trainId', np.uint64, (), train_id_fill()),
                 KeySpec('header.pulseCount', np.uint64, (), _counts_fill(self)),
                 KeySpec('header.dataId', np.uint64, (), constant_fill(np.uint64, (), 1)),
                 KeySpec('header.linkId', np.uint64, (),
@@ -138,7 +138,7 @@ class XTDFModule(Device):
                 KeySpec('trailer.magicNumberEnd', np.int8, (8,),
                         constant_fill(np.int8, (8,), ord('F'))),
                 KeySpec('trailer.status', np.uint64, (), constant_fill(np.uint64, (), 1)),
-                KeySpec('trailer.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('trailer.trainId', np.uint64, (), train_id_fill()),
             ]
         else:
             frame = (1,) + shape
@@ -153,16 +153,12 @@ class XTDFModule(Device):
                         column_fill(np.uint16, (), lambda t, f: f + 1)),
                 KeySpec('image.pulseId', np.uint64, (),
                         column_fill(np.uint64, (), lambda t, f: 4 * f + 16)),
-                KeySpec('image.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+                KeySpec('image.trainId', np.uint64, (), train_id_fill()),
             ]
             per_train = []
         keys = {k.name: k for k in image + per_train}
         return [SourceSpec(self.name, 'INSTRUMENT', keys, frame_groups=frozenset({'image'}),
                            legacy_name=self.legacy_name)]
-
-
-def _tid(tids, frames):
-    return tids
 
 
 class JungfrauModule(Device):
@@ -199,7 +195,7 @@ class JungfrauModule(Device):
                 + np.arange(self.cells, dtype=np.uint64))),
             KeySpec('data.timestamp', np.float64, cells, lambda t, f: (
                 np.asarray(t, np.float64)[:, None] * 0.1 + np.arange(self.cells) * 1e-6)),
-            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
         ]
         if not self.raw:
             keys.append(KeySpec('data.mask', np.uint32, entry,
@@ -208,7 +204,12 @@ class JungfrauModule(Device):
 
 
 class MultiModuleDetector:
-    """A detector preset: a sequence of module devices (iterate, index, or ``.modules``)."""
+    """A detector preset: a sequence of module devices (iterate, index, or ``.modules``).
+
+    Parameters (XTDF presets) are passed on to each :class:`XTDFModule`; *modules* picks
+    module numbers (default all *n_modules*); *frame_counts* ``{train_id: frames}`` changes
+    the frame count of some trains in every module (as when the pulse pattern changes).
+    """
 
     detector_name = ''
     n_modules_default = 16
@@ -219,7 +220,7 @@ class MultiModuleDetector:
     def __init__(self, name: str | None = None, *, raw: bool = True, frames_per_train: int = 64,
                  n_modules: int | None = None, modules: Iterable[int] | None = None,
                  module_shape: tuple | None = None, corrected_naming: str = 'xtdf',
-                 compression: str | None = None):
+                 compression: str | None = None, frame_counts: Mapping[int, int] | None = None):
         self.name = name or self.detector_name
         self.raw = raw
         n = self.n_modules_default if n_modules is None else n_modules
@@ -228,7 +229,8 @@ class MultiModuleDetector:
         shape = tuple(module_shape or self.module_shape_default)
         self.modules: list[Device] = [
             self._module(m, raw=raw, frames_per_train=frames_per_train, module_shape=shape,
-                         corrected_naming=corrected_naming, compression=compression)
+                         corrected_naming=corrected_naming, compression=compression,
+                         frame_counts=frame_counts)
             for m in numbers
         ]
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..write.exdf_writer import STRING_DTYPE, train_timestamps
 
-__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera', 'LitFrameFinder']
+__all__ = ['KeySpec', 'SourceSpec', 'Device', 'XGM', 'Motor', 'Camera', 'Digitizer',
+           'RunOnlySource', 'LitFrameFinder']
 
 # fill(tids, frames) -> array of shape (len(tids),) + entry_shape; tids and frames are the
 # train ID and frame index of each row.
@@ -113,6 +114,11 @@ def column_fill(dtype, entry_shape: tuple, value: Callable) -> Fill:
         arr = arr.reshape((-1,) + (1,) * len(entry_shape))
         return np.broadcast_to(arr, (len(tids),) + tuple(entry_shape)).astype(dtype)
     return fill
+
+
+def train_id_fill(entry_shape: tuple = ()) -> Fill:
+    """Each row holds its train ID (the redundant ``trainId`` keys)."""
+    return column_fill(np.uint64, entry_shape, lambda tids, frames: tids)
 
 
 def constant_fill(dtype, entry_shape: tuple, value) -> Fill:
@@ -296,17 +302,13 @@ class XGM(Device):
             KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i),
                     attrs=units('J', 'joule', 'u', 'micro', f'Digitizer trace {name}'))
             for i, name in enumerate(['intensityTD', 'intensitySa1TD', 'intensityAUXTD'])
-        ] + [KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid))]}
+        ] + [KeySpec('data.trainId', np.uint64, (), train_id_fill())]}
         return [
             SourceSpec(self.name, 'CONTROL', control, run_values={
                 'classId': 'DoocsXGM', 'location': 'SASE1 XTD2', 'pulseEnergy.wavelengthUsed':
                 np.float32(0.1333)}),
             SourceSpec(f'{self.name}:output', 'INSTRUMENT', output),
         ]
-
-
-def _tid(tids, frames):
-    return tids
 
 
 class Motor(Device):
@@ -358,10 +360,56 @@ class Camera(Device):
                     units('#', 'count', description='Camera image')),
             KeySpec('data.image.dims', np.uint64, (2,),
                     lambda t, f: np.tile(np.array([w, h], np.uint64), (len(t), 1))),
-            KeySpec('data.trainId', np.uint64, (), column_fill(np.uint64, (), _tid)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
         ]}
         return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'Camera'}),
                 SourceSpec(f'{self.name}:daqOutput', 'INSTRUMENT', output)]
+
+
+class Digitizer(Device):
+    """A digitizer: control source (``sampleRate``, ``delay``) and ``<name>:output`` with
+    ``data.rawData`` (T, n_samples) int16 and ``data.trainId``."""
+
+    def __init__(self, name: str = 'SQS_DIGITIZER_UTC1/ADC/1', n_samples: int = 2000,
+                 aggregator: str | None = None):
+        super().__init__(name, aggregator)
+        self.n_samples = n_samples
+
+    def _build(self) -> list[SourceSpec]:
+        trace = (self.n_samples,)
+        control = _control_keys([
+            ('sampleRate', np.float64, (), constant_fill(np.float64, (), 4e9), None,
+             units('Hz', 'hertz', 'G', 'giga', 'Sample rate')),
+            ('delay', np.uint32, (), constant_fill(np.uint32, (), 12), None, None),
+        ])
+        output = {k.name: k for k in [
+            KeySpec('data.rawData', np.int16, trace, image_fill(trace, np.int16)),
+            KeySpec('data.trainId', np.uint64, (), train_id_fill()),
+        ]}
+        return [SourceSpec(self.name, 'CONTROL', control, run_values={'classId': 'AdqDigitizer'}),
+                SourceSpec(f'{self.name}:output', 'INSTRUMENT', output)]
+
+
+class RunOnlySource(Device):
+    """A source with only run-level values (``RUN`` section), no per-train data: listed as a
+    control source with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
+
+    *run_values* maps key names to values (str, number or array), e.g.
+    ``RunOnlySource('SPB_RR_SYS/MDL/RUN_INFO', {'sample': 'lysozyme', 'energy': 9.3})``.
+    """
+
+    def __init__(self, name: str = 'SPB_RR_SYS/MDL/RUN_INFO',
+                 run_values: Mapping | None = None, aggregator: str | None = None):
+        super().__init__(name, aggregator)
+        self.run_only_values = dict(run_values if run_values is not None else
+                                    {'classId': 'RunInfo', 'sample': 'lysozyme',
+                                     'photonEnergy': 9.3})
+
+    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
+        return np.zeros(len(train_ids), dtype=np.int64)
+
+    def _build(self) -> list[SourceSpec]:
+        return [SourceSpec(self.name, 'CONTROL', {}, run_values=self.run_only_values)]
 
 
 class LitFrameFinder(Device):

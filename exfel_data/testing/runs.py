@@ -19,7 +19,7 @@ from ..write.exdf_writer import FORMAT_VERSIONS, ExdfWriter
 from .detectors import AGIPD1M, MultiModuleDetector
 from .devices import XGM, Camera, Device, KeySpec, Motor
 
-__all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices']
+__all__ = ['FilePlan', 'RunPlan', 'make_run', 'default_devices', 'proposal_run_dir']
 
 #: Target size of the blocks rows are generated and written in.
 BLOCK_BYTES = 64 * 2**20
@@ -126,6 +126,11 @@ class RunPlan:
             defect.apply(self)
         self.files = [f for f in self.files if len(f.train_ids)]
 
+    def __repr__(self) -> str:
+        return (f'RunPlan({len(self.train_ids)} trains from {int(self.train_ids[0])}, '
+                f'format {self.format_version}, {len(self.devices)} devices, '
+                f'{len(self.files)} files, defects={self.defects!r})')
+
     # -- layout ------------------------------------------------------------------------
     def _check_unique_sources(self) -> None:
         seen = {}
@@ -189,6 +194,30 @@ class RunPlan:
         if not recs:
             raise ValueError(f"{defect!r} is not a defect of this plan")
         return np.unique(np.concatenate(recs)).astype(np.uint64)
+
+    def valid_train_ids(self, include_unreadable: bool = False) -> np.ndarray:
+        """Sorted union of the good train IDs of the files, as a correct reader reports them.
+
+        Leaves out train IDs flagged suspect (rogue, repeated copies, zeros), padding, and
+        (unless *include_unreadable*) the trains only held by truncated files.
+        """
+        tids = [f.train_ids[f.flags] for f in self.files
+                if include_unreadable or f.truncate is None]
+        return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
+
+    def source_train_ids(self, source: str, include_unreadable: bool = False) -> np.ndarray:
+        """Sorted good train IDs in which *source* has data (a non-zero count in some index
+        group), over readable files unless *include_unreadable*."""
+        dev = self.device(source)
+        spec = dev.spec(source)
+        tids = []
+        for f in self.files:
+            if dev not in f.devices or not (include_unreadable or f.truncate is None):
+                continue
+            counts = self._counts(f, dev, spec)
+            has_data = np.any([c > 0 for c in counts.values()], axis=0) & f.flags
+            tids.append(f.train_ids[has_data])
+        return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
 
     # -- writing -----------------------------------------------------------------------
     def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
@@ -302,12 +331,38 @@ def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_versi
              progress: bool | None = None, overwrite: bool = False) -> Path:
     """Write a realistic run folder and return its path.
 
-    *path* is the run folder itself (created if needed); files are named
-    ``<CLASS>-R<run:04d>-<AGGREGATOR>-S<seq:05d>.h5``. See :class:`RunPlan` for the
-    parameters; use ``RunPlan(...)`` and ``plan.write(path)`` to keep the plan (files,
-    train IDs, defect records, devices after defects).
+    Parameters
+    ----------
+    path : str or Path
+        The run folder itself (created if needed); files are named
+        ``<CLASS>-R<run:04d>-<AGGREGATOR>-S<seq:05d>.h5``.
+    n_trains, first_train_id, format_version, devices, trains_per_file, run_number, \
+proposal, data_class, defects, preallocate
+        See :class:`RunPlan`.
+    progress : bool, optional
+        Show a tqdm bar over files (default: only on a terminal).
+    overwrite : bool
+        Delete ``.h5`` files already in *path* instead of refusing to write.
+
+    Returns
+    -------
+    Path
+        *path*. Use ``RunPlan(...)`` and ``plan.write(path)`` instead to keep the plan
+        (files, train IDs, defect records, devices after defects).
     """
     plan = RunPlan(n_trains, first_train_id, format_version, devices, trains_per_file,
                    run_number, proposal, data_class, defects, preallocate)
     return plan.write(path, progress=progress, overwrite=overwrite)
 
+
+
+def proposal_run_dir(root, proposal: int = 700000, run: int = 1, *, instrument: str = 'SPB',
+                     cycle: str = '202401', data: str = 'raw') -> Path:
+    """The facility's folder for a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
+
+    *data* is ``'raw'``, ``'proc'``, ``'usr'`` or ``'scratch'``. Use it as ``make_run``'s
+    path to test code that finds runs by proposal and run number.
+    """
+    if data not in ('raw', 'proc', 'usr', 'scratch'):
+        raise ValueError(f"data={data!r}; choose 'raw', 'proc', 'usr' or 'scratch'")
+    return Path(root, instrument, str(cycle), f'p{proposal:06d}', data, f'r{run:04d}')

@@ -70,6 +70,15 @@ def _as_counts(counts, n_trains: int, what: str) -> np.ndarray:
     return arr.astype(np.uint64)
 
 
+def _encoded(data) -> np.ndarray:
+    """An object array of bytes (str encoded as UTF-8) for vlen string datasets."""
+    arr = np.asarray(data, dtype=object)
+    flat = [v.encode() if isinstance(v, str) else v for v in arr.ravel().tolist()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape)
+
+
 def _vlen_list(strings: Sequence[str], length: int | None = None) -> np.ndarray:
     items = [s.encode() if isinstance(s, str) else bytes(s) for s in strings]
     if length is not None:
@@ -145,7 +154,8 @@ class ExdfWriter:
         for name, arr in [('timestamps', self.timestamps), ('flags', self.flags),
                           ('origins', self.origins)]:
             if arr.shape != (n,):
-                raise ExdfWriteError(f"{name} must have one entry per train ({n})")
+                raise ExdfWriteError(f"{self.path.name}: {name} must have one entry per train "
+                                     f"({n}), got shape {arr.shape}")
         self.index_padding = int(index_padding)
         self.legacy_index = legacy_index
         self.meta = {'run_number': run_number, 'proposal': proposal, 'sequence': sequence}
@@ -222,6 +232,7 @@ class ExdfWriter:
         self._group(f'{section}/{source}')
 
     def _check_new_source(self, source: str) -> None:
+        self._run_sources.discard(source)    # RUN keys came first: fine
         if source in self.sources:
             raise ExdfWriteError(f"Source {source!r} is already declared in {self.path.name}")
 
@@ -261,22 +272,24 @@ class ExdfWriter:
                     attrs: Mapping | None = None) -> None:
         """Write one run-level snapshot ``RUN/<source>/<key>/value`` (shape ``(1,) + entry``).
 
-        A source only written here is still listed in METADATA as a control source.
+        A source only written here (RUN-only) is declared as a control source without data:
+        listed in METADATA, with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
         """
-        if isinstance(value, str):
-            value = value.encode()
         arr = np.asarray(value)
         if arr.dtype.kind in 'SUO':
-            data = np.array([value], dtype=object)
+            data = _encoded(arr)[np.newaxis]
             dtype = STRING_DTYPE
         else:
             data, dtype = arr[np.newaxis], arr.dtype
         grp = self._group(f"RUN/{source}/{key.replace('.', '/')}")
+        if 'value' in grp:
+            raise ExdfWriteError(f"RUN key {key!r} of {source!r} is already written")
         grp.create_dataset('value', data=data, dtype=dtype)
         ts = self.timestamps[0] if (timestamp is None and self.n_trains) else (timestamp or 0)
         grp.create_dataset('timestamp', data=np.array([ts], dtype=np.uint64))
         self._set_attrs(grp, attrs)
-        self._run_sources.add(source)
+        if source not in self.sources:
+            self._run_sources.add(source)
 
     def add_instrument_key(self, source: str, key: str, dtype, entry_shape=(), *,
                            rows: int | None = None, chunks=None, compression=None,
@@ -345,7 +358,7 @@ class ExdfWriter:
         """Write rows ``start : start + len(data)`` of a key (``key.timestamp`` for control
         timestamps)."""
         ds = self.dataset(source, key)
-        data = np.asarray(data) if ds.dtype.kind != 'O' else np.asarray(data, dtype=object)
+        data = np.asarray(data) if ds.dtype.kind != 'O' else _encoded(data)
         stop = start + len(data)
         if start < 0 or stop > ds.shape[0] or data.shape[1:] != ds.shape[1:]:
             raise ExdfWriteError(
@@ -358,6 +371,7 @@ class ExdfWriter:
     # -- finishing ---------------------------------------------------------------------
     def _write_index(self) -> None:
         pad = self.index_padding
+
         def padded(arr, dtype):
             out = np.zeros(len(arr) + pad, dtype=dtype)
             out[:len(arr)] = arr
@@ -408,7 +422,7 @@ class ExdfWriter:
         if self.format_version == '1.1':
             ids.append(('', 'Karabo_TimerServer'))
         control = {s.name for s in self.sources.values() if s.section == 'CONTROL'}
-        for name in sorted(control | self._run_sources):
+        for name in sorted(control):
             ids.append(('CONTROL', name))
         for src in sorted(self.sources.values(), key=lambda s: s.name):
             if src.section == 'INSTRUMENT':
@@ -451,6 +465,8 @@ class ExdfWriter:
         if self.file is None:
             return self.path
         try:
+            for source in sorted(self._run_sources - set(self.sources)):
+                self.add_control_source(source, counts=0)
             self._write_group_train_ids()
             self._write_index()
             self._write_metadata()

@@ -1,6 +1,10 @@
 """Client: receiving, timeouts, recovery, malformed messages, size limit."""
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ import zmq
 from bridge_helpers import XGM, train, wait_until
 
 from bridge import BridgeTimeout, Client, ProtocolError, Server, serialize
+
+BRIDGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture
@@ -34,6 +40,7 @@ def test_next_iter_and_context_manager(make_server):
         assert meta[XGM]['timestamp.tid'] == 0
         assert data[XGM]['metadata'] is meta[XGM]
         np.testing.assert_array_equal(data[XGM]['data.intensityTD'], [0, 1, 2])
+        assert iter(client) is client
         rest = [next(client)[1][XGM]['timestamp.tid'] for _ in range(2)]
         assert rest == [1, 2]
         assert 'REQ' in repr(client)
@@ -160,3 +167,19 @@ def test_shared_context():
         assert not ctx.closed  # a given context is not the client's to close
     finally:
         ctx.term()
+
+
+def test_tune_malloc_in_a_fresh_process():
+    # A subprocess: the tuning is process-wide and would outlive this test.
+    code = (
+        'import numpy as np, bridge\n'
+        'assert bridge.tune_malloc() is True and bridge.tune_malloc() is True\n'
+        "with bridge.Server('tcp://127.0.0.1:0', sock='PUSH') as s:\n"
+        "    with bridge.Client(s.endpoint, sock='PULL', timeout=10, tune_malloc=True) as c:\n"
+        "        s.feed({'A': {'x': np.arange(10_000_000)}}, train_id=1)\n"
+        "        data, meta = c.next()\n"
+        "assert data['A']['x'][-1] == 9_999_999 and meta['A']['timestamp.tid'] == 1\n"
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, 'PYTHONPATH': BRIDGE_ROOT})
+    assert result.returncode == 0, result.stderr

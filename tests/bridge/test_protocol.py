@@ -1,4 +1,5 @@
 """Wire format: byte-exact 2.2, round trips, older formats, malformed messages."""
+import os
 import pickle
 
 import msgpack
@@ -229,6 +230,10 @@ def test_protocol_1_0_complex_and_str_keys():
     out, _ = deserialize([message])
     assert out['S']['c'] == 1 + 2j
     assert list(out['S']['old_style']) == [1, 2]
+    # A user's map that merely has an 'nd' key stays a map.
+    message = _pack({'S': {'cfg': {'nd': True, 'data': 'text'}, 'metadata': {}}})
+    out, _ = deserialize([message])
+    assert out['S']['cfg'] == {'nd': True, 'data': 'text'}
 
 
 class _Evil:
@@ -292,7 +297,7 @@ def _with(frames, index, value):
     (_with(_good_frames(), 1, b'\x92\x01'), 'not valid msgpack'),
     (_with(_good_frames(), 1, _pack([1, 2])), 'data must be a map'),
     (_with(_good_frames(), 0, _pack([1])), 'must be a map'),
-    (_with(_good_frames(), 0, _pack({'content': 'msgpack'})), 'needs str "source"'),
+    (_with(_good_frames(), 0, _pack({'content': 'msgpack'})), 'with str "source"'),
     (_with(_good_frames(), 2, _pack({'source': 'S', 'content': 'array', 'path': 'a',
                                      'dtype': 'nonsense', 'shape': [4]})), 'unknown dtype'),
     (_with(_good_frames(), 2, _pack({'source': 'S', 'content': 'array', 'path': 'a',
@@ -314,3 +319,31 @@ def test_malformed_messages(frames, message):
 
 def test_protocol_error_is_value_error():
     assert issubclass(ProtocolError, ValueError)
+
+
+# More with BRIDGE_FUZZ=5000 when changing the decoder.
+N_CORRUPTIONS = int(os.environ.get('BRIDGE_FUZZ', 300))
+
+
+@pytest.mark.parametrize('version', ['2.2', '1.0'])
+def test_random_corruption_gives_protocol_error_only(version):
+    """Truncated or bit-flipped messages decode or raise ProtocolError, nothing else."""
+    rng = np.random.default_rng(42)
+    data = {'S': {'a': np.arange(6, dtype='<f4').reshape(2, 3), 'n': 5, 's': ['x', 'y'],
+                  'metadata': {'timestamp.tid': 1}}}
+    good = [bytes(f) for f in serialize(data, protocol_version=version)]
+    for _ in range(N_CORRUPTIONS):
+        frames = list(good)
+        i = int(rng.integers(len(frames)))
+        frame = bytearray(frames[i])
+        if rng.random() < 0.5 and frame:
+            frame = frame[:int(rng.integers(len(frame)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                if frame:
+                    frame[int(rng.integers(len(frame)))] = int(rng.integers(256))
+        frames[i] = bytes(frame)
+        try:
+            deserialize(frames)
+        except ProtocolError:
+            pass

@@ -57,9 +57,12 @@ def test_metadata_completed(make_server):
     server = make_server(sock='PUSH')
     with Client(server.endpoint, sock='PULL', timeout=5) as client:
         before = time.time()
-        server.feed({'A': {'x': 1}, 'B': {'y': 2, 'metadata': {'timestamp.tid': 77}}})
+        server.feed({'A': {'x': 1},
+                     'B': {'y': 2, 'metadata': {'timestamp.tid': np.uint64(77),
+                                                'source': 'OLD/NAME'}}})
         data, meta = client.next()
         assert meta['A']['timestamp.tid'] == meta['B']['timestamp.tid'] == 77
+        assert type(meta['B']['timestamp.tid']) is int
         for source in 'AB':
             m = meta[source]
             assert m['source'] == source
@@ -139,6 +142,24 @@ def test_rep_serves_several_clients_each_train_once(make_server):
     assert server.stats['sent'] == n
 
 
+def test_stalled_req_client_does_not_block_others(make_server):
+    server = make_server(sock='REP', policy='wait', max_queue=2)
+    ctx = zmq.Context()
+    try:
+        stalled = ctx.socket(zmq.REQ)
+        stalled.setsockopt(zmq.LINGER, 0)
+        stalled.connect(server.endpoint)
+        stalled.send(b'next')  # asks once, never reads the reply
+        wait_until(lambda: server.stats['waiting_clients'] == 1)
+        server.feed(train(0))  # goes to the stalled client
+        with Client(server.endpoint, timeout=5) as client:
+            for tid in range(1, 6):
+                server.feed(train(tid), timeout=5)
+                assert client.next()[1][XGM]['timestamp.tid'] == tid
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_bad_request_gets_single_frame_error(make_server):
     server = make_server(sock='REP')
     ctx = zmq.Context()
@@ -156,6 +177,23 @@ def test_bad_request_gets_single_frame_error(make_server):
     finally:
         ctx.destroy(linger=0)
     assert server.stats['bad_requests'] == 1
+
+
+def test_huge_request_disconnects_only_that_peer(make_server):
+    server = make_server(sock='REP', policy='queue')
+    ctx = zmq.Context()
+    try:
+        rogue = ctx.socket(zmq.DEALER)
+        rogue.setsockopt(zmq.LINGER, 0)
+        rogue.connect(server.endpoint)
+        rogue.send_multipart([b'', b'x' * 10_000_000])
+        time.sleep(0.1)
+        assert server.stats['requests'] == 0
+        with Client(server.endpoint, timeout=5) as client:
+            server.feed(train(1))
+            assert client.next()[1][XGM]['timestamp.tid'] == 1
+    finally:
+        ctx.destroy(linger=0)
 
 
 def test_pub_copies_to_every_subscriber(make_server):

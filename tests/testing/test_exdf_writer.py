@@ -92,3 +92,32 @@ def test_flags_padding_and_legacy_links(tmp_path):
         assert f.get('INSTRUMENT/D/DET/0CH0:xtdf', getlink=True).path == \
             '/INSTRUMENT/D/CORR/0CH0:output'
         assert f['INDEX/D/DET/0CH0:xtdf/image/count'].shape == (12,)
+
+
+def test_run_only_source(tmp_path):
+    with ExdfWriter(tmp_path / 'a.h5', TIDS, format_version='1.0') as w:
+        w.add_run_key('SYS/MDL/INFO', 'sample', 'lysozyme')
+        w.add_run_key('SYS/MDL/INFO', 'energy', np.float32(9.3))
+        with pytest.raises(ExdfWriteError, match="already written"):
+            w.add_run_key('SYS/MDL/INFO', 'energy', 1.0)
+        w.add_run_key(MOTOR, 'classId', 'Motor')       # RUN keys first, then the data
+        w.add_control_source(MOTOR)
+    with h5py.File(tmp_path / 'a.h5', 'r') as f:
+        assert f['METADATA/dataSources/dataSourceId'][:].tolist() == [
+            f'CONTROL/{MOTOR}'.encode(), b'CONTROL/SYS/MDL/INFO']
+        assert f['INDEX/SYS/MDL/INFO/count'][:].tolist() == [0] * 10
+        assert f[f'INDEX/{MOTOR}/count'][:].tolist() == [1] * 10
+        assert f['RUN/SYS/MDL/INFO/energy/value'].dtype == np.float32
+
+
+def test_strings_are_stored_as_vlen_bytes(tmp_path):
+    from exfel_data.write.exdf_writer import STRING_DTYPE
+    with ExdfWriter(tmp_path / 'a.h5', TIDS[:3]) as w:
+        w.add_control_source(MOTOR)
+        w.add_control_key(MOTOR, 'state', STRING_DTYPE)
+        w.write(MOTOR, 'state', ['ON', b'MOVING', 'd\u00e9j\u00e0'])
+        w.add_run_key(MOTOR, 'names', ['x', 'y'])
+    with h5py.File(tmp_path / 'a.h5', 'r') as f:
+        assert f[f'CONTROL/{MOTOR}/state/value'][:].tolist() == [
+            b'ON', b'MOVING', 'd\u00e9j\u00e0'.encode()]
+        assert f[f'RUN/{MOTOR}/names/value'].shape == (1, 2)

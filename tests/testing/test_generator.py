@@ -199,3 +199,25 @@ def test_default_devices_sizes():
     small = default_devices(frames_per_train=2, module_shape=(8, 4), camera_shape=(4, 4))
     assert small[4].frames_per_train == 2
     assert small[3].shape == (4, 4)
+
+
+def test_proposal_layout(tmp_path):
+    from exfel_data.testing import proposal_run_dir
+    path = proposal_run_dir(tmp_path, 2712, 5, instrument='MID', cycle='202301', data='proc')
+    assert path == tmp_path / 'MID' / '202301' / 'p002712' / 'proc' / 'r0005'
+    run_dir = make_run(path, n_trains=2, devices=[Motor()], run_number=5, proposal=2712)
+    assert [p.name for p in run_dir.iterdir()] == ['RAW-R0005-DA01-S00000.h5']
+    with pytest.raises(ValueError, match='proc'):
+        proposal_run_dir(tmp_path, data='processed')
+
+
+def test_preset_frame_counts_change_every_module(tmp_path):
+    det = AGIPD1M(frames_per_train=3, n_modules=2, module_shape=TINY, frame_counts={10001: 1})
+    plan = RunPlan(n_trains=3, devices=det)
+    run_dir = plan.write(tmp_path / 'r')
+    for m in det:
+        with h5py.File(run_dir / f'RAW-R0001-{m.aggregator}-S00000.h5', 'r') as f:
+            assert f[f'INDEX/{m.name}/image/count'][:].tolist() == [3, 1, 3]
+        tids, data = read_key(run_dir, m.name, 'image.data')
+        np.testing.assert_array_equal(data, m.values('image.data', plan.train_ids))
+        assert m.values('header.pulseCount', plan.train_ids).tolist() == [3, 1, 3]

@@ -201,3 +201,28 @@ def test_source_gaps(tmp_path):
     assert index(run_dir, name, f'INDEX/{XGM_CTRL}/count').tolist() == [1] * 6
     tids, vals = read_key(run_dir, 'SPB_IRU_MOTORS/MOTOR/X', 'actualPosition')
     assert tids.tolist() == [t for t in range(10000, 10012) if t not in (10004, 10005, 10006)]
+
+
+def test_missing_trains_everywhere_makes_gaps(tmp_path):
+    d = MissingTrains(aggregator=None, positions=(0, 6))
+    plan, run_dir = plan_with(tmp_path, d)
+    assert len(plan.defect_log[0].files) == 10    # 3 modules x 2, DA01 x 2, DA02 2 of 3
+    for path in run_dir.iterdir():
+        tids = index(run_dir, path.name)
+        assert 10000 not in tids and 10006 not in tids
+
+
+def test_plan_valid_and_source_train_ids(tmp_path):
+    plan, run_dir = plan_with(tmp_path, RogueTrainId(), ZeroTrainId('DA02', 1, 0),
+                              MissingTrains('AGIPD03', (1, 2)), TruncatedFile('DA02', 2),
+                              SourceGaps('SPB_IRU_MOTORS/MOTOR/X', (4,)))
+    np.testing.assert_array_equal(plan.valid_train_ids(), plan.train_ids)
+    assert plan.source_train_ids('SPB_IRU_MOTORS/MOTOR/X').tolist() == \
+        [t for t in range(10000, 10012) if t != 10004]
+    assert plan.source_train_ids('SPB_DET_AGIPD1M-1/DET/3CH0:xtdf').tolist() == \
+        [t for t in range(10000, 10012) if t not in (10001, 10002)]
+    # DA02: S00001 lost 10003 to a zero, S00002 (10009..10011) is truncated
+    assert plan.source_train_ids('SPB_IRU_MOTORS/MOTOR/Y').tolist() == \
+        [10000, 10001, 10002] + list(range(10004, 10009))
+    assert plan.source_train_ids('SPB_IRU_MOTORS/MOTOR/Y', include_unreadable=True)[-1] \
+        == 10011

@@ -19,7 +19,7 @@ def test_extra_data_reads_our_run(tmp_path, version):
     devices = [XGM(n_samples=40), Motor(),
                *AGIPD1M(frames_per_train=2, modules=[0, 3], module_shape=(16, 8))]
     plan = RunPlan(n_trains=15, format_version=version, devices=devices, trains_per_file=6)
-    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'))
+    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'), parallelize=False)
     np.testing.assert_array_equal(run.train_ids, plan.train_ids)
     assert run.all_sources == set(plan.sources)
     assert run.instrument_sources == {XGM_OUT, AGIPD3, 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf'}
@@ -46,7 +46,7 @@ def test_extra_data_corrected_legacy_names(tmp_path):
     devices = AGIPD1M(raw=False, frames_per_train=2, n_modules=2, module_shape=(16, 8),
                       corrected_naming='output+links')
     plan = RunPlan(n_trains=4, devices=devices)
-    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'))
+    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'), parallelize=False)
     new = 'SPB_DET_AGIPD1M-1/CORR/1CH0:output'
     assert new in run.instrument_sources
     got = run[new, 'image.data'].ndarray()
@@ -68,10 +68,10 @@ def test_extra_data_handles_our_defects(tmp_path, version):
                    + ([OldIndexLayout()] if version == '0.5' else []))
     run_dir = plan.write(tmp_path / 'r')
     # extra-data skips the truncated file and by default keeps suspect trains
-    run = extra_data.RunDirectory(run_dir)
+    run = extra_data.RunDirectory(run_dir, parallelize=False)
     assert set(run.train_ids) == set(plan.train_ids) | set(plan.affected_train_ids(rogue))
     # the rogue ID is flagged (1.3) or guessed (0.5) away; zeros are padding
-    run = extra_data.RunDirectory(run_dir, inc_suspect_trains=False)
+    run = extra_data.RunDirectory(run_dir, inc_suspect_trains=False, parallelize=False)
     np.testing.assert_array_equal(run.train_ids, plan.train_ids)
     # the truncated DA02 file held the second motor's first 3 trains
     counts = run['M/Y', 'actualPosition'].data_counts(labelled=False)
@@ -95,7 +95,7 @@ def test_extra_data_detector_components(tmp_path, cls_name, make, raw):
 
     modules = make()
     plan = RunPlan(n_trains=3, devices=modules)
-    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'))
+    run = extra_data.RunDirectory(plan.write(tmp_path / 'r'), parallelize=False)
     det = getattr(components, cls_name)(run, raw=raw)
     assert det.detector_name == modules.name
     key = 'data.adc' if cls_name == 'JUNGFRAU' else 'image.data'
@@ -119,9 +119,30 @@ def test_extra_data_reads_reduction_section(tmp_path):
             f'REDUCTION/{src}/data'.encode()]
         assert f'INSTRUMENT/{src}' not in f
         assert f'REDUCTION/{src}/data/trainId' not in f
-    run = extra_data.RunDirectory(run_dir)
+    run = extra_data.RunDirectory(run_dir, parallelize=False)
     assert run.all_sources == {'SPB_IRU_MOTORS/MOTOR/X'}
     got = run.auxiliary[f'DA01@{src}']['data.dataFramePattern'].ndarray()
     np.testing.assert_array_equal(
         got, plan.device(src).values('data.dataFramePattern', plan.train_ids))
     assert got[0].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
+
+
+def test_extra_data_digitizer_and_run_only_source(tmp_path):
+    from exfel_data.testing import Digitizer, RunOnlySource
+
+    info = 'SPB_RR_SYS/MDL/RUN_INFO'
+    adc = 'SQS_DIGITIZER_UTC1/ADC/1:output'
+    plan = RunPlan(n_trains=4, devices=[Digitizer(n_samples=30), RunOnlySource(info)])
+    run_dir = plan.write(tmp_path / 'r')
+    with h5py.File(run_dir / 'RAW-R0001-DA01-S00000.h5', 'r') as f:
+        assert f[f'INDEX/{info}/count'][:].tolist() == [0] * 4
+        assert len(f[f'CONTROL/{info}']) == 0
+        assert f[f'RUN/{info}/sample/value'][0] == b'lysozyme'
+    run = extra_data.RunDirectory(run_dir, parallelize=False)
+    assert info in run.control_sources
+    assert run[info].keys() == set()
+    assert run.get_run_value(info, 'sample') == 'lysozyme'
+    assert run.get_run_value(info, 'photonEnergy') == 9.3
+    got = run[adc, 'data.rawData'].ndarray()
+    assert got.dtype == np.int16 and got.shape == (4, 30)
+    np.testing.assert_array_equal(got, plan.device(adc).values('data.rawData', plan.train_ids))
