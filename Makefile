@@ -19,8 +19,14 @@ test: install
 	$(BIN)/ruff check exfel_data bridge tests recipes benchmarks
 	$(BIN)/python -m pytest -q
 
+# Side-by-side benchmarks against extra-data / karabo-bridge / plain h5py and pyzmq.
+# Each rewrites its own section of docs/benchmarks.md. `make bench BENCH_ARGS=--quick` for a
+# short run.
+BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge
+BENCH_ARGS ?=
+
 bench: install
-	$(BIN)/python -m benchmarks.run_all
+	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,6 +3,15 @@
 __version__ = "0.1.0"
 
 from .collection import DataCollection, H5File, RunDirectory, SuspectTrain, open_run
+from .detectors import (
+    AGIPD1M,
+    AGIPD500K,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    identify_multimod_detectors,
+    stack_detector_data,
+)
 from .exceptions import (
     DuplicateTrainError,
     ExfelDataError,
@@ -24,4 +33,8 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
+]
+__all__ += [
+    "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
+    "stack_detector_data",
 ]

@@ -27,7 +27,7 @@ from .exceptions import (
 )
 from .file_access import FileAccess
 from .run_map import RunMap
-from .selection import glob_matcher, select_train_ids, split_ranges
+from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .source import SourceData
 
 __all__ = ["DataCollection", "RunDirectory", "H5File", "open_run", "SuspectTrain"]
@@ -83,11 +83,14 @@ class DataCollection:
                     sections[s] = section
             legacy.update(fa.legacy_sources)
         used = [fa.train_ids[fa.rows_in_use(inc_suspect_trains)] for fa in files]
-        train_ids = np.unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
+        train_ids = sorted_unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
+
+        starts = {}
+        for fa, t in zip(files, used, strict=True):
+            starts[fa.filename] = (int(t.min()) if len(t) else 0, fa.filename)
 
         def start(fa):
-            t = fa.train_ids[fa.rows_in_use(inc_suspect_trains)]
-            return (int(t.min()) if len(t) else 0, fa.filename)
+            return starts[fa.filename]
 
         sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
                    for s, fs in src_files.items()}
@@ -205,7 +208,7 @@ class DataCollection:
             found_any = False
             for s in matched:
                 if key_pat == "*":
-                    result[s] = None if s not in result or result[s] is None else None
+                    result[s] = None
                     found_any = True
                     continue
                 try:
@@ -307,7 +310,7 @@ class DataCollection:
                     fs.values(), key=lambda f: (int(f.train_ids[0]) if len(f.train_ids)
                                                 else 0, f.filename))), keys)
         _check_duplicates(sources, self.inc_suspect_trains)
-        train_ids = np.unique(np.concatenate([c.train_ids for c in (self, *others)]))
+        train_ids = sorted_unique(np.concatenate([c.train_ids for c in (self, *others)]))
         legacy = {}
         for c in (self, *others):
             legacy.update(c._legacy)
@@ -520,6 +523,8 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
 def _suspect_trains(files) -> list[SuspectTrain]:
     out = []
     for fa in files:
+        if fa.valid.all():
+            continue
         for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
             origin = None
             if fa.origin is not None and fa.format_version >= "1.2":
@@ -531,8 +536,6 @@ def _suspect_trains(files) -> list[SuspectTrain]:
 # -- opening --------------------------------------------------------------------------
 def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
     """Scan files (or take them from the cache); return (files, [(path, error)])."""
-    from tqdm.auto import tqdm
-
     files, skipped, todo = [], [], []
     for p in paths:
         try:
@@ -545,8 +548,12 @@ def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAcce
             files.append(FileAccess(p, info))
         else:
             todo.append(p)
-    for p in tqdm(todo, desc="Scanning files", unit="file", disable=None if len(todo) > 50
-                  else True, leave=False):
+    progress = todo
+    if len(todo) > 50:  # only then is scanning slow enough to show progress
+        from tqdm.auto import tqdm
+
+        progress = tqdm(todo, desc="Scanning files", unit="file", disable=None, leave=False)
+    for p in progress:
         try:
             fa = FileAccess(p)
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped

@@ -82,6 +82,47 @@ def n_open_files() -> int:
     return len(_pool)
 
 
+def _read_small(fid, path: str) -> np.ndarray | None:
+    """Read a whole (small, numeric) dataset with the low-level API; None if missing.
+
+    Scanning hundreds of files reads thousands of tiny INDEX datasets; the high-level
+    h5py path costs several times more per dataset than the read itself.
+    """
+    try:
+        dsid = h5py.h5d.open(fid, path.encode())
+    except KeyError:
+        return None
+    arr = np.empty(dsid.shape, dtype=dsid.dtype)
+    if arr.size:
+        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+    return arr
+
+
+def _soft_link_target(fid, path: str) -> str | None:
+    try:
+        if fid.links.get_info(path.encode()).type == h5py.h5l.TYPE_SOFT:
+            return fid.links.get_val(path.encode()).decode()
+    except KeyError:
+        pass
+    return None
+
+
+def _read_index(fid, filename: str, ipath: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, count) of one INDEX group, from first/count or first/last/status."""
+    firsts = _read_small(fid, f"{ipath}/first")
+    if firsts is None:
+        raise FileStructureError(filename, ipath, "index (first/count) not found")
+    counts = _read_small(fid, f"{ipath}/count")
+    if counts is None:
+        last = _read_small(fid, f"{ipath}/last")
+        status = _read_small(fid, f"{ipath}/status")
+        if last is None or status is None:
+            raise FileStructureError(filename, f"{ipath}/count",
+                                     "neither count nor last/status found")
+        counts = fmt.counts_from_last_status(firsts[:n], last[:n], status[:n])
+    return fmt.fit_index(firsts, counts, n)
+
+
 class FileAccess:
     """Metadata of one EXDF file plus on-demand access to its datasets.
 
@@ -133,34 +174,41 @@ class FileAccess:
     def _scan(self) -> dict:
         st = os.stat(self.filename)
         f = self.file
+        try:
+            return self._scan_open(f, st)
+        finally:
+            self.close()  # scanning done; data reads reopen the file on demand
+
+    def _scan_open(self, f: h5py.File, st: os.stat_result) -> dict:
         name = self.filename
+        fid = f.id
         version = fmt.version_of(f)
-        if "INDEX/trainId" not in f:
+        tids = _read_small(fid, "INDEX/trainId")
+        if tids is None:
             raise FileStructureError(name, "INDEX/trainId", "no train index")
-        tids = np.asarray(f["INDEX/trainId"][()], dtype=np.uint64)
+        tids = tids.astype(np.uint64, copy=False)
         nonzero = np.flatnonzero(tids)
         n = int(nonzero[-1]) + 1 if len(nonzero) else 0  # drop trailing zero padding
         tids = tids[:n]
 
-        if version == "0.5" or "INDEX/flag" not in f:
-            valid = fmt.guess_valid_trains(tids[tids != 0])
-            full = np.zeros(n, dtype=bool)
-            full[tids != 0] = valid
-            valid = full
+        flag = _read_small(fid, "INDEX/flag") if version != "0.5" else None
+        if flag is None:
+            valid = np.zeros(n, dtype=bool)
+            valid[tids != 0] = fmt.guess_valid_trains(tids[tids != 0])
+        elif len(flag) < n:
+            raise FileStructureError(name, "INDEX/flag", f"{len(flag)} rows for {n} trains")
         else:
-            flag = f["INDEX/flag"][:n]
-            if len(flag) < n:
-                raise FileStructureError(name, "INDEX/flag", f"{len(flag)} rows for {n} trains")
-            valid = fmt.valid_from_flag(flag, version)
+            valid = fmt.valid_from_flag(flag[:n], version)
         valid &= tids != 0
-        origin = None
-        if "INDEX/origin" in f:
-            origin = np.asarray(f["INDEX/origin"][:n], dtype=np.int32)
+        origin = _read_small(fid, "INDEX/origin")
+        if origin is not None:
+            origin = origin[:n].astype(np.int32)
 
         src_path = fmt.source_list_path(version)
-        if src_path not in f:
+        src_ds = f.get(src_path)
+        if src_ds is None:
             raise FileStructureError(name, src_path, "no list of data sources")
-        source_ids = [fmt.decode_scalar(s) for s in f[src_path][()]]
+        source_ids = [fmt.decode_scalar(s) for s in src_ds[()]]
 
         control, instrument, legacy = set(), set(), {}
         index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -174,17 +222,14 @@ class FileAccess:
                 control.add(source)
             else:
                 if source not in instrument:
-                    link = f.get(f"INSTRUMENT/{source}", getlink=True)
-                    if isinstance(link, h5py.SoftLink):
-                        legacy[source] = link.path.strip("/").partition("/")[2]
+                    target = _soft_link_target(fid, f"INSTRUMENT/{source}")
+                    if target is not None:
+                        legacy[source] = target.strip("/").partition("/")[2]
                     instrument.add(source)
                 if source in legacy:
                     continue
             ipath = fmt.index_group_path(source, group)
-            grp = f.get(ipath)
-            if grp is None or "first" not in grp:
-                raise FileStructureError(name, ipath, f"index of source {source!r} not found")
-            index[(source, group)] = fmt.read_index_group(grp, n)
+            index[(source, group)] = _read_index(fid, name, ipath, n)
         for old in legacy:
             instrument.discard(old)
         return {

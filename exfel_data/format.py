@@ -6,24 +6,7 @@ laid out, what the train flag means, and how API key names map to HDF5 paths.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
-
-KNOWN_VERSIONS = ("0.5", "1.0", "1.1", "1.2", "1.3")
-WRITE_VERSION = "1.3"
-
-# The pseudo source that format 1.1 lists with an empty root.
-TIMESERVER_PSEUDO_SOURCE = "Karabo_TimerServer"
-
-FILENAME_RE = re.compile(r"^(?P<cls>[A-Z]+)-R(?P<run>\d{4})-(?P<agg>[A-Za-z0-9_]+)"
-                         r"(?:-S(?P<seq>\d{5}))?\.h5$")
-
-# Karabo attributes stored on the key group in format 1.3.
-KEY_ATTRIBUTES = (
-    "unitSymbol", "unitName", "metricPrefixSymbol", "metricPrefixName",
-    "description", "displayedName", "alias", "daqPolicy",
-)
 
 
 def version_of(h5file) -> str:
@@ -71,25 +54,21 @@ def index_group_path(source: str, group: str) -> str:
     return f"INDEX/{source}/{group}" if group else f"INDEX/{source}"
 
 
-def read_index_group(grp, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read (first, count) for the first *n_rows* trains of an INDEX group.
+def counts_from_last_status(first, last, status) -> np.ndarray:
+    """Counts for the oldest index layout: (last - first + 1) where status is set."""
+    counts = (np.asarray(last, np.int64) - np.asarray(first, np.int64) + 1)
+    return (counts * (np.asarray(status) != 0)).clip(0).astype(np.uint64)
 
-    Handles both layouts: ``first``/``count`` and the oldest ``first``/``last``/``status``
-    where count = (last - first + 1) * status.
-    """
-    firsts = np.asarray(grp["first"][:n_rows], dtype=np.uint64)
-    if "count" in grp:
-        counts = np.asarray(grp["count"][:n_rows], dtype=np.uint64)
-    else:
-        last = np.asarray(grp["last"][:n_rows], dtype=np.int64)
-        status = np.asarray(grp["status"][:n_rows], dtype=np.int64)
-        counts = ((last - firsts.astype(np.int64) + 1) * (status != 0)).clip(0)
-        counts = counts.astype(np.uint64)
-    if len(firsts) < n_rows or len(counts) < n_rows:
-        # Index shorter than the train list: treat missing rows as empty.
-        firsts = np.concatenate([firsts, np.zeros(n_rows - len(firsts), np.uint64)])
-        counts = np.concatenate([counts, np.zeros(n_rows - len(counts), np.uint64)])
-    return firsts, counts
+
+def fit_index(firsts: np.ndarray, counts: np.ndarray, n_rows: int):
+    """(first, count) as uint64 arrays of exactly *n_rows* rows (missing rows: empty)."""
+    out = []
+    for a in (firsts, counts):
+        a = np.asarray(a[:n_rows], dtype=np.uint64)
+        if len(a) < n_rows:
+            a = np.concatenate([a, np.zeros(n_rows - len(a), np.uint64)])
+        out.append(a)
+    return out[0], out[1]
 
 
 def valid_from_flag(flag: np.ndarray, version: str) -> np.ndarray:

@@ -14,7 +14,16 @@ import numpy as np
 
 from .exceptions import TrainIDError
 
-__all__ = ["by_id", "by_index", "select_train_ids", "split_ranges", "glob_matcher"]
+__all__ = ["by_id", "by_index", "select_train_ids", "split_ranges", "glob_matcher",
+           "sorted_unique"]
+
+
+def sorted_unique(a) -> np.ndarray:
+    """Sorted unique values (like ``np.unique``, which imports numpy.ma: ~20 ms at first)."""
+    a = np.sort(np.asarray(a), kind="stable")
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
 
 
 class _SelectorBase:
@@ -41,7 +50,7 @@ by_index = _ByIndex()
 
 
 def _check_present(wanted: np.ndarray, train_ids: np.ndarray) -> None:
-    missing = np.setdiff1d(wanted, train_ids)
+    missing = wanted[~np.isin(wanted, train_ids)]
     if len(missing):
         n = len(train_ids)
         raise TrainIDError(
@@ -85,8 +94,8 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
         if isinstance(v, (int, np.integer)):
             wanted = np.array([v], dtype=np.uint64)
         else:
-            wanted = np.unique(np.asarray(list(v) if not isinstance(v, np.ndarray) else v,
-                                          dtype=np.uint64))
+            wanted = sorted_unique(np.asarray(list(v) if not isinstance(v, np.ndarray)
+                                              else v, dtype=np.uint64))
         _check_present(wanted, train_ids)
         return wanted
     if isinstance(sel, _ByIndex):
@@ -114,7 +123,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
     n = len(train_ids)
     if arr.max() >= n or arr.min() < -n:
         raise IndexError(f"Train index out of range for {n} trains: {sel!r}")
-    return np.unique(train_ids[arr])
+    return sorted_unique(train_ids[arr])
 
 
 def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None = None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections import Counter
 
@@ -29,6 +28,9 @@ def _frames_summary(coll, source: str) -> str:
     frames = f"{lo}" if lo == hi else f"{lo}-{hi}"
     missing = len(counts) - len(with_data)
     miss = f", missing in {missing} trains" if missing else ""
+    if group == "data" and "data.adc" in sd.keys():  # JUNGFRAU: memory cells in each entry
+        shape = sd["data.adc"].entry_shape
+        return f"{shape[0]} memory cells of {shape[1]}x{shape[2]} px per train{miss}"
     return f"{frames} frames/train{miss}"
 
 
@@ -75,10 +77,11 @@ def format_info(coll, details_for_sources=()) -> str:
     good = tids
     if suspect and coll.inc_suspect_trains:
         valid = np.concatenate([f.train_ids[f.valid] for f in coll.files])
-        good = np.intersect1d(tids, valid)
+        good = tids[np.isin(tids, valid)]
     if len(good):
         span = int(good[-1]) - int(good[0]) + 1
-        dur = datetime.timedelta(seconds=round(span / TRAIN_RATE_HZ))
+        secs = span / TRAIN_RATE_HZ
+        dur = f"{int(secs // 3600)}:{int(secs % 3600 // 60):02d}:{secs % 60:04.1f}"
         gaps = span - len(good)
         out += [
             f"# of trains:    {n}" + (f" ({gaps} train IDs missing in the range)" if gaps
@@ -87,7 +90,7 @@ def format_info(coll, details_for_sources=()) -> str:
             f"First train ID: {int(good[0])}",
             f"Last train ID:  {int(good[-1])}",
         ]
-        outside = np.setdiff1d(tids, good)
+        outside = tids[~np.isin(tids, good)]
         if len(outside):
             shown = ", ".join(str(t) for t in outside[:5]) + (" ..." if len(outside) > 5
                                                               else "")

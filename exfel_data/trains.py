@@ -8,6 +8,7 @@ hands out slices, so a train costs a few dict operations per key, not an HDF5 re
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 
 from . import format as fmt
@@ -54,12 +55,17 @@ class _GroupPlan:
         seg_start = np.flatnonzero(brk)
         seg_stop = np.append(seg_start[1:], len(self.nz)) if len(seg_start) else seg_start
         self.seg_last_c = np.repeat(seg_stop - 1, seg_stop - seg_start)
+        # Python lists: indexing them per train is several times cheaper than numpy scalars.
+        self.first_l = self.first.tolist()
+        self.count_l = self.count.tolist()
+        self.file_l = self.file_idx.tolist()
 
 
 class _KeyReader:
     """Reads one key in blocks of consecutive rows and hands out per-train slices."""
 
-    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi")
+    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi", "dsid",
+                 "dsid_file")
 
     def __init__(self, plan: _GroupPlan, path: str, row_bytes: int):
         self.plan = plan
@@ -68,15 +74,28 @@ class _KeyReader:
         self.buf = None
         self.buf_file = -1
         self.lo = self.hi = 0
+        self.dsid = None  # low-level dataset of the current file, kept between fills
+        self.dsid_file = -1
 
     def rows(self, i: int) -> tuple[np.ndarray, int]:
         """(buffer, offset of train i's first row in it)."""
         plan = self.plan
-        a = plan.first[i]
-        if (plan.file_idx[i] != self.buf_file or a < self.lo
-                or a + plan.count[i] > self.hi):
+        a = plan.first_l[i]
+        if plan.file_l[i] != self.buf_file or a < self.lo or a + plan.count_l[i] > self.hi:
             self._fill(i)
         return self.buf, a - self.lo
+
+    def _dataset(self, file_no: int):
+        if self.dsid_file != file_no:
+            fa = self.plan.files[file_no]
+            self.dsid = None  # release the previous file before opening the next
+            try:
+                self.dsid = h5py.h5d.open(fa.file.id, self.path.encode())
+            except KeyError:
+                raise FileStructureError(fa.filename, self.path,
+                                         "dataset not found") from None
+            self.dsid_file = file_no
+        return self.dsid
 
     def _fill(self, i: int) -> None:
         plan = self.plan
@@ -86,19 +105,24 @@ class _KeyReader:
         limit = a + max(int(plan.count[i]), self.budget_rows)
         j = ic + int(np.searchsorted(plan.end_c[ic:last + 1], limit, side="right")) - 1
         hi = int(plan.end_c[max(j, ic)])
-        fa = plan.files[plan.file_idx[i]]
-        try:
-            ds = fa.dataset(self.path)
-        except KeyError:
-            raise FileStructureError(fa.filename, self.path, "dataset not found") from None
-        if hi > ds.shape[0]:
-            raise FileStructureError(fa.filename, self.path,
+        file_no = plan.file_l[i]
+        dsid = self._dataset(file_no)
+        shape = dsid.shape
+        if hi > shape[0]:
+            raise FileStructureError(plan.files[file_no].filename, self.path,
                                      f"INDEX points to row {hi - 1}, dataset has "
-                                     f"{ds.shape[0]} rows")
-        buf = ds[a:hi]
-        if buf.dtype.kind == "O":
-            buf = fmt.decode_strings(buf)
-        self.buf, self.buf_file, self.lo, self.hi = buf, plan.file_idx[i], a, hi
+                                     f"{shape[0]} rows")
+        if dsid.dtype.kind == "O":  # vlen strings: let h5py pick the memory type
+            buf = fmt.decode_strings(plan.files[file_no].dataset(self.path)[a:hi])
+        else:
+            # Low-level hyperslab read: the high-level path costs more than small reads.
+            count = (hi - a,) + shape[1:]
+            fspace = dsid.get_space()
+            fspace.select_hyperslab((a,) + (0,) * (len(shape) - 1), count)
+            buf = np.empty(count, dtype=dsid.dtype)
+            if buf.size:
+                dsid.read(h5py.h5s.create_simple(count), fspace, buf)
+        self.buf, self.buf_file, self.lo, self.hi = buf, file_no, a, hi
 
 
 def _row_bytes(fa, path: str) -> int:
@@ -133,7 +157,7 @@ class TrainIterator:
                                                      coll.inc_suspect_trains)
                 path = fmt.key_to_path(sd.section, src, key)
                 reader = _KeyReader(plan, path, _row_bytes(sd.files[0], path))
-                entries.append((key, plan.count, reader, sd.is_control))
+                entries.append((key, plan.count_l, reader, sd.is_control))
             sources.append((src, entries))
             groups_used.extend(plans.values())
         has_all = None
@@ -179,7 +203,7 @@ def iterate_key(kd, keep_dims: bool = False, include_empty: bool = False):
     reader = _KeyReader(plan, kd.hdf5_data_path, _row_bytes(kd.files[0], kd.hdf5_data_path))
     empty = np.zeros((0,) + kd.entry_shape, dtype=kd.dtype) if keep_dims else None
     for i, tid in enumerate(kd.train_ids.tolist()):
-        c = plan.count[i]
+        c = plan.count_l[i]
         if c == 0:
             if include_empty:
                 yield tid, empty

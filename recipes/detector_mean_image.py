@@ -64,7 +64,7 @@ def main(argv=None):
         if args.cluster:
             from dask.distributed import Client, LocalCluster
             with LocalCluster(n_workers=2, threads_per_worker=1,
-                              dashboard_address=None) as cluster, Client(cluster):
+                              dashboard_address=':0') as cluster, Client(cluster):
                 mean = mean_image(run_dir, chunk_bytes=1 << 20)
         else:
             mean = mean_image(run_dir, chunk_bytes=1 << 20)

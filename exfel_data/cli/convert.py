@@ -76,7 +76,8 @@ Examples:
                    "processes (parts, then merged).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Convert on an existing dask.distributed cluster (e.g. dask-jobqueue on "
-                   "SLURM, tcp://host:8786); workers must see RUN and OUTPUT's folder.")
+                   "SLURM, tcp://host:8786): one part per connected worker, or N parts with "
+                   "--workers N. Workers must see RUN and OUTPUT's folder.")
 @click.option("--part", type=PART,
               help="Convert only part i of N (1-based) of the selected trains, e.g. "
                    "$SLURM_ARRAY_TASK_ID/8; join the parts with `exfel-data merge`.")

@@ -18,7 +18,7 @@ def demo(out: Path, n_trains: int) -> None:
     """
     import numpy as np
 
-    from exfel_data import RunDirectory
+    from exfel_data import AGIPD1M, RunDirectory, by_index
     from exfel_data.testing import default_devices, make_run
 
     run_dir = out / "r0001"
@@ -50,3 +50,8 @@ def demo(out: Path, n_trains: int) -> None:
         click.echo(intensity)
         click.echo(f"  mean pulse energy of the first 10 pulses per train: "
                    f"{np.asarray(intensity[:, :10].mean()):.4g}")
+
+        click.secho("\n$ AGIPD1M(run, raw=True).get_array('image.data', "
+                    "pulses=by_index[:2])", bold=True)
+        frames = AGIPD1M(run, raw=True).get_array("image.data", pulses=by_index[:2])
+        click.echo(f"  dims {frames.dims}\n  shape {frames.shape}, dtype {frames.dtype}")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import re
 from pathlib import Path
 
 import click
 import numpy as np
 
 from .convert import conversion_errors
+
+
+def _natural(name: str) -> list:
+    """Sort key putting module 2 before module 10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def _duration(run) -> str:
@@ -62,7 +68,7 @@ def run_summary(run, detail: str | None = None, counts: bool = False) -> str:
     lines = [format_info(run)]
     if counts:
         lines += ["", "Trains with data (entries per train):"]
-        lines += [_count_line(run, s) for s in sorted(run.all_sources)]
+        lines += [_count_line(run, s) for s in sorted(run.all_sources, key=_natural)]
     if detail:
         matched = [s for s in sorted(run.all_sources) if fnmatch.fnmatchcase(s, detail)]
         if not matched:

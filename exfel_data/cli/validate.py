@@ -8,7 +8,7 @@ import click
 
 from ..validation import CHECKS, validate_run
 
-_CHECK_HELP = "\n".join(f"\b\n  {name}: {text}" for name, text in CHECKS.items())
+_CHECK_HELP = "\b\n" + "\n".join(f"  {name:19s} {text}" for name, text in CHECKS.items())
 
 
 @click.command(help=f"""Check a run folder (or one .h5 file) for structural problems.

@@ -278,6 +278,10 @@ class MultiModuleDetector:
     def __contains__(self, key: str) -> bool:
         return (self.modno_to_source[self.modules[0]], key) in self._source_data
 
+    def _entry_dims(self, key: str, ndim: int) -> list[str]:
+        """Names of the per-entry axes of *key* (beyond the frame axes)."""
+        return [f'dim_{i}' for i in range(ndim)]
+
     def _keydata(self, modno: int, key: str):
         """The reader's KeyData for one module, restricted to our trains."""
         kd = self._source_data[self.modno_to_source[modno], key]
@@ -316,7 +320,10 @@ class MultiModuleDetector:
                     part_start, acc = i, 0
                 acc += n
             bounds.append(slice(part_start, len(frames)))
-            if trains_per_part is not None or parts is not None:
+            if parts is not None:  # parts is a minimum: cap the trains per part
+                per_part = max(1, len(frames) // max(parts, 1))
+                trains_per_part = min(trains_per_part or per_part, per_part)
+            if trains_per_part is not None:
                 bounds = [slice(b.start + s.start, b.start + s.stop)
                           for b in bounds
                           for s in split_ranges(b.stop - b.start, None, trains_per_part)]
@@ -331,8 +338,9 @@ class MultiModuleDetector:
         from .keydata import DetectorKeyData
         return DetectorKeyData(self, key)
 
-    def get_array(self, key: str | None = None, *, pulses=None, fill_value=None, roi=(),
-                  astype=None, subtrain_index: str = 'pulseId', module_gaps: bool = False):
+    def get_array(self, key: str | None = None, pulses=None, unstack_pulses: bool = True, *,
+                  fill_value=None, roi=(), astype=None, subtrain_index: str = 'pulseId',
+                  module_gaps: bool = False):
         """Read one key of all modules into a labelled array.
 
         Parameters
@@ -351,6 +359,9 @@ class MultiModuleDetector:
             Output dtype (converted while reading).
         subtrain_index : {'pulseId', 'cellId'}
             Label of the pulse axis.
+        unstack_pulses : bool
+            False gives EXtra-data's older layout: one ``train_pulse`` dim (a
+            pandas MultiIndex of train and pulse) holding the frames recorded.
         module_gaps : bool
             Make room for all modules of the detector (missing ones filled), as
             needed to assemble the full image.
@@ -363,8 +374,22 @@ class MultiModuleDetector:
             for JUNGFRAU; coordinates module numbers, train IDs and pulse (or cell) IDs.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
-        return kd.xarray(fill_value=fill_value, roi=roi, astype=astype,
-                         module_gaps=module_gaps)
+        arr = kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps)
+        if unstack_pulses or not kd.per_frame:
+            return arr
+        import xarray as xr
+        # Flatten (train, pulse) as a view, keep the slots some module recorded
+        values = arr.values.reshape((arr.shape[0], -1) + arr.shape[3:])
+        index = pd.MultiIndex.from_product(
+            [arr.coords['train'].values, arr.coords[arr.dims[2]].values],
+            names=['train', arr.dims[2]])
+        recorded = (kd.data_availability_slots() > 0).reshape(-1)
+        if not recorded.all():
+            values, index = values[:, recorded], index[recorded]
+        coords = xr.Coordinates.from_pandas_multiindex(index, 'train_pulse')
+        return xr.DataArray(values, dims=('module', 'train_pulse') + arr.dims[3:],
+                            coords={'module': arr.coords['module'].values, **coords},
+                            name=arr.name)
 
     def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
                        roi=(), astype=None, subtrain_index: str = 'pulseId',

@@ -13,9 +13,6 @@ class XtdfDetector(MultiModuleDetector):
 
     frames_group = 'image'
 
-    def _entry_dims(self, key: str, ndim: int) -> list[str]:
-        return [f'dim_{i}' for i in range(ndim)]
-
 
 class AGIPD1M(XtdfDetector):
     """AGIPD-1M: 16 modules of 512 x 128 pixels; raw frames carry a data/gain axis.
@@ -76,7 +73,7 @@ class JUNGFRAU(MultiModuleDetector):
             return ['cell', 'slow_scan', 'fast_scan']
         if ndim == 1:
             return ['cell']
-        return [f'dim_{i}' for i in range(ndim)]
+        return super()._entry_dims(key, ndim)
 
 
 ALL = (AGIPD1M, AGIPD500K, LPD1M, DSSC1M, JUNGFRAU)

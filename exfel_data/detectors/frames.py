@@ -136,11 +136,17 @@ class LabelPatterns:
         if have.size == 0:
             return
         c0 = counts[have[0]]
-        if (counts[have] == c0).all() and have.size == counts.size:
-            # Fast path: same frame count in every train -> one unique() on a 2D view
-            uniq, inverse = np.unique(labels.reshape(-1, c0), axis=0, return_inverse=True)
-            pids = np.array([self._intern(row) for row in uniq], dtype=np.int32)
-            self.ids[mod_ix] = pids[inverse.reshape(-1)]
+        if (counts[have] == c0).all():
+            # Same frame count in every train with data: compare whole rows at once
+            rows = labels.reshape(-1, c0)
+            if (rows == rows[0]).all():
+                self.ids[mod_ix, have] = self._intern(rows[0])
+                return
+            as_bytes = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.itemsize * c0)))
+            uniq, first, inverse = np.unique(as_bytes.reshape(-1), return_index=True,
+                                             return_inverse=True)
+            pids = np.array([self._intern(rows[i]) for i in first], dtype=np.int32)
+            self.ids[mod_ix, have] = pids[inverse.reshape(-1)]
             return
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         for t in have:
@@ -212,29 +218,31 @@ def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray
         (modules, trains) bool; True drops that module's frames in that train.
     """
     ids = pat.ids if exclude is None else np.where(exclude, -1, pat.ids)
-    # Selected frame offsets (and their labels) for each (pattern, reference) pair
-    pair_of: dict[tuple[int, int], int] = {}
+    # Selected frame offsets (and their labels) for each (pattern, reference) pair;
+    # pairs are found with one unique() rather than a Python loop over (module, train).
+    valid = ids >= 0
+    refs = reference if pulses.kind == 'index' else np.full(ids.shape[1], -1)
+    n_pat = len(pat.patterns) + 1
+    combo = ids.astype(np.int64) * n_pat + (np.asarray(refs, np.int64)[None, :] + 1)
+    uniq, inverse = np.unique(combo[valid], return_inverse=True)
     pair_ids = np.full(ids.shape, -1, dtype=np.int32)
+    pair_ids[valid] = inverse.reshape(-1)
     sel_offsets: list[np.ndarray] = []
     sel_labels: list[np.ndarray] = []
-    for (m, t) in zip(*np.nonzero(ids >= 0), strict=True):
-        p = int(ids[m, t])
-        r = int(reference[t]) if pulses.kind == 'index' else -1
-        q = pair_of.get((p, r))
-        if q is None:
-            q = pair_of[(p, r)] = len(sel_offsets)
-            seq = pat.patterns[p]
-            if pulses.kind == 'all':
-                offs = np.arange(seq.size)
-            elif pulses.kind == 'id':
-                offs = np.flatnonzero(pulses.id_mask(seq))
-            else:
-                ref = pat.patterns[r] if r >= 0 else seq
-                wanted = ref[pulses.positions(ref.size)]
-                offs = np.flatnonzero(np.isin(seq, wanted))
-            sel_offsets.append(offs)
-            sel_labels.append(seq[offs])
-        pair_ids[m, t] = q
+    for c in uniq.tolist():
+        seq = pat.patterns[c // n_pat]
+        r = c % n_pat - 1
+        if pulses.kind == 'all':
+            offs = np.arange(seq.size)
+        elif pulses.kind == 'id':
+            offs = np.flatnonzero(pulses.id_mask(seq))
+        elif r < 0 or np.unique(seq).size != seq.size:
+            offs = pulses.positions(seq.size)  # no usable labels: positions in the train
+        else:
+            ref = pat.patterns[r]
+            offs = np.flatnonzero(np.isin(seq, ref[pulses.positions(ref.size)]))
+        sel_offsets.append(offs)
+        sel_labels.append(seq[offs])
 
     positional = any(np.unique(lab).size != lab.size for lab in sel_labels)
     if positional:

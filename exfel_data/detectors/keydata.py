@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
 
 from exfel_data.reading import roi_shape
 
+from .base import DetectorDataWarning
 from .errors import FillValueError, ModuleMismatchError
 from .frames import LabelPatterns, expand_blocks, normalise_pulses, plan_slots
 from .readblocks import ModuleRows, Segment, read_box
@@ -150,9 +152,6 @@ class DetectorKeyData:
             exclude = (counts != ref_counts[None, :]) & (counts > 0)
         plan = plan_slots(pat, self.pulses, reference, exclude)
         if plan.positional and use_labels:
-            import warnings
-
-            from .base import DetectorDataWarning
             warnings.warn(
                 f"{det.detector_name}: {label_key} values repeat within a train, so the "
                 f"pulse axis is labelled by position in the train instead", DetectorDataWarning,
@@ -283,8 +282,9 @@ class DetectorKeyData:
         shape = self.shape_for(roi, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tpc, spc = _chunking or self._chunking(roi, dtype.itemsize, chunk_bytes)
-        train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)]
-        slot_bounds = [(a, min(a + spc, n_slots)) for a in range(0, n_slots, spc)]
+        # An empty selection still gets one (empty) chunk per module
+        train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)] or [(0, 0)]
+        slot_bounds = [(a, min(a + spc, n_slots)) for a in range(0, n_slots, spc)] or [(0, 0)]
         entry = shape[3 if plan.has_pulse_axis else 2:]
         name = f"exfel-det-{self.key}-{_token(self, roi, dtype, fill, module_gaps, tpc, spc)}"
         dsk = {}
@@ -323,6 +323,18 @@ class DetectorKeyData:
     def data_availability(self) -> np.ndarray:
         """(modules, trains) number of selected frames (or entries) per module and train."""
         return self._plan().covered()
+
+    def data_availability_slots(self) -> np.ndarray:
+        """(trains, slots) number of modules with a frame in each pulse slot."""
+        plan = self._plan()
+        n_trains = len(self.det.train_ids)
+        out = np.zeros((n_trains, plan.n_slots), np.int64)
+        for i in range(len(self.det.modules)):
+            for q in np.unique(plan.pair_ids[i][plan.pair_ids[i] >= 0]):
+                tix = np.flatnonzero(plan.pair_ids[i] == q)
+                for _off, slot, n in plan.pair_blocks[q]:
+                    out[tix, slot:slot + n] += 1
+        return out
 
 
 def _mode_per_train(ids: np.ndarray) -> np.ndarray:
@@ -371,11 +383,17 @@ class MaskedDetectorKeyData(DetectorKeyData):
                                module_gaps=module_gaps)
         value = self._check_value(data.dtype)
         mask_kd = self._mask()
+        plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
+        n_trains = len(self.det.train_ids)
+        one_shape = (1,) + data.shape[1:]
+        entry_ndim = len(one_shape) - (3 if plan.has_pulse_axis else 2)
         # One module of mask at a time keeps the extra memory to one module
-        slots = self._module_slots(module_gaps)
-        for m, slot in zip(self.det.modules, slots, strict=True):
-            one = mask_kd._copy(det=_single_module(self.det, m))
-            mask = one.ndarray(roi=roi, fill_value=0)[0]
+        for i, (m, slot) in enumerate(zip(self.det.modules, self._module_slots(module_gaps),
+                                          strict=True)):
+            rows, vstart = mask_kd._module_rows(m)
+            runs = expand_blocks(plan, i, vstart, slice(0, n_trains), slice(0, plan.n_slots))
+            mask = read_box(((0, rows, runs),), one_shape, entry_ndim, mask_kd.dtype,
+                            mask_kd.dtype.type(0), False, roi)[0]
             data[slot][self._bad(mask)] = value
         return data
 
@@ -399,15 +417,6 @@ class MaskedDetectorKeyData(DetectorKeyData):
                             name=self.key)
 
 
-def _single_module(det, modno: int):
-    new = object.__new__(type(det))
-    new.__dict__.update(det.__dict__)
-    new.modno_to_source = {modno: det.modno_to_source[modno]}
-    new._counts = det._counts[[modno]]
-    new._plans = {}
-    return new
-
-
 def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
     """Generator behind ``det.trains()``: read blocks of trains, yield per-train views."""
     first = det[keys[0]].select_pulses(pulses, subtrain_index)
@@ -416,26 +425,24 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                       * first.dtype.itemsize * len(det.modules))
     frames_per_part = max(1, chunk_bytes // frame_bytes)
     for part in det.split_trains(frames_per_part=frames_per_part):
-        arrays = {k: part[k].select_pulses(pulses, subtrain_index).xarray(fill_value=fill_value)
-                  for k in keys}
-        plan = part[keys[0]].select_pulses(pulses, subtrain_index)._plan()
-        have = plan.pair_ids >= 0  # (modules, trains)
+        keydata = {k: part[k].select_pulses(pulses, subtrain_index) for k in keys}
+        arrays = {k: kd.xarray(fill_value=fill_value) for k, kd in keydata.items()}
+        plans = {k: kd._plan() for k, kd in keydata.items()}
+        have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
+        n_mod = len(part.modules)
         for t, tid in enumerate(part.train_ids):
-            if require_all and not have[:, t].all():
-                continue
-            if not have[:, t].any():
+            if not have[:, t].any() or (require_all and not have[:, t].all()):
                 continue
             out = {}
             for k, arr in arrays.items():
                 one = arr[:, t]
                 if 'train' in one.coords:
                     one = one.drop_vars('train')
-                pdim = one.dims[1] if one.ndim > 1 and one.dims[1] in ('pulse', 'cell') else None
-                if pdim is not None:
-                    kplan = part[k].select_pulses(pulses, subtrain_index)._plan()
-                    slots = np.zeros(kplan.n_slots, bool)
-                    for i in range(len(part.modules)):
-                        slots |= kplan.slot_mask(i, t)
+                if keydata[k].per_frame:
+                    # Keep the pulse slots some module filled in this train
+                    slots = np.zeros(plans[k].n_slots, bool)
+                    for i in range(n_mod):
+                        slots |= plans[k].slot_mask(i, t)
                     if not slots.all():
                         one = one[:, slots]
                 out[k] = one

@@ -110,7 +110,9 @@ def read_runs(dest: np.ndarray, blocks: np.ndarray, rows: ModuleRows, roi: tuple
         group = (src - src[0]) // span_limit
         for g in np.unique(group):
             b = seg_blocks[group == g]
-            if len(b) > 1 and b[:, 2].mean() < _SHORT_RUN:
+            span = int(b[-1, 0] + b[-1, 2] - b[0, 0])
+            # Scatter from one read when runs are short and the span is mostly wanted
+            if len(b) > 1 and b[:, 2].mean() < _SHORT_RUN and b[:, 2].sum() * 4 >= span:
                 _read_scattered(ds, dest, b, offset, file_roi)
             else:
                 for s, d, k in b:

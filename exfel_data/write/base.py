@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -17,13 +19,16 @@ class MissingDependencyError(ImportError):
     """An optional dependency of an output format is not installed."""
 
 
-def require(module: str, extra: str, fmt: str):
-    """Import an optional module or say which extra to install."""
+def require(module: str, extra: str, feature: str):
+    """Import an optional module or say which extra to install.
+
+    ``feature`` names what needs it in the message, e.g. ``"--to zarr"``.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"--to {fmt} needs the Python package '{module}', which is not installed. "
+            f"{feature} needs the Python package '{module}', which is not installed. "
             f"Install it with: pip install 'exfel-data[{extra}]'") from exc
 
 
@@ -118,6 +123,57 @@ class Writer:
         return ConversionError(f"{self.name}: cannot write {kp.source} {kp.key} "
                                f"({kp.dtype}, entry shape {kp.entry_shape}): {why}"
                                + (f". {hint}" if hint else ""))
+
+
+class FolderWriter(Writer):
+    """A format whose output is a folder of files (exdf, png).
+
+    Part outputs carry :data:`PART_FILE`; merging puts the files matching
+    :attr:`merge_pattern` of all parts into one folder.
+    """
+
+    directory = True
+    merge_pattern: ClassVar[str]
+
+    def write_part_file(self) -> None:
+        info = part_json(self.plan)
+        if info:
+            (self.path / PART_FILE).write_text(info)
+
+    @classmethod
+    def read_part_info(cls, path: Path) -> dict:
+        f = path / PART_FILE
+        if not f.exists():
+            raise ConversionError(f"{path} is not a part output (made with --part i/N)")
+        return json.loads(f.read_text())
+
+    @classmethod
+    def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
+        link_tree(parts, out, progress, cls.merge_pattern)
+
+
+#: Part record in folder outputs (readers ignore it; merge leaves it out).
+PART_FILE = "exfel-data-part.json"
+
+
+def link_tree(parts: list[Path], out: Path, progress: Progress, pattern: str) -> None:
+    """Put the files matching ``pattern`` of several folders into ``out`` (hard links where
+    possible, so the parts stay intact at no cost); the same name in two parts is an
+    error. Other files (part records, readers' caches) are left out."""
+    for part in parts:
+        for src in sorted(part.rglob(pattern)):
+            if src.is_dir():
+                continue
+            dest = out / src.relative_to(part)
+            if dest.exists():
+                raise ConversionError(f"{src.relative_to(part)} exists in two parts "
+                                      f"(second: {part})")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+            progress.update(src.stat().st_size)
 
 
 def part_json(plan: ConversionPlan) -> str | None:

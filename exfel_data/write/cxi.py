@@ -34,8 +34,11 @@ from .plan import ConversionError, ConversionPlan
 from .png import frame_numbers
 
 PART_ATTR = "exfel_data_part"
-_PER_FRAME = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",
+_XTDF_KEYS = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",
               "cellId": "image.cellId", "pulseId": "image.pulseId"}
+# JUNGFRAU: one entry per train holding all memory cells; each cell is a frame.
+_JF_KEYS = {"data": "data.adc", "mask": "data.mask", "gain": "data.gain",
+            "cellId": "data.memoryCell"}
 _FILL = {"mask": 0xFFFFFFFF, "gain": 0}
 
 
@@ -44,24 +47,41 @@ class _Module:
     number: int
     source: str
     keys: dict  # dataset name ('data', 'mask', 'gain', 'cellId', 'pulseId') -> KeyData
+    cells: int = 0  # JUNGFRAU: frames (memory cells) per entry; 0 for XTDF (one per entry)
+
+    def frame_shape(self, name: str) -> tuple:
+        shape = tuple(self.keys[name].entry_shape)
+        return shape[1:] if self.cells else shape
+
+    def frames(self, rows: np.ndarray, row_tids: np.ndarray):
+        """Rows of a key as frames, with the train ID of each frame."""
+        if not self.cells:
+            return rows, row_tids
+        return rows.reshape((-1,) + rows.shape[2:]), np.repeat(row_tids, self.cells)
 
 
 def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
-    """The XTDF detector in the plan and its selected modules (sorted by number)."""
+    """The detector in the plan and its selected modules (sorted by number)."""
     selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
     for det, modules in plan.run.detector_modules().items():
         for number, src in modules.items():
             run_keys = set(plan.run.keys_for_source(src))
-            if src not in selected or "image.data" not in run_keys:
-                continue  # not selected, or not an XTDF (AGIPD, LPD, DSSC) module
-            keys = {name: plan.run[src, key] for name, key in _PER_FRAME.items()
-                    if key in run_keys}
-            found.setdefault(det, []).append(_Module(number, src, keys))
+            if src not in selected:
+                continue
+            if "image.data" in run_keys:  # AGIPD, LPD, DSSC
+                mapping, cells = _XTDF_KEYS, 0
+            elif "data.adc" in run_keys:  # JUNGFRAU
+                mapping, cells = _JF_KEYS, plan.run[src, "data.adc"].entry_shape[0]
+            else:
+                continue
+            keys = {name: plan.run[src, key] for name, key in mapping.items() if key in run_keys}
+            found.setdefault(det, []).append(_Module(number, src, keys, cells))
     if not found:
         raise ConversionError(
-            "cxi: no AGIPD/LPD/DSSC module source (…/DET/<n>CH0:xtdf or …/CORR/<n>CH0:output "
-            "with image.data) in the selection; select one with e.g. --select '*/DET/*'")
+            "cxi: no detector module source (AGIPD/LPD/DSSC …/DET/<n>CH0:xtdf with image.data, "
+            "JUNGFRAU …/DET/JNGFR<n>:daqOutput with data.adc) in the selection; select one "
+            "with e.g. --select '*/DET/*'")
     if len(found) > 1:
         raise ConversionError(f"cxi: the selection holds several detectors "
                               f"({', '.join(sorted(found))}); select one")
@@ -91,7 +111,7 @@ class CxiWriter(Writer):
             print(f"cxi: not written (not detector frames): {', '.join(others[:5])}"
                   f"{' ...' if len(others) > 5 else ''}", file=sys.stderr)
         counts = np.stack([m.keys["data"].data_counts(labelled=False).astype(np.int64)
-                           for m in mods])
+                           * max(m.cells, 1) for m in mods])
         frames_per_train = counts.max(axis=0)
         uneven = np.flatnonzero((counts != frames_per_train).any(axis=0))
         if uneven.size:
@@ -100,7 +120,7 @@ class CxiWriter(Writer):
                   file=sys.stderr)
         n_frames = int(frames_per_train.sum())
         names = [n for n in ("data", "mask", "gain") if all(n in m.keys for m in mods)]
-        entry = mods[0].keys["data"]
+        frame_shape = mods[0].frame_shape("data")
         with h5py.File(self.path, "w") as f:
             info = part_json(plan)
             if info:
@@ -115,12 +135,12 @@ class CxiWriter(Writer):
             dgrp.attrs["name"] = det
             dsets = {}
             for n in names:
-                kd = mods[0].keys[n]
-                shape = (n_frames, len(mods)) + tuple(kd.entry_shape)
+                kd, fshape = mods[0].keys[n], mods[0].frame_shape(n)
                 dsets[n] = dgrp.create_dataset(
-                    n, shape, dtype=kd.dtype, chunks=(1, len(mods)) + tuple(kd.entry_shape)
-                    if n_frames else None, fillvalue=_fill(n, np.dtype(kd.dtype)))
-                extra = ":data_gain" if len(kd.entry_shape) == 3 else ""
+                    n, (n_frames, len(mods)) + fshape, dtype=kd.dtype,
+                    chunks=(1, len(mods)) + fshape if n_frames else None,
+                    fillvalue=_fill(n, np.dtype(kd.dtype)))
+                extra = ":data_gain" if len(fshape) == 3 else ""
                 dsets[n].attrs["axes"] = f"experiment_identifier:module_identifier{extra}:y:x"
             tid_ds = grp.create_dataset("trainId", (n_frames,), dtype=np.uint64)
             pid_ds = grp.create_dataset("pulseId", (n_frames,), dtype=np.uint64)
@@ -133,7 +153,8 @@ class CxiWriter(Writer):
             grp["data_1"] = h5py.SoftLink("/entry_1/instrument_1/detector_1")
 
             budget = max(plan.block_bytes // max(len(mods), 1), 1)
-            per_frame = max(1, int(np.prod(entry.entry_shape)) * np.dtype(entry.dtype).itemsize)
+            per_frame = max(1, int(np.prod(frame_shape)) *
+                            np.dtype(mods[0].keys["data"].dtype).itemsize)
             frame_start = 0
             t = 0
             while t < plan.n_trains:
@@ -155,7 +176,7 @@ class CxiWriter(Writer):
             return
         tids = plan.train_ids[trains]
         offsets = np.cumsum(fpt) - fpt
-        blocks = {n: np.full((nf, len(mods)) + tuple(mods[0].keys[n].entry_shape),
+        blocks = {n: np.full((nf, len(mods)) + mods[0].frame_shape(n),
                              _fill(n, np.dtype(mods[0].keys[n].dtype)),
                              dtype=mods[0].keys[n].dtype) for n in names}
         pulse = np.zeros(nf, dtype=np.uint64)
@@ -167,8 +188,7 @@ class CxiWriter(Writer):
                     continue
                 sub = mod.keys[n].select_trains(trains)
                 kp_dtype = np.dtype(sub.dtype)
-                rows = sub.ndarray()
-                row_tids = sub.train_id_coordinates()
+                rows, row_tids = mod.frames(sub.ndarray(), sub.train_id_coordinates())
                 dest = offsets[np.searchsorted(tids, row_tids)] + frame_numbers(row_tids)
                 if n in blocks:
                     blocks[n][dest, mi] = rows
@@ -180,6 +200,9 @@ class CxiWriter(Writer):
                     new = ~have_pulse[dest]
                     pulse[dest[new]] = vals[new]
                     have_pulse[dest] = True
+        # No pulse ID recorded (JUNGFRAU): the frame's position in its train.
+        no_pulse = ~have_pulse
+        pulse[no_pulse] = (np.arange(nf) - np.repeat(offsets, fpt.astype(np.intp)))[no_pulse]
         sl = slice(frame_start, frame_start + nf)
         for n in names:
             dsets[n][sl] = blocks[n]

@@ -12,17 +12,15 @@ written with the shared low-level :class:`~exfel_data.write.exdf_writer.ExdfWrit
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .base import Progress, Writer, part_json
+from .base import FolderWriter
 from .exdf_writer import KEY_ATTRIBUTES, STRING_DTYPE, ExdfWriter
 from .plan import ConversionError, ConversionPlan, KeyPlan
-from .png import PART_FILE, link_tree
 
 _FILE_NAME = re.compile(
     r"^(?P<cls>[A-Za-z]+)-R(?P<run>\d+)-(?P<agg>[A-Za-z0-9]+)-S(?P<seq>\d+)\.h5$")
@@ -44,19 +42,13 @@ def _base_key(key: str) -> str:
     return key
 
 
-class ExdfConverter(Writer):
+class ExdfConverter(FolderWriter):
     name = "exdf"
-    directory = True
-
-    @classmethod
-    def check(cls, plan: ConversionPlan, **options) -> None:
-        super().check(plan)
+    merge_pattern = "*.h5"
 
     def write(self) -> None:
         plan = self.plan
-        info = part_json(plan)
-        if info:
-            (self.path / PART_FILE).write_text(info)
+        self.write_part_file()
         files: dict[tuple[str, str], list[KeyPlan]] = defaultdict(list)
         for kp in plan.keys:
             files[_origin(kp)].append(kp)
@@ -134,17 +126,6 @@ class ExdfConverter(Writer):
             self.progress.update(block.nbytes)
         if row != kp.n_rows:
             raise ConversionError(f"exdf: {kp}: expected {kp.n_rows} rows, read {row}")
-
-    @classmethod
-    def read_part_info(cls, path: Path) -> dict:
-        f = path / PART_FILE
-        if not f.exists():
-            raise ConversionError(f"{path} is not a part output (made with --part i/N)")
-        return json.loads(f.read_text())
-
-    @classmethod
-    def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        link_tree(parts, out, progress, "*.h5")
 
 
 def _timestamps(plan: ConversionPlan):

@@ -47,7 +47,7 @@ class MatWriter(Writer):
 
     @classmethod
     def check(cls, plan: ConversionPlan, **options) -> None:
-        require("scipy.io", "formats", cls.name)
+        require("scipy.io", "formats", f"--to {cls.name}")
         super().check(plan)
         if plan.nbytes > MAX_BYTES:
             raise ConversionError(
@@ -56,7 +56,7 @@ class MatWriter(Writer):
                 "or exdf")
 
     def write(self) -> None:
-        sio = require("scipy.io", "formats", self.name)
+        sio = require("scipy.io", "formats", f"--to {self.name}")
         plan = self.plan
         out: dict = {"trainId": plan.train_ids.astype(np.uint64).reshape(-1, 1),
                      "timestamp": plan.timestamps.astype(np.uint64).reshape(-1, 1)}
@@ -90,7 +90,7 @@ class MatWriter(Writer):
 
     @classmethod
     def read_part_info(cls, path: Path) -> dict:
-        sio = require("scipy.io", "formats", cls.name)
+        sio = require("scipy.io", "formats", f"--to {cls.name}")
         m = sio.loadmat(str(path), variable_names=[PART_VAR])
         if PART_VAR not in m:
             raise ConversionError(f"{path} is not a part output (made with --part i/N)")
@@ -98,7 +98,7 @@ class MatWriter(Writer):
 
     @classmethod
     def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        sio = require("scipy.io", "formats", cls.name)
+        sio = require("scipy.io", "formats", f"--to {cls.name}")
         mats = [sio.loadmat(str(p), squeeze_me=False, struct_as_record=True) for p in parts]
         first = mats[0]
         merged: dict = {}

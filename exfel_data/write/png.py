@@ -10,20 +10,14 @@ two dimensions (e.g. raw AGIPD data/gain planes) add ``_<plane>`` for each image
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .base import Progress, Writer, part_json
+from .base import FolderWriter
 from .plan import ConversionError, ConversionPlan
-
-PART_FILE = "exfel-data-part.json"
 
 
 @dataclass(frozen=True)
@@ -114,9 +108,9 @@ def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(starts, lengths)
 
 
-class PngWriter(Writer):
+class PngWriter(FolderWriter):
     name = "png"
-    directory = True
+    merge_pattern = "*.png"
 
     @classmethod
     def check(cls, plan: ConversionPlan, **options) -> None:
@@ -131,9 +125,7 @@ class PngWriter(Writer):
 
     def write(self) -> None:
         scale = parse_png_scale(self.options.get("png_scale"))
-        info = part_json(self.plan)
-        if info:
-            (self.path / PART_FILE).write_text(info)
+        self.write_part_file()
         for kp in self.plan.keys:
             folder = self.path / safe_name(kp.source) / kp.key
             folder.mkdir(parents=True, exist_ok=True)
@@ -148,34 +140,3 @@ class PngWriter(Writer):
                         (folder / f"{tid}_{fr:04d}{suffix}.png").write_bytes(
                             encode_png(to_grey(stack[p], scale)))
                 self.progress.update(block.nbytes)
-
-    @classmethod
-    def read_part_info(cls, path: Path) -> dict:
-        f = path / PART_FILE
-        if not f.exists():
-            raise ConversionError(f"{path} is not a part output (made with --part i/N)")
-        return json.loads(f.read_text())
-
-    @classmethod
-    def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        link_tree(parts, out, progress, "*.png")
-
-
-def link_tree(parts: list[Path], out: Path, progress: Progress, pattern: str) -> None:
-    """Put the files matching ``pattern`` of several folders into ``out`` (hard links where
-    possible, so the parts stay intact at no cost); the same name in two parts is an
-    error. Other files (part records, readers' caches) are left out."""
-    for part in parts:
-        for src in sorted(part.rglob(pattern)):
-            if src.is_dir():
-                continue
-            dest = out / src.relative_to(part)
-            if dest.exists():
-                raise ConversionError(f"{src.relative_to(part)} exists in two parts "
-                                      f"(second: {part})")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
-            progress.update(src.stat().st_size)

@@ -81,8 +81,9 @@ def parse_trains(text: str) -> TrainRange:
     start, stop, step = parts
     if step == 0:
         raise ValueError("a train range step cannot be 0")
-    if by == "id" and (step or 1) < 0:
-        raise ValueError("train ID ranges cannot go backwards")
+    if (step or 1) < 0:
+        raise ValueError("train ranges cannot go backwards (a negative step): trains are "
+                         "always read and written in order")
     return TrainRange(by, slice(start, stop, step))
 
 

@@ -42,7 +42,7 @@ class ZarrWriter(Writer):
 
     @classmethod
     def check(cls, plan, **options) -> None:
-        require("zarr", "formats", cls.name)
+        require("zarr", "formats", f"--to {cls.name}")
         super().check(plan)
         for kp in plan.keys:
             if kp.dtype.names is not None:
@@ -50,7 +50,7 @@ class ZarrWriter(Writer):
                                       "use --to npz or --to exdf")
 
     def write(self) -> None:
-        zarr = require("zarr", "formats", self.name)
+        zarr = require("zarr", "formats", f"--to {self.name}")
         plan = self.plan
         root = zarr.open_group(store=str(self.path), mode="w")
         root.attrs["run"] = plan.run_path
@@ -75,7 +75,7 @@ class ZarrWriter(Writer):
 
     @classmethod
     def read_part_info(cls, path: Path) -> dict:
-        zarr = require("zarr", "formats", cls.name)
+        zarr = require("zarr", "formats", f"--to {cls.name}")
         attrs = dict(zarr.open_group(store=str(path), mode="r").attrs)
         if PART_ATTR not in attrs:
             raise ConversionError(f"{path} is not a part output (made with --part i/N)")
@@ -83,7 +83,7 @@ class ZarrWriter(Writer):
 
     @classmethod
     def merge(cls, parts: list[Path], out: Path, progress: Progress) -> None:
-        zarr = require("zarr", "formats", cls.name)
+        zarr = require("zarr", "formats", f"--to {cls.name}")
         groups = [zarr.open_group(store=str(p), mode="r") for p in parts]
         names = sorted(name for name, _ in groups[0].arrays()) + [
             f"{g}/{name}" for g in _subgroups(groups[0]) for name in _array_names(groups[0][g])]

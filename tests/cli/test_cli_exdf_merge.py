@@ -86,7 +86,7 @@ def test_exdf_control_value_without_timestamp_selected(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, name, select", [
-    ("exdf", "out", SELECT),
+    ("exdf", "out", [f"{XGM}[beamPosition.*]", "*/DET/0CH0:xtdf[image.*]"]),
     ("npz", "out.npz", SELECT),
     ("csv", "out.csv", [f"{XGM}[*.value]", "SA1_XTD2_XGM/*:output[data.intensityTD]"]),
     ("json", "out.json", [f"{XGM}[*.value]"]),
@@ -199,3 +199,16 @@ def test_workers(run_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert_equal_outputs("npz", whole, par, run_dir)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz", "w.npz"]
+
+
+def test_scheduler_address(run_dir, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
+    sel = [f"{XGM}[*.value]"]
+    convert(run_dir, whole, "csv", select=sel)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster:
+        res = cli("convert", run_dir, par, "--to", "csv", "-q", "--select", sel[0],
+                  "--scheduler", cluster.scheduler_address, "--workers", "3")
+    assert res.exit_code == 0, res.output
+    assert par.read_text() == whole.read_text()

@@ -124,6 +124,9 @@ def test_jungfrau(jungfrau_path, open_run):
     np.testing.assert_array_equal(arr.values[2], expected)
     cells = det.get_array('data.memoryCell')
     assert cells.dims == ('module', 'train', 'cell')
+    lazy = det.get_dask_array('data.adc', chunk_bytes=1500)
+    assert lazy.dims == arr.dims and lazy.data.numblocks[:2] == (4, 6)
+    np.testing.assert_array_equal(lazy.values, arr.values)
     gaps = det.get_array('data.adc', module_gaps=True)
     assert gaps.shape[0] == 4
     assert list(det.trains())[0][1]['data.adc'].dims == ('module', 'cell', 'slow_scan',
@@ -175,6 +178,10 @@ def test_select_and_split_trains(agipd_corr_path, open_run):
     parts = list(det.split_trains(frames_per_part=10))
     assert [len(p.train_ids) for p in parts] == [2] * 6
     assert sum(len(p.train_ids) for p in det.split_trains(parts=5)) == N_TRAINS
+    mixed = list(det.split_trains(parts=8, frames_per_part=1000))
+    assert len(mixed) >= 8 and sum(len(p.train_ids) for p in mixed) == N_TRAINS
+    # positional pulses argument, as in EXtra-data
+    assert det.get_array('image.data', np.s_[:2]).shape[2] == 2
     assert det.frames_per_train == 4
 
 
@@ -290,9 +297,13 @@ def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_r
     graph = dict(lazy.data.__dask_graph__())
     blob = pickle.dumps(graph)
     assert b'h5py' not in blob  # file names and dataset paths only
+    import dask.array as da
+    roundtrip = da.Array(pickle.loads(blob), lazy.data.name, lazy.data.chunks, lazy.dtype)
+    np.testing.assert_array_equal(roundtrip.compute(scheduler='sync'),
+                                  det.get_array('image.data').values)
     expected = det.get_array('image.data').values
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=':0') as cluster, Client(cluster) as client:
         mean = client.compute(lazy.data.mean(axis=(1, 2))).result()
         total = lazy.sum(dim=('train', 'pulse')).compute()
     np.testing.assert_allclose(mean, expected.mean(axis=(1, 2)), rtol=1e-6)
@@ -328,6 +339,11 @@ def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
         np.testing.assert_array_equal(a.coords['module'], b.coords['module'])
         np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(ours.frame_counts.values, theirs.frame_counts.values)
+    a = ours.get_array('image.data', unstack_pulses=False)
+    b = theirs.get_array('image.data', unstack_pulses=False)
+    assert a.dims == b.dims
+    np.testing.assert_array_equal(a.values, b.values)
+    assert list(a.indexes['train_pulse']) == list(b.indexes['train_pulse'])
 
 
 def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
@@ -340,3 +356,75 @@ def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
     det = AGIPD1M(run)
     assert det.data_availability().to_numpy().min() == 4
     assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
+
+
+def test_agipd500k(runs_dir, open_run):
+    from exfel_data.detectors import AGIPD500K
+    from exfel_data.testing import AGIPD500K as Sim500K
+
+    path = make_run(runs_dir / 'agipd500k', n_trains=3, progress=False,
+                    devices=list(Sim500K(raw=False, frames_per_train=2, module_shape=SHAPE)))
+    run = open_run(path)
+    det = AGIPD500K(run)
+    assert det.detector_name == 'HED_DET_AGIPD500K2G' and det.n_modules == 8
+    assert det.get_array(module_gaps=True).shape == (8, 3, 2) + SHAPE
+    assert identify_multimod_detectors(run) == {('HED_DET_AGIPD500K2G', AGIPD500K)}
+
+
+def test_per_train_keys_and_gaps_lazily(agipd_raw_path, open_run):
+    det = AGIPD1M(open_run(agipd_raw_path), raw=True, modules=[1, 3])
+    counts = det.get_array('header.pulseCount')
+    assert counts.dims == ('module', 'train')
+    assert (counts.values == 4).all()
+    lazy = det.get_dask_array('image.data', module_gaps=True, roi=np.s_[0])
+    assert lazy.shape == (16, N_TRAINS, 4) + SHAPE
+    eager = det.get_array('image.data', module_gaps=True, roi=np.s_[0])
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    assert (eager.values[0] == 0).all() and (eager.values[1] != 0).any()
+
+
+def test_corrected_with_legacy_links(runs_dir, open_run):
+    path = make_run(runs_dir / 'links', n_trains=3, progress=False, devices=list(SimAGIPD(
+        raw=False, frames_per_train=2, module_shape=SHAPE, corrected_naming='output+links')))
+    run = open_run(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DetectorDataWarning)
+        det = AGIPD1M(run)
+    assert det.modno_to_source[0].endswith('/CORR/0CH0:output')
+    assert det.get_array().shape == (16, 3, 2) + SHAPE
+
+
+def test_stacked_train_pulse_layout(messy_path, open_run):
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(messy_path), raw=True)
+    flat = det.get_array('image.data', unstack_pulses=False, roi=np.s_[0])
+    assert flat.dims == ('module', 'train_pulse', 'slow_scan', 'fast_scan')
+    assert flat.shape[1] == 8 * 4  # every slot has some module's frame
+    full = det.get_array('image.data', roi=np.s_[0])
+    np.testing.assert_array_equal(flat.values, full.values.reshape(16, 32, *SHAPE))
+    assert flat.indexes['train_pulse'].names == ['train', 'pulse']
+    sparse = det.get_array('image.data', by_id[[20, 99]], unstack_pulses=False)
+    assert sparse.shape[1] == 8
+
+
+def test_masked_data_messy(runs_dir, open_run):
+    devices = list(SimAGIPD(raw=False, frames_per_train=4, module_shape=SHAPE))
+    path = make_run(runs_dir / 'messy_corr', n_trains=4, devices=devices, progress=False,
+                    defects=[FrameCountMismatch('AGIPD05', (1,), frames=2)])
+    with pytest.warns(DetectorDataWarning):
+        det = AGIPD1M(open_run(path))
+    data = det.get_array().values
+    mask = det.get_array('image.mask', fill_value=0).values
+    masked = det.masked_data().ndarray()
+    np.testing.assert_array_equal(masked, np.where(mask != 0, np.nan, data))
+    assert np.isnan(masked[5, 1, 2:]).all()
+
+
+def test_empty_selections(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    none = det.select_trains(by_id[[]])
+    assert none.get_array().shape == (16, 0, 0) + SHAPE
+    assert none.get_dask_array().compute().shape == (16, 0, 0) + SHAPE
+    assert list(none.trains()) == []
+    no_pulse = det.get_dask_array(pulses=by_id[[999]])
+    assert no_pulse.compute().shape == (16, N_TRAINS, 0) + SHAPE

@@ -176,3 +176,44 @@ def test_module_stack_view():
     assert stack[:, -1].shape == (4, 8, 6)
     with pytest.raises(IndexError):
         stack[:, 16]
+
+
+# -- with the real producers of train dicts ------------------------------------------
+
+def test_stack_run_trains_matches_get_array(agipd_corr_path, open_run):
+    from exfel_data.detectors import AGIPD1M as Det
+
+    run = open_run(agipd_corr_path)
+    arr = Det(run).get_array('image.data')
+    sel = run.select('SPB_DET_AGIPD1M-1/CORR/*', 'image.*')
+    for i, (_tid, data) in enumerate(sel.trains()):
+        assert 'SA1_XTD2_XGM/XGM/DOOCS:output' not in data
+        stacked = stack_detector_data(data, 'image.data')
+        assert stacked.shape == (4, 16) + arr.shape[-2:]
+        np.testing.assert_array_equal(stacked, arr.values[:, i].swapaxes(0, 1))
+        if i == 2:
+            break
+    # the whole train dict, with the XGM and metadata in it
+    tid, data = run.train_from_index(0)
+    assert 'SA1_XTD2_XGM/XGM/DOOCS:output' in data
+    np.testing.assert_array_equal(stack_detector_data(data, 'image.data'),
+                                  arr.values[:, 0].swapaxes(0, 1))
+
+
+def test_stack_run_handler_trains(agipd_raw_path):
+    from exfel_data import RunHandler
+
+    handler = RunHandler(str(agipd_raw_path))
+    tid, data = next(iter(handler.trains()))
+    stacked = stack_detector_data(data, 'image.data')
+    assert stacked.shape == (4, 2, 16, 16, 8) and stacked.dtype == np.uint16
+
+
+def test_stack_bridge_simulated_jungfrau():
+    from bridge.simulation import Simulator
+
+    data, meta = Simulator('JUNGFRAU', modules=3, pulses=2).train(0)
+    stacked = stack_detector_data(data, 'data.adc', modules=3)
+    assert stacked.shape[:2] == (2, 3)
+    srcs = sorted(s for s in data if 'JNGFR' in s)
+    np.testing.assert_array_equal(stacked[:, 1], data[srcs[1]]['data.adc'])

@@ -302,3 +302,29 @@ def test_context_manager_closes_files(small_run_dir):
     # reopened on demand
     assert run[CAM, "data.image.pixels"].shape == (30, 4, 6)
     run[CAM, "data.image.pixels"].ndarray()
+
+
+def test_trains_options(small_run):
+    sel = small_run.select([(CAM, "*"), (XGM, "state"), (DET.format(0), "image.cellId")])
+    tid, d = next(iter(sel.trains(flat_keys=True)))
+    assert tid == 10000
+    assert d[(XGM, "state.value")] == "OFF"
+    assert d[(CAM, "metadata")] == {"source": CAM, "timestamp.tid": 10000}
+    assert d[(CAM, "data.image.pixels")].shape == (4, 6)
+    tid, d = sel.train_from_index(0, keep_dims=True)
+    assert d[CAM]["data.image.pixels"].shape == (1, 4, 6)
+    assert d[DET.format(0)]["image.cellId"].shape == (1,)
+    assert np.shape(d[XGM]["state.value"]) == ()  # control values stay per-train values
+    got = [t for t, _ in small_run.trains(devices=[(CAM, "*")], train_range=ed.by_id[10005:])]
+    assert got == list(range(10005, 10030))
+    assert len(small_run.trains()) == 30
+
+
+def test_select_by_collection_and_dict_deselect(small_run):
+    a = small_run.select({XGM: ["state", "pulses"]})
+    b = small_run.select(a)
+    assert b.keys_for_source(XGM) == a.keys_for_source(XGM)
+    c = small_run.deselect({XGM: ["state"], CAM: None})
+    assert CAM not in c.all_sources
+    assert "state.value" not in c.keys_for_source(XGM)
+    assert (XGM, "pulses") in c and (XGM, "state") not in c

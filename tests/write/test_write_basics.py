@@ -39,7 +39,7 @@ def test_parse_trains(text, by, sl):
     assert (tr.by, tr.slice) == (by, sl)
 
 
-@pytest.mark.parametrize("bad", ["a:b", "1:2:0", "id:200:100:-1", "", "1:2:3:4"])
+@pytest.mark.parametrize("bad", ["a:b", "1:2:0", "id:200:100:-1", "::-1", "", "1:2:3:4"])
 def test_parse_trains_errors(bad):
     with pytest.raises(ValueError, match="train"):
         parse_trains(bad)
