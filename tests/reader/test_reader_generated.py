@@ -201,15 +201,16 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     plan, path = write(tmp_path, "1.3")
     ed.RunDirectory(path)
     assert os.path.exists(os.path.join(path, ".exfel_data_map.npz"))
-    from exfel_data import file_access
+    from exfel_data import collection, file_access
 
     scanned = []
-    orig = file_access.FileAccess._scan
-    monkeypatch.setattr(file_access.FileAccess, "_scan",
-                        lambda self: scanned.append(self.filename) or orig(self))
+    orig = collection.scan_file
+    monkeypatch.setattr(collection, "scan_file",
+                        lambda p, st=None: scanned.append(p) or orig(p, st))
+    file_access._pool._open.clear()
     run = ed.RunDirectory(path)
     assert scanned == []
-    assert file_access.n_open_files() == 0 or True  # opening needs no file
+    assert file_access.n_open_files() == 0  # opening needs no file
     np.testing.assert_array_equal(run.train_ids, plan.train_ids)
     np.testing.assert_array_equal(run[MOTOR, "actualPosition"].ndarray(),
                                   plan.device(MOTOR).values("actualPosition", plan.train_ids))
@@ -219,6 +220,27 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
     ed.RunDirectory(path)
     assert scanned == [target]
+
+
+def test_cache_keeps_indexes_read_later(tmp_path, monkeypatch):
+    from exfel_data import file_access, run_map
+
+    plan, path = write(tmp_path, "1.3")
+    run = ed.RunDirectory(path)
+    assert all(not fa._index for fa in run.files)  # opening reads no per-source index
+    expected = run[MOTOR, "actualPosition"].data_counts(labelled=False)
+    assert run_map._pending  # the index just read is to be added to the cache...
+    run_map._save_pending()  # ... when Python exits
+    assert not run_map._pending
+    again = ed.RunDirectory(path)
+    assert all((MOTOR, "") in fa._index for fa in again[MOTOR].files)
+
+    def no_read(*args):
+        raise AssertionError("index read from the file, not the cache")
+
+    monkeypatch.setattr(file_access, "_read_index", no_read)
+    np.testing.assert_array_equal(again[MOTOR, "actualPosition"].data_counts(labelled=False),
+                                  expected)
 
 
 def test_cache_in_user_dir_when_run_readonly(tmp_path, monkeypatch):
