@@ -75,7 +75,7 @@ class RunMap:
             tables = {name: data[a:b].reshape(shape)
                       for name, (a, b, shape) in meta["tables"].items()}
             self._unpack(meta, tables)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except Exception:  # noqa: BLE001 - a broken cache (BadZipFile, EOFError...) is ignored
             self.entries.clear()
             return False
         return True
@@ -143,10 +143,11 @@ class RunMap:
         fa.index_listener = self._index_read
 
     def _index_read(self, fa) -> None:
-        info = self.entries.get(os.path.basename(fa.filename))
+        name = os.path.basename(fa.filename)
+        info = self.entries.get(name)
         if info is None or info["mtime_ns"] != fa.mtime_ns or info["size"] != fa.size:
             return
-        info["index"] = dict(fa._index)
+        self.entries[name] = fa.info()
         if not self.changed:
             self.changed = True
             _pending.add(self)

@@ -243,6 +243,34 @@ def test_cache_keeps_indexes_read_later(tmp_path, monkeypatch):
                                   expected)
 
 
+def _run_facts(run):
+    return (run.train_ids.tolist(), sorted(run.all_sources), sorted(run.control_sources),
+            run.suspect_trains, dict(run._legacy),
+            [(f.filename, f.format_version, f.source_ids, f.n_zero, f.n_suspect,
+              f.train_span(True), f.train_span(False), f.valid.tolist(),
+              sorted(f.index)) for f in run.files])
+
+
+@pytest.mark.parametrize("case", ["rogue", "legacy"])
+def test_cache_round_trip_and_corrupt_cache(tmp_path, case):
+    if case == "rogue":
+        _, path = write(tmp_path, "1.2", [T.RogueTrainId(aggregator="DA01", position=2)])
+    else:
+        path = T.RunPlan(n_trains=6, format_version="1.3", trains_per_file=4, devices=[
+            *T.AGIPD1M(raw=False, frames_per_train=2, module_shape=(4, 4), n_modules=2,
+                       corrected_naming="output+links")]).write(tmp_path / "r0002")
+    cold = _run_facts(open_quiet(path))
+    cache = os.path.join(path, ".exfel_data_map.npz")
+    assert os.path.exists(cache)
+    assert _run_facts(open_quiet(path)) == cold
+    if case == "rogue":
+        assert cold[3][0].origin is not None  # who sent the rogue ID survives the cache
+    with open(cache, "wb") as fh:
+        fh.write(b"PK\x03\x04 not a zip file")
+    assert _run_facts(open_quiet(path)) == cold  # a broken cache is ignored, rewritten
+    assert _run_facts(open_quiet(path)) == cold
+
+
 def test_cache_in_user_dir_when_run_readonly(tmp_path, monkeypatch):
     import tempfile
 
