@@ -293,17 +293,26 @@ class FileAccess:
         self.control_sources: frozenset[str] = frozenset(info["control_sources"])
         self.instrument_sources: frozenset[str] = frozenset(info["instrument_sources"])
         self.legacy_sources: dict[str, str] = dict(info["legacy_sources"])
-        # {(source, group): (firsts, counts)} read so far
-        self._index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = dict(
-            info.get("index") or {})
+        # {(source, group): (firsts, counts)} read so far; a run map may give a callable
+        # returning them, so that opening a run builds no per-file dicts.
+        index = info.get("index") or {}
+        self._index_loader = index if callable(index) else None
+        self._index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = (
+            {} if callable(index) else dict(index))
         self.mtime_ns: int = info["mtime_ns"]
         self.size: int = info["size"]
         summary = info.get("summary") or summarize(self.train_ids, self.valid)
         (self.n_zero, self.n_suspect, self.increasing, self._first, self._last,
          self._first_valid, self._last_valid) = summary
 
+    def _load_index(self) -> None:
+        if self._index_loader is not None:
+            self._index = {**self._index_loader(), **self._index}
+            self._index_loader = None
+
     def info(self) -> dict:
         """The scanned metadata, as accepted by the constructor (for caching)."""
+        self._load_index()
         return {
             "format_version": self.format_version, "train_ids": self.train_ids,
             "valid": self.valid, "origin": self.origin, "source_ids": self.source_ids,
@@ -373,6 +382,9 @@ class FileAccess:
             return self._index[(source, group)]
         except KeyError:
             pass
+        if self._index_loader is not None:
+            self._load_index()
+            return self.get_index(source, group)
         ipath = fmt.index_group_path(source, group)
         if group not in self._groups().get(source, ()):
             raise FileStructureError(self.filename, ipath, "no such index group")
@@ -452,6 +464,7 @@ class FileAccess:
         _pool.close(self.filename)
 
     def __getstate__(self):
+        self._load_index()  # the loader refers to the whole run map's arrays
         state = self.__dict__.copy()
         state["_ds_meta"] = {}
         state["index_listener"] = None

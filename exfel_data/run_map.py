@@ -9,8 +9,9 @@ are never modified; the cache is written to a temporary name and renamed.
 
 Layout (no pickle): ``meta``, a JSON document with the file names and a table of unique
 strings, and ``data``, one int64 array holding every table back to back (per-file rows,
-concatenated train IDs and flags, source memberships as string numbers, index arrays),
-so loading needs little Python work per file. Per-source INDEX arrays are read lazily
+concatenated train IDs and flags, index arrays). The source lists are stored once per
+distinct list (all sequence files of an aggregator share one), so loading needs little
+Python work per file. Per-source INDEX arrays are read lazily
 from the files; those read after the cache was written are added at interpreter exit.
 """
 
@@ -21,17 +22,18 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import partial
 
 import numpy as np
 
 __all__ = ["RunMap"]
 
 CACHE_NAME = ".exfel_data_map.npz"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # Columns of the per-file table.
-_FILE_COLS = ("n", "off", "mtime_ns", "size", "version", "n_zero", "n_suspect",
+_FILE_COLS = ("n", "off", "mtime_ns", "size", "version", "sources", "n_zero", "n_suspect",
               "increasing", "first", "last", "first_valid", "last_valid", "origin_off")
-_TABLES = ("files", "tids", "valid", "sids", "members", "index_keys", "index_data", "origin")
+_TABLES = ("files", "tids", "valid", "index_keys", "index_data", "origin")
 
 
 def user_cache_dir() -> str:
@@ -86,34 +88,30 @@ class RunMap:
         valid = t["valid"].astype(bool)
         origin = t["origin"].astype(np.int32)
         index_data = t["index_data"].view(np.uint64)
-        sids: list[list[str]] = [[] for _ in names]
-        for fi, si in t["sids"].tolist():
-            sids[fi].append(strings[si])
-        members: list[tuple[list[str], list[str]]] = [([], []) for _ in names]
-        for fi, si, kind in t["members"].tolist():
-            members[fi][kind].append(strings[si])
-        legacy: list[dict[str, str]] = [{} for _ in names]
-        for fi, old, new in meta["legacy"]:
-            legacy[fi][old] = new
+        # (source_ids, control, instrument, legacy), shared by the files that have them
+        source_sets = [(sids, frozenset(control), frozenset(instrument), legacy)
+                       for sids, control, instrument, legacy in meta["source_sets"]]
         rows = t["files"].tolist()
-        index: list[dict] = [{} for _ in names]
-        for fi, src, grp, off in t["index_keys"].tolist():
-            n = rows[fi][0]
-            index[fi][(strings[src], strings[grp])] = (index_data[off:off + n],
-                                                       index_data[off + n:off + 2 * n])
+        # Rows of index_keys per file (written in file order); dicts are built on first use.
+        ik = t["index_keys"]
+        fnums = np.arange(len(names))
+        ik_start = np.searchsorted(ik[:, 0], fnums, "left").tolist()
+        ik_stop = np.searchsorted(ik[:, 0], fnums, "right").tolist()
         for fi, (name, row) in enumerate(zip(names, rows, strict=True)):
-            (n, off, mtime_ns, size, version, n_zero, n_suspect, increasing, first, last,
-             first_valid, last_valid, origin_off) = row
+            (n, off, mtime_ns, size, version, sources, n_zero, n_suspect, increasing, first,
+             last, first_valid, last_valid, origin_off) = row
+            source_ids, control, instrument, legacy = source_sets[sources]
             self.entries[name] = {
                 "format_version": strings[version],
                 "train_ids": tids[off:off + n],
                 "valid": valid[off:off + n],
                 "origin": origin[origin_off:origin_off + n] if origin_off >= 0 else None,
-                "source_ids": sids[fi],
-                "control_sources": members[fi][0],
-                "instrument_sources": members[fi][1],
-                "legacy_sources": legacy[fi],
-                "index": index[fi],
+                "source_ids": source_ids,
+                "control_sources": control,
+                "instrument_sources": instrument,
+                "legacy_sources": legacy,
+                "index": partial(_index_dict, ik[ik_start[fi]:ik_stop[fi]], strings,
+                                 index_data, n) if ik_stop[fi] > ik_start[fi] else {},
                 "summary": (n_zero, n_suspect, bool(increasing), first, last, first_valid,
                             last_valid),
                 "mtime_ns": mtime_ns,
@@ -160,7 +158,8 @@ class RunMap:
             return strings.setdefault(s, len(strings))
 
         names = list(self.entries)
-        rows, tids, valid, sids, members, legacy = [], [], [], [], [], []
+        rows, tids, valid = [], [], []
+        source_sets: dict[str, int] = {}  # JSON of (source_ids, control, ...) -> number
         index_keys, index_data, origin = [], [], []
         off = ioff = ooff = 0
         for fi, name in enumerate(names):
@@ -178,17 +177,19 @@ class RunMap:
 
                 summary = summarize(t, np.asarray(info["valid"], bool))
             n_zero, n_suspect, increasing, first, last, first_valid, last_valid = summary
+            sources = json.dumps([list(info["source_ids"]), sorted(info["control_sources"]),
+                                  sorted(info["instrument_sources"]),
+                                  dict(sorted(info["legacy_sources"].items()))])
             rows.append((n, off, info["mtime_ns"], info["size"], sid(info["format_version"]),
-                         n_zero, n_suspect, int(increasing), first, last, first_valid,
-                         last_valid, origin_off))
+                         source_sets.setdefault(sources, len(source_sets)), n_zero, n_suspect,
+                         int(increasing), first, last, first_valid, last_valid, origin_off))
             tids.append(t.view(np.int64))
             valid.append(np.asarray(info["valid"], np.int64))
             off += n
-            sids += [(fi, sid(s)) for s in info["source_ids"]]
-            members += [(fi, sid(s), 0) for s in sorted(info["control_sources"])]
-            members += [(fi, sid(s), 1) for s in sorted(info["instrument_sources"])]
-            legacy += [(fi, old, new) for old, new in sorted(info["legacy_sources"].items())]
-            for (src, grp), (firsts, counts) in (info.get("index") or {}).items():
+            index = info.get("index") or {}
+            if callable(index):  # packed, as loaded
+                index = index()
+            for (src, grp), (firsts, counts) in index.items():
                 index_keys.append((fi, sid(src), sid(grp), ioff))
                 index_data += [np.asarray(firsts, np.uint64).view(np.int64),
                                np.asarray(counts, np.uint64).view(np.int64)]
@@ -202,7 +203,6 @@ class RunMap:
 
         parts = {
             "files": table(rows, len(_FILE_COLS)), "tids": flat(tids), "valid": flat(valid),
-            "sids": table(sids, 2), "members": table(members, 3),
             "index_keys": table(index_keys, 4), "index_data": flat(index_data),
             "origin": flat(origin),
         }
@@ -212,7 +212,7 @@ class RunMap:
             layout[name] = (pos, pos + arr.size, arr.shape)
             pos += arr.size
         meta = {"version": CACHE_VERSION, "names": names, "strings": list(strings),
-                "legacy": legacy, "tables": layout}
+                "source_sets": [json.loads(x) for x in source_sets], "tables": layout}
         data = np.concatenate([parts[name].reshape(-1) for name in _TABLES])
         return json.dumps(meta).encode(), data
 
@@ -244,6 +244,12 @@ class RunMap:
             _pending.discard(self)
             return path
         return None
+
+
+def _index_dict(keys: np.ndarray, strings: list[str], data: np.ndarray, n: int) -> dict:
+    """{(source, group): (firsts, counts)} of one file from its rows of index_keys."""
+    return {(strings[src], strings[grp]): (data[off:off + n], data[off + n:off + 2 * n])
+            for _fi, src, grp, off in keys.tolist()}
 
 
 # Run maps holding indexes read after they were saved; written when Python exits.
