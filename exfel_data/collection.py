@@ -26,8 +26,9 @@ from .exceptions import (
     SourceNameError,
     TrainIDError,
 )
-from .file_access import FileAccess, scan_file
+from .file_access import FileAccess
 from .run_map import RunMap
+from .scan import scan_file
 from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .source import SourceData
 

@@ -173,7 +173,7 @@ class RunMap:
                 ooff += n
             summary = info.get("summary")
             if summary is None:
-                from .file_access import summarize
+                from .scan import summarize
 
                 summary = summarize(t, np.asarray(info["valid"], bool))
             n_zero, n_suspect, increasing, first, last, first_valid, last_valid = summary
