@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import sys
 import warnings
 from collections import namedtuple
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from .exceptions import (
 )
 from .file_access import FileAccess
 from .run_map import RunMap
+from .scan import scan_file
 from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .source import SourceData
 
@@ -76,27 +78,27 @@ class DataCollection:
         sections: dict[str, str] = {}
         legacy: dict[str, str] = {}
         for fa in files:
-            for section, names in (("CONTROL", fa.control_sources),
-                                   ("INSTRUMENT", fa.instrument_sources)):
-                for s in names:
-                    src_files.setdefault(s, []).append(fa)
-                    sections[s] = section
-            legacy.update(fa.legacy_sources)
-        used = [fa.train_ids[fa.rows_in_use(inc_suspect_trains)] for fa in files]
+            for s in fa.control_sources:
+                src_files.setdefault(s, []).append(fa)
+                sections[s] = "CONTROL"
+            for s in fa.instrument_sources:
+                src_files.setdefault(s, []).append(fa)
+                sections[s] = "INSTRUMENT"
+            if fa.legacy_sources:
+                legacy.update(fa.legacy_sources)
+        used = [fa.used_train_ids(inc_suspect_trains) for fa in files]
         train_ids = sorted_unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
 
-        starts = {}
-        for fa, t in zip(files, used, strict=True):
-            starts[fa.filename] = (int(t.min()) if len(t) else 0, fa.filename)
-
         def start(fa):
-            return starts[fa.filename]
+            first, last = fa.train_span(inc_suspect_trains)
+            return (first if last >= first else 0, fa.filename)
 
         sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
                    for s, fs in src_files.items()}
         _check_duplicates(sources, inc_suspect_trains)
         if runs is None:
-            runs = frozenset(_run_identity(os.path.dirname(f.filename)) for f in files)
+            runs = frozenset(_run_identity(d) for d in {os.path.dirname(f.filename)
+                                                        for f in files})
         return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
                    runs=runs, legacy_sources=legacy)
 
@@ -489,7 +491,9 @@ def _check_duplicates(sources: dict[str, _Source], inc_suspect: bool) -> None:
         if group in seen_groups:
             continue
         seen_groups.add(group)
-        tids = [f.train_ids[f.rows_in_use(inc_suspect)] for f in src.files]
+        if _disjoint_increasing(src.files, inc_suspect):
+            continue
+        tids = [f.used_train_ids(inc_suspect) for f in src.files]
         allt = np.concatenate(tids) if tids else np.zeros(0, np.uint64)
         uniq, counts = np.unique(allt, return_counts=True)
         if len(uniq) == len(allt):
@@ -512,6 +516,21 @@ def _check_duplicates(sources: dict[str, _Source], inc_suspect: bool) -> None:
             os.path.dirname(src.files[0].filename), w) for w in where], hint)
 
 
+def _disjoint_increasing(files, inc_suspect: bool) -> bool:
+    """True if each file's train IDs increase and the files (in order) don't overlap."""
+    prev_last = -1
+    for f in files:
+        if not f.increasing:
+            return False
+        first, last = f.train_span(inc_suspect)
+        if last < first:
+            continue  # no trains in use
+        if first <= prev_last:
+            return False
+        prev_last = last
+    return True
+
+
 def _origin_name(fa: FileAccess, origin: int) -> str:
     if origin < 0:
         return "time server"
@@ -523,7 +542,7 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
 def _suspect_trains(files) -> list[SuspectTrain]:
     out = []
     for fa in files:
-        if fa.valid.all():
+        if not fa.n_suspect:
             continue
         for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
             origin = None
@@ -545,30 +564,36 @@ def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAcce
             continue
         info = run_map.get(p, st) if run_map is not None else None
         if info is not None:
-            files.append(FileAccess(p, info))
+            fa = FileAccess(p, info)
+            run_map.watch(fa)
+            files.append(fa)
         else:
-            todo.append(p)
+            todo.append((p, st))
     progress = todo
-    if len(todo) > 50:  # only then is scanning slow enough to show progress
+    # Only then is scanning slow enough to show progress, and only then can it be seen:
+    # importing tqdm.auto costs ~50 ms, a sixth of scanning 450 files.
+    if len(todo) > 50 and (getattr(sys.stderr, "isatty", bool)() or "ipykernel" in sys.modules):
         from tqdm.auto import tqdm
 
         progress = tqdm(todo, desc="Scanning files", unit="file", disable=None, leave=False)
-    for p in progress:
+    for p, st in progress:
         try:
-            fa = FileAccess(p)
+            info = scan_file(p, st)
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
             skipped.append((p, e))
             continue
+        fa = FileAccess(p, info)
         files.append(fa)
         if run_map is not None:
-            run_map.put(p, fa.info())
+            run_map.put(p, info)
+            run_map.watch(fa)
     for p, e in skipped:
         warnings.warn(f"Skipping unreadable file {p}: {type(e).__name__}: {e}", stacklevel=3)
     return files, skipped
 
 
 def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
-    zero = [(fa, int(fa.zero_rows.sum())) for fa in files if fa.zero_rows.any()]
+    zero = [(fa, fa.n_zero) for fa in files if fa.n_zero]
     for fa, n in zero:
         warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
                       "INDEX/trainId ignored as corrupt.", stacklevel=3)
@@ -609,12 +634,14 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
     cache : bool
         Use and update the per-run cache of file indexes (see :mod:`run_map`).
     """
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Run folder not found: {path}")
-    names = sorted(n for n in os.listdir(path)
-                   if n.endswith(".h5") and fnmatch.fnmatch(n, include))
-    paths = [os.path.join(path, n) for n in names]
+    names = sorted(n for n in os.listdir(path) if n.endswith(".h5"))
+    if include != "*":
+        names = [n for n in names if fnmatch.fnmatch(n, include)]
+    prefix = os.path.join(path, "")
+    paths = [prefix + n for n in names]  # absolute and normalised
     if file_filter is not None:
         paths = list(file_filter(paths))
     if not paths:
@@ -628,7 +655,9 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
             run_map.drop_missing(set(names))
         run_map.save()
     _report_bad_trains(files, inc_suspect_trains)
-    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+    # (a file_filter may return paths elsewhere)
+    runs = frozenset([_run_identity(path)]) if file_filter is None else None
+    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
 
 
 def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:

@@ -12,14 +12,17 @@ import os
 import resource
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
 
 from . import format as fmt
 from .exceptions import FileStructureError
+from .scan import read_index as _read_index
+from .scan import scan_file, summarize
 
-__all__ = ["FileAccess", "set_max_open_files", "n_open_files"]
+__all__ = ["FileAccess", "scan_file", "set_max_open_files", "n_open_files"]
 
 
 def _default_max_open() -> int:
@@ -82,45 +85,29 @@ def n_open_files() -> int:
     return len(_pool)
 
 
-def _read_small(fid, path: str) -> np.ndarray | None:
-    """Read a whole (small, numeric) dataset with the low-level API; None if missing.
+class _IndexView(Mapping):
+    """``{(source, group): (firsts, counts)}`` of a file, read on first access."""
 
-    Scanning hundreds of files reads thousands of tiny INDEX datasets; the high-level
-    h5py path costs several times more per dataset than the read itself.
-    """
-    try:
-        dsid = h5py.h5d.open(fid, path.encode())
-    except KeyError:
-        return None
-    arr = np.empty(dsid.shape, dtype=dsid.dtype)
-    if arr.size:
-        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
-    return arr
+    def __init__(self, fa: FileAccess):
+        self._fa = fa
 
+    def __getitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        return self._fa.get_index(*key)
 
-def _soft_link_target(fid, path: str) -> str | None:
-    try:
-        if fid.links.get_info(path.encode()).type == h5py.h5l.TYPE_SOFT:
-            return fid.links.get_val(path.encode()).decode()
-    except KeyError:
-        pass
-    return None
+    def __contains__(self, key) -> bool:
+        try:
+            source, group = key
+        except (TypeError, ValueError):
+            return False
+        return group in self._fa._groups().get(source, ())
 
+    def __iter__(self):
+        return ((s, g) for s, groups in self._fa._groups().items() for g in groups)
 
-def _read_index(fid, filename: str, ipath: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(first, count) of one INDEX group, from first/count or first/last/status."""
-    firsts = _read_small(fid, f"{ipath}/first")
-    if firsts is None:
-        raise FileStructureError(filename, ipath, "index (first/count) not found")
-    counts = _read_small(fid, f"{ipath}/count")
-    if counts is None:
-        last = _read_small(fid, f"{ipath}/last")
-        status = _read_small(fid, f"{ipath}/status")
-        if last is None or status is None:
-            raise FileStructureError(filename, f"{ipath}/count",
-                                     "neither count nor last/status found")
-        counts = fmt.counts_from_last_status(firsts[:n], last[:n], status[:n])
-    return fmt.fit_index(firsts, counts, n)
+    def __len__(self) -> int:
+        return sum(len(g) for g in self._fa._groups().values())
 
 
 class FileAccess:
@@ -131,17 +118,23 @@ class FileAccess:
     filename : str
         Path to the HDF5 file.
     info : dict, optional
-        Previously scanned metadata (from :mod:`exfel_data.run_map`); when given, the
-        file is not opened until data is read.
+        Previously scanned metadata (from :func:`scan_file` or :mod:`exfel_data.run_map`);
+        when given, the file is not opened until data or an index is read.
     """
 
     def __init__(self, filename: str, info: dict | None = None):
-        self.filename = os.path.abspath(filename)
+        filename = os.fspath(filename)
+        # abspath costs ~2 us: too much for thousands of files already given absolute
+        self.filename = filename if filename.startswith("/") and "/." not in filename \
+            and "//" not in filename else os.path.abspath(filename)
         self._keys: dict[str, frozenset[str]] = {}
         self._run_keys: dict[str, frozenset[str]] = {}
         self._ds_meta: dict[str, tuple[np.dtype, tuple]] = {}
+        self._groups_cache: dict[str, list[str]] | None = None
+        # Called with this FileAccess after an index was read from the file (run map).
+        self.index_listener = None
         if info is None:
-            info = self._scan()
+            info = scan_file(self.filename)
         self._set_info(info)
 
     # -- metadata -------------------------------------------------------------------
@@ -149,95 +142,58 @@ class FileAccess:
         self.format_version: str = info["format_version"]
         self.train_ids: np.ndarray = info["train_ids"]
         self.valid: np.ndarray = info["valid"]
+        # INDEX/origin, read only for files with suspect trains (else None).
         self.origin: np.ndarray | None = info.get("origin")
         self.source_ids: list[str] = info["source_ids"]
         self.control_sources: frozenset[str] = frozenset(info["control_sources"])
         self.instrument_sources: frozenset[str] = frozenset(info["instrument_sources"])
         self.legacy_sources: dict[str, str] = dict(info["legacy_sources"])
-        # {(source, group): (firsts, counts)}
-        self.index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = info["index"]
+        # {(source, group): (firsts, counts)} read so far; a run map may give a callable
+        # returning them, so that opening a run builds no per-file dicts.
+        index = info.get("index") or {}
+        self._index_loader = index if callable(index) else None
+        self._index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = (
+            {} if callable(index) else dict(index))
         self.mtime_ns: int = info["mtime_ns"]
         self.size: int = info["size"]
-        self.zero_rows = self.train_ids == 0
+        summary = info.get("summary") or summarize(self.train_ids, self.valid)
+        (self.n_zero, self.n_suspect, self.increasing, self._first, self._last,
+         self._first_valid, self._last_valid) = summary
+
+    def _load_index(self) -> None:
+        if self._index_loader is not None:
+            self._index = {**self._index_loader(), **self._index}
+            self._index_loader = None
 
     def info(self) -> dict:
         """The scanned metadata, as accepted by the constructor (for caching)."""
+        self._load_index()
         return {
             "format_version": self.format_version, "train_ids": self.train_ids,
             "valid": self.valid, "origin": self.origin, "source_ids": self.source_ids,
             "control_sources": sorted(self.control_sources),
             "instrument_sources": sorted(self.instrument_sources),
-            "legacy_sources": self.legacy_sources, "index": self.index,
+            "legacy_sources": self.legacy_sources, "index": dict(self._index),
+            "summary": (self.n_zero, self.n_suspect, self.increasing, self._first,
+                        self._last, self._first_valid, self._last_valid),
             "mtime_ns": self.mtime_ns, "size": self.size,
         }
 
-    def _scan(self) -> dict:
-        st = os.stat(self.filename)
-        f = self.file
-        try:
-            return self._scan_open(f, st)
-        finally:
-            self.close()  # scanning done; data reads reopen the file on demand
+    @property
+    def zero_rows(self) -> np.ndarray:
+        """Boolean mask of rows with train ID 0 (corrupt rows, never used)."""
+        return self.train_ids == 0
 
-    def _scan_open(self, f: h5py.File, st: os.stat_result) -> dict:
-        name = self.filename
-        fid = f.id
-        version = fmt.version_of(f)
-        tids = _read_small(fid, "INDEX/trainId")
-        if tids is None:
-            raise FileStructureError(name, "INDEX/trainId", "no train index")
-        tids = tids.astype(np.uint64, copy=False)
-        nonzero = np.flatnonzero(tids)
-        n = int(nonzero[-1]) + 1 if len(nonzero) else 0  # drop trailing zero padding
-        tids = tids[:n]
+    def used_train_ids(self, inc_suspect: bool) -> np.ndarray:
+        """Train IDs of the rows in use (see :meth:`rows_in_use`)."""
+        if self.n_zero == 0 and (inc_suspect or self.n_suspect == 0):
+            return self.train_ids
+        return self.train_ids[self.rows_in_use(inc_suspect)]
 
-        flag = _read_small(fid, "INDEX/flag") if version != "0.5" else None
-        if flag is None:
-            valid = np.zeros(n, dtype=bool)
-            valid[tids != 0] = fmt.guess_valid_trains(tids[tids != 0])
-        elif len(flag) < n:
-            raise FileStructureError(name, "INDEX/flag", f"{len(flag)} rows for {n} trains")
-        else:
-            valid = fmt.valid_from_flag(flag[:n], version)
-        valid &= tids != 0
-        origin = _read_small(fid, "INDEX/origin")
-        if origin is not None:
-            origin = origin[:n].astype(np.int32)
-
-        src_path = fmt.source_list_path(version)
-        src_ds = f.get(src_path)
-        if src_ds is None:
-            raise FileStructureError(name, src_path, "no list of data sources")
-        source_ids = [fmt.decode_scalar(s) for s in src_ds[()]]
-
-        control, instrument, legacy = set(), set(), {}
-        index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        for sid in source_ids:
-            if not sid:
-                continue
-            section, source, group = fmt.parse_source_id(sid)
-            if section == "":
-                continue  # Karabo_TimerServer pseudo source (format 1.1) and the like
-            if section == "CONTROL":
-                control.add(source)
-            else:
-                if source not in instrument:
-                    target = _soft_link_target(fid, f"INSTRUMENT/{source}")
-                    if target is not None:
-                        legacy[source] = target.strip("/").partition("/")[2]
-                    instrument.add(source)
-                if source in legacy:
-                    continue
-            ipath = fmt.index_group_path(source, group)
-            index[(source, group)] = _read_index(fid, name, ipath, n)
-        for old in legacy:
-            instrument.discard(old)
-        return {
-            "format_version": version, "train_ids": tids, "valid": valid, "origin": origin,
-            "source_ids": source_ids, "control_sources": control,
-            "instrument_sources": instrument, "legacy_sources": legacy, "index": index,
-            "mtime_ns": st.st_mtime_ns, "size": st.st_size,
-        }
+    def train_span(self, inc_suspect: bool) -> tuple[int, int]:
+        """(min, max) train ID of the rows in use; (0, -1) if there are none."""
+        return (self._first, self._last) if inc_suspect else (self._first_valid,
+                                                              self._last_valid)
 
     # -- convenience ----------------------------------------------------------------
     @property
@@ -251,21 +207,51 @@ class FileAccess:
     def section_of(self, source: str) -> str:
         return "CONTROL" if source in self.control_sources else "INSTRUMENT"
 
+    def _groups(self) -> dict[str, list[str]]:
+        """{source: [index groups]} from the source list (legacy names excluded)."""
+        if self._groups_cache is None:
+            groups: dict[str, list[str]] = {}
+            for sid in self.source_ids:
+                if not sid:
+                    continue
+                section, source, group = fmt.parse_source_id(sid)
+                if section and source not in self.legacy_sources:
+                    groups.setdefault(source, []).append(group)
+            self._groups_cache = groups
+        return self._groups_cache
+
+    @property
+    def index(self) -> Mapping:
+        """``{(source, group): (firsts, counts)}``; entries are read on first access."""
+        return _IndexView(self)
+
     def index_groups(self, source: str) -> list[str]:
-        return [g for (s, g) in self.index if s == source]
+        return list(self._groups().get(source, ()))
 
     def get_index(self, source: str, group: str) -> tuple[np.ndarray, np.ndarray]:
-        """(firsts, counts) per train row for one source index group."""
+        """(firsts, counts) per train row for one source index group.
+
+        Read from the file on first use, then kept.
+        """
         try:
-            return self.index[(source, group)]
+            return self._index[(source, group)]
         except KeyError:
-            raise FileStructureError(
-                self.filename, fmt.index_group_path(source, group), "no such index group"
-            ) from None
+            pass
+        if self._index_loader is not None:
+            self._load_index()
+            return self.get_index(source, group)
+        ipath = fmt.index_group_path(source, group)
+        if group not in self._groups().get(source, ()):
+            raise FileStructureError(self.filename, ipath, "no such index group")
+        value = _read_index(self.file.id, self.filename, ipath, len(self.train_ids))
+        self._index[(source, group)] = value
+        if self.index_listener is not None:
+            self.index_listener(self)
+        return value
 
     def rows_in_use(self, inc_suspect: bool) -> np.ndarray:
         """Boolean mask of train rows to use (never zero rows; suspect ones optionally)."""
-        return ~self.zero_rows if inc_suspect else self.valid
+        return self.train_ids != 0 if inc_suspect else self.valid
 
     # -- h5py access ----------------------------------------------------------------
     @property
@@ -333,8 +319,10 @@ class FileAccess:
         _pool.close(self.filename)
 
     def __getstate__(self):
+        self._load_index()  # the loader refers to the whole run map's arrays
         state = self.__dict__.copy()
         state["_ds_meta"] = {}
+        state["index_listener"] = None
         return state
 
     def __repr__(self) -> str:

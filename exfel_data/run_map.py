@@ -1,26 +1,39 @@
-"""Per-run cache of each file's train IDs, sources and index.
+"""Per-run cache of each file's train IDs, flags, sources and the indexes read so far.
 
-Reopening a run of hundreds of files then needs one small read plus a ``stat`` per file
+Reopening a run of hundreds of files then needs one ``np.load`` plus a ``stat`` per file
 instead of opening every file. Entries are validated by file modification time and
 size; stale or missing entries are rescanned. The cache is written beside the run
 (``<run>/.exfel_data_map.npz``) when that folder is writable, otherwise in the user cache
 dir (``$EXFEL_DATA_CACHE_DIR`` or ``$XDG_CACHE_HOME/exfel_data/run_maps``). Source files
-are never modified. The format is JSON + flat numpy arrays (no pickle).
+are never modified; the cache is written to a temporary name and renamed.
+
+Layout (no pickle): ``meta``, a JSON document with the file names and a table of unique
+strings, and ``data``, one int64 array holding every table back to back (per-file rows,
+concatenated train IDs and flags, index arrays). The source lists are stored once per
+distinct list (all sequence files of an aggregator share one), so loading needs little
+Python work per file. Per-source INDEX arrays are read lazily
+from the files; those read after the cache was written are added at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import tempfile
+from functools import partial
 
 import numpy as np
 
 __all__ = ["RunMap"]
 
 CACHE_NAME = ".exfel_data_map.npz"
-CACHE_VERSION = 1
+CACHE_VERSION = 3
+# Columns of the per-file table.
+_FILE_COLS = ("n", "off", "mtime_ns", "size", "version", "sources", "n_zero", "n_suspect",
+              "increasing", "first", "last", "first_valid", "last_valid", "origin_off")
+_TABLES = ("files", "tids", "valid", "index_keys", "index_data", "origin")
 
 
 def user_cache_dir() -> str:
@@ -53,37 +66,57 @@ class RunMap:
             if self._load(path):
                 break
 
+    # -- reading --------------------------------------------------------------------
     def _load(self, path: str) -> bool:
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
+                meta = json.loads(z["meta"].tobytes())
                 if meta.get("version") != CACHE_VERSION:
                     return False
-                data, origin = z["data"], z["origin"]
-        except (OSError, ValueError, KeyError):
+                data = z["data"]
+            tables = {name: data[a:b].reshape(shape)
+                      for name, (a, b, shape) in meta["tables"].items()}
+            self._unpack(meta, tables)
+        except Exception:  # noqa: BLE001 - a broken cache (BadZipFile, EOFError...) is ignored
+            self.entries.clear()
             return False
-        for name, m in meta["files"].items():
-            n = m["n"]
-            o = m["off"]
-            info = {
-                "format_version": m["format_version"],
-                "train_ids": data[o:o + n],
-                "valid": data[o + n:o + 2 * n].astype(bool),
-                "origin": origin[m["origin_off"]:m["origin_off"] + n].astype(np.int32)
-                if m["origin_off"] >= 0 else None,
-                "source_ids": m["source_ids"],
-                "control_sources": m["control"],
-                "instrument_sources": m["instrument"],
-                "legacy_sources": m["legacy"],
-                "index": {
-                    (s, g): (data[io:io + n], data[io + n:io + 2 * n])
-                    for s, g, io in m["index"]
-                },
-                "mtime_ns": m["mtime_ns"],
-                "size": m["size"],
-            }
-            self.entries[name] = info
         return True
+
+    def _unpack(self, meta: dict, t: dict) -> None:
+        names, strings = meta["names"], meta["strings"]
+        tids = t["tids"].view(np.uint64)
+        valid = t["valid"].astype(bool)
+        origin = t["origin"].astype(np.int32)
+        index_data = t["index_data"].view(np.uint64)
+        # (source_ids, control, instrument, legacy), shared by the files that have them
+        source_sets = [(sids, frozenset(control), frozenset(instrument), legacy)
+                       for sids, control, instrument, legacy in meta["source_sets"]]
+        rows = t["files"].tolist()
+        # Rows of index_keys per file (written in file order); dicts are built on first use.
+        ik = t["index_keys"]
+        fnums = np.arange(len(names))
+        ik_start = np.searchsorted(ik[:, 0], fnums, "left").tolist()
+        ik_stop = np.searchsorted(ik[:, 0], fnums, "right").tolist()
+        for fi, (name, row) in enumerate(zip(names, rows, strict=True)):
+            (n, off, mtime_ns, size, version, sources, n_zero, n_suspect, increasing, first,
+             last, first_valid, last_valid, origin_off) = row
+            source_ids, control, instrument, legacy = source_sets[sources]
+            self.entries[name] = {
+                "format_version": strings[version],
+                "train_ids": tids[off:off + n],
+                "valid": valid[off:off + n],
+                "origin": origin[origin_off:origin_off + n] if origin_off >= 0 else None,
+                "source_ids": source_ids,
+                "control_sources": control,
+                "instrument_sources": instrument,
+                "legacy_sources": legacy,
+                "index": partial(_index_dict, ik[ik_start[fi]:ik_stop[fi]], strings,
+                                 index_data, n) if ik_stop[fi] > ik_start[fi] else {},
+                "summary": (n_zero, n_suspect, bool(increasing), first, last, first_valid,
+                            last_valid),
+                "mtime_ns": mtime_ns,
+                "size": size,
+            }
 
     def get(self, filename: str, st: os.stat_result) -> dict | None:
         """Cached info for a file if its mtime and size still match, else None."""
@@ -92,6 +125,7 @@ class RunMap:
             return None
         return info
 
+    # -- updating -------------------------------------------------------------------
     def put(self, filename: str, info: dict) -> None:
         self.entries[os.path.basename(filename)] = info
         self.changed = True
@@ -102,38 +136,91 @@ class RunMap:
             del self.entries[gone]
             self.changed = True
 
+    def watch(self, fa) -> None:
+        """Add indexes that *fa* (a FileAccess from this map) reads later to the cache."""
+        fa.index_listener = self._index_read
+
+    def _index_read(self, fa) -> None:
+        name = os.path.basename(fa.filename)
+        info = self.entries.get(name)
+        if info is None or info["mtime_ns"] != fa.mtime_ns or info["size"] != fa.size:
+            return
+        self.entries[name] = fa.info()
+        if not self.changed:
+            self.changed = True
+            _pending.add(self)
+
+    # -- writing --------------------------------------------------------------------
+    def _pack(self) -> tuple[bytes, np.ndarray]:
+        strings: dict[str, int] = {}
+
+        def sid(s: str) -> int:
+            return strings.setdefault(s, len(strings))
+
+        names = list(self.entries)
+        rows, tids, valid = [], [], []
+        source_sets: dict[str, int] = {}  # JSON of (source_ids, control, ...) -> number
+        index_keys, index_data, origin = [], [], []
+        off = ioff = ooff = 0
+        for fi, name in enumerate(names):
+            info = self.entries[name]
+            t = np.asarray(info["train_ids"], np.uint64)
+            n = len(t)
+            origin_off = -1
+            if info.get("origin") is not None:
+                origin_off = ooff
+                origin.append(np.asarray(info["origin"], np.int64)[:n])
+                ooff += n
+            summary = info.get("summary")
+            if summary is None:
+                from .scan import summarize
+
+                summary = summarize(t, np.asarray(info["valid"], bool))
+            n_zero, n_suspect, increasing, first, last, first_valid, last_valid = summary
+            sources = json.dumps([list(info["source_ids"]), sorted(info["control_sources"]),
+                                  sorted(info["instrument_sources"]),
+                                  dict(sorted(info["legacy_sources"].items()))])
+            rows.append((n, off, info["mtime_ns"], info["size"], sid(info["format_version"]),
+                         source_sets.setdefault(sources, len(source_sets)), n_zero, n_suspect,
+                         int(increasing), first, last, first_valid, last_valid, origin_off))
+            tids.append(t.view(np.int64))
+            valid.append(np.asarray(info["valid"], np.int64))
+            off += n
+            index = info.get("index") or {}
+            if callable(index):  # packed, as loaded
+                index = index()
+            for (src, grp), (firsts, counts) in index.items():
+                index_keys.append((fi, sid(src), sid(grp), ioff))
+                index_data += [np.asarray(firsts, np.uint64).view(np.int64),
+                               np.asarray(counts, np.uint64).view(np.int64)]
+                ioff += 2 * n
+
+        def table(items, width):
+            return np.asarray(items, np.int64).reshape(-1, width)
+
+        def flat(parts):
+            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+        parts = {
+            "files": table(rows, len(_FILE_COLS)), "tids": flat(tids), "valid": flat(valid),
+            "index_keys": table(index_keys, 4), "index_data": flat(index_data),
+            "origin": flat(origin),
+        }
+        layout, pos = {}, 0
+        for name in _TABLES:
+            arr = parts[name]
+            layout[name] = (pos, pos + arr.size, arr.shape)
+            pos += arr.size
+        meta = {"version": CACHE_VERSION, "names": names, "strings": list(strings),
+                "source_sets": [json.loads(x) for x in source_sets], "tables": layout}
+        data = np.concatenate([parts[name].reshape(-1) for name in _TABLES])
+        return json.dumps(meta).encode(), data
+
     def save(self) -> str | None:
         """Write the cache (atomically) to the first writable location; return its path."""
         if not self.changed:
             return None
-        meta_files, chunks, origins = {}, [], []
-        off = ooff = 0
-        for name, info in self.entries.items():
-            tids = np.asarray(info["train_ids"], np.uint64)
-            n = len(tids)
-            m = {
-                "n": n, "off": off, "format_version": info["format_version"],
-                "source_ids": list(info["source_ids"]),
-                "control": sorted(info["control_sources"]),
-                "instrument": sorted(info["instrument_sources"]),
-                "legacy": dict(info["legacy_sources"]),
-                "mtime_ns": info["mtime_ns"], "size": info["size"], "index": [],
-                "origin_off": -1,
-            }
-            chunks += [tids, np.asarray(info["valid"], np.uint64)]
-            off += 2 * n
-            for (s, g), (firsts, counts) in info["index"].items():
-                m["index"].append((s, g, off))
-                chunks += [np.asarray(firsts, np.uint64), np.asarray(counts, np.uint64)]
-                off += 2 * n
-            if info["origin"] is not None:
-                m["origin_off"] = ooff
-                origins.append(np.asarray(info["origin"], np.int64))
-                ooff += n
-            meta_files[name] = m
-        meta = json.dumps({"version": CACHE_VERSION, "files": meta_files}).encode()
-        data = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
-        origin = np.concatenate(origins) if origins else np.zeros(0, np.int64)
+        meta, data = self._pack()
         for path in self.candidates:
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -142,7 +229,7 @@ class RunMap:
                 continue
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, meta=np.frombuffer(meta, np.uint8), data=data, origin=origin)
+                    np.savez(fh, meta=np.frombuffer(meta, np.uint8), data=data)
                 umask = os.umask(0)
                 os.umask(umask)
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; others may share it
@@ -154,5 +241,25 @@ class RunMap:
                     pass
                 continue
             self.changed = False
+            _pending.discard(self)
             return path
         return None
+
+
+def _index_dict(keys: np.ndarray, strings: list[str], data: np.ndarray, n: int) -> dict:
+    """{(source, group): (firsts, counts)} of one file from its rows of index_keys."""
+    return {(strings[src], strings[grp]): (data[off:off + n], data[off + n:off + 2 * n])
+            for _fi, src, grp, off in keys.tolist()}
+
+
+# Run maps holding indexes read after they were saved; written when Python exits.
+_pending: set[RunMap] = set()
+
+
+@atexit.register
+def _save_pending() -> None:
+    for run_map in list(_pending):
+        try:
+            run_map.save()
+        except Exception:  # noqa: BLE001 - a cache must never break the exit
+            pass

@@ -142,18 +142,18 @@ class SourceData:
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         counts = np.zeros(len(self.train_ids), dtype=np.uint64)
         for g in groups:
-            key = self.one_key(g) if self.is_instrument else None
-            kd = (self[key] if key else self._index_only_keydata())
-            counts = np.maximum(counts, kd.data_counts(labelled=False))
+            counts = np.maximum(counts, self._index_only_keydata(g).data_counts(labelled=False))
         if labelled:
             import pandas as pd
 
             return pd.Series(counts, index=pd.Index(self.train_ids, name="trainId"))
         return counts
 
-    def _index_only_keydata(self) -> KeyData:
-        # Control sources share one index; counts do not depend on the key.
-        return KeyData(self.source, "", section=self.section, files=self.files,
+    def _index_only_keydata(self, index_group: str = "") -> KeyData:
+        # Counts come from the index alone (no file opened for a key's dtype and shape):
+        # all keys of a control source, or of one index group, share them.
+        key = f"{index_group}.*" if index_group and self.is_instrument else ""
+        return KeyData(self.source, key, section=self.section, files=self.files,
                        train_ids=self.train_ids, dtype=np.uint8, entry_shape=(),
                        inc_suspect_trains=self.inc_suspect_trains)
 

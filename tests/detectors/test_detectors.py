@@ -347,7 +347,10 @@ def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
 
 
 def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
-    from exfel_data import file_access
+    from exfel_data import file_access, run_map
+    # Per-source indexes are read on first use and kept in the run's cache from then on.
+    AGIPD1M(open_run(agipd_corr_path)).data_availability()
+    run_map._save_pending()
     run = open_run(agipd_corr_path)
 
     def no_open(filename):

@@ -269,7 +269,7 @@ def test_dask_distributed_cluster(small_run):
     distributed = pytest.importorskip("distributed")
     kd = small_run[DET.format(1), "image.data"]
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         res = client.compute(kd.dask_array().sum()).result()
     assert res == kd.ndarray().astype(np.int64).sum()

@@ -2,6 +2,7 @@
 each generator defect, and differential checks against extra-data on the same files."""
 
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -201,15 +202,16 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     plan, path = write(tmp_path, "1.3")
     ed.RunDirectory(path)
     assert os.path.exists(os.path.join(path, ".exfel_data_map.npz"))
-    from exfel_data import file_access
+    from exfel_data import collection, file_access
 
     scanned = []
-    orig = file_access.FileAccess._scan
-    monkeypatch.setattr(file_access.FileAccess, "_scan",
-                        lambda self: scanned.append(self.filename) or orig(self))
+    orig = collection.scan_file
+    monkeypatch.setattr(collection, "scan_file",
+                        lambda p, st=None: scanned.append(p) or orig(p, st))
+    file_access._pool._open.clear()
     run = ed.RunDirectory(path)
     assert scanned == []
-    assert file_access.n_open_files() == 0 or True  # opening needs no file
+    assert file_access.n_open_files() == 0  # opening needs no file
     np.testing.assert_array_equal(run.train_ids, plan.train_ids)
     np.testing.assert_array_equal(run[MOTOR, "actualPosition"].ndarray(),
                                   plan.device(MOTOR).values("actualPosition", plan.train_ids))
@@ -219,6 +221,57 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
     ed.RunDirectory(path)
     assert scanned == [target]
+
+
+def test_cache_keeps_indexes_read_later(tmp_path, monkeypatch):
+    from exfel_data import file_access, run_map
+
+    plan, path = write(tmp_path, "1.3")
+    run = ed.RunDirectory(path)
+    assert all(not fa._index for fa in run.files)  # opening reads no per-source index
+    expected = run[MOTOR, "actualPosition"].data_counts(labelled=False)
+    assert run_map._pending  # the index just read is to be added to the cache...
+    run_map._save_pending()  # ... when Python exits
+    assert not run_map._pending
+    again = ed.RunDirectory(path)
+
+    def no_read(*args):
+        raise AssertionError("index read from the file, not the cache")
+
+    monkeypatch.setattr(file_access, "_read_index", no_read)
+    np.testing.assert_array_equal(again[MOTOR, "actualPosition"].data_counts(labelled=False),
+                                  expected)
+    fa = again[MOTOR].files[-1]
+    copy = pickle.loads(pickle.dumps(fa))  # as sent to dask workers: indexes included
+    np.testing.assert_array_equal(copy.get_index(MOTOR, "")[1], fa.get_index(MOTOR, "")[1])
+
+
+def _run_facts(run):
+    return (run.train_ids.tolist(), sorted(run.all_sources), sorted(run.control_sources),
+            run.suspect_trains, dict(run._legacy),
+            [(f.filename, f.format_version, f.source_ids, f.n_zero, f.n_suspect,
+              f.train_span(True), f.train_span(False), f.valid.tolist(),
+              sorted(f.index)) for f in run.files])
+
+
+@pytest.mark.parametrize("case", ["rogue", "legacy"])
+def test_cache_round_trip_and_corrupt_cache(tmp_path, case):
+    if case == "rogue":
+        _, path = write(tmp_path, "1.2", [T.RogueTrainId(aggregator="DA01", position=2)])
+    else:
+        path = T.RunPlan(n_trains=6, format_version="1.3", trains_per_file=4, devices=[
+            *T.AGIPD1M(raw=False, frames_per_train=2, module_shape=(4, 4), n_modules=2,
+                       corrected_naming="output+links")]).write(tmp_path / "r0002")
+    cold = _run_facts(open_quiet(path))
+    cache = os.path.join(path, ".exfel_data_map.npz")
+    assert os.path.exists(cache)
+    assert _run_facts(open_quiet(path)) == cold
+    if case == "rogue":
+        assert cold[3][0].origin is not None  # who sent the rogue ID survives the cache
+    with open(cache, "wb") as fh:
+        fh.write(b"PK\x03\x04 not a zip file")
+    assert _run_facts(open_quiet(path)) == cold  # a broken cache is ignored, rewritten
+    assert _run_facts(open_quiet(path)) == cold
 
 
 def test_cache_in_user_dir_when_run_readonly(tmp_path, monkeypatch):

@@ -186,9 +186,12 @@ def test_missing_index_dataset_names_file_and_path(tmp_path):
         del f[f"INDEX/{OUT}/data"]
     from exfel_data.file_access import FileAccess
 
+    fa = FileAccess(str(p))  # indexes are read on first use of a source
     with pytest.raises(ed.FileStructureError) as exc:
-        FileAccess(str(p))
+        fa.get_index(OUT, "data")
     assert p.name in str(exc.value) and f"INDEX/{OUT}/data" in str(exc.value)
+    with pytest.raises(ed.FileStructureError, match=f"INDEX/{OUT}/data"):
+        ed.H5File(p)[OUT, "data.intensity"].ndarray()
 
 
 def test_index_beyond_dataset(tmp_path):
