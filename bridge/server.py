@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from bridge.protocol import ProtocolError, serialize, timestamp_metadata
+from bridge.protocol import ProtocolError, serialize, serialize_sized, timestamp_metadata
 
 __all__ = ['Server', 'POLICIES', 'SOCKET_TYPES']
 
@@ -45,13 +45,27 @@ _POLLOUT = int(zmq.POLLOUT)
 _instance_ids = itertools.count()
 
 
+_SNDMORE = int(zmq.SNDMORE)
+# Frames smaller than this are copied into ZeroMQ (cheaper than tracking them).
+_COPY_THRESHOLD = zmq.COPY_THRESHOLD
+
+
 class _Item:
     """One serialized train waiting in the queue."""
     __slots__ = ('frames', 'nbytes')
 
-    def __init__(self, frames: list):
+    def __init__(self, frames: list, nbytes: int):
         self.frames = frames
-        self.nbytes = sum(len(f) for f in frames)
+        self.nbytes = nbytes
+
+
+def _send_frames(socket: zmq.Socket, frames: list, flags: int) -> None:
+    """send_multipart without its per-part overhead (enum flags, Frame objects)."""
+    send = socket.send
+    more = flags | _SNDMORE
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, more if i < last else flags, copy=len(frame) < _COPY_THRESHOLD)
 
 
 class Server:
@@ -209,7 +223,7 @@ class Server:
         if copy:
             data = {src: {k: (np.array(v) if isinstance(v, np.ndarray) else v)
                           for k, v in props.items()} for src, props in data.items()}
-        item = _Item(serialize(data, meta, self.protocol_version))
+        item = _Item(*serialize_sized(data, meta, self.protocol_version))
 
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
@@ -305,6 +319,11 @@ class Server:
                 m = props.get('metadata', {})
             else:
                 m = {}
+            if next(iter(m), None) == 'source' and m['source'] == source and (
+                    'timestamp.tid' in m) and (not self.timestamps or (
+                    'timestamp' in m and 'timestamp.sec' in m and 'timestamp.frac' in m)):
+                meta[source] = m  # complete already: sent as it is, never modified
+                continue
             # The real source name (a renamed or stacked source may carry an old one).
             meta[source] = {'source': source, **{k: v for k, v in m.items() if k != 'source'}}
         known = train_id
@@ -470,14 +489,14 @@ class Server:
             with self._lock:
                 envelope = self._waiting.popleft()
             try:
-                self._socket.send_multipart(envelope + item.frames, _NOBLOCK, copy=False)
+                _send_frames(self._socket, envelope + item.frames, _NOBLOCK)
             except (zmq.Again, zmq.ZMQError):
                 # Peer disconnected (EHOSTUNREACH) or still has an unread reply:
                 # forget this request, keep the train for the next one.
                 return False
             return True
         try:
-            self._socket.send_multipart(item.frames, _NOBLOCK, copy=False)
+            _send_frames(self._socket, item.frames, _NOBLOCK)
         except zmq.Again:
             return False
         return True
