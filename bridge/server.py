@@ -42,6 +42,8 @@ _MAX_REQUEST_BYTES = 64 * 1024
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 _instance_ids = itertools.count()
 
 
@@ -428,8 +430,11 @@ class Server:
                 self._wake_w.close(linger=0)
 
     def _receive_requests(self) -> None:
-        while self._socket.getsockopt(zmq.EVENTS) & _POLLIN:
-            parts = self._socket.recv_multipart(_NOBLOCK)
+        socket = self._socket
+        while socket.getsockopt(_EVENTS) & _POLLIN:
+            parts = [socket.recv(_NOBLOCK)]
+            while socket.getsockopt(_RCVMORE):
+                parts.append(socket.recv(_NOBLOCK))
             if self.sock == 'PUB':
                 continue  # subscription messages; nothing to do
             try:
@@ -452,8 +457,19 @@ class Server:
 
     def _dispatch(self) -> bool:
         """Send queued trains to ready clients; return True if XPUB is blocked."""
+        item = envelope = None
+        sent = False
         while True:
-            with self._changed:
+            with self._changed:  # one lock round per train: the result, then the next
+                if item is not None:
+                    if sent:
+                        self._counts['sent'] += 1
+                    else:
+                        self._queue.appendleft(item)
+                        self._queued_bytes += item.nbytes
+                    self._changed.notify_all()
+                    if not sent and self.sock == 'PUB':
+                        return True
                 if not self._queue:
                     return False
                 if not self._ready():
@@ -465,29 +481,20 @@ class Server:
                     return False
                 item = self._queue.popleft()
                 self._queued_bytes -= item.nbytes
-            sent = self._send(item)
-            with self._changed:
-                if sent:
-                    self._counts['sent'] += 1
-                else:
-                    self._queue.appendleft(item)
-                    self._queued_bytes += item.nbytes
-                self._changed.notify_all()
-            if not sent and self.sock == 'PUB':
-                return True
+                if self.sock == 'REP':
+                    envelope = self._waiting.popleft()
+            sent = self._send(item, envelope)
 
     def _ready(self) -> bool:
         if self.sock == 'REP':
             return bool(self._waiting)
         if self.sock == 'PUSH':
-            return bool(self._socket.getsockopt(zmq.EVENTS) & _POLLOUT)
+            return bool(self._socket.getsockopt(_EVENTS) & _POLLOUT)
         return True
 
-    def _send(self, item: _Item) -> bool:
+    def _send(self, item: _Item, envelope: list | None) -> bool:
         """Try to send now; False puts the train back in the queue."""
-        if self.sock == 'REP':
-            with self._lock:
-                envelope = self._waiting.popleft()
+        if envelope is not None:  # REP
             try:
                 _send_frames(self._socket, envelope + item.frames, _NOBLOCK)
             except (zmq.Again, zmq.ZMQError):
