@@ -404,12 +404,15 @@ class Server:
         if self.sock != 'PUSH':
             poller.register(self._socket, zmq.POLLIN)
         blocked = False  # XPUB refused a send (a subscriber is full)
+        polling_out = False
         try:
             while True:
                 if self.sock == 'PUSH':
                     with self._lock:
                         want_out = bool(self._queue)
-                    poller.register(self._socket, zmq.POLLOUT if want_out else 0)
+                    if want_out != polling_out:
+                        poller.register(self._socket, _POLLOUT if want_out else 0)
+                        polling_out = want_out
                 events = dict(poller.poll(_XPUB_RETRY_S * 1000 if blocked else None))
                 if self._wake_r in events:
                     while self._wake_r.poll(0):
