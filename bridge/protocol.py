@@ -396,6 +396,7 @@ def _make_array(buf, dtype_name, shape) -> np.ndarray:
     else:
         # Negative numbers would let numpy guess a dimension.
         if array.shape == tuple(shape):
+            array.flags.writeable = False  # a zmq.Frame's buffer is writable
             return array
     if not all(type(n) is int and n >= 0 for n in shape):
         raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')

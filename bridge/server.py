@@ -44,12 +44,10 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _EVENTS = int(zmq.EVENTS)
 _RCVMORE = int(zmq.RCVMORE)
-_instance_ids = itertools.count()
-
-
 _SNDMORE = int(zmq.SNDMORE)
 # Frames smaller than this are copied into ZeroMQ (cheaper than tracking them).
 _COPY_THRESHOLD = zmq.COPY_THRESHOLD
+_instance_ids = itertools.count()
 
 
 class _Item:
