@@ -1,14 +1,15 @@
-"""Opt-in glibc tuning for receiving frames bigger than 32 MiB.
+"""glibc tuning for receiving frames bigger than 32 MiB.
 
 ZeroMQ allocates every received message with ``malloc`` in its I/O thread.
 glibc serves allocations above 32 MiB (its largest mmap threshold) with fresh
 ``mmap`` pages, so each big frame costs page faults and zeroing of the whole
 buffer: a 268 MB AGIPD train arrives ~3x slower than the network allows.
 
-:func:`tune_malloc` makes new threads share the main heap and stops glibc from
-using ``mmap`` or giving freed memory back to the system, so the same memory is
-reused train after train. It changes the whole process (all threads share one
-heap; its peak size is kept), so it is opt-in: ``Client(..., tune_malloc=True)``.
+:func:`tune_malloc` stops glibc from using ``mmap`` or giving freed memory back
+to the system (and makes new threads share the main heap), so the same memory
+is reused train after train. It changes the whole process: threads started
+afterwards share one heap, which keeps its peak size. ``Client`` calls it
+before creating its ZeroMQ context unless given ``tune_malloc=False``.
 """
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ def tune_malloc() -> bool:
     """Let glibc reuse memory for big received messages (process-wide, once).
 
     Call it before creating the ZeroMQ context that receives (``Client``
-    does when given ``tune_malloc=True``): only threads started afterwards,
-    such as that context's I/O thread, share the main heap.
+    does unless given ``tune_malloc=False``): only threads started
+    afterwards, such as that context's I/O thread, share the main heap; glibc
+    serves big blocks in a thread's own heap with ``mmap`` whatever the
+    settings, so tuning after the context started does not help.
 
     Returns
     -------

@@ -127,6 +127,32 @@ def _dtype_name(dtype: np.dtype) -> str:
     return name
 
 
+# (source, key, dtype, shape) -> packed 2.2 array header: the same every train.
+_array_headers: dict[tuple, bytes] = {}
+_MAX_CACHED_HEADERS = 4096
+
+
+def _array_header(packer: msgpack.Packer, source: str, key, array: np.ndarray) -> bytes:
+    cache_key = (source, key, array.dtype, array.shape)
+    header = _array_headers.get(cache_key)
+    if header is None:
+        header = packer.pack({
+            'source': source, 'content': 'array', 'path': str(key),
+            'dtype': _dtype_name(array.dtype), 'shape': list(array.shape),
+        })
+        if len(_array_headers) >= _MAX_CACHED_HEADERS:
+            _array_headers.clear()  # shapes that change every train: do not grow
+        _array_headers[cache_key] = header
+    return header
+
+
+def _array_frame(array: np.ndarray):
+    """The raw C-order buffer of an array (a view unless it is not contiguous)."""
+    array = _c_order(array)
+    # A 0-d or empty array still has a valid (possibly empty) buffer.
+    return array.reshape(-1).view(np.uint8).data if array.size else b''
+
+
 def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
     """Split one source's data into (msgpack map, [(key, array)]); flatten nested maps."""
     main: dict[str, Any] = {}
@@ -162,6 +188,14 @@ def _split_source(source: str, props: Mapping) -> tuple[dict, list]:
     for key, value in props.items():
         if key == 'metadata':
             continue  # travels in the header (2.2) or is added back (1.0)
+        if type(key) is str:  # the common cases first, without a call
+            kind = type(value)
+            if kind in _PLAIN_TYPES:
+                main[key] = value
+                continue
+            if kind is np.ndarray and value.dtype.kind in 'biufc':
+                arrays.append((key, value))
+                continue
         add(str(key), value)
     return main, arrays
 
@@ -186,7 +220,7 @@ def _source_metadata(source: str, data: Mapping, metadata: Mapping | None) -> di
     else:
         meta = data[source].get('metadata', {}) if isinstance(data[source], Mapping) else {}
     if 'source' in meta:
-        return dict(meta)
+        return meta  # packed as it is, never modified
     return {'source': source, **meta}
 
 
@@ -221,6 +255,15 @@ def serialize(
         A value cannot be sent (object arrays of non-strings, structured
         arrays, unknown types); the message names the source and key.
     """
+    return serialize_sized(data, metadata, protocol_version)[0]
+
+
+def serialize_sized(
+    data: Mapping[str, Mapping[str, Any]],
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    protocol_version: str = '2.2',
+) -> tuple[list, int]:
+    """:func:`serialize`, also returning the message size in bytes."""
     if protocol_version not in PROTOCOL_VERSIONS:
         raise ValueError(
             f'Unknown protocol version {protocol_version!r}; use one of {PROTOCOL_VERSIONS}'
@@ -237,28 +280,45 @@ def serialize(
 
     packer = _packer()
     if protocol_version == '1.0':
-        return [_serialize_1_0(data, metadata, packer)]
+        frame = _serialize_1_0(data, metadata, packer)
+        return [frame], len(frame)
+    return _serialize_2_2(data, metadata, packer)
 
+
+# (source) -> packed start of its 2.2 metadata header, up to the metadata map.
+_meta_header_starts: dict[str, bytes] = {}
+
+
+def _serialize_2_2(data: Mapping, metadata: Mapping | None,
+                   packer: msgpack.Packer) -> tuple[list, int]:
+    """Frames of a 2.2 message, and their total size in bytes."""
     frames: list = []
+    nbytes = 0
     for source in sorted(data):
+        props = data[source]
         meta = _source_metadata(source, data, metadata)
-        main, arrays = _split_source(source, data[source])
-        frames.append(_pack(packer, {'source': source, 'content': 'msgpack', 'metadata': meta},
-                            source, 'metadata'))
-        if isinstance(data[source].get('metadata'), Mapping):
+        main, arrays = _split_source(source, props)
+        start = _meta_header_starts.get(source)
+        if start is None:
+            # Packing {'source', 'content', 'metadata': m} gives this prefix + pack(m).
+            start = packer.pack({'source': source, 'content': 'msgpack', 'metadata': None})[:-1]
+            if len(_meta_header_starts) < _MAX_CACHED_HEADERS:
+                _meta_header_starts[source] = start
+        header = start + _pack(packer, meta, source, 'metadata')
+        if isinstance(props.get('metadata'), Mapping):
             # As karabo_bridge does for train dicts from files: clients that
             # read data[source]['metadata'] keep working.
             main['metadata'] = meta
-        frames.append(_pack(packer, main, source, 'data'))
+        body = _pack(packer, main, source, 'data')
+        frames.append(header)
+        frames.append(body)
+        nbytes += len(header) + len(body)
         for key, array in arrays:
-            array = _c_order(array)
-            frames.append(packer.pack({
-                'source': source, 'content': 'array', 'path': key,
-                'dtype': _dtype_name(array.dtype), 'shape': list(array.shape),
-            }))
-            # A 0-d or empty array still has a valid (possibly empty) buffer.
-            frames.append(array.reshape(-1).view(np.uint8).data if array.size else b'')
-    return frames
+            header = _array_header(packer, source, key, array)
+            frames.append(header)
+            frames.append(_array_frame(array))
+            nbytes += len(header) + array.nbytes
+    return frames, nbytes
 
 
 def _serialize_1_0(data: Mapping, metadata: Mapping | None, packer: msgpack.Packer) -> bytes:
@@ -336,6 +396,7 @@ def _make_array(buf, dtype_name, shape) -> np.ndarray:
     else:
         # Negative numbers would let numpy guess a dimension.
         if array.shape == tuple(shape):
+            array.flags.writeable = False  # a zmq.Frame's buffer is writable
             return array
     if not all(type(n) is int and n >= 0 for n in shape):
         raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')
@@ -468,6 +529,17 @@ def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
         raise ProtocolError(f'unknown content {content!r} (expected "msgpack" or "array")')
 
 
+# Packed array header -> (source, path, dtype, shape, nbytes): headers repeat
+# every train, so each is parsed and checked once.
+_known_array_headers: dict[bytes, tuple] = {}
+
+
+def _remember_array_header(header: bytes, source: str, path: str, array: np.ndarray) -> None:
+    if len(_known_array_headers) >= _MAX_CACHED_HEADERS:
+        _known_array_headers.clear()  # shapes that change every train: do not grow
+    _known_array_headers[header] = (source, path, array.dtype, array.shape, array.nbytes)
+
+
 def deserialize(frames: Sequence) -> tuple[dict, dict]:
     """Decode one bridge message into ``(data, metadata)``.
 
@@ -503,8 +575,29 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
 
     data: dict[str, dict] = {}
     metadata: dict[str, dict] = {}
+    known = _known_array_headers
     for i in range(0, len(frames), 2):
-        header = _unpack(_buffer(frames[i]), f'Header frame {i}')
+        header_frame = frames[i]
+        key = header_frame if type(header_frame) is bytes else getattr(header_frame, 'bytes', None)
+        entry = known.get(key) if key is not None else None
+        if entry is not None:
+            # An array header seen before: only the payload's size needs checking.
+            source, path, dtype, shape, nbytes = entry
+            buf = _buffer(frames[i + 1])
+            if buf.nbytes != nbytes:
+                try:
+                    _make_array(buf, dtype, list(shape))
+                except ProtocolError as e:
+                    raise ProtocolError(
+                        f'source {source!r} (frames {i}, {i + 1}): key {path!r}: {e}') from None
+            array = np.frombuffer(buf, dtype).reshape(shape)
+            array.flags.writeable = False
+            props = data.get(source)
+            if props is None:
+                props = data[source] = {}
+            props[path] = array
+            continue
+        header = _unpack(_buffer(header_frame), f'Header frame {i}')
         try:
             source, content = header['source'], header['content']
         except (KeyError, TypeError):
@@ -518,6 +611,9 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
             _decode_pair(header, source, content, _buffer(frames[i + 1]), data, metadata)
         except ProtocolError as e:
             raise ProtocolError(f'source {source!r} (frames {i}, {i + 1}): {e}') from None
+        if content == 'array' and key is not None:
+            path = header['path']
+            _remember_array_header(key, source, path, data[source][path])
 
     for source, props in data.items():
         meta = metadata.setdefault(source, {})

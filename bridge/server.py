@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from bridge.protocol import ProtocolError, serialize, timestamp_metadata
+from bridge.protocol import ProtocolError, serialize, serialize_sized, timestamp_metadata
 
 __all__ = ['Server', 'POLICIES', 'SOCKET_TYPES']
 
@@ -42,6 +42,11 @@ _MAX_REQUEST_BYTES = 64 * 1024
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+# Frames smaller than this are copied into ZeroMQ (cheaper than tracking them).
+_COPY_THRESHOLD = zmq.COPY_THRESHOLD
 _instance_ids = itertools.count()
 
 
@@ -49,9 +54,18 @@ class _Item:
     """One serialized train waiting in the queue."""
     __slots__ = ('frames', 'nbytes')
 
-    def __init__(self, frames: list):
+    def __init__(self, frames: list, nbytes: int):
         self.frames = frames
-        self.nbytes = sum(len(f) for f in frames)
+        self.nbytes = nbytes
+
+
+def _send_frames(socket: zmq.Socket, frames: list, flags: int) -> None:
+    """send_multipart without its per-part overhead (enum flags, Frame objects)."""
+    send = socket.send
+    more = flags | _SNDMORE
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, more if i < last else flags, copy=len(frame) < _COPY_THRESHOLD)
 
 
 class Server:
@@ -209,7 +223,7 @@ class Server:
         if copy:
             data = {src: {k: (np.array(v) if isinstance(v, np.ndarray) else v)
                           for k, v in props.items()} for src, props in data.items()}
-        item = _Item(serialize(data, meta, self.protocol_version))
+        item = _Item(*serialize_sized(data, meta, self.protocol_version))
 
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
@@ -305,6 +319,11 @@ class Server:
                 m = props.get('metadata', {})
             else:
                 m = {}
+            if next(iter(m), None) == 'source' and m['source'] == source and (
+                    'timestamp.tid' in m) and (not self.timestamps or (
+                    'timestamp' in m and 'timestamp.sec' in m and 'timestamp.frac' in m)):
+                meta[source] = m  # complete already: sent as it is, never modified
+                continue
             # The real source name (a renamed or stacked source may carry an old one).
             meta[source] = {'source': source, **{k: v for k, v in m.items() if k != 'source'}}
         known = train_id
@@ -383,12 +402,15 @@ class Server:
         if self.sock != 'PUSH':
             poller.register(self._socket, zmq.POLLIN)
         blocked = False  # XPUB refused a send (a subscriber is full)
+        polling_out = False
         try:
             while True:
                 if self.sock == 'PUSH':
                     with self._lock:
                         want_out = bool(self._queue)
-                    poller.register(self._socket, zmq.POLLOUT if want_out else 0)
+                    if want_out != polling_out:
+                        poller.register(self._socket, _POLLOUT if want_out else 0)
+                        polling_out = want_out
                 events = dict(poller.poll(_XPUB_RETRY_S * 1000 if blocked else None))
                 if self._wake_r in events:
                     while self._wake_r.poll(0):
@@ -409,8 +431,11 @@ class Server:
                 self._wake_w.close(linger=0)
 
     def _receive_requests(self) -> None:
-        while self._socket.getsockopt(zmq.EVENTS) & _POLLIN:
-            parts = self._socket.recv_multipart(_NOBLOCK)
+        socket = self._socket
+        while socket.getsockopt(_EVENTS) & _POLLIN:
+            parts = [socket.recv(_NOBLOCK)]
+            while socket.getsockopt(_RCVMORE):
+                parts.append(socket.recv(_NOBLOCK))
             if self.sock == 'PUB':
                 continue  # subscription messages; nothing to do
             try:
@@ -433,8 +458,19 @@ class Server:
 
     def _dispatch(self) -> bool:
         """Send queued trains to ready clients; return True if XPUB is blocked."""
+        item = envelope = None
+        sent = False
         while True:
-            with self._changed:
+            with self._changed:  # one lock round per train: the result, then the next
+                if item is not None:
+                    if sent:
+                        self._counts['sent'] += 1
+                    else:
+                        self._queue.appendleft(item)
+                        self._queued_bytes += item.nbytes
+                    self._changed.notify_all()
+                    if not sent and self.sock == 'PUB':
+                        return True
                 if not self._queue:
                     return False
                 if not self._ready():
@@ -446,38 +482,29 @@ class Server:
                     return False
                 item = self._queue.popleft()
                 self._queued_bytes -= item.nbytes
-            sent = self._send(item)
-            with self._changed:
-                if sent:
-                    self._counts['sent'] += 1
-                else:
-                    self._queue.appendleft(item)
-                    self._queued_bytes += item.nbytes
-                self._changed.notify_all()
-            if not sent and self.sock == 'PUB':
-                return True
+                if self.sock == 'REP':
+                    envelope = self._waiting.popleft()
+            sent = self._send(item, envelope)
 
     def _ready(self) -> bool:
         if self.sock == 'REP':
             return bool(self._waiting)
         if self.sock == 'PUSH':
-            return bool(self._socket.getsockopt(zmq.EVENTS) & _POLLOUT)
+            return bool(self._socket.getsockopt(_EVENTS) & _POLLOUT)
         return True
 
-    def _send(self, item: _Item) -> bool:
+    def _send(self, item: _Item, envelope: list | None) -> bool:
         """Try to send now; False puts the train back in the queue."""
-        if self.sock == 'REP':
-            with self._lock:
-                envelope = self._waiting.popleft()
+        if envelope is not None:  # REP
             try:
-                self._socket.send_multipart(envelope + item.frames, _NOBLOCK, copy=False)
+                _send_frames(self._socket, envelope + item.frames, _NOBLOCK)
             except (zmq.Again, zmq.ZMQError):
                 # Peer disconnected (EHOSTUNREACH) or still has an unread reply:
                 # forget this request, keep the train for the next one.
                 return False
             return True
         try:
-            self._socket.send_multipart(item.frames, _NOBLOCK, copy=False)
+            _send_frames(self._socket, item.frames, _NOBLOCK)
         except zmq.Again:
             return False
         return True

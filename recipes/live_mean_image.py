@@ -103,7 +103,7 @@ class RunningMean:
 
 
 def live_trains(endpoint: str, sock: str, timeout: float,
-                tune_malloc: bool = False) -> Iterator[dict]:
+                tune_malloc: bool = True) -> Iterator[dict]:
     """Train dicts from a bridge server."""
     from bridge.cli import CLIENT_FOR, client_endpoint
     from bridge.client import Client
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=None, help="stop after N trains")
     ap.add_argument("--timeout", type=float, default=30.0,
                     help="seconds to wait for a train (live; default 30)")
-    ap.add_argument("--tune-malloc", action="store_true",
+    ap.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
                     help="live: reuse memory for trains above 32 MiB (glibc; 2-3x faster for "
-                         "full AGIPD/LPD trains)")
+                         "full AGIPD/LPD trains; default on, as in bridge.Client)")
     ap.add_argument("--png", metavar="FILE", help="save the mean image as a PNG (matplotlib)")
     args = ap.parse_args(argv)
     if bool(args.endpoint) == bool(args.run):

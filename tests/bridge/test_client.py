@@ -183,3 +183,19 @@ def test_tune_malloc_in_a_fresh_process():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=60, env={**os.environ, 'PYTHONPATH': BRIDGE_ROOT})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize('tune, expected', [(None, True), (False, None)])
+def test_client_tunes_malloc_by_default(tune, expected):
+    # A subprocess: the tuning is process-wide and would outlive this test.
+    args = '' if tune is None else f', tune_malloc={tune}'
+    code = (
+        'import bridge, bridge.malloc\n'
+        f"with bridge.Client('tcp://127.0.0.1:9', timeout=1{args}):\n"
+        '    pass\n'
+        'print(bridge.malloc._tuned)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, 'PYTHONPATH': BRIDGE_ROOT})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(expected)

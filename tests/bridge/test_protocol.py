@@ -347,3 +347,23 @@ def test_random_corruption_gives_protocol_error_only(version):
             deserialize(frames)
         except ProtocolError:
             pass
+
+
+def test_repeated_headers_still_checked():
+    """Array headers are parsed once, but every train's payload is still checked."""
+    arr = np.arange(12, dtype='>i4').reshape(3, 4)
+    frames = [bytes(f) for f in serialize({'R': {'a': arr}}, {'R': {'timestamp.tid': 1}})]
+    for _ in range(2):  # the second time from the cache of parsed headers
+        data, _ = deserialize(frames)
+        np.testing.assert_array_equal(data['R']['a'], arr)
+        assert data['R']['a'].dtype == np.dtype('>i4')
+    with pytest.raises(ProtocolError, match=r"source 'R' \(frames 2, 3\): key 'a': .*truncated"):
+        deserialize(frames[:3] + [frames[3][:-4]])
+
+
+def test_arrays_from_zmq_frames_are_read_only():
+    zmq = pytest.importorskip('zmq')
+    frames = serialize({'D': {'a': np.arange(100_000.0)}}, {'D': {'timestamp.tid': 1}})
+    data, _ = deserialize([zmq.Frame(bytes(f)) for f in frames])
+    assert not data['D']['a'].flags.writeable
+    assert data['D']['a'][-1] == 99_999.0

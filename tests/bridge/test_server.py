@@ -211,18 +211,39 @@ def test_pub_copies_to_every_subscriber(make_server):
 
 
 def test_push_round_robin(make_server):
+    """Each train goes to exactly one PULL client, and connected clients take turns."""
     server = make_server(sock='PUSH', policy='wait', max_queue=100)
-    clients = [Client(server.endpoint, sock='PULL', timeout=5) for _ in range(2)]
+    clients = [Client(server.endpoint, sock='PULL', timeout=0.2) for _ in range(2)]
+    got: list[list[int]] = [[], []]
+
+    def receive_available():
+        for client, ids in zip(clients, got, strict=True):
+            while True:
+                try:
+                    ids.append(client.next()[1][XGM]['timestamp.tid'])
+                except TimeoutError:
+                    break
+
     try:
-        time.sleep(0.3)  # both connected, so both get a share
-        for tid in range(6):
+        # Connecting takes a moment (longer on a busy machine): until both
+        # clients are connected, every train goes to the first one.
+        fed = 0
+        deadline = time.monotonic() + 30
+        while not (got[0] and got[1]):
+            assert time.monotonic() < deadline, f'a client got nothing: {got}'
+            server.feed(train(fed))
+            fed += 1
+            receive_available()
+        before = [len(ids) for ids in got]
+        for tid in range(fed, fed + 6):
             server.feed(train(tid))
-        got = [[c.next()[1][XGM]['timestamp.tid'] for _ in range(3)] for c in clients]
+        fed += 6
+        wait_until(lambda: receive_available() or sum(map(len, got)) == fed, timeout=10)
     finally:
         for client in clients:
             client.close()
-    assert sorted(got[0] + got[1]) == list(range(6))
-    assert got[0] and got[1]
+    assert sorted(got[0] + got[1]) == list(range(fed))  # none lost, none twice
+    assert len(got[0]) > before[0] and len(got[1]) > before[1]  # both took turns
 
 
 def _feed_fast(server, stop, fed, nbytes):
