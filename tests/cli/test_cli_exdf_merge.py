@@ -191,7 +191,6 @@ def test_part_too_many(run_dir, tmp_path):
 
 
 def test_workers(run_dir, tmp_path):
-    pytest.importorskip("distributed")
     whole, par = tmp_path / "w.npz", tmp_path / "p.npz"
     convert(run_dir, whole, "npz", select=SELECT)
     res = cli("convert", run_dir, par, "--to", "npz", "-q", "--workers", "2",
