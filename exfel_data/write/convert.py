@@ -243,6 +243,10 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
     # Part outputs live next to the output so that renaming them stays on one file system.
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
     try:
+        if pool is not None and cls.direct_parallel:
+            _convert_direct(cls, plan, output, overwrite, pool, workers, progress, kwargs)
+            progress.finish()
+            return _summary(plan.n_trains, progress, output)
         if pool is not None:
             n_parts = max(1, min(workers, plan.n_trains))
             outs = _part_names(tmpdir, n_parts, output.suffix)
@@ -261,6 +265,38 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
         progress.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
     return _summary(plan.n_trains, progress, output)
+
+
+def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, pool,
+                    workers: int, progress: Progress, kwargs: dict) -> None:
+    """Local workers writing their rows straight into one preallocated output."""
+    import importlib
+
+    direct = importlib.import_module(cls.direct_parallel)
+    n_parts = max(1, min(workers, plan.n_trains))
+    with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+        state = direct.prepare(plan, tmp, n_parts, progress)
+        pending = [pool.apply_async(_direct_part_task, (plan.run_path, str(tmp), cls.name,
+                                                        (i, n_parts), kwargs, targets))
+                   for i, targets in enumerate(state.targets, 1)]
+        results = []
+        for res in pending:
+            results.append(_part_result(plan, res.get))
+            progress.update(results[-1]["nbytes"])
+        direct.finish(state, tmp, results)
+
+
+def _direct_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
+                      kwargs: dict, targets: dict) -> dict:
+    """One part on a worker, written into the shared output: returns a small summary."""
+    import importlib
+
+    kwargs = dict(kwargs)
+    plan = build_plan(open_input(run_path), kwargs.pop("select"), kwargs.pop("trains"), part,
+                      kwargs.pop("append_detector_modules"), fmt, kwargs.pop("block_bytes"),
+                      run_path)
+    return importlib.import_module(writer_class(fmt).direct_parallel).write_part(
+        plan, out, targets)
 
 
 def _part_names(tmpdir: Path, n_parts: int, suffix: str) -> list[str]:

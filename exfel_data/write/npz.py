@@ -37,6 +37,7 @@ def _read_header(fh) -> tuple[tuple, np.dtype]:
 
 class NpzWriter(Writer):
     name = "npz"
+    direct_parallel = "exfel_data.write.npz_direct"
 
     def _zip(self, path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)

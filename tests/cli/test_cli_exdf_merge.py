@@ -200,6 +200,18 @@ def test_workers(run_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz", "w.npz"]
 
 
+def test_workers_with_part_outputs(run_dir, tmp_path):
+    # csv has no direct parallel writer: workers write part outputs which are merged
+    whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
+    sel = [f"{XGM}[*.value]"]
+    convert(run_dir, whole, "csv", select=sel)
+    res = cli("convert", run_dir, par, "--to", "csv", "-q", "--select", sel[0],
+              "--workers", "3")
+    assert res.exit_code == 0, res.output
+    assert par.read_text() == whole.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "w.csv"]
+
+
 def test_scheduler_address(run_dir, tmp_path):
     distributed = pytest.importorskip("distributed")
     whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
