@@ -65,7 +65,7 @@ class NpzWriter(Writer):
                 with zf.open(f"{kp.name}.npy", "w", force_zip64=True) as fh:
                     _write_header(fh, kp.dtype, shape)
                     row = 0
-                    for block in plan.key_blocks(kp):
+                    for block in plan.key_blocks(kp, reuse=True):  # written at once
                         fh.write(np.ascontiguousarray(block.data).data)
                         tids[row:row + len(block.train_ids)] = block.train_ids
                         row += len(block.train_ids)

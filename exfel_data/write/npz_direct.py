@@ -116,7 +116,7 @@ def write_part(plan: ConversionPlan, path: str, targets: dict) -> dict:
             pos, tpos, expected = targets[kp.name]
             crc = tcrc = 0
             done = n_rows = 0
-            for block in plan.key_blocks(kp):
+            for block in plan.key_blocks(kp, reuse=True):  # written before the next
                 data = np.ascontiguousarray(block.data, dtype=kp.dtype)
                 crc = pwrite_all(fd, data, pos + done, crc)
                 tids = np.ascontiguousarray(block.train_ids, dtype=np.uint64)
