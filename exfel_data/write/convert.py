@@ -236,17 +236,32 @@ def _local_pool(n: int):
 
 def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, quiet: bool,
                       workers: int | None, scheduler: str | None, pool, kwargs: dict) -> dict:
-    """Convert consecutive parts of the trains on ``pool`` or ``scheduler``'s workers,
-    each written by its worker to a part output, then merge them (no array data goes
-    through this process or the scheduler)."""
+    """Convert consecutive parts of the trains on ``pool`` or ``scheduler``'s workers.
+
+    Each worker writes its share itself -- straight into the output where the format
+    allows (:attr:`Writer.direct_parallel`), else into a part output, merged at the end
+    -- so no array data goes through this process or the scheduler.
+    """
     progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {cls.name}")
-    # Part outputs live next to the output so that renaming them stays on one file system.
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
     try:
         if pool is not None and cls.direct_parallel:
             _convert_direct(cls, plan, output, overwrite, pool, workers, progress, kwargs)
-            progress.finish()
-            return _summary(plan.n_trains, progress, output)
+        else:
+            _convert_parts(cls, plan, output, overwrite, pool, workers, scheduler, progress,
+                           kwargs)
+        progress.finish()
+    finally:
+        progress.close()
+    return _summary(plan.n_trains, progress, output)
+
+
+def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, pool,
+                   workers: int | None, scheduler: str | None, progress: Progress,
+                   kwargs: dict) -> None:
+    """Part outputs converted by the workers, then merged into ``output``."""
+    # Part outputs live next to the output so that renaming them stays on one file system.
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    try:
         if pool is not None:
             n_parts = max(1, min(workers, plan.n_trains))
             outs = _part_names(tmpdir, n_parts, output.suffix)
@@ -260,11 +275,8 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
                                          progress, kwargs)
         with atomic_output(output, overwrite, directory=cls.directory) as tmp:
             cls.merge([Path(p) for p in outs], tmp, Progress(0, 0, quiet=True))
-        progress.finish()
     finally:
-        progress.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    return _summary(plan.n_trains, progress, output)
 
 
 def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, pool,
@@ -303,7 +315,8 @@ def _part_names(tmpdir: Path, n_parts: int, suffix: str) -> list[str]:
     return [str(tmpdir / f"part-{i:04d}{suffix}") for i in range(1, n_parts + 1)]
 
 
-def _part_result(plan: ConversionPlan, get) -> int:
+def _part_result(plan: ConversionPlan, get):
+    """A worker's result, or its failure as a :class:`ConversionError`."""
     try:
         return get()
     except Exception as exc:
