@@ -111,6 +111,8 @@ class ConversionPlan:
     block_bytes: int = BLOCK_BYTES
     #: The opened run with the plan's train selection (for writers needing other keys).
     run: object = None
+    #: Memory reused for the blocks of ``key_blocks(reuse=True)``.
+    _scratch: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_trains(self) -> int:
@@ -145,14 +147,19 @@ class ConversionPlan:
                    reuse: bool = False) -> Iterator[Block]:
         """Blocks of whole trains of one key, each at most ``budget`` bytes (>= 1 train).
 
-        With ``reuse``, every block's data is read into the same buffer: for callers that
-        are done with a block before asking for the next one. It saves the kernel
-        zeroing fresh memory for each block (~10% of a conversion's CPU time).
+        With ``reuse``, every block's data is read into the same buffer (shared by all
+        keys of the plan): for callers that are done with a block before asking for the
+        next one. It saves the kernel zeroing fresh memory for each block (~10% of a
+        conversion's CPU time).
         """
         max_rows = self._rows_per_block(kp, budget or self.block_bytes)
         buffer = None
         if reuse and kp.dtype.kind != "O":
-            buffer = np.empty((min(max_rows, kp.n_rows),) + tuple(kp.entry_shape), kp.dtype)
+            shape = (min(max_rows, kp.n_rows),) + tuple(kp.entry_shape)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * kp.dtype.itemsize
+            if self._scratch is None or len(self._scratch) < nbytes:
+                self._scratch = np.empty(nbytes, np.uint8)
+            buffer = self._scratch[:nbytes].view(kp.dtype).reshape(shape)
         pending: list = []
         pending_rows = 0
         for chunk in _split_chunks(kp.keydata._data_chunks(), max_rows):
