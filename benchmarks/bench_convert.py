@@ -8,13 +8,13 @@ selection ``*/DET/*[image.data]`` + ``SA1_XTD2_XGM/*`` with:
   to new HDF5 files with h5py (no INDEX, METADATA or validity checks).
 - ``ours npz`` / ``numpy npz``: ``convert(..., 'npz')`` vs the same arrays read with h5py
   and saved with ``np.savez`` (which holds everything in memory).
-- ``ours exdf/npz --workers 2``: the same conversions on a local dask.distributed
-  cluster of two worker processes (includes starting the cluster).
+- ``ours exdf/npz --workers 2``: the same conversions with two local worker processes
+  (includes starting them).
 
 Every measurement runs in a fresh process (peak memory is its own; imports are done before
 the clock starts), the files are in the page cache (one warm-up read), the best of
 ``--repeat`` runs is reported with the peak resident memory of the measuring process (the
-``--workers`` rows: of the client; each worker converts one part in bounded memory too).
+``--workers`` rows: the largest of the parent and its worker processes).
 Target: ours >= 70% of the floor's throughput; ``--workers 2`` no slower than one worker.
 
 Run ``python -m benchmarks.bench_convert`` (``--quick`` for a short run). The table is

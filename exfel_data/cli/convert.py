@@ -72,8 +72,9 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--workers", type=click.IntRange(1), metavar="N",
-              help="Convert in parallel on a local dask.distributed cluster of N worker "
-                   "processes (parts, then merged).")
+              help="Convert in parallel with N local worker processes, each writing "
+                   "its share of the trains (npz: into OUTPUT directly; other formats: "
+                   "parts, then merged).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Convert on an existing dask.distributed cluster (e.g. dask-jobqueue on "
                    "SLURM, tcp://host:8786): one part per connected worker, or N parts with "

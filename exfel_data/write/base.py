@@ -93,6 +93,10 @@ class Writer:
     name: ClassVar[str]
     #: The output is a folder rather than a file.
     directory: ClassVar[bool] = False
+    #: Module whose ``prepare`` / ``write_part`` / ``finish`` let local workers write
+    #: straight into one output (e.g. :mod:`exfel_data.write.npz_direct`); ``None``:
+    #: parallel conversions write part outputs and :meth:`merge` them.
+    direct_parallel: ClassVar[str | None] = None
 
     def __init__(self, plan: ConversionPlan, path: Path, progress: Progress, **options):
         self.plan = plan

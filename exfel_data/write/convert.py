@@ -8,8 +8,8 @@ Python API behind ``exfel-data convert`` and ``exfel-data merge``::
 The output is written under a temporary name and renamed when complete (see
 :mod:`exfel_data.write.output`). ``part=(i, N)`` converts the i-th of N consecutive
 shares of the selected trains into a part output which :func:`merge` joins; ``workers``
-/ ``scheduler`` do the same with parts converted in parallel on dask.distributed
-workers, then merged.
+does the same with parts converted in parallel by local worker processes,
+``scheduler`` on the workers of a dask.distributed cluster; then the parts are merged.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
         selected.
     overwrite, quiet : bool
     workers : int, optional
-        Convert in parallel on a local dask.distributed cluster with this many workers.
+        Convert this many parts in parallel, each in its own local worker process (forked
+        where the platform allows, so they start at once); with ``scheduler``, the
+        number of parts.
     scheduler : str, optional
         Address of an existing dask.distributed scheduler to convert on.
     options
@@ -162,19 +164,34 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
     """
     cls = writer_class(fmt)
     output = check_output(output, overwrite)
-    run_path = str(run_path)
-    run = open_input(run_path)
-    plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
-                      block_bytes, run_path)
-    cls.check(plan, **options)
     if (workers and workers > 1) or scheduler:
         if part is not None:
             raise ConversionError("--part and --workers/--scheduler cannot be combined: "
                                   "each part is already one job")
-        return _convert_parallel(cls, plan, output, overwrite, quiet, workers, scheduler,
-                                 dict(select=list(select), trains=trains,
-                                      append_detector_modules=append_detector_modules,
-                                      block_bytes=block_bytes, **options))
+    # Local workers are forked now, before this process opens any HDF5 file: they start
+    # in milliseconds with exfel_data and the writer already imported, and inherit no
+    # open files.
+    pool = _local_pool(workers) if workers and workers > 1 and not scheduler else None
+    try:
+        run_path = str(run_path)
+        run = open_input(run_path)
+        plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
+                          block_bytes, run_path)
+        cls.check(plan, **options)
+        if pool is not None or scheduler:
+            kwargs = dict(select=list(select), trains=trains,
+                          append_detector_modules=append_detector_modules,
+                          block_bytes=block_bytes, **options)
+            return _convert_parallel(cls, plan, output, overwrite, quiet, workers,
+                                     scheduler, pool, kwargs)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # also on Ctrl-C: no worker keeps writing
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {fmt}")
     try:
         with atomic_output(output, overwrite, directory=cls.directory) as tmp:
@@ -196,60 +213,134 @@ def _summary(n_trains: int, progress: Progress, output: Path) -> dict:
 
 def _convert_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
                        kwargs: dict) -> int:
-    """One part on a worker: returns the bytes written."""
+    """One part on a worker, written by the worker itself: returns the bytes written."""
     res = convert(run_path, out, fmt, part=part, quiet=True, **kwargs)
     return res["nbytes"]
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops
+    # the workers), so that it is reported once and cleaned up in one place.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _local_pool(n: int):
+    """A pool of ``n`` worker processes, forked where the platform allows it."""
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(n, initializer=_ignore_sigint)
+
+
 def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, quiet: bool,
-                      workers: int | None, scheduler: str | None, kwargs: dict) -> dict:
-    from .base import require
+                      workers: int | None, scheduler: str | None, pool, kwargs: dict) -> dict:
+    """Convert consecutive parts of the trains on ``pool`` or ``scheduler``'s workers.
 
-    distributed = require("distributed", "distributed", "--workers / --scheduler")
-    n_parts = max(1, min(workers or 0, plan.n_trains)) if not scheduler else None
+    Each worker writes its share itself -- straight into the output where the format
+    allows (:attr:`Writer.direct_parallel`), else into a part output, merged at the end
+    -- so no array data goes through this process or the scheduler.
+    """
     progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {cls.name}")
-    # Part outputs live next to the output so that renaming them stays on one file system.
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
-    cluster = None
     try:
-        if scheduler:
-            client = distributed.Client(scheduler)
-            # With --workers N as well, N parts; else one per worker connected now.
-            n_parts = max(1, min(workers or len(client.scheduler_info()["workers"]) or 1,
-                                 plan.n_trains))
+        if pool is not None and cls.direct_parallel:
+            _convert_direct(cls, plan, output, overwrite, pool, workers, progress, kwargs)
         else:
-            import dask
-
-            # The workers' sampling profiler competes for the GIL with h5py's long calls,
-            # which costs a lot on a busy machine; nothing here uses its output.
-            with dask.config.set({"distributed.worker.profile.enabled": False}):
-                cluster = distributed.LocalCluster(n_workers=n_parts, threads_per_worker=1,
-                                                   processes=True, dashboard_address=":0")
-            client = distributed.Client(cluster)
-        with client:
-            suffix = output.suffix
-            futures = {}
-            for i in range(1, n_parts + 1):
-                out = str(tmpdir / f"part-{i:04d}{suffix}")
-                fut = client.submit(_convert_part_task, plan.run_path, out, cls.name,
-                                    (i, n_parts), kwargs, pure=False)
-                futures[fut] = out
-            for fut in distributed.as_completed(futures):
-                try:
-                    progress.update(fut.result())
-                except Exception as exc:
-                    raise ConversionError(f"A part of {plan.run_path} failed on a worker: "
-                                          f"{exc}") from exc
-        parts = sorted(futures.values())
-        with atomic_output(output, overwrite, directory=cls.directory) as tmp:
-            cls.merge([Path(p) for p in parts], tmp, Progress(0, 0, quiet=True))
+            _convert_parts(cls, plan, output, overwrite, pool, workers, scheduler, progress,
+                           kwargs)
         progress.finish()
     finally:
         progress.close()
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        if cluster is not None:
-            cluster.close()
     return _summary(plan.n_trains, progress, output)
+
+
+def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, pool,
+                   workers: int | None, scheduler: str | None, progress: Progress,
+                   kwargs: dict) -> None:
+    """Part outputs converted by the workers, then merged into ``output``."""
+    # Part outputs live next to the output so that renaming them stays on one file system.
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    try:
+        if pool is not None:
+            n_parts = max(1, min(workers, plan.n_trains))
+            outs = _part_names(tmpdir, n_parts, output.suffix)
+            results = [pool.apply_async(_convert_part_task, (plan.run_path, out, cls.name,
+                                                             (i, n_parts), kwargs))
+                       for i, out in enumerate(outs, 1)]
+            for res in results:
+                progress.update(_part_result(plan, res.get))
+        else:
+            outs = _convert_on_scheduler(cls, plan, tmpdir, output.suffix, workers, scheduler,
+                                         progress, kwargs)
+        with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+            cls.merge([Path(p) for p in outs], tmp, Progress(0, 0, quiet=True))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, pool,
+                    workers: int, progress: Progress, kwargs: dict) -> None:
+    """Local workers writing their rows straight into one preallocated output."""
+    import importlib
+
+    direct = importlib.import_module(cls.direct_parallel)
+    n_parts = max(1, min(workers, plan.n_trains))
+    with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+        state = direct.prepare(plan, tmp, n_parts, progress)
+        pending = [pool.apply_async(_direct_part_task, (plan.run_path, str(tmp), cls.name,
+                                                        (i, n_parts), kwargs, targets))
+                   for i, targets in enumerate(state.targets, 1)]
+        results = []
+        for res in pending:
+            results.append(_part_result(plan, res.get))
+            progress.update(results[-1]["nbytes"])
+        direct.finish(state, tmp, results)
+
+
+def _direct_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
+                      kwargs: dict, targets: dict) -> dict:
+    """One part on a worker, written into the shared output: returns a small summary."""
+    import importlib
+
+    kwargs = dict(kwargs)
+    plan = build_plan(open_input(run_path), kwargs.pop("select"), kwargs.pop("trains"), part,
+                      kwargs.pop("append_detector_modules"), fmt, kwargs.pop("block_bytes"),
+                      run_path)
+    return importlib.import_module(writer_class(fmt).direct_parallel).write_part(
+        plan, out, targets)
+
+
+def _part_names(tmpdir: Path, n_parts: int, suffix: str) -> list[str]:
+    return [str(tmpdir / f"part-{i:04d}{suffix}") for i in range(1, n_parts + 1)]
+
+
+def _part_result(plan: ConversionPlan, get):
+    """A worker's result, or its failure as a :class:`ConversionError`."""
+    try:
+        return get()
+    except Exception as exc:
+        raise ConversionError(f"A part of {plan.run_path} failed on a worker: {exc}") from exc
+
+
+def _convert_on_scheduler(cls, plan: ConversionPlan, tmpdir: Path, suffix: str,
+                          workers: int | None, scheduler: str, progress: Progress,
+                          kwargs: dict) -> list[str]:
+    """Parts on the workers of an existing dask.distributed cluster; their file names."""
+    from .base import require
+
+    distributed = require("distributed", "distributed", "--scheduler")
+    with distributed.Client(scheduler) as client:
+        # With --workers N as well, N parts; else one per worker connected now.
+        n_parts = max(1, min(workers or len(client.scheduler_info()["workers"]) or 1,
+                             plan.n_trains))
+        outs = _part_names(tmpdir, n_parts, suffix)
+        futures = [client.submit(_convert_part_task, plan.run_path, out, cls.name,
+                                 (i, n_parts), kwargs, pure=False)
+                   for i, out in enumerate(outs, 1)]
+        for fut in distributed.as_completed(futures):
+            progress.update(_part_result(plan, fut.result))
+    return outs
 
 
 # -- merging ---------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class ExdfConverter(FolderWriter):
 
     def _copy_rows(self, w: ExdfWriter, kp: KeyPlan) -> None:
         row = 0
-        for block in self.plan.key_blocks(kp):
+        for block in self.plan.key_blocks(kp, reuse=True):  # written before the next
             data = block.data
             if kp.is_string:
                 data = np.array([v.encode() if isinstance(v, str) else v for v in data.ravel()],

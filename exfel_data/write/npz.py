@@ -37,6 +37,7 @@ def _read_header(fh) -> tuple[tuple, np.dtype]:
 
 class NpzWriter(Writer):
     name = "npz"
+    direct_parallel = "exfel_data.write.npz_direct"
 
     def _zip(self, path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
@@ -64,7 +65,7 @@ class NpzWriter(Writer):
                 with zf.open(f"{kp.name}.npy", "w", force_zip64=True) as fh:
                     _write_header(fh, kp.dtype, shape)
                     row = 0
-                    for block in plan.key_blocks(kp):
+                    for block in plan.key_blocks(kp, reuse=True):  # written at once
                         fh.write(np.ascontiguousarray(block.data).data)
                         tids[row:row + len(block.train_ids)] = block.train_ids
                         row += len(block.train_ids)

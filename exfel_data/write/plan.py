@@ -111,6 +111,8 @@ class ConversionPlan:
     block_bytes: int = BLOCK_BYTES
     #: The opened run with the plan's train selection (for writers needing other keys).
     run: object = None
+    #: Memory reused for the blocks of ``key_blocks(reuse=True)``.
+    _scratch: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_trains(self) -> int:
@@ -141,20 +143,34 @@ class ConversionPlan:
     def _rows_per_block(self, kp: KeyPlan, budget: int) -> int:
         return max(1, budget // kp.row_nbytes)
 
-    def key_blocks(self, kp: KeyPlan, budget: int | None = None) -> Iterator[Block]:
-        """Blocks of whole trains of one key, each at most ``budget`` bytes (>= 1 train)."""
+    def key_blocks(self, kp: KeyPlan, budget: int | None = None,
+                   reuse: bool = False) -> Iterator[Block]:
+        """Blocks of whole trains of one key, each at most ``budget`` bytes (>= 1 train).
+
+        With ``reuse``, every block's data is read into the same buffer (shared by all
+        keys of the plan): for callers that are done with a block before asking for the
+        next one. It saves the kernel zeroing fresh memory for each block (~10% of a
+        conversion's CPU time).
+        """
         max_rows = self._rows_per_block(kp, budget or self.block_bytes)
+        buffer = None
+        if reuse and kp.dtype.kind != "O":
+            shape = (min(max_rows, kp.n_rows),) + tuple(kp.entry_shape)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * kp.dtype.itemsize
+            if self._scratch is None or len(self._scratch) < nbytes:
+                self._scratch = np.empty(nbytes, np.uint8)
+            buffer = self._scratch[:nbytes].view(kp.dtype).reshape(shape)
         pending: list = []
         pending_rows = 0
         for chunk in _split_chunks(kp.keydata._data_chunks(), max_rows):
             n = chunk.total_count
             if pending and pending_rows + n > max_rows:
-                yield _read(kp, pending, pending_rows)
+                yield _read(kp, pending, pending_rows, buffer)
                 pending, pending_rows = [], 0
             pending.append(chunk)
             pending_rows += n
         if pending_rows:
-            yield _read(kp, pending, pending_rows)
+            yield _read(kp, pending, pending_rows, buffer)
 
     def train_ranges(self, keys: list[KeyPlan], budget: int | None = None) -> list[slice]:
         """Split the trains into consecutive ranges holding ~``budget`` bytes of ``keys``."""
@@ -205,11 +221,14 @@ def _split_chunks(chunks, max_rows: int):
             start_train, start_row = stop_train, stop_row
 
 
-def _read(kp: KeyPlan, chunks: list, n_rows: int) -> Block:
+def _read(kp: KeyPlan, chunks: list, n_rows: int, buffer: np.ndarray | None = None) -> Block:
     from ..reading import read_chunks_into
 
-    dtype = np.dtype(object) if kp.dtype.kind == "O" else kp.dtype
-    out = np.empty((n_rows,) + tuple(kp.entry_shape), dtype=dtype)
+    if buffer is not None and n_rows <= len(buffer):
+        out = buffer[:n_rows]
+    else:
+        dtype = np.dtype(object) if kp.dtype.kind == "O" else kp.dtype
+        out = np.empty((n_rows,) + tuple(kp.entry_shape), dtype=dtype)
     try:
         read_chunks_into(chunks, out)
     except (OSError, ValueError, KeyError) as exc:

@@ -191,7 +191,6 @@ def test_part_too_many(run_dir, tmp_path):
 
 
 def test_workers(run_dir, tmp_path):
-    pytest.importorskip("distributed")
     whole, par = tmp_path / "w.npz", tmp_path / "p.npz"
     convert(run_dir, whole, "npz", select=SELECT)
     res = cli("convert", run_dir, par, "--to", "npz", "-q", "--workers", "2",
@@ -199,6 +198,18 @@ def test_workers(run_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert_equal_outputs("npz", whole, par, run_dir)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz", "w.npz"]
+
+
+def test_workers_with_part_outputs(run_dir, tmp_path):
+    # csv has no direct parallel writer: workers write part outputs which are merged
+    whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
+    sel = [f"{XGM}[*.value]"]
+    convert(run_dir, whole, "csv", select=sel)
+    res = cli("convert", run_dir, par, "--to", "csv", "-q", "--select", sel[0],
+              "--workers", "3")
+    assert res.exit_code == 0, res.output
+    assert par.read_text() == whole.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "w.csv"]
 
 
 def test_scheduler_address(run_dir, tmp_path):
