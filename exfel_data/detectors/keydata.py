@@ -225,15 +225,18 @@ class DetectorKeyData:
     def _out_dtype(self, astype) -> np.dtype:
         return self.dtype if astype is None else np.dtype(astype)
 
+    def _read_setup(self, roi, astype, fill_value, module_gaps: bool):
+        """(roi as a tuple, frame plan, output dtype, fill value, output shape) of a read."""
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        dtype = self._out_dtype(astype)
+        return (roi, self._plan(), dtype, default_fill_value(dtype, fill_value),
+                self.shape_for(roi, module_gaps))
+
     # -- reading ----------------------------------------------------------------------
     def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
                 ) -> np.ndarray:
         """Read into one new array of :meth:`shape_for` (no labels)."""
-        roi = roi if isinstance(roi, tuple) else (roi,)
-        plan = self._plan()
-        dtype = self._out_dtype(astype)
-        fill = default_fill_value(dtype, fill_value)
-        shape = self.shape_for(roi, module_gaps)
+        roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tasks = []
         mod_slots = self._module_slots(module_gaps)
@@ -275,11 +278,7 @@ class DetectorKeyData:
         single train is bigger than *chunk_bytes*, default 128 MiB).
         """
         import dask.array as da
-        roi = roi if isinstance(roi, tuple) else (roi,)
-        plan = self._plan()
-        dtype = self._out_dtype(astype)
-        fill = default_fill_value(dtype, fill_value)
-        shape = self.shape_for(roi, module_gaps)
+        roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tpc, spc = _chunking or self._chunking(roi, dtype.itemsize, chunk_bytes)
         # An empty selection still gets one (empty) chunk per module
