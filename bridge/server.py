@@ -9,6 +9,10 @@ slow-client policy named after the control system's pipelines:
 - ``queue``: up to ``max_queue`` trains / ``max_queue_bytes`` wait; when full
   the *oldest* is dropped.
 
+With PUSH and ``wait``, ``feed()`` sends a train itself when nothing is
+queued (clients keep up), saving the hand-over to the server thread; the
+socket is used by one thread at a time.
+
 ZeroMQ high-water marks are kept small so that the queueing happens here,
 where it is bounded and counted, not in socket buffers.
 """
