@@ -9,6 +9,10 @@ slow-client policy named after the control system's pipelines:
 - ``queue``: up to ``max_queue`` trains / ``max_queue_bytes`` wait; when full
   the *oldest* is dropped.
 
+With PUSH and ``wait``, ``feed()`` sends a train itself when nothing is
+queued (clients keep up), saving the hand-over to the server thread; the
+socket is used by one thread at a time.
+
 ZeroMQ high-water marks are kept small so that the queueing happens here,
 where it is bounded and counted, not in socket buffers.
 """
@@ -140,6 +144,11 @@ class Server:
         self._linger_ms = 0
         self._error: BaseException | None = None
         self._wake_lock = threading.Lock()
+        # PUSH + wait: feed() sends itself while nothing is queued. The socket
+        # belongs to the server thread while _thread_has_socket (under _lock).
+        self._direct = sock == 'PUSH' and policy == 'wait'
+        self._thread_has_socket = False
+        self._feeders_waiting = 0  # threads in feed()/drain() waiting on _changed
 
         self._context = zmq.Context()
         try:
@@ -238,7 +247,7 @@ class Server:
                             f'feed() waited {timeout} s for room in the queue of {self.endpoint} '
                             f'({len(self._queue)} trains queued; clients are not keeping up)'
                         )
-                    self._changed.wait(remaining)
+                    self._wait_changed(remaining)
                     self._check_running()
             elif self.policy == 'drop':
                 # Nobody took the previous train yet: it is stale now.
@@ -250,6 +259,13 @@ class Server:
                     old = self._queue.popleft()
                     self._queued_bytes -= old.nbytes
                     self._counts['dropped'] += 1
+            if self._direct and not self._queue and not self._thread_has_socket:
+                # The server thread does not use the socket while the queue is
+                # empty (it polls only the wake-up socket): send from here,
+                # holding the lock so that it cannot take the socket meanwhile.
+                if self._send_direct(item):
+                    self._counts['sent'] += 1
+                    return
             # Wake the thread only if it can act now; otherwise its next
             # request / POLLOUT event finds the train in the queue.
             need_wake = self.sock == 'PUB' or self.policy == 'drop' or (
@@ -271,7 +287,7 @@ class Server:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._changed.wait(remaining)
+                self._wait_changed(remaining)
         return True
 
     def start(self) -> Server:
@@ -356,6 +372,31 @@ class Server:
         return (len(self._queue) < self.max_queue
                 and self._queued_bytes + item.nbytes <= self.max_queue_bytes)
 
+    def _send_direct(self, item: _Item) -> bool:
+        """feed()'s own send (lock held, socket not the thread's); False: queue it."""
+        try:
+            _send_frames(self._socket, item.frames, _NOBLOCK)
+            return True
+        except zmq.Again:
+            pass
+        # send() reads ZeroMQ's "pipe has room again" news at most once a
+        # millisecond or so; asking for EVENTS reads it now.
+        if not self._socket.getsockopt(_EVENTS) & _POLLOUT:
+            return False  # no client ready: the server thread takes over
+        try:
+            _send_frames(self._socket, item.frames, _NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def _wait_changed(self, timeout: float | None) -> None:
+        # Called with _lock held; the counter lets the server thread skip notifying.
+        self._feeders_waiting += 1
+        try:
+            self._changed.wait(timeout)
+        finally:
+            self._feeders_waiting -= 1
+
     def _check_running(self) -> None:
         if self._error is not None:
             raise RuntimeError(f'Bridge server thread failed: {self._error!r}') from self._error
@@ -407,7 +448,7 @@ class Server:
             while True:
                 if self.sock == 'PUSH':
                     with self._lock:
-                        want_out = bool(self._queue)
+                        want_out = self._thread_has_socket = bool(self._queue)
                     if want_out != polling_out:
                         poller.register(self._socket, _POLLOUT if want_out else 0)
                         polling_out = want_out
@@ -468,11 +509,13 @@ class Server:
                     else:
                         self._queue.appendleft(item)
                         self._queued_bytes += item.nbytes
-                    self._changed.notify_all()
+                    if self._feeders_waiting:  # feed() / drain() blocked
+                        self._changed.notify_all()
                     if not sent and self.sock == 'PUB':
                         return True
                 if not self._queue:
                     return False
+                self._thread_has_socket = True  # feed() keeps off it from now on
                 if not self._ready():
                     if self.policy == 'drop':
                         self._counts['dropped'] += len(self._queue)

@@ -404,3 +404,27 @@ def test_stats_waiting_clients(make_server):
         with pytest.raises(TimeoutError):
             client.next()
     wait_until(lambda: server.stats['requests'] == 1)
+
+
+def test_push_wait_hands_socket_between_feed_and_thread(make_server):
+    """PUSH + wait: feed() sends itself while nothing is queued, the server thread
+    takes over when the client lags; every train arrives once, whole and in order."""
+    server = make_server(sock='PUSH', policy='wait', max_queue=3)
+    n = 300
+    with Client(server.endpoint, sock='PULL', timeout=10) as client:
+        feeder = threading.Thread(target=lambda: [server.feed(train(t, n=50))
+                                                  for t in range(n)])
+        feeder.start()
+        got = []
+        for i in range(n):
+            data, meta = client.next()
+            tid = meta[XGM]['timestamp.tid']
+            np.testing.assert_array_equal(data[XGM]['data.intensityTD'],
+                                          np.arange(50, dtype=np.float32) + tid)
+            got.append(tid)
+            if i % 50 < 5:
+                time.sleep(0.002)  # lag now and then: the queue fills, the thread sends
+        feeder.join(10)
+    assert got == list(range(n))
+    wait_until(lambda: server.stats['sent'] == n)  # counted just after sending
+    assert server.stats['queued'] == 0 and server.stats['dropped'] == 0
