@@ -466,7 +466,11 @@ class Server:
                 self._error = e
                 self._changed.notify_all()
         finally:
-            self._socket.close(linger=self._linger_ms)
+            with self._lock:
+                # Under the lock, and marked as the thread's, so that a concurrent
+                # feed() never sends directly on a closing socket.
+                self._thread_has_socket = True
+                self._socket.close(linger=self._linger_ms)
             self._wake_r.close(linger=0)
             with self._wake_lock:
                 self._wake_w.close(linger=0)
