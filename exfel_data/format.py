@@ -134,3 +134,17 @@ def decode_scalar(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return value
+
+
+class SectionMixin:
+    """``is_control`` / ``is_instrument`` for objects with a ``section`` attribute."""
+
+    section: str
+
+    @property
+    def is_control(self) -> bool:
+        return self.section == "CONTROL"
+
+    @property
+    def is_instrument(self) -> bool:
+        return self.section == "INSTRUMENT"

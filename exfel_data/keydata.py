@@ -16,7 +16,7 @@ __all__ = ["KeyData"]
 DASK_CHUNK_BYTES = 256 * 1024**2
 
 
-class KeyData:
+class KeyData(fmt.SectionMixin):
     """Data for one key of one source. Get it from ``run[source, key]``.
 
     Attributes
@@ -52,14 +52,6 @@ class KeyData:
     @property
     def hdf5_data_path(self) -> str:
         return fmt.key_to_path(self.section, self.source, self.key)
-
-    @property
-    def is_control(self) -> bool:
-        return self.section == "CONTROL"
-
-    @property
-    def is_instrument(self) -> bool:
-        return self.section == "INSTRUMENT"
 
     def _data_chunks(self) -> list[DataChunk]:
         """Contiguous blocks of rows holding the selected trains, ordered by train ID."""

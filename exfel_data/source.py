@@ -13,7 +13,7 @@ from .selection import glob_matcher, select_train_ids, split_ranges
 __all__ = ["SourceData"]
 
 
-class SourceData:
+class SourceData(fmt.SectionMixin):
     """Data for one source. Get it from ``run[source]``.
 
     ``src[key]`` gives a :class:`KeyData`; control keys may omit ``.value``.
@@ -33,14 +33,6 @@ class SourceData:
     def __repr__(self) -> str:
         return (f"<exfel_data.SourceData source={self.source!r} "
                 f"for {len(self.train_ids)} trains>")
-
-    @property
-    def is_control(self) -> bool:
-        return self.section == "CONTROL"
-
-    @property
-    def is_instrument(self) -> bool:
-        return self.section == "INSTRUMENT"
 
     @property
     def index_groups(self) -> set[str]:
