@@ -55,6 +55,20 @@ class Client:
         peak size. It must happen before the ZeroMQ context starts (a client
         created with ``context=`` gains only if the tuning came first).
         Pass False to leave the allocator alone. No effect off glibc.
+    receive_ahead : int, optional
+        SUB/PULL only: trains ZeroMQ receives ahead of :meth:`next` (the
+        receive high-water mark; default 2). Few keep what you read recent
+        and bound memory (2 x 268 MB for stacked AGIPD trains); raise it
+        (e.g. 100) to take thousands of small trains per second (~1.3x
+        faster for 25 kB trains) when freshness does not matter.
+    prefetch : bool
+        REQ only: ask for the next train as soon as one arrives, so that the
+        server sends it while you work on this one. Big trains arrive up to
+        ~1.4x faster (transfer and processing overlap), but every train you
+        get was asked for one processing time earlier: from a ``drop`` or
+        ``queue`` server it is that much older, and the train in flight
+        when the client closes is lost. Off by default (monitors want the
+        freshest train); for replaying runs as fast as possible.
 
     Examples
     --------
@@ -71,16 +85,30 @@ class Client:
         max_message_size: int | None = None,
         context: zmq.Context | None = None,
         tune_malloc: bool = True,
+        receive_ahead: int | None = None,
+        prefetch: bool = False,
     ):
         sock = str(sock).upper()
         if sock not in SOCKET_TYPES:
             raise ValueError(f'Unknown socket type {sock!r}; use one of {SOCKET_TYPES}')
         if timeout is not None and timeout <= 0:
             raise ValueError(f'timeout must be positive seconds or None, not {timeout!r}')
+        if prefetch and sock != 'REQ':
+            raise ValueError(f'prefetch applies to REQ clients; {sock} sockets receive '
+                             'ahead by themselves (see receive_ahead)')
+        if receive_ahead is not None:
+            if sock == 'REQ':
+                raise ValueError('receive_ahead applies to SUB and PULL clients; '
+                                 'a REQ client can ask ahead with prefetch=True')
+            if not isinstance(receive_ahead, int) or receive_ahead < 1:
+                raise ValueError(f'receive_ahead must be a positive number of trains, '
+                                 f'not {receive_ahead!r}')
         self.endpoint = endpoint
         self.sock = sock
         self.timeout = timeout
         self.max_message_size = max_message_size
+        self.prefetch = prefetch
+        self.receive_ahead = 2 if receive_ahead is None else receive_ahead
         self._own_context = context is None
         if tune_malloc:
             # Before the context exists: its I/O thread, which allocates the
@@ -147,6 +175,8 @@ class Client:
             frame = recv(copy=False)
             frames.append(frame)
         self._awaiting_reply = False
+        if self.prefetch:
+            self._request()  # the server sends the next train while this one is used
         return frames
 
     def _timeout_message(self) -> str:
@@ -200,7 +230,7 @@ class Client:
             s.setsockopt(zmq.REQ_CORRELATE, 1)
         else:
             # Keep few trains buffered so what we read is recent.
-            s.setsockopt(zmq.RCVHWM, 2)
+            s.setsockopt(zmq.RCVHWM, self.receive_ahead)
         if self.max_message_size is not None:
             s.setsockopt(zmq.MAXMSGSIZE, int(self.max_message_size))
         try:

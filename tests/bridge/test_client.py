@@ -56,6 +56,38 @@ def test_bad_arguments():
         Client('tcp://127.0.0.1:5555', timeout=0)
     with pytest.raises(ValueError, match='Cannot connect'):
         Client('nonsense://x')
+    with pytest.raises(ValueError, match='prefetch applies to REQ'):
+        Client('tcp://127.0.0.1:5555', sock='PULL', prefetch=True)
+    with pytest.raises(ValueError, match='receive_ahead applies to SUB and PULL'):
+        Client('tcp://127.0.0.1:5555', receive_ahead=5)
+    with pytest.raises(ValueError, match='positive number of trains, not 0'):
+        Client('tcp://127.0.0.1:5555', sock='SUB', receive_ahead=0)
+
+
+def test_receive_ahead_sets_the_receive_high_water_mark(make_server):
+    server = make_server(sock='PUSH', policy='wait')
+    with Client(server.endpoint, sock='PULL', timeout=5, receive_ahead=100) as client:
+        assert client._socket.getsockopt(zmq.RCVHWM) == 100
+        for tid in range(3):
+            server.feed(train(tid))
+        assert [client.next()[1][XGM]['timestamp.tid'] for _ in range(3)] == [0, 1, 2]
+    with Client(server.endpoint, sock='PULL') as client:
+        assert client._socket.getsockopt(zmq.RCVHWM) == 2
+
+
+def test_prefetch_asks_for_the_next_train_on_arrival(make_server):
+    server = make_server(sock='REP', policy='wait')
+    with Client(server.endpoint, timeout=5, prefetch=True) as client:
+        for tid in range(4):
+            server.feed(train(tid))
+        data, meta = client.next()
+        assert meta[XGM]['timestamp.tid'] == 0
+        # The request for train 1 left with the arrival of train 0.
+        wait_until(lambda: server.stats['sent'] == 2)
+        assert server.stats['requests'] == 2
+        rest = [client.next() for _ in range(3)]
+        assert [m[XGM]['timestamp.tid'] for _, m in rest] == [1, 2, 3]
+        np.testing.assert_array_equal(rest[-1][0][XGM]['data.intensityTD'], [3, 4, 5])
 
 
 @pytest.mark.parametrize('sock', ['REQ', 'SUB', 'PULL'])

@@ -406,25 +406,92 @@ def test_stats_waiting_clients(make_server):
     wait_until(lambda: server.stats['requests'] == 1)
 
 
-def test_push_wait_hands_socket_between_feed_and_thread(make_server):
-    """PUSH + wait: feed() sends itself while nothing is queued, the server thread
-    takes over when the client lags; every train arrives once, whole and in order."""
-    server = make_server(sock='PUSH', policy='wait', max_queue=3)
-    n = 300
-    with Client(server.endpoint, sock='PULL', timeout=10) as client:
-        feeder = threading.Thread(target=lambda: [server.feed(train(t, n=50))
-                                                  for t in range(n)])
-        feeder.start()
-        got = []
-        for i in range(n):
-            data, meta = client.next()
-            tid = meta[XGM]['timestamp.tid']
-            np.testing.assert_array_equal(data[XGM]['data.intensityTD'],
-                                          np.arange(50, dtype=np.float32) + tid)
-            got.append(tid)
-            if i % 50 < 5:
-                time.sleep(0.002)  # lag now and then: the queue fills, the thread sends
-        feeder.join(10)
-    assert got == list(range(n))
-    wait_until(lambda: server.stats['sent'] == n)  # counted just after sending
-    assert server.stats['queued'] == 0 and server.stats['dropped'] == 0
+def _many_frames_train(tid, n_sources=4, n_arrays=3):
+    """A train of many frames, every value derived from ``tid``: a message mixing
+    frames of two trains fails to decode or shows two train IDs."""
+    return {f'SRC/{s}': {**{f'a{k}': np.full(5000 + k, tid, np.int64) for k in range(n_arrays)},
+                         'tid': tid}
+            for s in range(n_sources)}
+
+
+def _check_whole(data, meta):
+    tids = {m['timestamp.tid'] for m in meta.values()}
+    assert len(tids) == 1, f'one message holds several trains: {sorted(tids)}'
+    tid = tids.pop()
+    assert len(data) == 4
+    for props in data.values():
+        assert props['tid'] == tid
+        for k in range(3):
+            assert props[f'a{k}'].shape == (5000 + k,) and (props[f'a{k}'] == tid).all()
+    return tid
+
+
+@pytest.mark.parametrize('sock', ['PUSH', 'REP', 'PUB'])
+def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
+    """Several producer threads feed at once while the client lags now and then
+    (PUSH: feed()'s direct send and the server thread trade the socket). The GIL
+    is handed over between the frames sent, to widen any race: every train must
+    still arrive once, whole, and each producer's trains in order."""
+    import sys
+
+    import bridge.server as server_module
+
+    def yielding_send_frames(socket, frames, flags):
+        for i, frame in enumerate(frames):
+            more = flags | zmq.SNDMORE if i < len(frames) - 1 else flags
+            socket.send(frame, more, copy=True)
+            time.sleep(0.0002)  # let other threads run mid-message
+    monkeypatch.setattr(server_module, '_send_frames', yielding_send_frames)
+    senders = {'feed': 0, 'thread': 0}
+
+    def counting(method, who):
+        def wrapper(self, *args):
+            sent = method(self, *args)
+            senders[who] += bool(sent)
+            return sent
+        return wrapper
+    monkeypatch.setattr(Server, '_send_direct', counting(Server._send_direct, 'feed'))
+    monkeypatch.setattr(Server, '_send', counting(Server._send, 'thread'))
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+
+    server = make_server(sock=sock, policy='wait', max_queue=6)
+    n_feeders, per_feeder = 3, 100
+    errors = []
+
+    def produce(k):
+        try:
+            for i in range(per_feeder):
+                server.feed(_many_frames_train(k * 100_000 + i), train_id=k * 100_000 + i)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    try:
+        with Client(server.endpoint, sock=CLIENT_FOR[sock], timeout=10) as client:
+            if sock == 'PUB':
+                time.sleep(0.3)  # subscriptions must arrive before publishing
+            feeders = [threading.Thread(target=produce, args=(k,)) for k in range(n_feeders)]
+            for t in feeders:
+                t.start()
+            got = []
+            for i in range(n_feeders * per_feeder):
+                got.append(_check_whole(*client.next()))
+                if i % 100 == 50:
+                    # Lag longer than the kernel's socket buffers (MBs) can absorb:
+                    # the queue fills and the server thread takes over.
+                    time.sleep(0.3)
+            for t in feeders:
+                t.join(10)
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not errors
+    assert sorted(got) == sorted(k * 100_000 + i for k in range(n_feeders)
+                                 for i in range(per_feeder))
+    for k in range(n_feeders):
+        own = [t for t in got if t // 100_000 == k]
+        assert own == sorted(own)
+    if sock == 'PUSH':
+        assert senders['feed'] and senders['thread'], senders  # both took turns
+    if sock != 'PUB':
+        wait_until(lambda: server.stats['sent'] == len(got))  # counted just after sending
+        assert server.stats['queued'] == 0 and server.stats['dropped'] == 0
