@@ -423,16 +423,14 @@ class Server:
             s = self._context.socket(zmq.ROUTER)
             s.setsockopt(zmq.ROUTER_MANDATORY, 1)
             s.setsockopt(zmq.SNDHWM, 4)
+            s.setsockopt(zmq.SNDBUF, _SNDBUF)
         else:
             s = self._context.socket(zmq.PUSH if self.sock == 'PUSH' else zmq.XPUB)
-            if self.policy == 'wait':
-                # Every train is delivered, so freshness does not matter here:
-                # a few trains in ZeroMQ's pipe and the kernel's default buffer
-                # spare a thread wake-up per train (~1.5x small trains/s).
-                s.setsockopt(zmq.SNDHWM, min(self.max_queue, _WAIT_SNDHWM))
-            else:
-                s.setsockopt(zmq.SNDHWM, 1)
-                s.setsockopt(zmq.SNDBUF, _SNDBUF)
+            # wait delivers every train, so freshness does not matter: a few
+            # trains in ZeroMQ's pipe spare a thread wake-up per train.
+            s.setsockopt(zmq.SNDHWM, min(self.max_queue, _WAIT_SNDHWM)
+                         if self.policy == 'wait' else 1)
+            s.setsockopt(zmq.SNDBUF, _SNDBUF)
             if self.sock == 'PUB':
                 # wait/queue: a full subscriber makes send() fail instead of losing data.
                 s.setsockopt(zmq.XPUB_NODROP, int(self.policy != 'drop'))
