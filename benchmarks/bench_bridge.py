@@ -215,8 +215,11 @@ def _cpu_seconds(pid: int | None = None) -> float:
 
 def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains: int = 3,
             profiler: cProfile.Profile | None = None,
-            server_pid: int | None = None) -> tuple[float, tuple[float, float]]:
+            server_pid: int | None = None, work: float = 0.0) -> tuple[float, tuple[float, float]]:
     """Connect a fresh client, warm up, then receive for ``duration`` s.
+
+    ``work``: seconds the client spends on each train after receiving it (sleeping, as
+    code waiting for a GPU or a disk would), to show what overlaps with the transfer.
 
     Returns trains/s and CPU seconds per train of the (server, client) processes (server 0
     without ``server_pid``): the CPU cost hardly depends on what else runs on the machine,
@@ -235,6 +238,8 @@ def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains:
         while n < min_trains or time.perf_counter() - t0 < duration:
             msg = receive()
             del msg
+            if work:
+                time.sleep(work)
             n += 1
         elapsed = time.perf_counter() - t0
         client = _cpu_seconds() - client0
@@ -247,17 +252,18 @@ def _window(impl: str, endpoint: str, pattern: str, duration: float, min_trains:
 
 
 def _window_in_subprocess(impl: str, endpoint: str, pattern: str, duration: float,
-                          server_pid: int) -> tuple[float, tuple[float, float]]:
+                          server_pid: int, work: float) -> tuple[float, tuple[float, float]]:
     """:func:`_window` in a fresh client process (for process-wide client settings)."""
     import subprocess
 
     code = ("import sys; from benchmarks.bench_bridge import _window; "
             "rate, (server, client) = _window(sys.argv[1], sys.argv[2], sys.argv[3], "
-            "float(sys.argv[4]), server_pid=int(sys.argv[5])); print(rate, server, client)")
+            "float(sys.argv[4]), server_pid=int(sys.argv[5]), work=float(sys.argv[6])); "
+            "print(rate, server, client)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code, impl, endpoint, pattern, str(duration),
-                          str(server_pid)], capture_output=True, text=True, env=env)
+                          str(server_pid), str(work)], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"{impl} client failed: {out.stderr[-2000:]}")
     rate, server, client = map(float, out.stdout.split()[-3:])
@@ -265,7 +271,7 @@ def _window_in_subprocess(impl: str, endpoint: str, pattern: str, duration: floa
 
 
 def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, duration: float,
-                 repeat: int = 3, profile: bool = False) -> list[Result]:
+                 repeat: int = 3, profile: bool = False, work: float = 0.0) -> list[Result]:
     """Measure all implementations for one (train, pattern), best of ``repeat`` windows.
 
     The servers run side by side and the measurement windows alternate between
@@ -282,11 +288,11 @@ def measure_case(train: str, pattern: str, impls: list[str], nbytes: int, durati
             for impl in impls:
                 if impl in _TUNED and not profile:
                     rate, cpu = _window_in_subprocess(impl, servers[impl][1], pattern,
-                                                      duration, servers[impl][0].pid)
+                                                      duration, servers[impl][0].pid, work)
                 else:
                     rate, cpu = _window(impl, servers[impl][1], pattern, duration,
                                         profiler=profiler if impl == "ours" else None,
-                                        server_pid=servers[impl][0].pid)
+                                        server_pid=servers[impl][0].pid, work=work)
                 rates[impl].append(rate)
                 cpus[impl].append(cpu)
         if profiler:
@@ -460,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allocator", action="store_true",
                     help="only compare a raw client receiving 268 MB trains with and without "
                          "glibc malloc tuning")
+    ap.add_argument("--work", type=float, default=0.0, metavar="MS",
+                    help="the client sleeps MS milliseconds per train after receiving it, as "
+                         "if processing it (shows what prefetch=True overlaps); default 0")
     ap.add_argument("--cross", action="store_true",
                     help="also measure every client against every server (where is a loss?)")
     ap.add_argument("--profile", action="store_true",
@@ -492,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in trains:
         for p in patterns:
             results += measure_case(t, p, impls, nbytes[t], args.duration, args.repeat,
-                                    profile=args.profile)
+                                    profile=args.profile, work=args.work / 1000)
             if args.cross:
                 cross_case(t, p, impls, args.duration, args.repeat)
     print()
