@@ -38,10 +38,13 @@ __all__ = ['Server', 'POLICIES', 'SOCKET_TYPES']
 POLICIES = ('wait', 'drop', 'queue')
 SOCKET_TYPES = ('REP', 'PUB', 'PUSH')
 
-# Kernel send buffer for PUSH/PUB: small, so that it does not hold dozens of
-# small trains (stale data for a slow client), but several loopback segments
-# (64 KiB each) so big trains still flow at full speed; 32 KiB stalls them.
+# Kernel send buffer: small, so that it does not hold dozens of small trains
+# (stale data for a slow client), but several loopback segments (64 KiB each)
+# so big trains flow at full speed (32 KiB stalls them). Big trains even go
+# faster than with the kernel's autotuned MBs: the copies stay in cache.
 _SNDBUF = 128 * 1024
+# PUSH/PUB high-water mark under 'wait' (at most max_queue): trains ZeroMQ may
+# hold per client beyond our queue.
 _WAIT_SNDHWM = 4
 _XPUB_RETRY_S = 0.005
 _MAX_REQUEST_BYTES = 64 * 1024
@@ -91,8 +94,9 @@ class Server:
     policy : {'wait', 'drop', 'queue'}
         What happens when clients are slower than ``feed()``; see module docs.
     max_queue : int
-        Trains held for sending (``wait``: ``feed()`` blocks beyond this;
-        ``queue``: the oldest is dropped beyond this).
+        Trains held for sending (``wait``: ``feed()`` blocks beyond this,
+        and ZeroMQ may hold up to ``min(max_queue, 4)`` more per PUSH/PUB
+        client; ``queue``: the oldest is dropped beyond this).
     max_queue_bytes : int
         The same limit in bytes (a single bigger train is still accepted).
     protocol_version : {'2.2', '1.0'}
