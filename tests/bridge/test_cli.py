@@ -186,6 +186,35 @@ def test_monitor_count(xgm_server):
     assert "trains/s" in result.output
 
 
+@pytest.mark.parametrize("sock", ["REP", "PUSH"])
+def test_monitor_fast(make_server, sock):
+    server = make_server(sock=sock, policy="wait")
+    stop = threading.Event()
+
+    def produce():
+        sim = Simulator(detector="XGM")
+        tid = 0
+        while not stop.is_set():
+            try:
+                server.feed(*sim.train(tid), timeout=0.1)
+                tid += 1
+            except TimeoutError:
+                pass
+            except RuntimeError:
+                return  # server stopped
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        result = CliRunner().invoke(main, ["monitor", server.endpoint, "-z", sock, "--fast",
+                                           "--count", "30", "--interval", "0.1"])
+    finally:
+        stop.set()
+        thread.join(10)
+    assert result.exit_code == 0, result.output
+    assert "Received 30 trains" in result.output and "0 train IDs missing." in result.output
+
+
 def test_monitor_stops_cleanly_on_ctrl_c(xgm_server):
     proc = _popen_bridge(["monitor", xgm_server.endpoint, "--interval", "0.1"])
     try:
