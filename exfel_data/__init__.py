@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .collection import DataCollection, H5File, RunDirectory, SuspectTrain, open_run
+from .collection import DataCollection, SuspectTrain
 from .detectors import (
     AGIPD1M,
     AGIPD500K,
@@ -25,6 +25,7 @@ from .exceptions import (
 from .file_access import set_max_open_files
 from .handler import RunHandler
 from .keydata import KeyData
+from .opening import H5File, RunDirectory, open_run
 from .selection import by_id, by_index
 from .source import SourceData
 

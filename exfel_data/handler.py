@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .collection import RunDirectory
+from .opening import RunDirectory
 
 __all__ = ["RunHandler"]
 

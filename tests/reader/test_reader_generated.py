@@ -202,11 +202,11 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     plan, path = write(tmp_path, "1.3")
     ed.RunDirectory(path)
     assert os.path.exists(os.path.join(path, ".exfel_data_map.npz"))
-    from exfel_data import collection, file_access
+    from exfel_data import file_access, opening
 
     scanned = []
-    orig = collection.scan_file
-    monkeypatch.setattr(collection, "scan_file",
+    orig = opening.scan_file
+    monkeypatch.setattr(opening, "scan_file",
                         lambda p, st=None: scanned.append(p) or orig(p, st))
     file_access._pool._open.clear()
     run = ed.RunDirectory(path)

@@ -1,0 +1,208 @@
+"""Opening runs and files: ``RunDirectory``, ``H5File``, ``open_run``.
+
+Finds the files, scans them (or takes their indexes from the run's cache, see
+:mod:`run_map`), skips unreadable ones with a warning, reports corrupt and suspect train
+IDs, and hands the files to :meth:`DataCollection.from_files`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+import warnings
+
+from .collection import DataCollection, _run_identity, _suspect_trains
+from .exceptions import ExfelDataError
+from .file_access import FileAccess
+from .run_map import RunMap
+from .scan import scan_file
+
+__all__ = ["RunDirectory", "H5File", "open_run", "find_proposal"]
+
+
+def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
+    """Scan files (or take them from the cache); return (files, [(path, error)])."""
+    files, skipped, todo = [], [], []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            skipped.append((p, e))
+            continue
+        info = run_map.get(p, st) if run_map is not None else None
+        if info is not None:
+            fa = FileAccess(p, info)
+            run_map.watch(fa)
+            files.append(fa)
+        else:
+            todo.append((p, st))
+    progress = todo
+    # Only then is scanning slow enough to show progress, and only then can it be seen:
+    # importing tqdm.auto costs ~50 ms, a sixth of scanning 450 files.
+    if len(todo) > 50 and (getattr(sys.stderr, "isatty", bool)() or "ipykernel" in sys.modules):
+        from tqdm.auto import tqdm
+
+        progress = tqdm(todo, desc="Scanning files", unit="file", disable=None, leave=False)
+    for p, st in progress:
+        try:
+            info = scan_file(p, st)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
+            skipped.append((p, e))
+            continue
+        fa = FileAccess(p, info)
+        files.append(fa)
+        if run_map is not None:
+            run_map.put(p, info)
+            run_map.watch(fa)
+    for p, e in skipped:
+        warnings.warn(f"Skipping unreadable file {p}: {type(e).__name__}: {e}", stacklevel=3)
+    return files, skipped
+
+
+def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
+    zero = [(fa, fa.n_zero) for fa in files if fa.n_zero]
+    for fa, n in zero:
+        warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
+                      "INDEX/trainId ignored as corrupt.", stacklevel=3)
+    suspect = _suspect_trains(files)
+    if suspect:
+        nfiles = len({s.file for s in suspect})
+        s0 = suspect[0]
+        sent = f", sent by {s0.origin}" if s0.origin else ""
+        action = ("included; pass inc_suspect_trains=False to skip them" if inc_suspect
+                  else "skipped (inc_suspect_trains=False)")
+        warnings.warn(
+            f"{len(suspect)} suspect train ID(s) in {nfiles} file(s) {action}. First: "
+            f"train {s0.train_id} at row {s0.row} of {os.path.basename(s0.file)}{sent}. "
+            "Details: run.suspect_trains", stacklevel=3)
+
+
+def _no_readable(what: str, skipped) -> ExfelDataError:
+    lines = "\n".join(f"  {p}: {type(e).__name__}: {e}" for p, e in skipped[:10])
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return ExfelDataError(f"No readable EXDF files in {what} ({len(skipped)} skipped):\n"
+                          f"{lines}{more}")
+
+
+def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, *,
+                 inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
+    """Open a run folder of EXDF HDF5 files.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run folder (e.g. ``.../raw/r0238``).
+    include : str
+        Glob on file names, e.g. ``'*DA01*'``.
+    file_filter : callable, optional
+        Takes and returns a list of paths, to choose files.
+    inc_suspect_trains : bool
+        Include train IDs the files mark as suspect (default). See ``suspect_trains``.
+    cache : bool
+        Use and update the per-run cache of file indexes (see :mod:`run_map`).
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Run folder not found: {path}")
+    names = sorted(n for n in os.listdir(path) if n.endswith(".h5"))
+    if include != "*":
+        names = [n for n in names if fnmatch.fnmatch(n, include)]
+    prefix = os.path.join(path, "")
+    paths = [prefix + n for n in names]  # absolute and normalised
+    if file_filter is not None:
+        paths = list(file_filter(paths))
+    if not paths:
+        raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
+    run_map = RunMap(path) if cache else None
+    files, skipped = _open_files(paths, run_map)
+    if not files:
+        raise _no_readable(path, skipped)
+    if run_map is not None:
+        if include == "*" and file_filter is None:
+            run_map.drop_missing(set(names))
+        run_map.save()
+    _report_bad_trains(files, inc_suspect_trains)
+    # (a file_filter may return paths elsewhere)
+    runs = frozenset([_run_identity(path)]) if file_filter is None else None
+    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
+
+
+def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:
+    """Open a single EXDF HDF5 file as a collection."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"File not found: {path}")
+    files, skipped = _open_files([path], None)
+    if not files:
+        raise _no_readable(path, skipped)
+    _report_bad_trains(files, inc_suspect_trains)
+    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+
+
+DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
+DEFAULT_DATA_ROOT = "/gpfs/exfel/exp"
+
+
+def find_proposal(proposal, root: str | None = None) -> str:
+    """Folder of a proposal: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>``.
+
+    *root* defaults to ``$EXFEL_DATA_ROOT`` (else ``/gpfs/exfel/exp``). A path is returned
+    unchanged if it is a folder.
+    """
+    if isinstance(proposal, str) and os.path.isdir(proposal):
+        return proposal
+    root = root or os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
+    name = proposal if isinstance(proposal, str) and proposal.startswith("p") \
+        else f"p{int(proposal):06d}"
+    if os.path.isdir(root):
+        for inst in sorted(os.listdir(root)):
+            inst_dir = os.path.join(root, inst)
+            if not os.path.isdir(inst_dir):
+                continue
+            for cycle in sorted(os.listdir(inst_dir)):
+                cand = os.path.join(inst_dir, cycle, name)
+                if os.path.isdir(cand):
+                    return cand
+    raise FileNotFoundError(
+        f"Proposal {name} not found under {root} (looked for {root}/<INSTRUMENT>/<CYCLE>/"
+        f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
+
+
+def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=None, *,
+             inc_suspect_trains: bool = True, root: str | None = None) -> DataCollection:
+    """Open a run by proposal and run number.
+
+    Parameters
+    ----------
+    proposal : int or str
+        Proposal number (``2012``, ``'p002012'``) or a proposal folder.
+    run : int or str
+        Run number.
+    data : str
+        ``'raw'``, ``'proc'`` or ``'all'`` (raw plus proc; a source in both is read from
+        proc). Other folder names (``'usr'``...) are used as given.
+    root : str, optional
+        Data root; default ``$EXFEL_DATA_ROOT``.
+    """
+    prop_dir = find_proposal(proposal, root)
+    run_name = f"r{int(str(run).lstrip('r')):04d}"
+    kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
+    if data == "all":
+        raw = RunDirectory(os.path.join(prop_dir, "raw", run_name), **kw)
+        proc_dir = os.path.join(prop_dir, "proc", run_name)
+        if not os.path.isdir(proc_dir):
+            warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
+            return raw
+        proc = RunDirectory(proc_dir, **kw)
+        both = raw.all_sources & proc.all_sources
+        if both:
+            raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
+        return proc if raw is None else raw.union(proc)
+    run_dir = os.path.join(prop_dir, data, run_name)
+    if not os.path.isdir(run_dir):
+        have = sorted(os.listdir(os.path.join(prop_dir, data))) \
+            if os.path.isdir(os.path.join(prop_dir, data)) else []
+        raise FileNotFoundError(f"Run folder {run_dir} not found ({len(have)} runs in "
+                                f"{data}: {', '.join(have[:5])}{'...' if len(have) > 5 else ''})")
+    return RunDirectory(run_dir, **kw)
