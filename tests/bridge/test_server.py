@@ -463,6 +463,9 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
         try:
             for i in range(per_feeder):
                 server.feed(_many_frames_train(k * 100_000 + i), train_id=k * 100_000 + i)
+                if i in (30, 60):
+                    # Producers pause: the queue drains and feed() sends directly again.
+                    time.sleep(0.5)
         except Exception as e:  # reported below
             errors.append(e)
 
@@ -470,6 +473,10 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
         with Client(server.endpoint, sock=CLIENT_FOR[sock], timeout=10) as client:
             if sock == 'PUB':
                 time.sleep(0.3)  # subscriptions must arrive before publishing
+            else:  # connected before the producers start (a busy machine is slow)
+                warm_up = 10 * 100_000
+                server.feed(_many_frames_train(warm_up), train_id=warm_up)
+                assert _check_whole(*client.next()) == warm_up
             feeders = [threading.Thread(target=produce, args=(k,)) for k in range(n_feeders)]
             for t in feeders:
                 t.start()
@@ -493,5 +500,6 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
     if sock == 'PUSH':
         assert senders['feed'] and senders['thread'], senders  # both took turns
     if sock != 'PUB':
-        wait_until(lambda: server.stats['sent'] == len(got))  # counted just after sending
+        # counted just after sending; + the warm-up train
+        wait_until(lambda: server.stats['sent'] == len(got) + 1)
         assert server.stats['queued'] == 0 and server.stats['dropped'] == 0
