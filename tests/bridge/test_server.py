@@ -1,4 +1,5 @@
 """Server: endpoints, metadata completion, socket patterns, slow-client policies."""
+import sys
 import threading
 import time
 
@@ -7,6 +8,7 @@ import pytest
 import zmq
 from bridge_helpers import CLIENT_FOR, XGM, train, wait_until
 
+import bridge.server as server_module
 from bridge import Client, ProtocolError, Server
 
 
@@ -432,10 +434,6 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
     (PUSH: feed()'s direct send and the server thread trade the socket). The GIL
     is handed over between the frames sent, to widen any race: every train must
     still arrive once, whole, and each producer's trains in order."""
-    import sys
-
-    import bridge.server as server_module
-
     def yielding_send_frames(socket, frames, flags):
         for i, frame in enumerate(frames):
             more = flags | zmq.SNDMORE if i < len(frames) - 1 else flags
