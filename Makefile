@@ -20,8 +20,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Side-by-side benchmarks against extra-data / karabo-bridge / plain h5py and pyzmq.
-# Each rewrites its own section of docs/benchmarks.md. `make bench BENCH_ARGS=--quick` for a
-# short run.
+# All but bench_bridge rewrite their own section of docs/benchmarks.md.
+# `make bench BENCH_ARGS=--quick` for a short run.
 BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge
 BENCH_ARGS ?=
 
