@@ -269,10 +269,9 @@ class Simulator:
             fixed["sources"] = [f"{prefix}/DET/{m}CH0:xtdf" for m in range(n_mod)]
             fixed["modulesPresent"] = [True] * n_mod
         if not self.raw:
-            domain = prefix
-            fixed["image.passport"] = [f"{domain}/CAL/THRESHOLDING_Q1M1",
-                                       f"{domain}/CAL/OFFSET_CORR_Q1M1",
-                                       f"{domain}/CAL/RELGAIN_CORR_Q1M1"]
+            fixed["image.passport"] = [f"{prefix}/CAL/THRESHOLDING_Q1M1",
+                                       f"{prefix}/CAL/OFFSET_CORR_Q1M1",
+                                       f"{prefix}/CAL/RELGAIN_CORR_Q1M1"]
         npulses = self.pulses
 
         def per_train(train_id: int) -> dict:
