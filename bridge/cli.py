@@ -11,9 +11,16 @@ import sys
 import time
 
 import click
+import numpy as np
 
-SERVER_SOCKETS = ("REP", "PUB", "PUSH")
+# Already loaded with the bridge package; bridge.serve_run (exfel_data) stays lazy.
+from bridge.client import Client
+from bridge.server import POLICIES
+from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
+from bridge.simulation import DETECTORS, serve_simulation
+
 CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
+
 
 def server_endpoint(value: str) -> tuple[str, bool]:
     """The address a server binds for ``value``, and whether that is loopback only.
@@ -114,7 +121,7 @@ def main() -> None:
 @main.command("serve-sim")
 @click.argument("endpoint")
 @click.option("-d", "--detector", default="AGIPD", show_default=True,
-              type=click.Choice(["AGIPD", "AGIPDModule", "LPD", "JUNGFRAU", "XGM", "Camera"]),
+              type=click.Choice(DETECTORS),
               help="What to simulate: AGIPD-1M or LPD-1M (16 modules stacked in one source), one "
                    "AGIPD module, JUNGFRAU modules, an XGM (slow + fast data) or a camera.")
 @click.option("-r", "--raw", is_flag=True,
@@ -131,7 +138,7 @@ def main() -> None:
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--ntrains", type=click.IntRange(min=1), default=None,
               help="Stop after this many trains (default: run until Ctrl-C).")
-@click.option("--policy", type=click.Choice(["wait", "drop", "queue"]), default=None,
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="When clients are slower than the source: wait (never lose a train), drop "
                    "(newest trains are dropped), queue (bounded, oldest dropped). "
                    "Default: wait without --rate, drop with --rate.")
@@ -155,8 +162,6 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
       exfel-bridge serve-sim 4545 --rate 10
       exfel-bridge serve-sim tcp://*:4545 -d LPD --raw -n 100 -z PUB
     """
-    from bridge.simulation import serve_simulation
-
     bind, loopback_only = server_endpoint(endpoint)
     progress = _Progress(loopback_only, ntrains)
     try:
@@ -190,7 +195,7 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--loop", is_flag=True,
               help="Start again from the first train after the last (until Ctrl-C).")
-@click.option("--policy", type=click.Choice(["wait", "drop", "queue"]), default="wait",
+@click.option("--policy", type=click.Choice(POLICIES), default="wait",
               show_default=True,
               help="When clients are slower than the files: wait (every train is sent), drop or "
                    "queue (live-like: clients get recent trains, others are dropped).")
@@ -243,8 +248,6 @@ def _message(error: Exception) -> str:
 
 
 def _describe_value(value) -> str:
-    import numpy as np
-
     if isinstance(value, np.ndarray):
         return f"{value.dtype} {value.shape}"
     if isinstance(value, (list, tuple)):
@@ -292,8 +295,6 @@ def glimpse(endpoint, sock, timeout) -> None:
     ENDPOINT: e.g. tcp://host:4545, ipc:///tmp/bridge; a bare port means
     tcp://127.0.0.1:PORT.
     """
-    from bridge.client import Client
-
     address = client_endpoint(endpoint)
     try:
         with Client(address, sock=CLIENT_FOR[sock], timeout=timeout) as client:
@@ -323,10 +324,8 @@ class RateMeter:
         self._window_start = self._start = time.monotonic()
 
     def add(self, data: dict, metadata: dict, received_at: float) -> None:
-        import numpy as np
-
         nbytes = sum(v.nbytes for src in data.values() for v in src.values()
-                     if isinstance(v, np.ndarray))
+                 if isinstance(v, np.ndarray))
         tids = [m["timestamp.tid"] for m in metadata.values() if "timestamp.tid" in m]
         tid = max(tids) if tids else None
         if tid is not None and self.last_tid is not None:
@@ -398,8 +397,6 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast) -> None:
 
     ENDPOINT: e.g. tcp://host:4545; a bare port means tcp://127.0.0.1:PORT.
     """
-    from bridge.client import Client
-
     address = client_endpoint(endpoint)
     client_sock = CLIENT_FOR[sock]
     ahead = {} if not fast else (

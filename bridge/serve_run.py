@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bridge.simulation import feed_until_stopped, finish, paced
+from bridge.simulation import serve_trains
 from exfel_data.detectors import stack_detector_data
 
 if TYPE_CHECKING:
@@ -225,22 +225,9 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     int
         Number of trains fed.
     """
-    from bridge.server import Server
-
     selection = select_run(run, sources, key, trains)
-    fed = 0
-    with Server(endpoint, sock=sock, policy=policy, timestamps=dummy_timestamps) as server:
-        if on_ready is not None:
-            on_ready(server)
-        trains_iter = iter_run_trains(selection, append_detector_modules=append_detector_modules,
-                                      loop=loop)
-        for train_id, data in paced(trains_iter, rate):
-            if stop is not None and stop.is_set():
-                return fed
-            if not feed_until_stopped(server, data, stop=stop, train_id=train_id):
-                return fed
-            fed += 1
-            if on_train is not None:
-                on_train(train_id)
-        finish(server, drain_timeout)
-    return fed
+    items = ((train_id, data, None) for train_id, data in iter_run_trains(
+        selection, append_detector_modules=append_detector_modules, loop=loop))
+    return serve_trains(endpoint, items, sock=sock, policy=policy, timestamps=dummy_timestamps,
+                        rate=rate, drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
+                        on_train=on_train)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -269,10 +269,9 @@ class Simulator:
             fixed["sources"] = [f"{prefix}/DET/{m}CH0:xtdf" for m in range(n_mod)]
             fixed["modulesPresent"] = [True] * n_mod
         if not self.raw:
-            domain = prefix
-            fixed["image.passport"] = [f"{domain}/CAL/THRESHOLDING_Q1M1",
-                                       f"{domain}/CAL/OFFSET_CORR_Q1M1",
-                                       f"{domain}/CAL/RELGAIN_CORR_Q1M1"]
+            fixed["image.passport"] = [f"{prefix}/CAL/THRESHOLDING_Q1M1",
+                                       f"{prefix}/CAL/OFFSET_CORR_Q1M1",
+                                       f"{prefix}/CAL/RELGAIN_CORR_Q1M1"]
         npulses = self.pulses
 
         def per_train(train_id: int) -> dict:
@@ -425,40 +424,54 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     int
         Number of trains fed.
     """
-    from bridge.server import Server
-
     simulator = Simulator(detector, **simulator_kw)
     if policy is None:
         policy = "wait" if rate is None else "drop"
-    trains = itertools.islice(simulator, ntrains)
+    trains = ((simulator.first_train_id + index, data, metadata)
+              for index, (data, metadata) in enumerate(itertools.islice(simulator, ntrains)))
+    return serve_trains(endpoint, trains, sock=sock, policy=policy, rate=rate,
+                        drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
+                        on_train=on_train)
+
+
+def serve_trains(endpoint: str, trains: Iterable[tuple[int, dict, dict | None]], *,
+                 sock: str, policy: str, timestamps: bool = True, rate: float | None = None,
+                 drain_timeout: float | None = None, stop: threading.Event | None = None,
+                 on_ready: Callable[[Server], None] | None = None,
+                 on_train: Callable[[int], None] | None = None) -> int:
+    """Feed ``(train_id, data, metadata)`` items to a new :class:`bridge.Server` at ``rate``.
+
+    What :func:`serve_simulation` and :func:`bridge.serve_run.serve_run` share; see them for
+    the parameters. Returns the number of trains fed.
+    """
+    from bridge.server import Server
+
     fed = 0
-    with Server(endpoint, sock=sock, policy=policy) as server:
+    with Server(endpoint, sock=sock, policy=policy, timestamps=timestamps) as server:
         if on_ready is not None:
             on_ready(server)
-        for data, metadata in paced(trains, rate):
-            if stop is not None and stop.is_set():
-                return fed
-            if not feed_until_stopped(server, data, metadata, stop):
+        for train_id, data, metadata in paced(trains, rate):
+            if not _feed_until_stopped(server, data, metadata, stop, train_id):
                 return fed
             fed += 1
             if on_train is not None:
-                on_train(simulator.first_train_id + fed - 1)
+                on_train(train_id)
         finish(server, drain_timeout)
     return fed
 
 
-def feed_until_stopped(server, data: dict, metadata: dict | None = None,
-                       stop: threading.Event | None = None, **kwargs) -> bool:
+def _feed_until_stopped(server: Server, data: dict, metadata: dict | None,
+                        stop: threading.Event | None, train_id: int) -> bool:
     """``server.feed(...)``, but give up when ``stop`` is set (checked every 0.2 s).
 
     Returns True if the train was fed.
     """
     if stop is None:
-        server.feed(data, metadata, **kwargs)
+        server.feed(data, metadata, train_id=train_id)
         return True
     while not stop.is_set():
         try:
-            server.feed(data, metadata, timeout=0.2, **kwargs)
+            server.feed(data, metadata, timeout=0.2, train_id=train_id)
             return True
         except TimeoutError:
             continue

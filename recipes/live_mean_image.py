@@ -117,17 +117,14 @@ def live_trains(endpoint: str, sock: str, timeout: float,
 
 def file_trains(run_dir: str, source: str | None) -> Iterator[dict]:
     """Train dicts from a run on disk, detector modules stacked as serve-run would."""
-    import exfel_data
-    from bridge.serve_run import stack_detector_modules
+    from bridge.serve_run import iter_run_trains, select_run
 
-    run = exfel_data.RunDirectory(run_dir)
     if source and source.endswith("/DET/APPEND"):
-        run = run.select(source[:-len("DET/APPEND")] + "*", "image.*")   # its modules
-    elif source:
-        run = run.select(source)
-    for _, data in run.trains():
-        if data:
-            yield stack_detector_modules(data)
+        run = select_run(run_dir, [source[:-len("DET/APPEND")] + "*"], "image.*")   # its modules
+    else:
+        run = select_run(run_dir, [source or "*"])
+    for _, data in iter_run_trains(run, append_detector_modules=True):
+        yield data
 
 
 def save_png(image: np.ndarray, path: str, title: str) -> None:
