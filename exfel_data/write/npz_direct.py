@@ -46,7 +46,6 @@ class DirectNpz:
     cd_offset: int
     #: Per part: {key name: (data position, train ID position, expected rows)}.
     targets: list[dict[str, tuple[int, int, int]]]
-    n_parts: int
 
 
 def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) -> DirectNpz:
@@ -98,7 +97,7 @@ def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) 
             m.pieces = [(pwrite_all(fd, first, m.data_offset), len(first))]
     finally:
         os.close(fd)
-    return DirectNpz(members, by_name, cd_offset, targets, n_parts)
+    return DirectNpz(members, by_name, cd_offset, targets)
 
 
 def write_part(plan: ConversionPlan, path: str, targets: dict) -> dict:
