@@ -216,13 +216,9 @@ class _FileChecker:
         good = valid & self.good_rows(train_ids)
         for entry in _source_entries(f):
             section, _, rest = entry.partition("/")
-            if section == "CONTROL":
-                self.check_source(rest, f"INDEX/{rest}", f"CONTROL/{rest}", train_ids, valid,
-                                  good, control=True)
-            else:
-                src, _, group = rest.rpartition("/")
-                self.check_source(src, f"INDEX/{rest}", f"INSTRUMENT/{rest}", train_ids,
-                                  valid, good, control=False)
+            control = section == "CONTROL"
+            source = rest if control else rest.rpartition("/")[0]  # drop the index group
+            self.check_source(source, f"INDEX/{rest}", entry, train_ids, valid, good, control)
 
     def good_rows(self, tids: np.ndarray) -> np.ndarray:
         """Rows whose train ID is trustworthy: flagged good and increasing."""

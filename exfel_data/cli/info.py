@@ -25,6 +25,14 @@ def _duration(run) -> str:
     return str(datetime.timedelta(seconds=round((int(tids[-1]) - int(tids[0]) + 1) / 10)))
 
 
+def _entries_range(counts: np.ndarray) -> str | None:
+    """``'4'`` or ``'1-4'``: entries per train, when some train has more than one."""
+    if not counts.size or counts.max() <= 1:
+        return None
+    lo, hi = int(counts.min()), int(counts.max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 def _key_lines(run, source: str) -> list[str]:
     """dtype, entry shape and trains with data of each key of a source."""
     n = len(run.train_ids)
@@ -35,10 +43,8 @@ def _key_lines(run, source: str) -> list[str]:
         shape = "(" + ", ".join(map(str, kd.entry_shape)) + \
             ("," if len(kd.entry_shape) == 1 else "") + ")"
         dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)
-        per = ""
-        if counts.size and counts.max() > 1:
-            lo, hi = int(counts.min()), int(counts.max())
-            per = f", {lo if lo == hi else f'{lo}-{hi}'} entries/train"
+        per = _entries_range(counts)
+        per = f", {per} entries/train" if per else ""
         out.append(f"    - {key}: {dtype} {shape}, data in {int((counts > 0).sum())}/{n} "
                    f"trains{per}")
     return out
@@ -54,9 +60,8 @@ def _count_line(run, source: str) -> str:
     for group, key in groups.items():
         counts = np.asarray(run[source, key].data_counts(labelled=False))
         text = f"{int((counts > 0).sum())}/{n} trains"
-        if counts.size and counts.max() > 1:
-            lo, hi = int(counts.min()), int(counts.max())
-            text += f", {lo if lo == hi else f'{lo}-{hi}'} per train"
+        if per := _entries_range(counts):
+            text += f", {per} per train"
         parts.append((f"{group}: " if group else "") + text)
     return f"  - {source}: " + "; ".join(parts)
 

@@ -106,14 +106,15 @@ def build_plan(run, select: Iterable = (), trains: TrainRange | str | None = Non
         metadata = dict(run.run_metadata())
     except (AttributeError, KeyError, ValueError, OSError):
         metadata = {}
+    run_path = os.path.abspath(run_path) if run_path else run_name(run)
     description = {
-        "format": fmt, "run": os.path.abspath(run_path) if run_path else run_name(run),
+        "format": fmt, "run": run_path,
         "select": [str(as_selection(s)) for s in select],
         "trains": str(trains) if trains is not None else None,
         "append_detector_modules": append_detector_modules,
     }
     return ConversionPlan(
-        run_path=os.path.abspath(run_path) if run_path else run_name(run),
+        run_path=run_path,
         train_ids=np.asarray(run.train_ids, np.uint64),
         timestamps=_timestamps_ns(run), keys=keys,
         run_values=_run_values(run, {k.source for k in keys}), metadata=metadata,

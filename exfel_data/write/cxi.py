@@ -66,9 +66,9 @@ def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     found: dict[str, list[_Module]] = {}
     for det, modules in plan.run.detector_modules().items():
         for number, src in modules.items():
-            run_keys = set(plan.run.keys_for_source(src))
             if src not in selected:
                 continue
+            run_keys = set(plan.run.keys_for_source(src))
             if "image.data" in run_keys:  # AGIPD, LPD, DSSC
                 mapping, cells = _XTDF_KEYS, 0
             elif "data.adc" in run_keys:  # JUNGFRAU

@@ -117,12 +117,8 @@ class ExdfConverter(FolderWriter):
     def _copy_rows(self, w: ExdfWriter, kp: KeyPlan) -> None:
         row = 0
         for block in self.plan.key_blocks(kp, reuse=True):  # written before the next
-            data = block.data
-            if kp.is_string:
-                data = np.array([v.encode() if isinstance(v, str) else v for v in data.ravel()],
-                                dtype=object).reshape(data.shape)
-            w.write(kp.source, kp.key, data, start=row)
-            row += len(data)
+            w.write(kp.source, kp.key, block.data, start=row)  # encodes str itself
+            row += len(block.data)
             self.progress.update(block.nbytes)
         if row != kp.n_rows:
             raise ConversionError(f"exdf: {kp}: expected {kp.n_rows} rows, read {row}")

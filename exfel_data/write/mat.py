@@ -70,16 +70,12 @@ class MatWriter(Writer):
                 fields[kp.source] = set()
                 out[src_vars[kp.source]] = {}
             field = matlab_name(kp.key, fields[kp.source])
-            blocks = list(plan.key_blocks(kp))
-            data = np.concatenate([b.data for b in blocks]) if blocks else \
-                np.zeros((0,) + tuple(kp.entry_shape), kp.dtype)
-            if kp.is_string:
-                data = fixed_strings(data)
-            tids = np.concatenate([b.train_ids for b in blocks]) if blocks else \
-                np.zeros(0, np.uint64)
-            out[src_vars[kp.source]][field] = {"data": data, "trainId": tids.reshape(-1, 1)}
+            block = plan.read_key(kp)  # MAT v5 is written whole anyway
+            data = fixed_strings(block.data) if kp.is_string else block.data
+            out[src_vars[kp.source]][field] = {"data": data,
+                                               "trainId": block.train_ids.reshape(-1, 1)}
             key_names.append([src_vars[kp.source], field, kp.key])
-            self.progress.update(sum(b.nbytes for b in blocks))
+            self.progress.update(block.nbytes)
         out["source_names"] = np.array([[v, s] for s, v in src_vars.items()], dtype=object)
         out["key_names"] = np.array(key_names, dtype=object)
         info = plan.part_info()

@@ -53,11 +53,9 @@ class NpzWriter(Writer):
             for kp in plan.keys:
                 if kp.is_string:
                     # Strings need their longest length first; string keys are small.
-                    blocks = list(plan.key_blocks(kp, budget=1 << 62))
-                    data = fixed_strings(np.concatenate([b.data for b in blocks]))
-                    tids = np.concatenate([b.train_ids for b in blocks])
-                    zf.writestr(f"{kp.name}.npy", _npy_bytes(data))
-                    zf.writestr(f"{kp.name}.trainId.npy", _npy_bytes(tids))
+                    block = plan.read_key(kp)
+                    zf.writestr(f"{kp.name}.npy", _npy_bytes(fixed_strings(block.data)))
+                    zf.writestr(f"{kp.name}.trainId.npy", _npy_bytes(block.train_ids))
                     self.progress.update(kp.nbytes)
                     continue
                 shape = (kp.n_rows,) + tuple(kp.entry_shape)

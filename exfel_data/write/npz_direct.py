@@ -46,7 +46,6 @@ class DirectNpz:
     cd_offset: int
     #: Per part: {key name: (data position, train ID position, expected rows)}.
     targets: list[dict[str, tuple[int, int, int]]]
-    n_parts: int
 
 
 def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) -> DirectNpz:
@@ -68,11 +67,9 @@ def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) 
     numeric = []
     for kp in plan.keys:
         if kp.is_string:  # need their longest length first; string keys are small
-            blocks = list(plan.key_blocks(kp, budget=1 << 62))
-            whole(f"{kp.name}.npy",
-                  _npy_bytes(fixed_strings(np.concatenate([b.data for b in blocks]))))
-            whole(f"{kp.name}.trainId.npy",
-                  _npy_bytes(np.concatenate([b.train_ids for b in blocks])))
+            block = plan.read_key(kp)
+            whole(f"{kp.name}.npy", _npy_bytes(fixed_strings(block.data)))
+            whole(f"{kp.name}.trainId.npy", _npy_bytes(block.train_ids))
             progress.update(kp.nbytes)
             continue
         numeric.append(kp)
@@ -98,7 +95,7 @@ def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) 
             m.pieces = [(pwrite_all(fd, first, m.data_offset), len(first))]
     finally:
         os.close(fd)
-    return DirectNpz(members, by_name, cd_offset, targets, n_parts)
+    return DirectNpz(members, by_name, cd_offset, targets)
 
 
 def write_part(plan: ConversionPlan, path: str, targets: dict) -> dict:

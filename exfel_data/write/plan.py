@@ -172,6 +172,11 @@ class ConversionPlan:
         if pending_rows:
             yield _read(kp, pending, pending_rows, buffer)
 
+    def read_key(self, kp: KeyPlan) -> Block:
+        """All rows of one key in one block (for small keys, e.g. strings whose longest
+        length must be known before writing)."""
+        return _read(kp, kp.keydata._data_chunks(), kp.n_rows)
+
     def train_ranges(self, keys: list[KeyPlan], budget: int | None = None) -> list[slice]:
         """Split the trains into consecutive ranges holding ~``budget`` bytes of ``keys``."""
         budget = budget or self.block_bytes
