@@ -97,24 +97,27 @@ class KeyData(fmt.SectionMixin):
             attrs.update(ds.parent.attrs)
         return {k: fmt.decode_scalar(v) for k, v in attrs.items()}
 
+    def _unit(self, unit_attr: str, prefix_attr: str, spell: dict | None = None) -> str | None:
+        """A unit attribute with its metric prefix in front, or None if not recorded.
+
+        *spell* replaces stored prefixes (Karabo writes 'u' for micro).
+        """
+        attrs = self.attributes()
+        unit = attrs.get(unit_attr)
+        if unit is None:
+            return None
+        prefix = attrs.get(prefix_attr) or ""
+        return (spell or {}).get(prefix, prefix) + unit
+
     @property
     def units(self) -> str | None:
         """Unit symbol with metric prefix (e.g. 'μJ'), or None if not recorded."""
-        attrs = self.attributes()
-        unit = attrs.get("unitSymbol")
-        if unit is None:
-            return None
-        prefix = attrs.get("metricPrefixSymbol", "") or ""
-        return ("μ" if prefix == "u" else prefix) + unit
+        return self._unit("unitSymbol", "metricPrefixSymbol", {"u": "μ"})
 
     @property
     def units_name(self) -> str | None:
         """Unit name with metric prefix (e.g. 'microjoule'), or None."""
-        attrs = self.attributes()
-        unit = attrs.get("unitName")
-        if unit is None:
-            return None
-        return (attrs.get("metricPrefixName", "") or "") + unit
+        return self._unit("unitName", "metricPrefixName")
 
     # -- train selection ------------------------------------------------------------
     def _with_train_ids(self, tids: np.ndarray) -> KeyData:
