@@ -21,10 +21,16 @@ from .exceptions import (
     MultiRunError,
     PropertyNameError,
     SourceNameError,
-    TrainIDError,
 )
 from .file_access import FileAccess
-from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
+from .selection import (
+    find_train_ids,
+    glob_matcher,
+    select_train_ids,
+    sorted_unique,
+    split_ranges,
+    train_position,
+)
 from .source import SourceData
 
 __all__ = ["DataCollection", "SuspectTrain"]
@@ -390,10 +396,8 @@ class DataCollection:
                 continue
             ts = ds[:len(fa.train_ids)]
             use = fa.rows_in_use(self.inc_suspect_trains)
-            tids, ts = fa.train_ids[use], ts[use]
-            pos = np.searchsorted(self.train_ids, tids)
-            ok = pos < len(self.train_ids)
-            ok[ok] = self.train_ids[pos[ok]] == tids[ok]
+            pos, ok = find_train_ids(self.train_ids, fa.train_ids[use])
+            ts = ts[use]
             out[pos[ok]] = ts[ok].astype("datetime64[ns]")
         if labelled:
             import pandas as pd
@@ -430,12 +434,7 @@ class DataCollection:
     def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
                       keep_dims: bool = False):
         """``(train_id, data)`` for one train ID."""
-        tid = np.uint64(train_id)
-        pos = int(np.searchsorted(self.train_ids, tid))
-        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
-            n = len(self.train_ids)
-            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
-                               int(self.train_ids[-1]) if n else None, n)
+        pos = train_position(self.train_ids, train_id)
         it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
                          keep_dims=keep_dims)
         return next(iter(it))

@@ -8,7 +8,7 @@ from . import format as fmt
 from .exceptions import NoDataError
 from .file_access import FileAccess
 from .reading import DataChunk, plan_chunks, read_chunks_into, read_rows, roi_shape
-from .selection import select_train_ids, split_ranges
+from .selection import select_train_ids, split_ranges, train_position
 
 __all__ = ["KeyData"]
 
@@ -305,14 +305,7 @@ class KeyData(fmt.SectionMixin):
     # -- per train ------------------------------------------------------------------
     def train_from_id(self, train_id: int, keep_dims: bool = False):
         """(train_id, array) for one train; a single entry loses its first axis."""
-        from .exceptions import TrainIDError
-
-        tid = np.uint64(train_id)
-        pos = np.searchsorted(self.train_ids, tid)
-        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
-            n = len(self.train_ids)
-            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
-                               int(self.train_ids[-1]) if n else None, n)
+        pos = train_position(self.train_ids, train_id)
         arr = self._with_train_ids(self.train_ids[pos:pos + 1]).ndarray()
         if len(arr) == 1 and not keep_dims:
             arr = arr[0]
