@@ -22,7 +22,7 @@ from .exceptions import (
     PropertyNameError,
     SourceNameError,
 )
-from .file_access import FileAccess
+from .file_access import FileAccess, files_with_trains
 from .selection import (
     find_train_ids,
     glob_matcher,
@@ -89,12 +89,7 @@ class DataCollection:
                 legacy.update(fa.legacy_sources)
         used = [fa.used_train_ids(inc_suspect_trains) for fa in files]
         train_ids = sorted_unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
-
-        def start(fa):
-            first, last = fa.train_span(inc_suspect_trains)
-            return (first if last >= first else 0, fa.filename)
-
-        sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
+        sources = {s: _Source(sections[s], _in_train_order(fs, inc_suspect_trains), None)
                    for s, fs in src_files.items()}
         _check_duplicates(sources, inc_suspect_trains)
         if runs is None:
@@ -107,8 +102,8 @@ class DataCollection:
         sources = self._sources if sources is None else sources
         train_ids = self.train_ids if train_ids is None else train_ids
         if train_ids is not self.train_ids:
-            sources = {s: src._replace(files=_files_with_trains(
-                src.files, train_ids, self.inc_suspect_trains)) for s, src in sources.items()}
+            sources = {s: src._replace(files=tuple(files_with_trains(
+                src.files, train_ids, self.inc_suspect_trains))) for s, src in sources.items()}
         used = {f.filename for src in sources.values() for f in src.files}
         files = [f for f in self.files if f.filename in used] or self.files[:1]
         return DataCollection(files, sources, train_ids,
@@ -309,9 +304,9 @@ class DataCollection:
                 old = sources[s]
                 fs = {f.filename: f for f in (*old.files, *src.files)}
                 keys = None if old.keys is None or src.keys is None else old.keys | src.keys
-                sources[s] = _Source(old.section, tuple(sorted(
-                    fs.values(), key=lambda f: (int(f.train_ids[0]) if len(f.train_ids)
-                                                else 0, f.filename))), keys)
+                sources[s] = _Source(old.section,
+                                     _in_train_order(fs.values(), self.inc_suspect_trains),
+                                     keys)
         _check_duplicates(sources, self.inc_suspect_trains)
         train_ids = sorted_unique(np.concatenate([c.train_ids for c in (self, *others)]))
         legacy = {}
@@ -471,10 +466,13 @@ class DataCollection:
         print(format_info(self, details_for_sources), file=file)
 
 
-def _files_with_trains(files, train_ids, inc_suspect) -> tuple:
-    kept = tuple(f for f in files
-                 if np.isin(f.train_ids[f.rows_in_use(inc_suspect)], train_ids).any())
-    return kept or tuple(files[:1])
+def _in_train_order(files, inc_suspect: bool) -> tuple:
+    """Files sorted by their first train ID in use (then by name)."""
+    def start(fa):
+        first, last = fa.train_span(inc_suspect)
+        return (first if last >= first else 0, fa.filename)
+
+    return tuple(sorted(files, key=start))
 
 
 def _check_duplicates(sources: dict[str, _Source], inc_suspect: bool) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import format as fmt
 from .exceptions import NoDataError
-from .file_access import FileAccess
+from .file_access import FileAccess, files_with_trains
 from .reading import DataChunk, plan_chunks, read_chunks_into, read_rows, roi_shape
 from .selection import select_train_ids, split_ranges, train_position
 
@@ -121,7 +121,7 @@ class KeyData(fmt.SectionMixin):
 
     # -- train selection ------------------------------------------------------------
     def _with_train_ids(self, tids: np.ndarray) -> KeyData:
-        files = [f for f in self.files if np.isin(f.train_ids, tids).any()] or self.files[:1]
+        files = files_with_trains(self.files, tids, self.inc_suspect_trains)
         return KeyData(self.source, self.key, section=self.section, files=files,
                        train_ids=tids, dtype=self.dtype, entry_shape=self.entry_shape,
                        inc_suspect_trains=self.inc_suspect_trains)
