@@ -21,10 +21,16 @@ from .exceptions import (
     MultiRunError,
     PropertyNameError,
     SourceNameError,
-    TrainIDError,
 )
-from .file_access import FileAccess
-from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
+from .file_access import FileAccess, files_with_trains
+from .selection import (
+    find_train_ids,
+    glob_matcher,
+    select_train_ids,
+    sorted_unique,
+    split_ranges,
+    train_position,
+)
 from .source import SourceData
 
 __all__ = ["DataCollection", "SuspectTrain"]
@@ -83,12 +89,7 @@ class DataCollection:
                 legacy.update(fa.legacy_sources)
         used = [fa.used_train_ids(inc_suspect_trains) for fa in files]
         train_ids = sorted_unique(np.concatenate(used)) if used else np.zeros(0, np.uint64)
-
-        def start(fa):
-            first, last = fa.train_span(inc_suspect_trains)
-            return (first if last >= first else 0, fa.filename)
-
-        sources = {s: _Source(sections[s], tuple(sorted(fs, key=start)), None)
+        sources = {s: _Source(sections[s], _in_train_order(fs, inc_suspect_trains), None)
                    for s, fs in src_files.items()}
         _check_duplicates(sources, inc_suspect_trains)
         if runs is None:
@@ -101,8 +102,8 @@ class DataCollection:
         sources = self._sources if sources is None else sources
         train_ids = self.train_ids if train_ids is None else train_ids
         if train_ids is not self.train_ids:
-            sources = {s: src._replace(files=_files_with_trains(
-                src.files, train_ids, self.inc_suspect_trains)) for s, src in sources.items()}
+            sources = {s: src._replace(files=tuple(files_with_trains(
+                src.files, train_ids, self.inc_suspect_trains))) for s, src in sources.items()}
         used = {f.filename for src in sources.values() for f in src.files}
         files = [f for f in self.files if f.filename in used] or self.files[:1]
         return DataCollection(files, sources, train_ids,
@@ -303,9 +304,9 @@ class DataCollection:
                 old = sources[s]
                 fs = {f.filename: f for f in (*old.files, *src.files)}
                 keys = None if old.keys is None or src.keys is None else old.keys | src.keys
-                sources[s] = _Source(old.section, tuple(sorted(
-                    fs.values(), key=lambda f: (int(f.train_ids[0]) if len(f.train_ids)
-                                                else 0, f.filename))), keys)
+                sources[s] = _Source(old.section,
+                                     _in_train_order(fs.values(), self.inc_suspect_trains),
+                                     keys)
         _check_duplicates(sources, self.inc_suspect_trains)
         train_ids = sorted_unique(np.concatenate([c.train_ids for c in (self, *others)]))
         legacy = {}
@@ -390,10 +391,8 @@ class DataCollection:
                 continue
             ts = ds[:len(fa.train_ids)]
             use = fa.rows_in_use(self.inc_suspect_trains)
-            tids, ts = fa.train_ids[use], ts[use]
-            pos = np.searchsorted(self.train_ids, tids)
-            ok = pos < len(self.train_ids)
-            ok[ok] = self.train_ids[pos[ok]] == tids[ok]
+            pos, ok = find_train_ids(self.train_ids, fa.train_ids[use])
+            ts = ts[use]
             out[pos[ok]] = ts[ok].astype("datetime64[ns]")
         if labelled:
             import pandas as pd
@@ -430,12 +429,7 @@ class DataCollection:
     def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
                       keep_dims: bool = False):
         """``(train_id, data)`` for one train ID."""
-        tid = np.uint64(train_id)
-        pos = int(np.searchsorted(self.train_ids, tid))
-        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
-            n = len(self.train_ids)
-            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
-                               int(self.train_ids[-1]) if n else None, n)
+        pos = train_position(self.train_ids, train_id)
         it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
                          keep_dims=keep_dims)
         return next(iter(it))
@@ -472,10 +466,13 @@ class DataCollection:
         print(format_info(self, details_for_sources), file=file)
 
 
-def _files_with_trains(files, train_ids, inc_suspect) -> tuple:
-    kept = tuple(f for f in files
-                 if np.isin(f.train_ids[f.rows_in_use(inc_suspect)], train_ids).any())
-    return kept or tuple(files[:1])
+def _in_train_order(files, inc_suspect: bool) -> tuple:
+    """Files sorted by their first train ID in use (then by name)."""
+    def start(fa):
+        first, last = fa.train_span(inc_suspect)
+        return (first if last >= first else 0, fa.filename)
+
+    return tuple(sorted(files, key=start))
 
 
 def _check_duplicates(sources: dict[str, _Source], inc_suspect: bool) -> None:

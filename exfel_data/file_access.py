@@ -22,7 +22,8 @@ from .exceptions import FileStructureError
 from .scan import read_index as _read_index
 from .scan import scan_file, summarize
 
-__all__ = ["FileAccess", "scan_file", "set_max_open_files", "n_open_files"]
+__all__ = ["FileAccess", "scan_file", "set_max_open_files", "n_open_files",
+           "files_with_trains"]
 
 
 def _default_max_open() -> int:
@@ -333,3 +334,10 @@ class FileAccess:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, FileAccess) and other.filename == self.filename
+
+
+def files_with_trains(files, train_ids: np.ndarray, inc_suspect: bool) -> list[FileAccess]:
+    """The files with rows in use for some of *train_ids* (the first file if none)."""
+    kept = [f for f in files if np.isin(f.train_ids[f.rows_in_use(inc_suspect)],
+                                         train_ids).any()]
+    return kept or list(files[:1])

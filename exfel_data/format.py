@@ -6,16 +6,9 @@ laid out, what the train flag means, and how API key names map to HDF5 paths.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
-
-
-def version_of(h5file) -> str:
-    """Return the format version string of an open h5py file ('0.5' if unversioned)."""
-    ds = h5file.get("METADATA/dataFormatVersion")
-    if ds is None:
-        return "0.5"
-    value = ds[0]
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
 def source_list_path(version: str) -> str:
@@ -100,8 +93,6 @@ def guess_valid_trains(train_ids: np.ndarray) -> np.ndarray:
     tail_pos: list[int] = []
     prev = np.full(n, -1, dtype=np.int64)
     ids = train_ids.tolist()
-    import bisect
-
     for i, t in enumerate(ids):
         j = bisect.bisect_left(tails, t)
         if j == len(tails):

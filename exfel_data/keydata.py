@@ -6,9 +6,9 @@ import numpy as np
 
 from . import format as fmt
 from .exceptions import NoDataError
-from .file_access import FileAccess
+from .file_access import FileAccess, files_with_trains
 from .reading import DataChunk, plan_chunks, read_chunks_into, read_rows, roi_shape
-from .selection import select_train_ids, split_ranges
+from .selection import select_train_ids, split_ranges, train_position
 
 __all__ = ["KeyData"]
 
@@ -97,28 +97,31 @@ class KeyData(fmt.SectionMixin):
             attrs.update(ds.parent.attrs)
         return {k: fmt.decode_scalar(v) for k, v in attrs.items()}
 
+    def _unit(self, unit_attr: str, prefix_attr: str, spell: dict | None = None) -> str | None:
+        """A unit attribute with its metric prefix in front, or None if not recorded.
+
+        *spell* replaces stored prefixes (Karabo writes 'u' for micro).
+        """
+        attrs = self.attributes()
+        unit = attrs.get(unit_attr)
+        if unit is None:
+            return None
+        prefix = attrs.get(prefix_attr) or ""
+        return (spell or {}).get(prefix, prefix) + unit
+
     @property
     def units(self) -> str | None:
         """Unit symbol with metric prefix (e.g. 'μJ'), or None if not recorded."""
-        attrs = self.attributes()
-        unit = attrs.get("unitSymbol")
-        if unit is None:
-            return None
-        prefix = attrs.get("metricPrefixSymbol", "") or ""
-        return ("μ" if prefix == "u" else prefix) + unit
+        return self._unit("unitSymbol", "metricPrefixSymbol", {"u": "μ"})
 
     @property
     def units_name(self) -> str | None:
         """Unit name with metric prefix (e.g. 'microjoule'), or None."""
-        attrs = self.attributes()
-        unit = attrs.get("unitName")
-        if unit is None:
-            return None
-        return (attrs.get("metricPrefixName", "") or "") + unit
+        return self._unit("unitName", "metricPrefixName")
 
     # -- train selection ------------------------------------------------------------
     def _with_train_ids(self, tids: np.ndarray) -> KeyData:
-        files = [f for f in self.files if np.isin(f.train_ids, tids).any()] or self.files[:1]
+        files = files_with_trains(self.files, tids, self.inc_suspect_trains)
         return KeyData(self.source, self.key, section=self.section, files=files,
                        train_ids=tids, dtype=self.dtype, entry_shape=self.entry_shape,
                        inc_suspect_trains=self.inc_suspect_trains)
@@ -302,14 +305,7 @@ class KeyData(fmt.SectionMixin):
     # -- per train ------------------------------------------------------------------
     def train_from_id(self, train_id: int, keep_dims: bool = False):
         """(train_id, array) for one train; a single entry loses its first axis."""
-        from .exceptions import TrainIDError
-
-        tid = np.uint64(train_id)
-        pos = np.searchsorted(self.train_ids, tid)
-        if pos >= len(self.train_ids) or self.train_ids[pos] != tid:
-            n = len(self.train_ids)
-            raise TrainIDError(int(train_id), int(self.train_ids[0]) if n else None,
-                               int(self.train_ids[-1]) if n else None, n)
+        pos = train_position(self.train_ids, train_id)
         arr = self._with_train_ids(self.train_ids[pos:pos + 1]).ndarray()
         if len(arr) == 1 and not keep_dims:
             arr = arr[0]

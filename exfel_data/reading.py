@@ -54,10 +54,6 @@ class DataChunk:
         return int(self.counts.sum())
 
     @property
-    def slice(self) -> slice:
-        return slice(self.first, self.first + self.total_count)
-
-    @property
     def dataset(self) -> h5py.Dataset:
         return self.file.dataset(self.dataset_path)
 

@@ -171,12 +171,8 @@ class RunMap:
                 origin_off = ooff
                 origin.append(np.asarray(info["origin"], np.int64)[:n])
                 ooff += n
-            summary = info.get("summary")
-            if summary is None:
-                from .scan import summarize
-
-                summary = summarize(t, np.asarray(info["valid"], bool))
-            n_zero, n_suspect, increasing, first, last, first_valid, last_valid = summary
+            n_zero, n_suspect, increasing, first, last, first_valid, last_valid = \
+                info["summary"]
             sources = json.dumps([list(info["source_ids"]), sorted(info["control_sources"]),
                                   sorted(info["instrument_sources"]),
                                   dict(sorted(info["legacy_sources"].items()))])

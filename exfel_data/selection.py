@@ -15,7 +15,7 @@ import numpy as np
 from .exceptions import TrainIDError
 
 __all__ = ["by_id", "by_index", "select_train_ids", "split_ranges", "glob_matcher",
-           "sorted_unique"]
+           "sorted_unique", "find_train_ids", "train_position"]
 
 
 def sorted_unique(a) -> np.ndarray:
@@ -49,16 +49,35 @@ by_id = _ById()
 by_index = _ByIndex()
 
 
+def _not_found(train_id: int, train_ids: np.ndarray) -> TrainIDError:
+    n = len(train_ids)
+    return TrainIDError(int(train_id), int(train_ids[0]) if n else None,
+                        int(train_ids[-1]) if n else None, n)
+
+
 def _check_present(wanted: np.ndarray, train_ids: np.ndarray) -> None:
     missing = wanted[~np.isin(wanted, train_ids)]
     if len(missing):
-        n = len(train_ids)
-        raise TrainIDError(
-            int(missing[0]),
-            int(train_ids[0]) if n else None,
-            int(train_ids[-1]) if n else None,
-            n,
-        )
+        raise _not_found(missing[0], train_ids)
+
+
+def train_position(train_ids: np.ndarray, train_id: int) -> int:
+    """Position of *train_id* in sorted *train_ids*; TrainIDError if it is not there."""
+    pos = int(np.searchsorted(train_ids, np.uint64(train_id)))
+    if pos >= len(train_ids) or train_ids[pos] != np.uint64(train_id):
+        raise _not_found(train_id, train_ids)
+    return pos
+
+
+def find_train_ids(train_ids: np.ndarray, tids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of *tids* sits in sorted *train_ids*: ``(positions, found)``.
+
+    ``positions[found]`` index ``train_ids``; entries of *tids* not in it are not found.
+    """
+    pos = np.searchsorted(train_ids, tids)
+    found = pos < len(train_ids)
+    found[found] = train_ids[pos[found]] == tids[found]
+    return pos, found
 
 
 def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:

@@ -45,12 +45,9 @@ class SourceData(fmt.SectionMixin):
             return {k for k in keys if not k.endswith(".timestamp")}
         return set(keys)
 
-    def _all_keys(self) -> frozenset[str]:
-        return self.files[0].keys(self.source)
-
     def resolve_key(self, key: str) -> str:
         """Canonical key name (adds ``.value`` to control keys given without it)."""
-        keys = self.sel_keys if self.sel_keys is not None else None
+        keys = self.sel_keys
         if keys is not None:
             if key in keys:
                 return key

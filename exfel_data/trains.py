@@ -13,6 +13,7 @@ import numpy as np
 
 from . import format as fmt
 from .exceptions import FileStructureError
+from .selection import find_train_ids
 
 __all__ = ["TrainIterator", "iterate_key"]
 
@@ -35,10 +36,7 @@ class _GroupPlan:
                 continue
             firsts, counts = fa.get_index(source, group)
             use = fa.rows_in_use(inc_suspect)
-            tids = fa.train_ids[use]
-            pos = np.searchsorted(train_ids, tids)
-            ok = pos < n
-            ok[ok] = train_ids[pos[ok]] == tids[ok]
+            pos, ok = find_train_ids(train_ids, fa.train_ids[use])
             pos = pos[ok]
             self.file_idx[pos] = j
             self.first[pos] = firsts[use][ok]

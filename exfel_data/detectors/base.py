@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from exfel_data.selection import by_id, select_train_ids, split_ranges
+from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
 
 from .errors import NoDetectorError
 from .identify import DetectorKind, DetectorSources, find_detectors
@@ -47,10 +47,7 @@ def _index_counts(data, source: str, group: str, tids: np.ndarray) -> np.ndarray
             continue
         _firsts, cnt = fa.get_index(source, group)
         use = fa.rows_in_use(inc_suspect)
-        file_tids = fa.train_ids[use]
-        pos = np.searchsorted(tids, file_tids)
-        ok = pos < len(tids)
-        ok[ok] = tids[pos[ok]] == file_tids[ok]
+        pos, ok = find_train_ids(tids, fa.train_ids[use])
         counts[pos[ok]] = cnt[use][ok]
     return counts
 

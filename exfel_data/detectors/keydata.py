@@ -8,6 +8,7 @@ from functools import partial
 import numpy as np
 
 from exfel_data.reading import roi_shape
+from exfel_data.selection import find_train_ids
 
 from .base import DetectorDataWarning
 from .errors import FillValueError, ModuleMismatchError
@@ -104,8 +105,7 @@ class DetectorKeyData:
             n = int(counts.sum())
             if n == 0:
                 continue
-            pos = np.searchsorted(tids, ch.train_ids)
-            ok = (pos < len(tids)) & (tids[np.minimum(pos, len(tids) - 1)] == ch.train_ids)
+            pos, ok = find_train_ids(tids, ch.train_ids)
             starts = v + np.cumsum(counts) - counts
             vstart[pos[ok]] = starts[ok]
             segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
