@@ -55,6 +55,8 @@ class _Stream:
         self.arrivals: deque[float] = deque(maxlen=50)
         self.silent = False
         self.thread: threading.Thread | None = None
+        self.go = threading.Event()     # cleared while the stream is too far ahead
+        self.go.set()
 
     def rate(self) -> float:
         if len(self.arrivals) < 2 or self.arrivals[-1] == self.arrivals[0]:
@@ -111,8 +113,8 @@ class TrainMatcher:
         and logged; with the default requirements its sources no longer hold trains back.
         Default ``3 * timeout``.
     **client_kw
-        Passed to the :class:`bridge.Client` made for each endpoint (``receive_ahead``,
-        ``max_message_size``, ``tune_malloc``...).
+        Passed to the :class:`bridge.Client` made for each endpoint (``max_message_size``,
+        ``tune_malloc``; ``receive_ahead`` to SUB/PULL and ``prefetch`` to REQ clients only).
 
     Examples
     --------
@@ -168,7 +170,11 @@ class TrainMatcher:
         self._closed = False
 
         self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=2 * len(self._streams) + 8)
+        self._queue: queue.Queue = queue.Queue(
+            maxsize=max(1, min(2 * len(self._streams) + 8, self.max_trains // 2)))
+        # A stream this far ahead of the slowest pauses; with what the queue holds, its
+        # lead stays within the window.
+        self._max_lead = max(1, self.max_trains - self._queue.maxsize - 2)
         for index, stream in enumerate(self._streams):
             stream.thread = threading.Thread(target=self._receive, args=(index,), daemon=True,
                                              name=f'matcher-receive {stream.name}')
@@ -220,6 +226,8 @@ class TrainMatcher:
             return
         self._closed = True
         self._stop.set()
+        for stream in self._streams:
+            stream.go.set()
         for stream in self._streams:
             if stream.thread is not None:
                 stream.thread.join()
@@ -312,12 +320,18 @@ class TrainMatcher:
         if str(sock).upper() not in SOCKET_TYPES:
             raise ValueError(f'Unknown socket type {sock!r} for {endpoint}; use one of '
                              f'{SOCKET_TYPES}')
-        client = Client(endpoint, sock=sock, timeout=_WAKE_S, **client_kw)
+        # One option set for all: each socket type takes the options that apply to it.
+        kw = {k: v for k, v in client_kw.items()
+              if k != ('receive_ahead' if str(sock).upper() == 'REQ' else 'prefetch')}
+        client = Client(endpoint, sock=sock, timeout=_WAKE_S, **kw)
         return _Stream(client, own=True)
 
     def _receive(self, index: int) -> None:
-        client = self._streams[index].client
+        stream = self._streams[index]
+        client = stream.client
         while not self._stop.is_set():
+            if not stream.go.wait(_WAKE_S):
+                continue
             try:
                 data, metadata = client.next()
                 item = (index, data, metadata, time.monotonic(), time.time())
@@ -387,6 +401,28 @@ class TrainMatcher:
             stream.last_tid = newest
         for tid, sources in sorted(by_tid.items()):
             self._add(stream, tid, sources, data, metadata, arrived)
+        self._pace()
+
+    def _pace(self) -> None:
+        """Hold back streams running ahead of the others (e.g. replays served flat out).
+
+        A stream nearly a window ahead of the slowest live one stops receiving until
+        the others catch up: its server waits or drops by its own policy, instead of the
+        matcher dropping trains that the slower streams are about to deliver. Far larger gaps
+        are different numberings (a restart), not a lead.
+        """
+        live = [s.last_tid for s in self._streams if s.last_tid is not None and not s.silent]
+        if self._window and any(s.last_tid is None and not s.silent for s in self._streams):
+            live.append(next(iter(self._window)))   # a stream yet to start: wait for it
+        slowest = min(live) if len(live) > 1 else None
+        for s in self._streams:
+            gap = 0 if slowest is None or s.last_tid is None or s.silent else s.last_tid - slowest
+            ahead = self._max_lead < gap <= 10 * self.max_trains
+            if ahead == s.go.is_set():
+                if ahead:
+                    s.go.clear()
+                else:
+                    s.go.set()
 
     def _reset(self, stream: _Stream, tid: int) -> None:
         """The stream went back in train IDs (restarted DAQ, new run): start again there."""
@@ -495,6 +531,7 @@ class TrainMatcher:
                     self._required_dirty = True
                     if silent:
                         log.warning('No data from %s for %.1f s', stream.name, now - since)
+                    self._pace()
         if self._required_dirty:
             self._update_required()
         while self._window:

@@ -241,3 +241,18 @@ def test_bad_arguments():
         TrainMatcher([('tcp://127.0.0.1:5555', 'REP')])
     with pytest.raises(ValueError, match='given twice'):
         TrainMatcher(['5555', 'tcp://127.0.0.1:5555'])
+
+
+def test_stream_running_ahead_is_held_back(make_server):
+    """Two replays served flat out: the faster one waits, nothing is dropped."""
+    fast = make_server(sock='PUSH', max_queue=2000)
+    slow = make_server(sock='REP', max_queue=2000)
+    n = 600
+    feed(fast, DET, range(1, n + 1))
+    feed(slow, XGM, range(1, n + 1))
+    with TrainMatcher([(fast.endpoint, 'PULL'), slow.endpoint], max_trains=20,
+                      receive_ahead=100) as matcher:
+        trains = collect(matcher, n)
+        stats = matcher.stats
+    assert tids_of(trains) == list(range(1, n + 1))
+    assert stats['matched'] == n and stats['dropped'] == 0 and stats['late'] == 0
