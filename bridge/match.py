@@ -2,7 +2,7 @@
 
 At the facility a detector's modules, slow data and cameras often arrive as separate streams.
 :class:`TrainMatcher` receives them (one thread per stream, each with its own
-:class:`bridge.Client`, feeding one bounded queue) and yields ``(data, metadata)`` per train ID:
+:class:`bridge.Client`, feeding one bounded inbox) and yields ``(data, metadata)`` per train ID:
 the union of the sources that arrived for that train, in increasing train-ID order.
 
 A train is emitted as soon as every *required* source has arrived. One still incomplete after
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 _WAKE_S = 0.5
 # Period of the housekeeping (timeouts, silent streams) while nothing arrives.
 _TICK_S = 0.05
+# Messages of a stream between checks whether it runs ahead of the others.
+_PACE_EVERY = 8
 
 
 class _Stream:
@@ -78,12 +79,7 @@ class _Pending:
 
 
 def _nbytes(props: dict) -> int:
-    return sum(v.nbytes for v in props.values() if isinstance(v, np.ndarray))
-
-
-def _train_id(meta: dict) -> int | None:
-    tid = meta.get('timestamp.tid')
-    return None if tid is None else int(tid)
+    return sum([v.nbytes for v in props.values() if type(v) is np.ndarray])
 
 
 class TrainMatcher:
@@ -157,7 +153,7 @@ class TrainMatcher:
         self._window_bytes = 0
         self._floor: int | None = None              # highest train ID emitted or dropped
         self._ready: deque[tuple[dict, dict]] = deque()
-        self._origin: dict[str, str] = {}           # source -> stream name (first seen)
+        self._all_sources: set[str] | None = None    # every source seen (cache)
         self._optional_cache: dict[str, bool] = {}
         self._required: set[str] = set()
         self._required_dirty = True
@@ -170,11 +166,15 @@ class TrainMatcher:
         self._closed = False
 
         self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(
-            maxsize=max(1, min(2 * len(self._streams) + 8, self.max_trains // 2)))
-        # A stream this far ahead of the slowest pauses; with what the queue holds, its
+        # Received messages waiting for the matcher's thread: a deque and an event are
+        # cheaper than queue.Queue (two locks per message), which matters for small trains.
+        self._inbox: deque = deque()
+        self._inbox_max = max(1, min(2 * len(self._streams) + 8, self.max_trains // 2))
+        self._arrived = threading.Event()
+        # A stream this far ahead of the slowest pauses; with what the inbox holds, its
         # lead stays within the window.
-        self._max_lead = max(1, self.max_trains - self._queue.maxsize - 2)
+        self._max_lead = max(1, self.max_trains - self._inbox_max - len(self._streams)
+                             - _PACE_EVERY - 1)
         for index, stream in enumerate(self._streams):
             stream.thread = threading.Thread(target=self._receive, args=(index,), daemon=True,
                                              name=f'matcher-receive {stream.name}')
@@ -195,17 +195,14 @@ class TrainMatcher:
             wait = _TICK_S if self._window else 4 * _TICK_S
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = None
+            inbox = self._inbox
+            if not inbox:
+                self._arrived.clear()
+                if not inbox:      # a receiver appends, then sets the event
+                    self._arrived.wait(wait)
             # Take everything waiting: one timeout check per batch.
-            while item is not None:
-                self._take(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    item = None
+            while inbox:
+                self._take(inbox.popleft())
             self._tick(time.monotonic())
             if not self._ready and deadline is not None and time.monotonic() >= deadline:
                 raise BridgeTimeout(f'No matched train within {timeout:g} s; stream status: '
@@ -345,12 +342,12 @@ class TrainMatcher:
             self._put(item)
 
     def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_WAKE_S)
+        # Full inbox: the matcher's caller is slower than the streams; wait for room.
+        while len(self._inbox) >= self._inbox_max:
+            if self._stop.wait(0.001):
                 return
-            except queue.Full:
-                continue
+        self._inbox.append(item)
+        self._arrived.set()
 
     def _close_clients(self) -> None:
         for stream in self._streams:
@@ -377,31 +374,38 @@ class TrainMatcher:
             stream.silent = False
             self._required_dirty = True
             log.info('%s sends again', stream.name)
-        stamps = [m['timestamp'] for m in metadata.values() if 'timestamp' in m]
-        if stamps:
-            stream.age = wall - float(min(stamps))
-
         by_tid: dict[int, list[str]] = {}
+        known = stream.sources
+        stamp = None
         for source, meta in metadata.items():
-            tid = _train_id(meta)
+            tid = meta.get('timestamp.tid')
             if tid is None:
                 stream.errors += 1
                 self._counts['errors'] += 1
                 continue
-            by_tid.setdefault(tid, []).append(source)
-            if source not in stream.sources:
-                stream.sources.add(source)
+            stamp = meta.get('timestamp', stamp)
+            sources = by_tid.get(tid)
+            if sources is None:
+                by_tid[tid] = [source]
+            else:
+                sources.append(source)
+            if source not in known:
+                known.add(source)
+                self._all_sources = None
                 self._required_dirty = True
+        if stamp is not None:
+            stream.age = wall - float(stamp)
         if not by_tid:
             return
-        newest = max(by_tid)
+        newest = int(max(by_tid))
         if stream.last_tid is not None and newest < stream.last_tid - self.max_trains:
             self._reset(stream, newest)
         if stream.last_tid is None or newest > stream.last_tid:
             stream.last_tid = newest
-        for tid, sources in sorted(by_tid.items()):
-            self._add(stream, tid, sources, data, metadata, arrived)
-        self._pace()
+        for tid, sources in (sorted(by_tid.items()) if len(by_tid) > 1 else by_tid.items()):
+            self._add(stream, int(tid), sources, data, metadata, arrived)
+        if stream.messages % _PACE_EVERY == 0:
+            self._pace()
 
     def _pace(self) -> None:
         """Hold back streams running ahead of the others (e.g. replays served flat out).
@@ -460,7 +464,6 @@ class TrainMatcher:
             size = _nbytes(props)
             pending.nbytes += size
             self._window_bytes += size
-            self._origin.setdefault(source, stream.name)
         if self._required_dirty:
             self._update_required()
         if self._required.issubset(pending.data):
@@ -508,10 +511,10 @@ class TrainMatcher:
             self._counts['dropped'] += 1
             self._dropped_by.update(missing)
             return
-        absent = [s for stream in self._streams for s in stream.sources
-                  if s not in pending.data and self._origin.get(s) == stream.name]
-        absent += [f'<no data yet from {stream.name}>' for stream in self._streams
-                   if not stream.sources]
+        if self._all_sources is None:
+            self._all_sources = set().union(*(s.sources for s in self._streams)).union(
+                f'<no data yet from {s.name}>' for s in self._streams if not s.sources)
+        absent = self._all_sources.difference(pending.data)
         if absent:
             self._counts['incomplete'] += 1
             self._incomplete_by.update(absent)
