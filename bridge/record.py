@@ -396,6 +396,8 @@ class Recorder:
         if values[0].nbytes * len(values) <= _STACK_LIMIT or values[0].dtype.kind in 'OUS':
             seq.writer.write(source, key, np.stack(values), start)
         else:
+            # Grow once for the block, then write each train's entry straight from its array.
+            seq.writer.dataset(source, key).resize(start + len(values), axis=0)
             for i, value in enumerate(values):
                 seq.writer.write(source, key, value[np.newaxis], start + i)
         seq.rows[(source, key)] = start + len(values)
