@@ -5,7 +5,8 @@ At the facility a detector's modules, slow data and cameras often arrive as sepa
 :class:`bridge.Client`, feeding one bounded inbox) and yields ``(data, metadata)`` per train ID:
 the union of the sources that arrived for that train, in increasing train-ID order.
 
-A train is emitted as soon as every *required* source has arrived. One still incomplete after
+A train is emitted as soon as every *required* source has arrived and no *optional* source is
+still on its way (its stream has not yet sent this train). One still incomplete after
 ``timeout`` seconds, or pushed out of the window (``max_trains`` / ``max_bytes``), is emitted
 without its missing optional sources or dropped if a required one is missing; both are counted
 per missing source in :attr:`TrainMatcher.stats`. A complete train also settles every older one
@@ -98,7 +99,9 @@ class TrainMatcher:
         Default: every source seen so far on every stream that is not silent, except
         ``optional`` ones (and until a stream sent anything, ``<no data yet from NAME>``).
     optional : sequence of glob
-        Sources that never hold a train back.
+        Sources a train never waits for beyond what their own stream says: awaited only until
+        their stream sends this train (or a later one) or goes silent, and never a reason to
+        drop a train.
     timeout : float
         Seconds a train waits for its missing parts after its first part arrived.
     max_trains, max_bytes : int
@@ -156,6 +159,7 @@ class TrainMatcher:
         self._all_sources: set[str] | None = None    # every source seen (cache)
         self._optional_cache: dict[str, bool] = {}
         self._required: set[str] = set()
+        self._optional: dict[str, _Stream] = {}     # optional sources of live streams
         self._required_dirty = True
         self._counts = Counter()
         self._dropped_by: Counter = Counter()
@@ -466,7 +470,7 @@ class TrainMatcher:
             self._window_bytes += size
         if self._required_dirty:
             self._update_required()
-        if self._required.issubset(pending.data):
+        if self._complete(pending):
             # Older trains still waiting will not complete: their streams moved on.
             while True:
                 oldest = next(iter(self._window))
@@ -499,7 +503,28 @@ class TrainMatcher:
                 if not any(fnmatch.fnmatchcase(s, glob) for s in required):
                     required.add(glob)   # nothing matches yet: a placeholder, never present
         self._required = required
+        self._optional = {source: stream for stream in self._streams if not stream.silent
+                          for source in stream.sources if source not in required}
+        # Streams yet to send anything may carry optional sources: await them (until silent).
+        self._optional.update({f'<no data yet from {stream.name}>': stream
+                               for stream in self._streams
+                               if not stream.silent and not stream.sources})
         self._required_dirty = False
+
+    def _complete(self, pending: _Pending) -> bool:
+        """Every required source is there, and no optional one is still on its way.
+
+        An optional source is awaited only while its stream has not yet sent a train at or
+        after this one: a source absent from its stream's message for this train (a camera
+        at a lower rate) is not coming, and a silent stream is not waited for at all.
+        """
+        data = pending.data
+        if not self._required.issubset(data):
+            return False
+        for source, stream in self._optional.items():
+            if source not in data and (stream.last_tid is None or stream.last_tid < pending.tid):
+                return False
+        return True
 
     def _settle(self, tid: int) -> None:
         """Emit train ``tid`` (complete or without optional sources) or drop it."""
@@ -539,7 +564,7 @@ class TrainMatcher:
             self._update_required()
         while self._window:
             oldest = next(iter(self._window.values()))
-            if self._required.issubset(oldest.data) or now - oldest.first_arrival >= self.timeout:
+            if self._complete(oldest) or now - oldest.first_arrival >= self.timeout:
                 self._settle(oldest.tid)
             else:
                 break

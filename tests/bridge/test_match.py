@@ -317,3 +317,26 @@ def test_cli_match_serves_matched_trains_to_the_reference_client():
         det = 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
         np.testing.assert_array_equal(data[det]['image.data'],
                                       module.train(index)[0][det]['image.data'])
+
+
+def test_optional_sources_join_when_their_stream_sends_them(servers):
+    """An optional XGM arriving after the required detector still joins its train; an
+    optional camera missing from its own stream's message is not waited for."""
+    cam = 'SPB_IRU_CAM/CAM/SIDEMIC:daqOutput'
+    a, b = servers(2)
+    t0 = time.monotonic()
+    with TrainMatcher([a.endpoint, b.endpoint], require=[DET], timeout=5) as matcher:
+        for tid in range(1, 5):
+            a.feed({**part(DET, tid), **(part(cam, tid, value=-tid) if tid % 2 else {})})
+        taken(a, 4)
+        time.sleep(0.2)
+        feed(b, XGM, range(1, 5))
+        trains = collect(matcher, 4)
+        stats = matcher.stats
+    assert time.monotonic() - t0 < 3          # nobody waited for the timeout
+    assert tids_of(trains) == [1, 2, 3, 4]
+    assert [sorted(d) for d, _ in trains] == [
+        sorted(s) for s in ([DET, XGM, cam], [DET, XGM], [DET, XGM, cam], [DET, XGM])]
+    check_values(trains, {DET: lambda t: t, XGM: lambda t: t, cam: lambda t: -t})
+    assert stats['matched'] == 2 and stats['incomplete'] == 2
+    assert stats['incomplete_by_source'] == {cam: 2}
