@@ -53,6 +53,8 @@ class _Stream:
         self.resets = 0
         self.last_tid: int | None = None
         self.last_arrival: float | None = None      # monotonic
+        self.resumed = 0.0          # when the receiver last stopped waiting for the matcher
+        self.held = False           # the receiver waits for the matcher (not for data)
         self.age: float | None = None                # received_at - timestamp of last train
         self.arrivals: deque[float] = deque(maxlen=50)
         self.silent = False
@@ -269,8 +271,7 @@ class TrainMatcher:
         streams = {}
         for s in self._streams:
             streams[s.name] = dict(
-                messages=s.messages, rate=s.rate(), age=s.age,
-                silent_s=now - (s.last_arrival if s.last_arrival is not None else self._start),
+                messages=s.messages, rate=s.rate(), age=s.age, silent_s=now - self._heard(s),
                 last_train_id=s.last_tid, late=s.late, errors=s.errors, resets=s.resets,
                 sources=sorted(s.sources))
         return dict(
@@ -331,7 +332,9 @@ class TrainMatcher:
         stream = self._streams[index]
         client = stream.client
         while not self._stop.is_set():
-            if not stream.go.wait(_WAKE_S):
+            if not stream.go.is_set():
+                if stream.go.wait(_WAKE_S):
+                    stream.resumed = time.monotonic()   # a pause is not silence
                 continue
             try:
                 data, metadata = client.next()
@@ -341,15 +344,19 @@ class TrainMatcher:
             except ProtocolError as e:
                 item = (index, None, e, 0.0, 0.0)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer's thread
-                self._put((index, None, e, -1.0, 0.0))
+                self._put((index, None, e, -1.0, 0.0), stream)
                 return
-            self._put(item)
+            self._put(item, stream)
 
-    def _put(self, item) -> None:
+    def _put(self, item, stream: _Stream) -> None:
         # Full inbox: the matcher's caller is slower than the streams; wait for room.
-        while len(self._inbox) >= self._inbox_max:
-            if self._stop.wait(0.001):
-                return
+        if len(self._inbox) >= self._inbox_max:
+            stream.held = True
+            while len(self._inbox) >= self._inbox_max:
+                if self._stop.wait(0.001):
+                    return
+            stream.resumed = time.monotonic()   # waiting for the caller is not silence
+            stream.held = False
         self._inbox.append(item)
         self._arrived.set()
 
@@ -547,12 +554,23 @@ class TrainMatcher:
             self._counts['matched'] += 1
         self._ready.append((pending.data, pending.metadata))
 
+    def _heard(self, stream: _Stream) -> float:
+        """Since when a stream has been silent (its last message, or the matcher's start).
+
+        Time its receiver spent waiting for the matcher (paused, or the caller not taking
+        trains) does not count.
+        """
+        if stream.held or not stream.go.is_set():
+            return time.monotonic()
+        last = stream.last_arrival if stream.last_arrival is not None else self._start
+        return max(last, stream.resumed)
+
     def _tick(self, now: float) -> None:
         """Settle timed-out trains and notice silent streams."""
         if now - self._last_tick >= _TICK_S:
             self._last_tick = now
             for stream in self._streams:
-                since = stream.last_arrival if stream.last_arrival is not None else self._start
+                since = self._heard(stream)
                 silent = now - since >= self.silent_after
                 if silent != stream.silent:
                     stream.silent = silent
