@@ -15,9 +15,12 @@ from zmq.utils.monitor import recv_monitor_message
 from bridge import malloc
 from bridge.protocol import deserialize
 
-__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES']
+__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES', 'DEFAULT_MAX_MESSAGE_SIZE']
 
 SOCKET_TYPES = ('REQ', 'SUB', 'PULL')
+# Largest frame a client accepts by default: above every detector's train in one
+# array (corrected DSSC, 800 frames float32: 3.4 GB; AGIPD-1M, 352: 1.5 GB).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**30
 _REQUEST = b'next'
 # Plain ints: pyzmq's enum constants cost microseconds per use.
 _EVENTS = int(zmq.EVENTS)
@@ -42,9 +45,13 @@ class Client:
         (a ``TimeoutError``); None waits forever. Big detector trains take
         ~0.1-1 s to transfer, so do not choose it too small. After a timeout
         the next call asks again on a fresh socket.
-    max_message_size : int, optional
-        Largest frame (bytes) accepted; a peer sending a bigger one is
-        disconnected. Protects memory from a rogue or misconfigured sender.
+    max_message_size : int or None
+        Largest frame (bytes) accepted, default 4 GiB
+        (:data:`DEFAULT_MAX_MESSAGE_SIZE`: any detector's whole train in one
+        array fits); a peer sending a bigger one is disconnected, and
+        :meth:`next` times out saying so. Protects memory from a rogue or
+        misconfigured sender: ZeroMQ allocates what a frame announces. None:
+        no limit.
     context : zmq.Context, optional
         Context to create sockets in; default: a private one.
     tune_malloc : bool
@@ -83,7 +90,7 @@ class Client:
         endpoint: str,
         sock: str = 'REQ',
         timeout: float | None = None,
-        max_message_size: int | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         context: zmq.Context | None = None,
         tune_malloc: bool = True,
         receive_ahead: int | None = None,
@@ -97,6 +104,10 @@ class Client:
         if prefetch and sock != 'REQ':
             raise ValueError(f'prefetch applies to REQ clients; {sock} sockets receive '
                              'ahead by themselves (see receive_ahead)')
+        if max_message_size is not None and (
+                not isinstance(max_message_size, int) or max_message_size < 1):
+            raise ValueError(f'max_message_size must be a positive number of bytes or None '
+                             f'(no limit), not {max_message_size!r}')
         if receive_ahead is not None:
             if sock == 'REQ':
                 raise ValueError('receive_ahead applies to SUB and PULL clients; '
@@ -187,7 +198,8 @@ class Client:
             msg += f' The connection dropped {self._disconnects} time(s) while waiting'
             if self.max_message_size is not None:
                 msg += (f'; a frame larger than max_message_size={self.max_message_size} '
-                        'bytes makes ZeroMQ drop the connection')
+                        'bytes makes ZeroMQ drop the connection (if the server sends such '
+                        'trains, pass a bigger max_message_size, or None for no limit)')
             msg += '.'
         if self.sock == 'REQ':
             msg += ' The request will be re-sent on the next call.'

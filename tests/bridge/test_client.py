@@ -183,10 +183,24 @@ def test_max_message_size_refuses_big_frames(make_server):
     server = make_server(sock='PUSH', policy='queue')
     with Client(server.endpoint, sock='PULL', timeout=0.5, max_message_size=10_000) as client:
         server.feed({'A': {'big': np.zeros(100_000)}}, train_id=1)
-        with pytest.raises(BridgeTimeout, match='max_message_size=10000'):
+        with pytest.raises(BridgeTimeout, match='max_message_size=10000 bytes .* pass a bigger'):
             client.next()
         server.feed({'A': {'small': np.zeros(10)}}, train_id=2)
         assert client.next()[1]['A']['timestamp.tid'] == 2
+
+
+def test_max_message_size_default_and_none(make_server):
+    server = make_server(sock='PUSH', policy='queue')
+    with Client(server.endpoint, sock='PULL', timeout=5) as client:
+        # Set by default (was unset), above any detector's train in one array.
+        assert client._socket.getsockopt(zmq.MAXMSGSIZE) == 4 * 2**30
+        server.feed({'A': {'big': np.zeros(100_000)}}, train_id=1)
+        assert client.next()[0]['A']['big'].shape == (100_000,)
+    with Client(server.endpoint, sock='PULL', max_message_size=None) as client:
+        assert client._socket.getsockopt(zmq.MAXMSGSIZE) == -1  # ZeroMQ: no limit
+    for bad in (0, -5, 1.5, '4G'):
+        with pytest.raises(ValueError, match='max_message_size must be a positive number'):
+            Client(server.endpoint, max_message_size=bad)
 
 
 def test_shared_context():
