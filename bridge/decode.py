@@ -77,7 +77,7 @@ def _dtype(name) -> np.dtype:
 
 
 def _make_array(buf, dtype_name, shape) -> np.ndarray:
-    """A read-only array viewing ``buf``; ProtocolError if the sizes do not match."""
+    """An array viewing ``buf`` (no copy); ProtocolError if the sizes do not match."""
     dtype = _dtype(dtype_name)
     if type(shape) is not list or len(shape) > limits.MAX_NDIM:
         raise ProtocolError(
@@ -89,7 +89,6 @@ def _make_array(buf, dtype_name, shape) -> np.ndarray:
     else:
         # Negative numbers would let numpy guess a dimension.
         if array.shape == tuple(shape):
-            array.flags.writeable = False  # a zmq.Frame's buffer is writable
             return array
     if not all(type(n) is int and n >= 0 for n in shape):
         raise ProtocolError(
@@ -253,8 +252,10 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
     Returns
     -------
     data : dict
-        ``{source: {key: value, 'metadata': {...}}}``. Arrays are read-only
-        views on the frames (no copy).
+        ``{source: {key: value, 'metadata': {...}}}``. Arrays are views on
+        the frames (no copy), writable where the frame's memory is: those on
+        received ``zmq.Frame`` objects (as ``Client`` gives them) or on
+        bytearrays; read-only on ``bytes`` (and in 1.0 messages).
     metadata : dict
         ``{source: {...}}``; ``metadata[s] is data[s]['metadata']``.
 
@@ -307,7 +308,6 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
                     raise ProtocolError(f'source {show(source)} (frames {i}, {i + 1}): '
                                         f'key {show(path)}: {e}') from None
             array = np.frombuffer(buf, dtype).reshape(shape)
-            array.flags.writeable = False
             props = data.get(source)
             if props is None:
                 props = data[source] = {}
