@@ -54,14 +54,16 @@ class Client:
         no limit.
     context : zmq.Context, optional
         Context to create sockets in; default: a private one.
-    tune_malloc : bool
-        Tune glibc (see :func:`bridge.tune_malloc`) so that frames above
-        32 MiB reuse memory instead of being mapped afresh: stacked detector
-        trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and lasting:
-        threads started afterwards share one heap, and the heap keeps its
-        peak size. It must happen before the ZeroMQ context starts (a client
-        created with ``context=`` gains only if the tuning came first).
-        Pass False to leave the allocator alone. No effect off glibc.
+    tune_malloc : bool, optional
+        True: tune glibc (see :func:`bridge.tune_malloc`) so that frames
+        above 32 MiB reuse memory instead of being mapped afresh: stacked
+        detector trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and
+        lasting: threads started afterwards share one heap, and the heap
+        keeps its peak size; so it is off by default (None: on only if the
+        environment has ``EXFEL_BRIDGE_TUNE_MALLOC=1``). Programs that own
+        their process turn it on (``exfel-bridge monitor``). It must happen
+        before the ZeroMQ context starts (a client created with ``context=``
+        gains only if the tuning came first). No effect off glibc.
     receive_ahead : int, optional
         SUB/PULL only: trains ZeroMQ receives ahead of :meth:`next` (the
         receive high-water mark; default 2). Few keep what you read recent
@@ -92,7 +94,7 @@ class Client:
         timeout: float | None = None,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         context: zmq.Context | None = None,
-        tune_malloc: bool = True,
+        tune_malloc: bool | None = None,
         receive_ahead: int | None = None,
         prefetch: bool = False,
     ):
@@ -122,7 +124,7 @@ class Client:
         self.prefetch = prefetch
         self.receive_ahead = 2 if receive_ahead is None else receive_ahead
         self._own_context = context is None
-        if tune_malloc:
+        if malloc.tuning_wanted(tune_malloc):
             # Before the context exists: its I/O thread, which allocates the
             # received messages, then uses the main heap (glibc serves big
             # blocks in other threads' heaps with mmap whatever the settings).
