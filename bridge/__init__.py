@@ -6,8 +6,9 @@ from bridge.client import BridgeTimeout, Client
 from bridge.malloc import tune_malloc
 from bridge.protocol import ProtocolError, deserialize, serialize, timestamp_metadata
 from bridge.server import Server
+from bridge.wire import BridgeError
 
 __all__ = [
-    'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize', 'serialize',
-    'timestamp_metadata', 'tune_malloc',
+    'BridgeError', 'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize',
+    'serialize', 'timestamp_metadata', 'tune_malloc',
 ]

@@ -14,6 +14,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from bridge import malloc
 from bridge.protocol import deserialize
+from bridge.wire import BridgeError
 
 __all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES', 'DEFAULT_MAX_MESSAGE_SIZE']
 
@@ -27,7 +28,7 @@ _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
 
-class BridgeTimeout(TimeoutError):
+class BridgeTimeout(BridgeError, TimeoutError):
     """No train arrived within the client's timeout."""
 
 

@@ -329,6 +329,22 @@ def test_protocol_error_is_value_error():
     assert issubclass(ProtocolError, ValueError)
 
 
+def test_bridge_errors_in_the_project_hierarchy():
+    import exfel_data
+    from bridge import BridgeError, BridgeTimeout
+    from bridge.protocol import ProtocolError as public_name  # where users import it from
+
+    assert public_name is ProtocolError
+    with pytest.raises(exfel_data.ExfelDataError, match='Empty message'):
+        deserialize([])
+    assert issubclass(ProtocolError, BridgeError) and issubclass(ProtocolError, ValueError)
+    assert issubclass(BridgeTimeout, BridgeError) and issubclass(BridgeTimeout, TimeoutError)
+    assert issubclass(BridgeError, exfel_data.ExfelDataError)
+    for error in (ProtocolError('bad frame'), BridgeTimeout('no train'), BridgeError('x')):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+
 # More with BRIDGE_FUZZ=5000 when changing the decoder.
 N_CORRUPTIONS = int(os.environ.get('BRIDGE_FUZZ', 300))
 
