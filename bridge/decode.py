@@ -296,6 +296,8 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
             if size > _MAX_HEADER_BYTES:
                 raise limits.header_too_big(f'Header frame {i}', size)
             key = getattr(header_frame, 'bytes', None)  # zmq.Frame
+            if type(key) is not bytes:
+                key = None
         entry = known.get(key) if key is not None else None
         if entry is not None:
             # An array header seen before: only the payload's size needs checking.

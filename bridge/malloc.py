@@ -11,8 +11,8 @@ is reused train after train. It changes the whole process, for good: threads
 started afterwards share one heap, which keeps its peak size. So a library
 must not do it behind the user's back: ``Client`` tunes only when asked
 (``tune_malloc=True``, or the environment variable ``EXFEL_BRIDGE_TUNE_MALLOC=1``);
-the programs that own their process (``exfel-bridge monitor`` and ``glimpse``,
-the recipes) ask.
+the programs that own their process (``exfel-bridge monitor``, the recipes)
+ask.
 """
 from __future__ import annotations
 
