@@ -34,7 +34,11 @@ __all__ = [
 MAX_HEADER_BYTES = 64 * 1024
 MAX_NESTING = 32
 MAX_NDIM = 32  # numpy 1's limit (numpy 2 allows 64); no detector needs more than 5
-MAX_DECODED_ITEMS = 2**20  # ~100 MB of Python objects at worst
+MAX_DECODED_ITEMS = 2**19  # < 50 MB of Python objects, < 0.1 s of work at worst
+# Small frames (all of them in usual messages) decode without per-container hooks,
+# up to this many bytes per message; each byte may be one value.
+_UNCOUNTED_BYTES = 2**18
+_CONTAINER_COST = 8  # a list or map counts as this many values: a Python hook makes it
 MAX_DTYPE_CHARS = 256  # 'float32', '<f4'; 1.0 structured dtypes: that many fields
 
 _MSGPACK_ERRORS = (
@@ -65,14 +69,15 @@ def show(value) -> str:
 
 
 def budget() -> list[int]:
-    """A new message's budget of decoded values: ``[items left]``, for :func:`unpack`.
+    """A new message's budget for :func:`unpack`: ``[uncounted bytes, values]`` left.
 
-    A msgpack value takes at least one byte, so a frame no longer than the
-    budget is charged its length and decoded at full speed; a longer one
-    (a 1.0 message holding arrays, a huge data map) is decoded with hooks that
-    count its lists and maps as they are built.
+    A msgpack value takes at least one byte, so small frames are decoded at
+    full speed and charged their length, up to ``_UNCOUNTED_BYTES`` per
+    message. Bigger frames, frames beyond that and 1.0 messages (whose maps go
+    through a Python hook anyway) are decoded with hooks that count their
+    values as lists and maps are built, up to :data:`MAX_DECODED_ITEMS`.
     """
-    return [MAX_DECODED_ITEMS]
+    return [_UNCOUNTED_BYTES, MAX_DECODED_ITEMS]
 
 
 def unpack(raw, what: str, left: list[int], object_hook=None):
@@ -84,24 +89,20 @@ def unpack(raw, what: str, left: list[int], object_hook=None):
         The frame.
     what : str
         Names the frame in error messages (``'Header frame 2'``).
-    left : list of one int
-        From :func:`budget`: values the message may still produce; reduced by
-        this frame's.
+    left : list of two ints
+        From :func:`budget`: what the message may still decode; reduced by
+        this frame's share.
     object_hook : callable, optional
         Called on each decoded map (1.0 messages: msgpack-numpy arrays).
     """
     size = len(raw)
     try:
-        if size > left[0]:
+        if size <= left[0] and size <= MAX_HEADER_BYTES and object_hook is None:
+            left[0] -= size  # each value takes at least one byte
+            value = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        else:
             value = msgpack.unpackb(raw, raw=False, strict_map_key=False,
                                     **_counting_hooks(what, left, object_hook))
-        else:
-            left[0] -= size  # each value takes at least one byte
-            if object_hook is None:
-                value = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-            else:
-                value = msgpack.unpackb(raw, raw=False, strict_map_key=False,
-                                        object_hook=object_hook)
     except ProtocolError:
         raise
     except _MSGPACK_ERRORS as e:
@@ -134,8 +135,8 @@ def _markers(raw) -> int:
 
 def _counting_hooks(what: str, left: list[int], object_hook) -> dict:
     def spend(n: int) -> None:
-        left[0] -= n + 1
-        if left[0] < 0:
+        left[1] -= n + _CONTAINER_COST
+        if left[1] < 0:
             raise _too_many(what)
 
     def list_hook(values: list) -> list:
@@ -147,7 +148,7 @@ def _counting_hooks(what: str, left: list[int], object_hook) -> dict:
         return values if object_hook is None else object_hook(values)
 
     # One list or map is built whole before its hook runs: bound it as well.
-    most = max(left[0], 0)
+    most = max(left[1], 0)
     return {'list_hook': list_hook, 'object_hook': map_hook,
             'max_array_len': most, 'max_map_len': most}
 

@@ -102,6 +102,22 @@ def test_decoded_values_bounded_per_message():
     assert len(data['S']['x']) == MAX_DECODED_ITEMS - 100
 
 
+def test_big_legitimate_messages_decode():
+    # Many sources with ~2 kB of slow data each: 1.2 MB of msgpack in 1,200 frames.
+    frames = []
+    for i in range(600):
+        frames += [msgpack.packb({'source': f'SRC{i}', 'content': 'msgpack',
+                                  'metadata': {'timestamp.tid': 7}}),
+                   msgpack.packb({f'key{k}.value': 'x' * 20 + str(k) for k in range(60)})]
+    # A 2 MB string and a list of 100,000 numbers, as some slow sources send.
+    frames += [msgpack.packb({'source': 'LOG', 'content': 'msgpack', 'metadata': {}}),
+               msgpack.packb({'text': 'y' * 2_000_000, 'trace': list(range(100_000))})]
+    data, meta = deserialize(frames)
+    assert len(data) == 601 and meta['SRC599']['timestamp.tid'] == 7
+    assert data['SRC599']['key59.value'] == 'x' * 20 + '59'
+    assert len(data['LOG']['text']) == 2_000_000 and data['LOG']['trace'][-1] == 99_999
+
+
 def test_long_values_shortened_in_messages():
     with pytest.raises(ProtocolError) as info:
         deserialize([msgpack.packb({'source': 'S', 'content': 'x' * 60_000}), b''])
