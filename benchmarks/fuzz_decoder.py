@@ -12,8 +12,11 @@ reports:
   first), and the slowest messages timed again;
 - resident memory after the first 10% of messages (caches warm) and at the end.
 
-Then times ``deserialize`` on small well-formed trains (the per-train cost that
-matters for streaming thousands of small trains per second).
+Then decodes the worst messages for the limits (as many lists or maps as the
+budget of decoded values allows, in every way of splitting them over frames)
+with their CPU time and peak Python memory, and times ``deserialize`` on small
+well-formed trains (the per-train cost that matters for streaming thousands of
+small trains per second).
 
 Run ``python -m benchmarks.fuzz_decoder`` (``--messages N``, ``--seed S``);
 exit status 1 if any message raised something else than ProtocolError or the
@@ -26,8 +29,10 @@ import collections
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import zmq
 from tqdm import tqdm
@@ -36,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests' / 'bridge')
 from bridge_fuzz import hostile_message, seed_messages  # noqa: E402
 
 from bridge import ProtocolError, deserialize, serialize  # noqa: E402
+from bridge.limits import MAX_DECODED_ITEMS  # noqa: E402
 from bridge.simulation import Simulator  # noqa: E402
 
 SLOW_S = 0.1
@@ -119,6 +125,47 @@ def best_time(frames: list, repeat: int = 5) -> float:
     return best
 
 
+def worst_cases() -> None:
+    """CPU time and peak memory of the costliest messages the limits let through."""
+    def source(name, values):
+        return [msgpack.packb({'source': name, 'content': 'msgpack', 'metadata': {}}),
+                msgpack.packb(values)]
+
+    n = MAX_DECODED_ITEMS
+    cases = {
+        '1.0, empty maps': [msgpack.packb({'S': {'x': [{}] * (n // 8)}})],
+        '1.0, empty lists': [msgpack.packb({'S': {'x': [[]] * (n // 2)}})],
+        '2.2, one frame of empty maps': source('S', {'x': [{}] * n}),
+        '2.2, one frame of [0] lists': source('S', {'x': [[0]] * (n // 3)}),
+        '2.2, 60 kB frames of empty maps': [
+            f for i in range(8) for f in source(f'S{i}', {'x': [{}] * 60_000})],
+        '2.2, 60 kB frames of [0] lists': [
+            f for i in range(8) for f in source(f'S{i}', {'x': [[0]] * 20_000})],
+        '2.2, floats': source('S', {'x': [1.5] * (n - 100)}),
+        'nesting 1,000 deep': [b'\x91' * 1000 + b'\xc0', b'\x80'],
+    }
+    print('\nworst cases for the limits (best of 3, CPU time; peak of traced Python memory):')
+    for name, frames in cases.items():
+        best = float('inf')
+        for _ in range(3):
+            start = time.process_time()
+            try:
+                deserialize(frames)
+                outcome = 'decoded'
+            except ProtocolError:
+                outcome = 'ProtocolError'
+            best = min(best, time.process_time() - start)
+        tracemalloc.start()
+        try:
+            deserialize(frames)
+        except ProtocolError:
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f'  {name:34s} {sum(map(len, frames)) / 1e3:6.0f} kB: {best * 1e3:5.1f} ms, '
+              f'{peak / 1e6:4.0f} MB, {outcome}')
+
+
 def micro_timings(repeat: int = 9, number: int = 2000) -> None:
     """Best per-message deserialize time for small well-formed trains."""
     print('\ndeserialize, well-formed trains (best of', repeat, 'x', number, 'calls, CPU time):')
@@ -145,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--zmq-share', type=float, default=0.3,
                         help='share of messages given as zmq.Frame objects (default 0.3)')
     parser.add_argument('--no-micro', action='store_true',
-                        help='skip the timings of well-formed trains')
+                        help='skip the worst cases and the timings of well-formed trains')
     args = parser.parse_args(argv)
     ok = fuzz(args.messages, args.seed, args.zmq_share)
     if not args.no_micro:
+        worst_cases()
         micro_timings()
     return 0 if ok else 1
 

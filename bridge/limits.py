@@ -37,7 +37,7 @@ MAX_NDIM = 32  # numpy 1's limit (numpy 2 allows 64); no detector needs more tha
 MAX_DECODED_ITEMS = 2**19  # < 50 MB of Python objects, < 0.1 s of work at worst
 # Small frames (all of them in usual messages) decode without per-container hooks,
 # up to this many bytes per message; each byte may be one value.
-_UNCOUNTED_BYTES = 2**18
+_UNCOUNTED_BYTES = 2**16
 _CONTAINER_COST = 8  # a list or map counts as this many values: a Python hook makes it
 MAX_DTYPE_CHARS = 256  # 'float32', '<f4'; 1.0 structured dtypes: that many fields
 
