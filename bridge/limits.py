@@ -12,7 +12,8 @@ each checked before the work it bounds:
 - an array has at most :data:`MAX_NDIM` dimensions, each a non-negative int
   whose product must match the payload's size exactly;
 - the msgpack parts of one message (headers, data maps, a 1.0 message) decode
-  to at most :data:`MAX_DECODED_ITEMS` values (array payloads are not copied);
+  to at most :data:`MAX_DECODED_ITEMS` values, a list or map counting as 8
+  (array payloads are not copied); see :func:`budget`;
 - error messages show untrusted values shortened (:func:`show`).
 
 Imports only :mod:`bridge.wire` (one-way: wire <- limits <- decode).
