@@ -383,8 +383,8 @@ class RateMeter:
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between status lines.")
 @click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
-              help="Reuse memory for trains above 32 MiB (glibc; 2-3x faster for stacked "
-                   "AGIPD/LPD trains).")
+              help="Reuse memory for trains above 32 MiB (glibc, for this whole process; "
+                   "2-3x faster for stacked AGIPD/LPD trains).")
 @click.option("--fast", is_flag=True,
               help="Favour throughput over freshness: a REQ client asks for the next train "
                    "as one arrives (prefetch), SUB/PULL let ZeroMQ receive 100 trains ahead.")

@@ -14,17 +14,21 @@ from zmq.utils.monitor import recv_monitor_message
 
 from bridge import malloc
 from bridge.protocol import deserialize
+from bridge.wire import BridgeError
 
-__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES']
+__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES', 'DEFAULT_MAX_MESSAGE_SIZE']
 
 SOCKET_TYPES = ('REQ', 'SUB', 'PULL')
+# Largest frame a client accepts by default: above every detector's train in one
+# array (corrected DSSC, 800 frames float32: 3.4 GB; AGIPD-1M, 352: 1.5 GB).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**30
 _REQUEST = b'next'
 # Plain ints: pyzmq's enum constants cost microseconds per use.
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
 
-class BridgeTimeout(TimeoutError):
+class BridgeTimeout(BridgeError, TimeoutError):
     """No train arrived within the client's timeout."""
 
 
@@ -42,19 +46,25 @@ class Client:
         (a ``TimeoutError``); None waits forever. Big detector trains take
         ~0.1-1 s to transfer, so do not choose it too small. After a timeout
         the next call asks again on a fresh socket.
-    max_message_size : int, optional
-        Largest frame (bytes) accepted; a peer sending a bigger one is
-        disconnected. Protects memory from a rogue or misconfigured sender.
+    max_message_size : int or None
+        Largest frame (bytes) accepted, default 4 GiB
+        (:data:`DEFAULT_MAX_MESSAGE_SIZE`: any detector's whole train in one
+        array fits); a peer sending a bigger one is disconnected, and
+        :meth:`next` times out saying so. Protects memory from a rogue or
+        misconfigured sender: ZeroMQ allocates what a frame announces. None:
+        no limit.
     context : zmq.Context, optional
         Context to create sockets in; default: a private one.
-    tune_malloc : bool
-        Tune glibc (see :func:`bridge.tune_malloc`) so that frames above
-        32 MiB reuse memory instead of being mapped afresh: stacked detector
-        trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and lasting:
-        threads started afterwards share one heap, and the heap keeps its
-        peak size. It must happen before the ZeroMQ context starts (a client
-        created with ``context=`` gains only if the tuning came first).
-        Pass False to leave the allocator alone. No effect off glibc.
+    tune_malloc : bool, optional
+        True: tune glibc (see :func:`bridge.tune_malloc`) so that frames
+        above 32 MiB reuse memory instead of being mapped afresh: stacked
+        detector trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and
+        lasting: threads started afterwards share one heap, and the heap
+        keeps its peak size; so it is off by default (None: on only if the
+        environment has ``EXFEL_BRIDGE_TUNE_MALLOC=1``). Programs that own
+        their process turn it on (``exfel-bridge monitor``). It must happen
+        before the ZeroMQ context starts (a client created with ``context=``
+        gains only if the tuning came first). No effect off glibc.
     receive_ahead : int, optional
         SUB/PULL only: trains ZeroMQ receives ahead of :meth:`next` (the
         receive high-water mark; default 2). Few keep what you read recent
@@ -83,9 +93,9 @@ class Client:
         endpoint: str,
         sock: str = 'REQ',
         timeout: float | None = None,
-        max_message_size: int | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         context: zmq.Context | None = None,
-        tune_malloc: bool = True,
+        tune_malloc: bool | None = None,
         receive_ahead: int | None = None,
         prefetch: bool = False,
     ):
@@ -97,6 +107,10 @@ class Client:
         if prefetch and sock != 'REQ':
             raise ValueError(f'prefetch applies to REQ clients; {sock} sockets receive '
                              'ahead by themselves (see receive_ahead)')
+        if max_message_size is not None and (
+                not isinstance(max_message_size, int) or max_message_size < 1):
+            raise ValueError(f'max_message_size must be a positive number of bytes or None '
+                             f'(no limit), not {max_message_size!r}')
         if receive_ahead is not None:
             if sock == 'REQ':
                 raise ValueError('receive_ahead applies to SUB and PULL clients; '
@@ -111,7 +125,7 @@ class Client:
         self.prefetch = prefetch
         self.receive_ahead = 2 if receive_ahead is None else receive_ahead
         self._own_context = context is None
-        if tune_malloc:
+        if malloc.tuning_wanted(tune_malloc):
             # Before the context exists: its I/O thread, which allocates the
             # received messages, then uses the main heap (glibc serves big
             # blocks in other threads' heaps with mmap whatever the settings).
@@ -187,7 +201,8 @@ class Client:
             msg += f' The connection dropped {self._disconnects} time(s) while waiting'
             if self.max_message_size is not None:
                 msg += (f'; a frame larger than max_message_size={self.max_message_size} '
-                        'bytes makes ZeroMQ drop the connection')
+                        'bytes makes ZeroMQ drop the connection (if the server sends such '
+                        'trains, pass a bigger max_message_size, or None for no limit)')
             msg += '.'
         if self.sock == 'REQ':
             msg += ' The request will be re-sent on the next call.'
