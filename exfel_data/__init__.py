@@ -15,6 +15,7 @@ from .detectors import (
 from .exceptions import (
     DuplicateTrainError,
     ExfelDataError,
+    FileChangedError,
     FileStructureError,
     MultiRunError,
     NoDataError,
@@ -35,7 +36,7 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
-    "IndexWarning",
+    "FileChangedError", "IndexWarning",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",

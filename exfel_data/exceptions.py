@@ -17,6 +17,7 @@ __all__ = [
     "FileStructureError",
     "DuplicateTrainError",
     "MultiRunError",
+    "FileChangedError",
 ]
 
 
@@ -152,3 +153,17 @@ class MultiRunError(ExfelDataError, ValueError):
             f"{runs}. Select one run's files first."
         )
 
+
+class FileChangedError(ExfelDataError, RuntimeError):
+    """A file changed on disk after it was indexed (files are opened lazily)."""
+
+    def __init__(self, filename: str, changed: Iterable[str]):
+        self.filename, self.changed = filename, list(changed)
+        super().__init__(filename)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.filename} changed on disk since the run was opened (different "
+            f"{', '.join(self.changed)}); its train IDs and index may no longer fit its "
+            "data. Open the run again."
+        )

@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileStructureError
+from .exceptions import FileChangedError, FileStructureError
 from .scan import read_index as _read_index
+from .scan import read_train_ids as _read_train_ids
 from .scan import scan_file, summarize
 
 __all__ = ["FileAccess", "scan_file", "set_max_open_files", "n_open_files",
@@ -173,6 +174,11 @@ class FileAccess:
             {} if callable(index) else dict(index))
         self.mtime_ns: int = info["mtime_ns"]
         self.size: int = info["size"]
+        # inode and status-change time: with size and mtime, what identifies the file
+        # that was indexed (None in infos made before they were recorded)
+        self.ino: int | None = info.get("ino")
+        self.ctime_ns: int | None = info.get("ctime_ns")
+        self.index_rows: int = info.get("index_rows", len(self.train_ids))
         summary = info.get("summary") or summarize(self.train_ids, self.valid)
         (self.n_zero, self.n_suspect, self.increasing, self._first, self._last,
          self._first_valid, self._last_valid) = summary
@@ -193,7 +199,8 @@ class FileAccess:
             "legacy_sources": self.legacy_sources, "index": dict(self._index),
             "summary": (self.n_zero, self.n_suspect, self.increasing, self._first,
                         self._last, self._first_valid, self._last_valid),
-            "mtime_ns": self.mtime_ns, "size": self.size,
+            "mtime_ns": self.mtime_ns, "size": self.size, "ino": self.ino,
+            "ctime_ns": self.ctime_ns, "index_rows": self.index_rows,
         }
 
     @property
@@ -268,8 +275,32 @@ class FileAccess:
     # -- h5py access ----------------------------------------------------------------
     @property
     def file(self) -> h5py.File:
-        """The open h5py file (opened on demand, subject to the open-files cap)."""
-        return handle_pool.get(self.filename)
+        """The open h5py file (opened on demand, subject to the open-files cap).
+
+        Each time the file is (re)opened it is checked to be the one that was indexed
+        (:meth:`check_unchanged`).
+        """
+        return handle_pool.get(self.filename, self.check_unchanged)
+
+    def check_unchanged(self, f: h5py.File) -> None:
+        """Raise FileChangedError if *f* is not the file whose train IDs we hold.
+
+        Files open lazily, so a file replaced after the run was opened (or after its
+        cache entry was written) would otherwise be read under the old train IDs.
+        Compares size, mtime, inode and ctime with the indexed file, and the train IDs
+        in the file with ours (one small read).
+        """
+        st = os.stat(self.filename)
+        now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        then = (self.size, self.mtime_ns, self.ino, self.ctime_ns)
+        changed = [name for name, a, b in zip(("size", "mtime", "inode", "ctime"), now,
+                                              then, strict=True) if b is not None and a != b]
+        if not changed:
+            tids = _read_train_ids(f.id)
+            if tids is None or not np.array_equal(tids, self.train_ids):
+                changed = ["INDEX/trainId"]
+        if changed:
+            raise FileChangedError(self.filename, changed)
 
     def dataset(self, path: str) -> h5py.Dataset:
         return self.file[path]

@@ -65,6 +65,13 @@ def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
     for fa, n in zero:
         warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
                       "INDEX/trainId ignored as corrupt.", stacklevel=3)
+    for fa in files:
+        if fa.index_rows and not len(fa.train_ids) and fa.all_sources:
+            eg = sorted(fa.all_sources)[0]
+            warnings.warn(
+                f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
+                f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
+                f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
     suspect = _suspect_trains(files)
     if suspect:
         nfiles = len({s.file for s in suspect})

@@ -17,7 +17,7 @@ import numpy as np
 from . import format as fmt
 from .exceptions import FileStructureError, exclude_file_hint
 
-__all__ = ["scan_file", "read_index", "summarize"]
+__all__ = ["scan_file", "read_index", "read_train_ids", "summarize"]
 
 _VLEN_STR = h5py.h5t.py_create(h5py.string_dtype("utf-8"))
 _UINT64 = h5py.h5t.NATIVE_UINT64
@@ -104,6 +104,12 @@ def _trim_padding(tids: np.ndarray) -> np.ndarray:
     return tids[:int(nonzero[-1]) + 1 if len(nonzero) else 0]
 
 
+def read_train_ids(fid) -> np.ndarray | None:
+    """INDEX/trainId of an open file without trailing zero padding (None if missing)."""
+    tids = _read_small(fid, "INDEX/trainId", _UINT64)
+    return None if tids is None else _trim_padding(tids)
+
+
 def scan_file(filename: str, st: os.stat_result | None = None) -> dict:
     """Read what opening a file needs: train IDs, flags, sources (not the indexes).
 
@@ -170,4 +176,5 @@ def _scan_fid(fid, name: str, st: os.stat_result) -> dict:
         "source_ids": source_ids, "control_sources": control,
         "instrument_sources": instrument, "legacy_sources": legacy, "index": {},
         "summary": summary, "mtime_ns": st.st_mtime_ns, "size": st.st_size,
+        "ino": st.st_ino, "ctime_ns": st.st_ctime_ns, "index_rows": len(raw_tids),
     }

@@ -9,6 +9,7 @@ read).
 
 import os
 import re
+import shutil
 import warnings
 
 import h5py
@@ -50,6 +51,88 @@ def _expected_intensity(path):
                 tids.append(f["INDEX/trainId"][:n])
                 rows.append(f[DS][:n])
     return np.concatenate(rows)[np.argsort(np.concatenate(tids), kind="stable")]
+
+
+# -- stale metadata: the run map cache and lazily opened files ---------------------------
+
+def _replace(src, dst, how):
+    """Put the content of *src* at *dst*, keeping dst's size and mtime."""
+    st = os.stat(dst)
+    assert os.stat(src).st_size == st.st_size  # the case needs a same-size replacement
+    if how == "in_place":        # cp over the file (same inode), then touch -r
+        shutil.copyfile(src, dst)
+    elif how == "rename":        # rsync -t / tar: a new file renamed into place
+        shutil.copyfile(src, str(dst) + ".tmp")
+        os.replace(str(dst) + ".tmp", dst)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(dst).st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    a = _run(tmp_path / "a" / "r0001")
+    b = _run(tmp_path / "b" / "r0001", first_train_id=20000)
+    return a, b
+
+
+@pytest.mark.parametrize("how", ["in_place", "rename"])
+def test_cache_not_trusted_for_same_size_same_mtime_replacement(two_runs, how):
+    a, b = two_runs
+    ed.RunDirectory(a)  # writes the run map
+    assert os.path.exists(a / ".exfel_data_map.npz")
+    _replace(b / BAD, a / BAD, how)
+    run, _ = _open(a)
+    expected = np.concatenate([np.arange(10000, 10003), np.arange(10006, 10009),
+                               np.arange(20003, 20006)])
+    np.testing.assert_array_equal(run.train_ids, expected)
+    kd = run[OUT, KEY]
+    np.testing.assert_array_equal(kd.ndarray(), _expected_intensity(a))
+
+
+def test_cache_entry_also_checked_at_first_read(two_runs, monkeypatch):
+    """A cache entry whose stat matches is still checked against the file when read."""
+    a, b = two_runs
+    ed.RunDirectory(a)
+    _replace(b / BAD, a / BAD, "in_place")
+    from exfel_data import run_map
+    monkeypatch.setattr(run_map, "same_file", lambda info, st: True)  # a fooled stat check
+    run, _ = _open(a)
+    with pytest.raises(ed.FileChangedError, match=f"{BAD} changed on disk.*Open the run again"):
+        run[OUT, KEY].ndarray()
+    for fa in run.files:  # as if only size and mtime were recorded: the content check
+        fa.ino = fa.ctime_ns = None
+    with pytest.raises(ed.FileChangedError, match=f"{BAD}.*different INDEX/trainId"):
+        run[OUT, KEY].ndarray()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_file_replaced_after_open_before_first_read(two_runs, cache):
+    a, b = two_runs
+    run, _ = _open(a, cache=cache)
+    _replace(b / BAD, a / BAD, "rename")
+    np.testing.assert_array_equal(run.select_trains(np.s_[:3])[OUT, KEY].ndarray(),
+                                  _expected_intensity(a)[:3])  # other files still read
+    with pytest.raises(ed.FileChangedError, match=BAD):
+        run[OUT, KEY].ndarray()
+    with pytest.raises(ed.FileChangedError, match=BAD):
+        list(run.select(OUT).trains())
+
+
+def test_touched_file_is_rescanned(tmp_path):
+    """Only ctime changes (chmod, touch -r with the same content): same data, rescanned."""
+    a = _run(tmp_path / "r0001")
+    ed.RunDirectory(a)
+    st = os.stat(a / BAD)
+    os.chmod(a / BAD, 0o444)
+    os.utime(a / BAD, ns=(st.st_atime_ns, st.st_mtime_ns))
+    from exfel_data import opening
+    scanned = []
+    orig = opening.scan_file
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(opening, "scan_file", lambda p, st=None: scanned.append(p) or orig(p, st))
+        run, _ = _open(a)
+    assert [os.path.basename(p) for p in scanned] == [BAD]
+    np.testing.assert_array_equal(run[OUT, KEY].ndarray(), _expected_intensity(a))
 
 
 # -- the corpus of damaged files --------------------------------------------------------
@@ -134,6 +217,7 @@ def unreadable(f):
 
 # (damage, expected outcome, message regex (file name always required))
 CORPUS = [
+    (all_zero_train_ids, "opened", "all \\d+ rows of INDEX/trainId are 0"),
     (flag_shorter_than_train_ids, "skipped", "INDEX/flag"),
     (unreadable, "skipped", "Skipping unreadable file"),
     (overlapping_index, "opened", "overlap or run backwards"),
