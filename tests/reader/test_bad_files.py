@@ -208,6 +208,11 @@ def corrupt_compressed_chunk(f):
         fh.write(b"\x00\xff" * (info.size // 2))
 
 
+def unknown_version(f):
+    del f["METADATA/dataFormatVersion"]
+    f["METADATA/dataFormatVersion"] = np.array([b"banana"], dtype=object)
+
+
 def unreadable(f):
     name = f.filename
     f.close()
@@ -220,6 +225,7 @@ CORPUS = [
     (all_zero_train_ids, "opened", "all \\d+ rows of INDEX/trainId are 0"),
     (flag_shorter_than_train_ids, "skipped", "INDEX/flag"),
     (unreadable, "skipped", "Skipping unreadable file"),
+    (unknown_version, "opened", "unknown dataFormatVersion 'banana'"),
     (overlapping_index, "opened", "overlap or run backwards"),
     (reversed_index, "opened", "overlap or run backwards"),
     (count_2_62, "error", "impossible row numbers"),
