@@ -315,3 +315,20 @@ def test_listed_index_group_without_index_is_an_error(tmp_path):
         run[OUT, KEY].ndarray()
     with pytest.raises(ed.FileStructureError, match=BAD):
         run[OUT].data_counts()
+
+
+@pytest.mark.parametrize("damage", [count_2_62, other_shape, corrupt_compressed_chunk,
+                                    damaged_object_header], ids=lambda d: d.__name__)
+def test_convert_reports_bad_file_without_traceback(tmp_path, damage):
+    from click.testing import CliRunner
+
+    from exfel_data.cli import main
+
+    path = _run(tmp_path / "r0001")
+    _edit(path, damage)
+    out = tmp_path / "out.npz"
+    res = CliRunner().invoke(main, ["convert", str(path), str(out), "--to", "npz"])
+    assert res.exit_code == 1, res.output
+    assert BAD in res.output and "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)  # a clean exit, not an exception
+    assert not out.exists()
