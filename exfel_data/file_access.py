@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileChangedError, FileStructureError
+from .exceptions import FileChangedError, FileStructureError, exclude_file_hint
 from .scan import read_index as _read_index
 from .scan import read_train_ids as _read_train_ids
 from .scan import scan_file, summarize
@@ -56,7 +56,11 @@ class HandlePool:
             if f is not None and f.id.valid:
                 self._open.move_to_end(filename)
                 return f
-            f = h5py.File(filename, "r")
+            try:
+                f = h5py.File(filename, "r")
+            except OSError as e:  # gone, truncated or damaged since the run was opened
+                raise FileStructureError(filename, "/", f"cannot open: {e}",
+                                         exclude_file_hint(filename)) from e
             if on_open is not None:
                 try:
                     on_open(f)

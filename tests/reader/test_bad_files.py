@@ -118,6 +118,15 @@ def test_file_replaced_after_open_before_first_read(two_runs, cache):
         list(run.select(OUT).trains())
 
 
+def test_file_truncated_after_open(tmp_path):
+    path = _run(tmp_path / "r0001")
+    run, _ = _open(path)
+    with open(path / BAD, "r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(ed.FileStructureError, match=f"{BAD}.*cannot open.*file_filter"):
+        run[OUT, KEY].ndarray()
+
+
 def test_touched_file_is_rescanned(tmp_path):
     """Only ctime changes (chmod, touch -r with the same content): same data, rescanned."""
     a = _run(tmp_path / "r0001")
