@@ -24,7 +24,7 @@ from .exceptions import (
 )
 from .file_access import FileAccess, files_with_trains
 from .reading import DatasetReader
-from .rowindex import locate_trains
+from .rowindex import file_rows
 from .selection import (
     glob_matcher,
     select_train_ids,
@@ -386,15 +386,13 @@ class DataCollection:
         Uses INDEX/timestamp (format 1.0 and later).
         """
         out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        file_no, row = locate_trains(self.files, self.train_ids, self.inc_suspect_trains)
-        for j in np.unique(file_no[file_no >= 0]).tolist():
+        for j, rows, pos in file_rows(self.files, self.train_ids, self.inc_suspect_trains):
             fa = self.files[j]
             if not fa.has_dataset("INDEX/timestamp"):
                 continue
-            mine = file_no == j
             ts = DatasetReader(fa.filename, "INDEX/timestamp", fa.file).read_new(
-                0, int(row[mine].max()) + 1, dtype=np.uint64)
-            out[mine] = ts[row[mine]].astype("datetime64[ns]")
+                0, int(rows.max()) + 1, dtype=np.uint64)
+            out[pos] = ts[rows].astype("datetime64[ns]")
         if labelled:
             import pandas as pd
 

@@ -3,8 +3,9 @@
 :func:`train_rows` turns the files' INDEX ``first``/``count`` of one source index group
 into a table aligned with the selected train IDs: which file holds each train, its first
 row and its number of rows. Key reads (:class:`DataChunk` blocks), train iteration,
-``data_counts`` and the detector classes all derive from it. :func:`locate_trains` is the
-same lookup for the train-level INDEX datasets (``INDEX/timestamp``).
+``data_counts`` and the detector classes all derive from it; :func:`file_rows`, the lookup
+from train IDs to INDEX rows beneath it, also serves the train-level INDEX datasets
+(``INDEX/timestamp``).
 
 Decisions made here once:
 
@@ -29,7 +30,7 @@ from .exceptions import FileStructureError, exclude_file_hint
 from .file_access import FileAccess
 from .selection import find_train_ids
 
-__all__ = ["TrainRows", "DataChunk", "train_rows", "locate_trains", "check_entries",
+__all__ = ["TrainRows", "DataChunk", "train_rows", "file_rows", "check_entries",
            "IndexWarning"]
 
 # No HDF5 file holds this many rows of one dataset (2**44 one-byte rows = 16 TiB): an INDEX
@@ -74,24 +75,20 @@ class DataChunk:
         return int(self.counts.sum())
 
 
-def locate_trains(files, train_ids: np.ndarray, inc_suspect: bool
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Which file and INDEX row holds each of *train_ids*: ``(file_no, row)``.
+def file_rows(files, train_ids: np.ndarray, inc_suspect: bool):
+    """For each file holding some of *train_ids*: ``(file number, rows, positions)``.
 
-    ``file_no`` is -1 for trains in none of *files* (rows in use only: never train ID
-    0, suspect ones if *inc_suspect*). A train in several files is given the last.
+    ``rows`` are INDEX rows of the file in use (never train ID 0, suspect ones if
+    *inc_suspect*) whose train is selected; ``positions`` where those trains sit in
+    *train_ids*. The one lookup from train IDs to INDEX rows.
     """
-    n = len(train_ids)
-    file_no = np.full(n, -1, dtype=np.int64)
-    row = np.zeros(n, dtype=np.int64)
     for j, fa in enumerate(files):
         if len(fa.train_ids) == 0:
             continue
         rows = np.flatnonzero(fa.rows_in_use(inc_suspect))
         pos, ok = find_train_ids(train_ids, fa.train_ids[rows])
-        file_no[pos[ok]] = j
-        row[pos[ok]] = rows[ok]
-    return file_no, row
+        if ok.any():
+            yield j, rows[ok], pos[ok]
 
 
 @dataclass
@@ -197,16 +194,16 @@ def train_rows(files, source: str, group: str, train_ids: np.ndarray,
     """
     files = tuple(files)
     train_ids = np.asarray(train_ids, dtype=np.uint64)
+    n = len(train_ids)
+    file_no = np.full(n, -1, dtype=np.int64)
+    first = np.zeros(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
     with_group = [fa if group in fa.index_groups(source) else _NO_TRAINS for fa in files]
-    file_no, row = locate_trains(with_group, train_ids, inc_suspect)
-    first = np.zeros(len(train_ids), dtype=np.int64)
-    count = np.zeros(len(train_ids), dtype=np.int64)
-    for j in np.unique(file_no[file_no >= 0]).tolist():
-        fa = files[j]
-        firsts, counts = _checked_index(fa, source, group)
-        mine = file_no == j
-        first[mine] = firsts[row[mine]]
-        count[mine] = counts[row[mine]]
+    for j, rows, pos in file_rows(with_group, train_ids, inc_suspect):
+        firsts, counts = _checked_index(files[j], source, group)
+        file_no[pos] = j
+        first[pos] = firsts[rows]
+        count[pos] = counts[rows]
     return TrainRows(source, group, files, train_ids, file_no, first, count)
 
 
