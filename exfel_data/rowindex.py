@@ -220,8 +220,11 @@ def _checked_index(fa: FileAccess, source: str, group: str) -> tuple[np.ndarray,
     """(first, count) of a file's index group as int64, checked for damage."""
     firsts, counts = fa.get_index(source, group)
     ipath = fmt.index_group_path(source, group)
-    if len(firsts) and (int(firsts.max()) >= _MAX_ROWS or int(counts.max()) >= _MAX_ROWS):
-        bad = int(np.flatnonzero((firsts >= _MAX_ROWS) | (counts >= _MAX_ROWS))[0])
+    # Rows with train ID 0 are never used (corrupt or padding): their entries do not count.
+    real = fa.train_ids != 0
+    huge = real & ((firsts >= _MAX_ROWS) | (counts >= _MAX_ROWS))
+    if huge.any():
+        bad = int(np.flatnonzero(huge)[0])
         raise FileStructureError(
             fa.filename, ipath, f"impossible row numbers for train {fa.train_ids[bad]} "
             f"(first {firsts[bad]}, count {counts[bad]}): the index is damaged",
@@ -230,7 +233,7 @@ def _checked_index(fa: FileAccess, source: str, group: str) -> tuple[np.ndarray,
     key = (fa.filename, source, group)
     if key not in _checked:
         _checked.add(key)
-        rows = np.flatnonzero((fa.train_ids != 0) & (counts != 0))
+        rows = np.flatnonzero(real & (counts != 0))
         f, c = firsts[rows], counts[rows]
         back = np.flatnonzero(f[1:] < f[:-1] + c[:-1])
         if len(back):

@@ -341,3 +341,19 @@ def test_convert_reports_bad_file_without_traceback(tmp_path, damage):
     assert BAD in res.output and "Traceback" not in res.output
     assert isinstance(res.exception, SystemExit)  # a clean exit, not an exception
     assert not out.exists()
+
+
+def test_index_of_corrupt_zero_rows_is_ignored(tmp_path):
+    """Rows with train ID 0 are never used, so damage in their index entries is ignored."""
+    path = _run(tmp_path / "r0001")
+
+    def zero_row_with_garbage(f):
+        f["INDEX/trainId"][1] = 0
+        f[f"INDEX/{OUT}/data/count"][1] = 2**62
+
+    expected = np.delete(_expected_intensity(path), 4, axis=0)  # train 10004 goes
+    _edit(path, zero_row_with_garbage)
+    run, warned = _open(path)
+    assert any(BAD in w and "train ID 0" in w for w in warned)
+    assert 10004 not in run.train_ids
+    np.testing.assert_array_equal(run[OUT, KEY].ndarray(), expected)
