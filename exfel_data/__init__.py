@@ -15,6 +15,7 @@ from .detectors import (
 from .exceptions import (
     DuplicateTrainError,
     ExfelDataError,
+    FileChangedError,
     FileStructureError,
     MultiRunError,
     NoDataError,
@@ -26,6 +27,7 @@ from .file_access import set_max_open_files
 from .handler import RunHandler
 from .keydata import KeyData
 from .opening import H5File, RunDirectory, open_run
+from .rowindex import IndexWarning
 from .selection import by_id, by_index
 from .source import SourceData
 
@@ -34,6 +36,7 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
+    "FileChangedError", "IndexWarning",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",

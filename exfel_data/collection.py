@@ -23,8 +23,9 @@ from .exceptions import (
     SourceNameError,
 )
 from .file_access import FileAccess, files_with_trains
+from .reading import DatasetReader
+from .rowindex import file_rows
 from .selection import (
-    find_train_ids,
     glob_matcher,
     select_train_ids,
     sorted_unique,
@@ -385,15 +386,13 @@ class DataCollection:
         Uses INDEX/timestamp (format 1.0 and later).
         """
         out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        for fa in self.files:
-            ds = fa.file.get("INDEX/timestamp")
-            if ds is None or len(fa.train_ids) == 0:
+        for j, rows, pos in file_rows(self.files, self.train_ids, self.inc_suspect_trains):
+            fa = self.files[j]
+            if not fa.has_dataset("INDEX/timestamp"):
                 continue
-            ts = ds[:len(fa.train_ids)]
-            use = fa.rows_in_use(self.inc_suspect_trains)
-            pos, ok = find_train_ids(self.train_ids, fa.train_ids[use])
-            ts = ts[use]
-            out[pos[ok]] = ts[ok].astype("datetime64[ns]")
+            ts = DatasetReader(fa.filename, "INDEX/timestamp", fa.file).read_new(
+                0, int(rows.max()) + 1, dtype=np.uint64)
+            out[pos] = ts[rows].astype("datetime64[ns]")
         if labelled:
             import pandas as pd
 

@@ -355,7 +355,7 @@ def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
 
     def no_open(filename):
         raise AssertionError(f"opened {filename}")
-    monkeypatch.setattr(file_access._pool, 'get', no_open)
+    monkeypatch.setattr(file_access.handle_pool, 'get', no_open)
     det = AGIPD1M(run)
     assert det.data_availability().to_numpy().min() == 4
     assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
