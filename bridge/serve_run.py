@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bridge.simulation import serve_trains
+from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
 
 if TYPE_CHECKING:
