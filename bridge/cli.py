@@ -17,6 +17,7 @@ import numpy as np
 from bridge.client import Client
 from bridge.server import POLICIES
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
+from bridge.serving import stop_on_signals
 from bridge.simulation import DETECTORS, serve_simulation
 
 CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
@@ -70,7 +71,6 @@ class _Progress:
         self.loopback_only = loopback_only
         self.total = total
         self.server = None
-        self.train_id = None
         self._t0 = self._last = time.monotonic()
         self._sent_at_last = 0
         self._tty = sys.stdout.isatty()
@@ -84,13 +84,15 @@ class _Progress:
         sys.stdout.flush()
 
     def __call__(self, train_id: int) -> None:
-        self.train_id = train_id
+        """After each train fed: refresh the line (figures of trains *sent*)."""
         now = time.monotonic()
         if now - self._last >= 1.0:
             stats = self.server.stats
             rate = (stats["sent"] - self._sent_at_last) / (now - self._last)
             self._last, self._sent_at_last = now, stats["sent"]
-            line = f"{self._counts(stats)}, last train ID {train_id}, {rate:.1f} trains/s"
+            last = self.server.last_sent_train_id
+            line = self._counts(stats) + ("" if last is None else f", last train ID {last}")
+            line += f", {rate:.1f} trains/s"
             click.echo(line.ljust(79) + ("\r" if self._tty else "\n"), nl=False)
 
     def _counts(self, stats: dict) -> str:
@@ -113,8 +115,8 @@ class _Progress:
 def main() -> None:
     """Serve and inspect Karabo bridge streams (ZeroMQ + msgpack, format 2.2).
 
-    Servers stop cleanly on Ctrl-C. Clients of other tools (karabo_bridge.Client, OnDA,
-    EXtra-foam) can read what these servers send.
+    Servers stop cleanly within a second on Ctrl-C (SIGINT) or SIGTERM. Clients of other
+    tools (karabo_bridge.Client, OnDA, EXtra-foam) can read what these servers send.
     """
 
 
@@ -137,7 +139,8 @@ def main() -> None:
               help="JUNGFRAU only: number of modules (sources JNGFR01...). Default 1.")
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--ntrains", type=click.IntRange(min=1), default=None,
-              help="Stop after this many trains (default: run until Ctrl-C).")
+              help="Stop once clients took this many trains; trains dropped because no "
+                   "client was ready do not count (default: run until Ctrl-C).")
 @click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="When clients are slower than the source: wait (never lose a train), drop "
                    "(newest trains are dropped), queue (bounded, oldest dropped). "
@@ -164,16 +167,17 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
     """
     bind, loopback_only = server_endpoint(endpoint)
     progress = _Progress(loopback_only, ntrains)
-    try:
-        serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains, policy=policy,
-                         raw=raw, data_like=data_like, pulses=pulses, modules=modules,
-                         on_ready=progress.ready, on_train=progress)
-    except KeyboardInterrupt:
-        progress.done("Stopped")
-        return
-    except (ValueError, OSError) as e:
-        raise click.ClickException(_message(e)) from None
-    progress.done("Done")
+    with stop_on_signals() as stop:
+        try:
+            serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains,
+                             policy=policy, raw=raw, data_like=data_like, pulses=pulses,
+                             modules=modules, stop=stop, on_ready=progress.ready,
+                             on_train=progress)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop.set()
+        except (ValueError, OSError) as e:
+            raise click.ClickException(_message(e)) from None
+    progress.done("Stopped" if stop.is_set() else "Done")
 
 
 @main.command("serve-run")
@@ -226,18 +230,18 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--trains") from None
     progress = _Progress(loopback_only)
-    try:
-        selection = select_run(run_dir, sources or ("*",), key, train_sel)
-        progress.total = None if loop else len(selection.train_ids)
-        serve(selection, bind, append_detector_modules=append,
-              dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
-              policy=policy, on_ready=progress.ready, on_train=progress)
-    except KeyboardInterrupt:
-        progress.done("Stopped")
-        return
-    except (ValueError, KeyError, OSError) as e:
-        raise click.ClickException(_message(e)) from None
-    progress.done("Done")
+    with stop_on_signals() as stop:
+        try:
+            selection = select_run(run_dir, sources or ("*",), key, train_sel)
+            progress.total = None if loop else len(selection.train_ids)
+            serve(selection, bind, append_detector_modules=append,
+                  dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
+                  policy=policy, stop=stop, on_ready=progress.ready, on_train=progress)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop.set()
+        except (ValueError, KeyError, OSError) as e:
+            raise click.ClickException(_message(e)) from None
+    progress.done("Stopped" if stop.is_set() else "Done")
 
 
 def _message(error: Exception) -> str:

@@ -215,7 +215,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
         At the end, how long to wait for clients to take the queued trains (default: as long
         as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread).
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second.
     on_ready, on_train : callable, optional
         Called with the :class:`bridge.Server` once it listens, and with each train ID after
         it was fed.
@@ -223,7 +224,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients (under ``drop`` / ``queue`` fewer than fed).
     """
     selection = select_run(run, sources, key, trains)
     items = ((train_id, data, None) for train_id, data in iter_run_trains(

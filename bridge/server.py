@@ -112,6 +112,8 @@ class Server:
         self._wake_lock = threading.Lock()
         self._feeders_waiting = 0  # threads in feed()/drain() waiting on _changed
         self._in_flight = 0  # 1 while the server thread sends a train taken from the queue
+        self._last_sent: int | None = None  # train ID of the last train sent
+        self._topics: set[bytes] = set()  # PUB: subscriptions held by connected subscribers
 
         self._context = zmq.Context()
         try:
@@ -148,6 +150,11 @@ class Server:
         if not self._bound.startswith('tcp://'):
             return None
         return int(self._bound.rsplit(':', 1)[1])
+
+    @property
+    def last_sent_train_id(self) -> int | None:
+        """Train ID of the last train handed to a client (None before the first)."""
+        return self._last_sent
 
     @property
     def stats(self) -> dict[str, int]:
@@ -220,6 +227,7 @@ class Server:
                 # here, holding the lock so that it cannot take the socket back meanwhile.
                 if self._owner.send_direct(item.frames):
                     self._counts['sent'] += 1
+                    self._last_sent = item.train_id
                     return
             # Wake the thread only if it can act now; otherwise its next
             # request / POLLOUT event finds the train in the queue.
@@ -253,11 +261,11 @@ class Server:
 
         Trains still queued are discarded (see :meth:`drain`). ``linger``
         (seconds) lets trains already handed to clients' connections finish
-        leaving before the socket closes.
+        leaving before the socket closes. Calls after the first return at once.
         """
         with self._changed:
-            if self._stopping and not self._thread.is_alive():
-                return
+            if self._stopping:
+                return  # stopped, or being stopped by another thread
             self._stopping = True
             self._linger_ms = max(0, int(linger * 1000))
             self._changed.notify_all()
@@ -350,7 +358,8 @@ class Server:
             while socket.getsockopt(_RCVMORE):
                 parts.append(socket.recv(_NOBLOCK))
             if self.sock == 'PUB':
-                continue  # subscription messages; nothing to do
+                self._subscription(parts[0])
+                continue
             try:
                 split = parts.index(b'') + 1
             except ValueError:
@@ -368,6 +377,14 @@ class Server:
             except zmq.ZMQError:
                 pass  # peer gone or full: nothing more to tell it
 
+    def _subscription(self, message: bytes) -> None:
+        # XPUB passes on a topic's first subscription (b'\x01' + topic) and, when its last
+        # subscriber unsubscribes or disconnects, the unsubscription (b'\x00' + topic).
+        if message[:1] == b'\x01':
+            self._topics.add(message[1:])
+        elif message[:1] == b'\x00':
+            self._topics.discard(message[1:])
+
     def _dispatch(self) -> bool:
         """Send queued trains to ready clients; return True if XPUB is blocked."""
         queue = self._queue
@@ -379,6 +396,7 @@ class Server:
                     self._in_flight = 0
                     if sent:
                         self._counts['sent'] += 1
+                        self._last_sent = item.train_id
                     else:
                         queue.put_back(item)
                     if self._feeders_waiting:  # feed() / drain() blocked
@@ -405,7 +423,7 @@ class Server:
             return bool(self._waiting)
         if self.sock == 'PUSH':
             return bool(self._owner.socket.getsockopt(_EVENTS) & _POLLOUT)
-        return True
+        return bool(self._topics)  # PUB: somebody subscribed (else ZeroMQ would drop it)
 
     def _send(self, item: QueuedTrain, envelope: list | None) -> bool:
         """Try to send now; False puts the train back in the queue."""

@@ -362,7 +362,7 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
                      stop: threading.Event | None = None,
                      on_ready: Callable[[Server], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
-    """Serve simulated trains on ``endpoint`` until interrupted (or ``ntrains`` were fed).
+    """Serve simulated trains on ``endpoint`` until stopped (or clients took ``ntrains``).
 
     Parameters
     ----------
@@ -375,16 +375,21 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     rate : float, optional
         Trains per second (10 at the facility); default as fast as clients take them.
     ntrains : int, optional
-        Stop after feeding this many trains; default never.
+        Return once clients took this many trains (default: never). Trains dropped because no
+        client was ready (``drop``, ``queue``) do not count: the simulator makes more, so the
+        train IDs received then have gaps, as from a live source. A PUB server counts a train
+        as taken once it was published to at least one subscriber.
     policy : {'wait', 'drop', 'queue'}, optional
         What the server does when clients are slower than the source: default ``'wait'``
         when ``rate`` is None (never lose a train), ``'drop'`` when paced (live data does not
         wait: newest trains are dropped and counted).
     drain_timeout : float, optional
-        After ``ntrains``, how long to wait for clients to take the queued trains (default: as
-        long as it takes).
+        At the end, how long to wait for clients to take the queued trains (default: as long
+        as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread); queued trains are then discarded.
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second, queued trains
+        are discarded.
     on_ready : callable, optional
         Called with the :class:`bridge.Server` once it listens (``server.endpoint`` is the
         bound address, ``server.stats`` its counters).
@@ -396,13 +401,13 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients.
     """
     simulator = Simulator(detector, **simulator_kw)
     if policy is None:
         policy = "wait" if rate is None else "drop"
     trains = ((simulator.first_train_id + index, data, metadata)
-              for index, (data, metadata) in enumerate(itertools.islice(simulator, ntrains)))
+              for index, (data, metadata) in enumerate(simulator))
     return serve_trains(endpoint, trains, sock=sock, policy=policy, rate=rate,
-                        drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
+                        until_sent=ntrains, drain_timeout=drain_timeout, stop=stop,
+                        on_ready=on_ready, on_train=on_train)
