@@ -184,6 +184,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
+              curve_secret_key=None, curve_allow=None,
               on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
@@ -217,6 +218,9 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     stop : threading.Event, optional
         Set it to stop serving (from another thread, or by a signal with
         :func:`bridge.serving.stop_on_signals`); it returns within a second.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready, on_train : callable, optional
         Called with the :class:`bridge.Server` once it listens, and with each train ID after
         it was fed.
@@ -230,5 +234,6 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     items = ((train_id, data, None) for train_id, data in iter_run_trains(
         selection, append_detector_modules=append_detector_modules, loop=loop))
     return serve_trains(endpoint, items, sock=sock, policy=policy, timestamps=dummy_timestamps,
-                        rate=rate, drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
+                        rate=rate, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
+                        on_ready=on_ready, on_train=on_train)

@@ -12,6 +12,7 @@ makes sure the socket is used by one thread at a time.
 from __future__ import annotations
 
 import itertools
+import os
 import socket as _socket
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from bridge import server_socket
+from bridge import curve, server_socket
 from bridge.metadata import complete_metadata
 from bridge.protocol import serialize, serialize_sized
 from bridge.send_queue import POLICIES, QueuedTrain, SendQueue
@@ -68,6 +69,14 @@ class Server:
         Add wall-clock ``timestamp``, ``timestamp.sec``, ``timestamp.frac``
         (the time of ``feed()``) to sources that lack them. Monitors drop
         trains without them; pass False to send only what the metadata has.
+    curve_secret_key : str, path or bytes, optional
+        Turn on ZeroMQ CURVE (encryption and authentication): the server's
+        secret key file (``NAME.key_secret`` from ``exfel-bridge keygen``) or
+        its Z85 secret key. Clients then need the server's public key.
+    curve_allow : str or path, optional
+        With ``curve_secret_key``: a directory of the public key files
+        (``*.key``, read once, now) of the clients allowed in. Default: any
+        client that knows the server's public key.
 
     Examples
     --------
@@ -86,6 +95,8 @@ class Server:
         max_queue_bytes: int = 2**30,
         protocol_version: str = '2.2',
         timestamps: bool = True,
+        curve_secret_key: curve.KeySource | None = None,
+        curve_allow: str | os.PathLike | None = None,
     ):
         sock = str(sock).upper()
         if sock not in SOCKET_TYPES:
@@ -94,6 +105,9 @@ class Server:
         serialize({}, protocol_version=protocol_version)  # validates the version
         if isinstance(endpoint, int) or str(endpoint).isdigit():
             endpoint = f'tcp://127.0.0.1:{endpoint}'
+        if curve_allow is not None and curve_secret_key is None:
+            raise ValueError('curve_allow needs curve_secret_key (the server\'s secret key)')
+        curve_keys = None if curve_secret_key is None else curve.server_keys(curve_secret_key)
 
         self.sock = sock
         self.policy = policy
@@ -116,8 +130,11 @@ class Server:
         self._topics: set[bytes] = set()  # PUB: subscriptions held by connected subscribers
 
         self._context = zmq.Context()
+        self._authenticator = None
         try:
-            socket = make_socket(self._context, sock, policy, max_queue)
+            if curve_keys is not None:
+                self._authenticator = curve.start_authenticator(self._context, curve_allow)
+            socket = make_socket(self._context, sock, policy, max_queue, curve_keys)
             socket.bind(endpoint)
             wake_addr = f'inproc://bridge-server-wake-{next(_instance_ids)}'
             self._wake_r = self._context.socket(zmq.PULL)
@@ -125,9 +142,14 @@ class Server:
             self._wake_w = self._context.socket(zmq.PUSH)
             self._wake_w.setsockopt(zmq.SNDHWM, 1)
             self._wake_w.connect(wake_addr)
-        except zmq.ZMQError as e:
+        except (zmq.ZMQError, curve.CurveKeyError) as e:
+            if self._authenticator is not None:
+                self._authenticator.stop()
             self._context.destroy(linger=0)
+            if isinstance(e, curve.CurveKeyError):
+                raise
             raise OSError(f'Cannot bind bridge server to {endpoint!r}: {e}') from None
+        self.curve_public_key = None if curve_keys is None else curve_keys[0]
 
         self._bound = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._owner = SocketOwner(socket, self._lock,
@@ -271,6 +293,8 @@ class Server:
             self._changed.notify_all()
         self._wake()
         self._thread.join()
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._context.term()
 
     close = stop

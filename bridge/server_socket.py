@@ -38,11 +38,13 @@ _SNDMORE = int(zmq.SNDMORE)
 _COPY_THRESHOLD = zmq.COPY_THRESHOLD
 
 
-def make_socket(context: zmq.Context, sock: str, policy: str, max_queue: int) -> zmq.Socket:
+def make_socket(context: zmq.Context, sock: str, policy: str, max_queue: int,
+                curve_keys: tuple[bytes, bytes] | None = None) -> zmq.Socket:
     """A server socket of type ``sock`` ('REP', 'PUB', 'PUSH'), tuned for ``policy``.
 
     REP is served by a ROUTER (several REQ clients independently), PUB by an XPUB (its
-    subscription messages tell whether anyone listens).
+    subscription messages tell whether anyone listens). ``curve_keys``: the server's
+    (public, secret) CURVE key pair; clients must then use CURVE with its public key.
     """
     if sock == 'REP':
         s = context.socket(zmq.ROUTER)
@@ -60,6 +62,9 @@ def make_socket(context: zmq.Context, sock: str, policy: str, max_queue: int) ->
     if sock != 'PUSH':
         s.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST_BYTES)
     s.setsockopt(zmq.LINGER, 0)
+    if curve_keys is not None:
+        s.curve_publickey, s.curve_secretkey = curve_keys
+        s.curve_server = True
     return s
 
 

@@ -87,7 +87,7 @@ def paced(trains: Iterable, rate: float | None,
 def serve_trains(endpoint: str, trains: Iterable[tuple[int, dict, dict | None]], *,
                  sock: str, policy: str, timestamps: bool = True, rate: float | None = None,
                  until_sent: int | None = None, drain_timeout: float | None = None,
-                 stop: threading.Event | None = None,
+                 stop: threading.Event | None = None, curve_secret_key=None, curve_allow=None,
                  on_ready: Callable[[Server], None] | None = None,
                  on_train: Callable[[int], None] | None = None) -> int:
     """Feed ``(train_id, data, metadata)`` items to a new :class:`bridge.Server` at ``rate``.
@@ -97,7 +97,8 @@ def serve_trains(endpoint: str, trains: Iterable[tuple[int, dict, dict | None]],
     many trains (trains dropped under ``drop`` / ``queue`` do not count, so more are fed).
     Without it every item is fed. Returns the number of trains sent to clients.
     """
-    with Server(endpoint, sock=sock, policy=policy, timestamps=timestamps) as server:
+    with Server(endpoint, sock=sock, policy=policy, timestamps=timestamps,
+                curve_secret_key=curve_secret_key, curve_allow=curve_allow) as server:
         if on_ready is not None:
             on_ready(server)
         for train_id, data, metadata in paced(trains, rate, stop):

@@ -360,6 +360,7 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
                      rate: float | None = None, ntrains: int | None = None,
                      policy: str | None = None, drain_timeout: float | None = None,
                      stop: threading.Event | None = None,
+                     curve_secret_key=None, curve_allow=None,
                      on_ready: Callable[[Server], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
     """Serve simulated trains on ``endpoint`` until stopped (or clients took ``ntrains``).
@@ -390,6 +391,9 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
         Set it to stop serving (from another thread, or by a signal with
         :func:`bridge.serving.stop_on_signals`); it returns within a second, queued trains
         are discarded.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready : callable, optional
         Called with the :class:`bridge.Server` once it listens (``server.endpoint`` is the
         bound address, ``server.stats`` its counters).
@@ -410,4 +414,5 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
               for index, (data, metadata) in enumerate(simulator))
     return serve_trains(endpoint, trains, sock=sock, policy=policy, rate=rate,
                         until_sent=ntrains, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
                         on_ready=on_ready, on_train=on_train)
