@@ -20,6 +20,9 @@ from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
 __all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
@@ -184,7 +187,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
-              curve_secret_key=None, curve_allow=None,
+              curve_secret_key: KeySource | None = None,
+              curve_allow: str | os.PathLike | None = None,
               on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.

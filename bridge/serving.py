@@ -8,11 +8,13 @@ queued trains.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from bridge.curve import KeySource
 from bridge.server import Server
 
 __all__ = ["finish", "paced", "serve_trains", "stop_on_signals"]
@@ -87,7 +89,9 @@ def paced(trains: Iterable, rate: float | None,
 def serve_trains(endpoint: str, trains: Iterable[tuple[int, dict, dict | None]], *,
                  sock: str, policy: str, timestamps: bool = True, rate: float | None = None,
                  until_sent: int | None = None, drain_timeout: float | None = None,
-                 stop: threading.Event | None = None, curve_secret_key=None, curve_allow=None,
+                 stop: threading.Event | None = None,
+                 curve_secret_key: KeySource | None = None,
+                 curve_allow: str | os.PathLike | None = None,
                  on_ready: Callable[[Server], None] | None = None,
                  on_train: Callable[[int], None] | None = None) -> int:
     """Feed ``(train_id, data, metadata)`` items to a new :class:`bridge.Server` at ``rate``.

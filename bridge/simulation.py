@@ -24,6 +24,9 @@ from bridge.protocol import timestamp_metadata
 from bridge.serving import serve_trains
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
 __all__ = [
@@ -360,7 +363,8 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
                      rate: float | None = None, ntrains: int | None = None,
                      policy: str | None = None, drain_timeout: float | None = None,
                      stop: threading.Event | None = None,
-                     curve_secret_key=None, curve_allow=None,
+                     curve_secret_key: KeySource | None = None,
+                     curve_allow: str | os.PathLike | None = None,
                      on_ready: Callable[[Server], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
     """Serve simulated trains on ``endpoint`` until stopped (or clients took ``ntrains``).
