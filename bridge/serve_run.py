@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bridge.simulation import serve_trains
+from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
 __all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
@@ -184,6 +187,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
+              curve_secret_key: KeySource | None = None,
+              curve_allow: str | os.PathLike | None = None,
               on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
@@ -215,7 +220,11 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
         At the end, how long to wait for clients to take the queued trains (default: as long
         as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread).
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready, on_train : callable, optional
         Called with the :class:`bridge.Server` once it listens, and with each train ID after
         it was fed.
@@ -223,11 +232,12 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients (under ``drop`` / ``queue`` fewer than fed).
     """
     selection = select_run(run, sources, key, trains)
     items = ((train_id, data, None) for train_id, data in iter_run_trains(
         selection, append_detector_modules=append_detector_modules, loop=loop))
     return serve_trains(endpoint, items, sock=sock, policy=policy, timestamps=dummy_timestamps,
-                        rate=rate, drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
+                        rate=rate, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
+                        on_ready=on_ready, on_train=on_train)

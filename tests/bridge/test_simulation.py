@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata, paced
+from bridge.serving import paced
+from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata
 
 AGIPD = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
 
