@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +25,13 @@ def conversion_errors(context: str = "") -> Iterator[None]:
     prefix = f"{context}: " if context else ""
     try:
         yield
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted: no output was written (partial data removed).", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        from ..write.interrupt import Interrupted
+
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        what = "Interrupted" if signum == signal.SIGINT else signal.Signals(signum).name
+        click.echo(f"\n{what}: no output was written (partial data removed).", err=True)
+        sys.exit(128 + signum)
     except (ConversionError, OutputExistsError, MissingDependencyError, FileNotFoundError,
             ExfelDataError) as exc:
         raise click.ClickException(prefix + str(exc)) from None

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .interrupt import check_interrupt
 from .plan import ConversionError, ConversionPlan, KeyPlan
 
 
@@ -60,6 +61,8 @@ class Progress:
                              leave=True)
 
     def update(self, nbytes: int) -> None:
+        """Count ``nbytes`` more as written; a safe point to stop at on Ctrl-C."""
+        check_interrupt()
         self.done += int(nbytes)
         if self._bar is not None:
             self._bar.update(int(nbytes))

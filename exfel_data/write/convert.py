@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .base import Progress
 from .formats import FORMATS, writer_class
+from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
 from .output import OutputExistsError, atomic_output, check_output
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
@@ -169,43 +171,42 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
         if part is not None:
             raise ConversionError("--part and --workers/--scheduler cannot be combined: "
                                   "each part is already one job")
-    # Local workers are forked now, before this process opens any HDF5 file: they start
-    # in milliseconds with exfel_data and the writer already imported, and inherit no
-    # open files.
-    pool = _local_pool(workers) if workers and workers > 1 and not scheduler else None
-    try:
-        run_path = str(run_path)
-        run = open_input(run_path)
-        plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
-                          block_bytes, run_path)
-        cls.check(plan, **options)
-        if pool is not None or scheduler:
-            kwargs = dict(select=list(select), trains=trains,
-                          append_detector_modules=append_detector_modules,
-                          block_bytes=block_bytes, **options)
-            return _convert_parallel(cls, plan, output, overwrite, quiet, workers,
-                                     scheduler, pool, kwargs)
-    except BaseException:
-        if pool is not None:
-            pool.terminate()  # also on Ctrl-C: no worker keeps writing
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {fmt}")
-    try:
-        with atomic_output(output, overwrite, directory=cls.directory) as tmp:
-            cls(plan, tmp, progress, **options).write()
-        progress.finish()
-    finally:
-        progress.close()
-    return _summary(plan.n_trains, progress, output)
+    with stop_on_signals():
+        # Local workers are forked now, before this process opens any HDF5 file: they
+        # start in milliseconds with exfel_data and the writer already imported, and
+        # inherit no open files.
+        pool = _local_pool(workers) if workers and workers > 1 and not scheduler else None
+        try:
+            run_path = str(run_path)
+            run = open_input(run_path)
+            plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
+                              block_bytes, run_path)
+            cls.check(plan, **options)
+            if pool is not None or scheduler:
+                kwargs = dict(select=list(select), trains=trains,
+                              append_detector_modules=append_detector_modules,
+                              block_bytes=block_bytes, **options)
+                return _convert_parallel(cls, plan, output, overwrite, quiet, workers,
+                                         scheduler, pool, kwargs)
+        except BaseException:
+            if pool is not None:
+                pool.terminate()  # also on Ctrl-C: no worker keeps writing
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+        progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {fmt}")
+        try:
+            with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+                cls(plan, tmp, progress, **options).write()
+            progress.finish()
+        finally:
+            progress.close()
+        return _summary(plan.n_trains, progress, output)
 
 
 def _summary(n_trains: int, progress: Progress, output: Path) -> dict:
-    import time
-
     seconds = time.perf_counter() - progress.start
     return {"n_trains": n_trains, "nbytes": progress.done, "seconds": seconds,
             "trains_per_s": n_trains / max(seconds, 1e-9),
@@ -219,20 +220,14 @@ def _convert_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
     return res["nbytes"]
 
 
-def _ignore_sigint() -> None:
-    import signal
-
-    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops
-    # the workers), so that it is reported once and cleaned up in one place.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _local_pool(n: int):
     """A pool of ``n`` worker processes, forked where the platform allows it."""
     import multiprocessing
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(n, initializer=_ignore_sigint)
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops
+    # the workers), so that it is reported once and cleaned up in one place.
+    return multiprocessing.get_context(method).Pool(n, initializer=mark_worker)
 
 
 def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, quiet: bool,
@@ -270,7 +265,7 @@ def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, poo
                                                              (i, n_parts), kwargs))
                        for i, out in enumerate(outs, 1)]
             for res in results:
-                progress.update(_part_result(plan, res.get))
+                progress.update(_part_result(plan, res.ready, res.get))
         else:
             outs = _convert_on_scheduler(cls, plan, tmpdir, output.suffix, workers, scheduler,
                                          progress, kwargs)
@@ -294,7 +289,7 @@ def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, po
                    for i, targets in enumerate(state.targets, 1)]
         results = []
         for res in pending:
-            results.append(_part_result(plan, res.get))
+            results.append(_part_result(plan, res.ready, res.get))
             progress.update(results[-1]["nbytes"])
         direct.finish(state, tmp, results)
 
@@ -316,8 +311,12 @@ def _part_names(tmpdir: Path, n_parts: int, suffix: str) -> list[str]:
     return [str(tmpdir / f"part-{i:04d}{suffix}") for i in range(1, n_parts + 1)]
 
 
-def _part_result(plan: ConversionPlan, get):
-    """A worker's result, or its failure as a :class:`ConversionError`."""
+def _part_result(plan: ConversionPlan, ready, get):
+    """A worker's result (``get()`` once ``ready()``), or its failure as a
+    :class:`ConversionError`; Ctrl-C stops the wait."""
+    while not ready():
+        check_interrupt()
+        time.sleep(0.05)
     try:
         return get()
     except Exception as exc:
@@ -339,8 +338,8 @@ def _convert_on_scheduler(cls, plan: ConversionPlan, tmpdir: Path, suffix: str,
         futures = [client.submit(_convert_part_task, plan.run_path, out, cls.name,
                                  (i, n_parts), kwargs, pure=False)
                    for i, out in enumerate(outs, 1)]
-        for fut in distributed.as_completed(futures):
-            progress.update(_part_result(plan, fut.result))
+        for fut in futures:
+            progress.update(_part_result(plan, fut.done, fut.result))
     return outs
 
 

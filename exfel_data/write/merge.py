@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .base import PART_FILE, Progress
 from .formats import writer_class
+from .interrupt import stop_on_signals
 from .output import atomic_output, check_output
 from .plan import ConversionError
 from .table import CSV_PART_PREFIX
@@ -42,7 +43,12 @@ def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     All N parts must be given (in any order), made by the same job (same run,
     selection, trains and format).
     """
-    output = check_output(output, overwrite)
+    with stop_on_signals():
+        return _merge(parts, check_output(output, overwrite), overwrite, quiet)
+
+
+def _merge(parts: Sequence[str | os.PathLike], output: Path, overwrite: bool,
+           quiet: bool) -> dict:
     paths = [Path(p) for p in parts]
     if not paths:
         raise ConversionError("merge needs at least one part")

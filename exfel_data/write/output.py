@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .interrupt import check_interrupt
+
 
 class OutputExistsError(FileExistsError):
     """The output path exists and overwriting was not requested."""
@@ -71,6 +73,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False,
         tmp.mkdir()
     try:
         yield tmp
+        check_interrupt()  # Ctrl-C during the last block: no output either
     except BaseException:
         # Also on KeyboardInterrupt: drop the half-written output, then re-raise.
         _remove(tmp)
