@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -261,11 +262,12 @@ def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, poo
         if pool is not None:
             n_parts = max(1, min(workers, plan.n_trains))
             outs = _part_names(tmpdir, n_parts, output.suffix)
-            results = [pool.apply_async(_convert_part_task, (plan.run_path, out, cls.name,
-                                                             (i, n_parts), kwargs))
-                       for i, out in enumerate(outs, 1)]
-            for res in results:
-                progress.update(_part_result(plan, res.ready, res.get))
+            with _workers_stopped_on_error(pool):
+                results = [pool.apply_async(_convert_part_task, (plan.run_path, out, cls.name,
+                                                                 (i, n_parts), kwargs))
+                           for i, out in enumerate(outs, 1)]
+                for res in results:
+                    progress.update(_part_result(plan, res.ready, res.get))
         else:
             outs = _convert_on_scheduler(cls, plan, tmpdir, output.suffix, workers, scheduler,
                                          progress, kwargs)
@@ -282,7 +284,8 @@ def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, po
 
     direct = importlib.import_module(cls.direct_parallel)
     n_parts = max(1, min(workers, plan.n_trains))
-    with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+    with atomic_output(output, overwrite, directory=cls.directory) as tmp, \
+            _workers_stopped_on_error(pool):
         state = direct.prepare(plan, tmp, n_parts, progress)
         pending = [pool.apply_async(_direct_part_task, (plan.run_path, str(tmp), cls.name,
                                                         (i, n_parts), kwargs, targets))
@@ -292,6 +295,18 @@ def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, po
             results.append(_part_result(plan, res.ready, res.get))
             progress.update(results[-1]["nbytes"])
         direct.finish(state, tmp, results)
+
+
+@contextmanager
+def _workers_stopped_on_error(pool) -> Iterator[None]:
+    """On an error or Ctrl-C, terminate the pool's workers and wait for them to be gone,
+    so that none writes again after the caller has removed their files."""
+    try:
+        yield
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
 
 
 def _direct_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
@@ -338,8 +353,15 @@ def _convert_on_scheduler(cls, plan: ConversionPlan, tmpdir: Path, suffix: str,
         futures = [client.submit(_convert_part_task, plan.run_path, out, cls.name,
                                  (i, n_parts), kwargs, pure=False)
                    for i, out in enumerate(outs, 1)]
-        for fut in futures:
-            progress.update(_part_result(plan, fut.done, fut.result))
+        try:
+            for fut in futures:
+                progress.update(_part_result(plan, fut.done, fut.result))
+        except BaseException:
+            # Parts not started are dropped; a running one cannot be stopped and may
+            # leave files after the parts folder is removed: the next conversion to this
+            # output removes them once this process has exited.
+            client.cancel(futures)
+            raise
     return outs
 
 

@@ -70,3 +70,53 @@ def test_sigterm_stops_and_cleans(big_run, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "SIGTERM: no output was written" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_terminated_before_parts_removed(tmp_path, monkeypatch):
+    # Before: the parts folder was removed first, so busy workers recreated files in it.
+    from types import SimpleNamespace
+
+    from exfel_data.write import convert as convert_mod
+    from exfel_data.write import interrupt
+    from exfel_data.write.base import Progress
+    from exfel_data.write.formats import writer_class
+
+    events = []
+
+    class Pending:
+        def ready(self):
+            return False
+
+        def get(self):
+            raise AssertionError("never ready")
+
+    class Pool:
+        def apply_async(self, func, args):
+            return Pending()
+
+        def terminate(self):
+            events.append(("terminate", [p.name for p in tmp_path.glob(".out.parts-*")]))
+
+        def join(self):
+            events.append(("join", [p.name for p in tmp_path.glob(".out.parts-*")]))
+
+    monkeypatch.setattr(interrupt, "_received", [signal.SIGINT])  # Ctrl-C while waiting
+    plan = SimpleNamespace(n_trains=10, run_path="r0007")
+    with pytest.raises(interrupt.Interrupted):
+        convert_mod._convert_parts(writer_class("exdf"), plan, tmp_path / "out", False,
+                                   Pool(), 2, None, Progress(1, 1, quiet=True), {})
+    assert [e[0] for e in events] == ["terminate", "join"]
+    assert all(len(folders) == 1 for _, folders in events)  # parts still there then
+    assert list(tmp_path.iterdir()) == []  # and removed after
+
+
+@pytest.mark.parametrize("fmt, name", [("exdf", "out"), ("npz", "out.npz")])
+def test_ctrl_c_with_workers_leaves_nothing(big_run, tmp_path, fmt, name):
+    proc = start_convert(big_run, tmp_path / name, "--to", fmt, "--workers", "2")
+    wait_for(lambda: any(tmp_path.glob(f".{name}.*")), proc)  # parts folder or partial
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    time.sleep(1.0)  # a worker still running would write again by now
+    assert list(tmp_path.iterdir()) == []
