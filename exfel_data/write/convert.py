@@ -26,10 +26,11 @@ import numpy as np
 
 from .base import Progress
 from .formats import FORMATS, writer_class
+from .h5output import disk_full_message, is_disk_full
 from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
 from .output import OutputExistsError, atomic_output, check_output
-from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
+from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, DiskFullError, KeyPlan
 from .request import TrainRange, parse_trains
 from .select import apply_trains, as_selection, part_slice, run_name, select_keys
 
@@ -247,6 +248,8 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
             _convert_parts(cls, plan, output, overwrite, pool, workers, scheduler, progress,
                            kwargs)
         progress.finish()
+    except DiskFullError as exc:  # a worker's message names its part: name the output
+        raise DiskFullError(disk_full_message(exc.errno, output), exc.errno) from None
     finally:
         progress.close()
     return _summary(plan.n_trains, progress, output)
@@ -334,7 +337,11 @@ def _part_result(plan: ConversionPlan, ready, get):
         time.sleep(0.05)
     try:
         return get()
+    except DiskFullError:
+        raise
     except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(str(exc), exc.errno) from exc
         raise ConversionError(f"A part of {plan.run_path} failed on a worker: {exc}") from exc
 
 

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from .base import Progress, Writer, part_json
+from .h5output import h5_output
 from .plan import ConversionError, ConversionPlan
 from .png import frame_numbers
 
@@ -121,7 +122,7 @@ class CxiWriter(Writer):
         n_frames = int(frames_per_train.sum())
         names = [n for n in ("data", "mask", "gain") if all(n in m.keys for m in mods)]
         frame_shape = mods[0].frame_shape("data")
-        with h5py.File(self.path, "w") as f:
+        with h5_output(self.path) as f:
             info = part_json(plan)
             if info:
                 f.attrs[PART_ATTR] = info
@@ -240,7 +241,7 @@ def merge_h5_frames(parts: list[Path], out: Path, progress: Progress) -> None:
                 datasets.append(name)
 
         first.visititems_links(visit)
-        with h5py.File(out, "w") as fo:
+        with h5_output(out) as fo:
             for k, v in first.attrs.items():
                 if k != PART_ATTR:
                     fo.attrs[k] = v

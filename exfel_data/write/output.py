@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .h5output import disk_full_message, is_disk_full
 from .interrupt import check_interrupt
+from .plan import DiskFullError
 
 
 class OutputExistsError(FileExistsError):
@@ -74,9 +76,11 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False,
     try:
         yield tmp
         check_interrupt()  # Ctrl-C during the last block: no output either
-    except BaseException:
+    except BaseException as exc:
         # Also on KeyboardInterrupt: drop the half-written output, then re-raise.
         _remove(tmp)
+        if is_disk_full(exc):
+            raise DiskFullError(disk_full_message(exc.errno, path), exc.errno) from exc
         raise
     if path.exists() or path.is_symlink():
         if not overwrite:  # appeared while we were writing

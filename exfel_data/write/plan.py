@@ -19,12 +19,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import ExfelDataError
+
 #: Default size of one block of data read and written at once.
 BLOCK_BYTES = 64 * 1024**2
 
 
-class ConversionError(ValueError):
+class ConversionError(ExfelDataError, ValueError):
     """The selection cannot be written in the requested format (names key and format)."""
+
+
+class DiskFullError(ConversionError):
+    """The output's file system ran out of space (or quota) while writing; nothing was
+    written. ``errno`` is the system's error number (ENOSPC, EDQUOT or EFBIG)."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message, errno)  # both in args: survives pickling from workers
+
+    @property
+    def errno(self) -> int:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass

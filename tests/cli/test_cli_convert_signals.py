@@ -120,3 +120,46 @@ def test_ctrl_c_with_workers_leaves_nothing(big_run, tmp_path, fmt, name):
     assert proc.returncode == 130, err
     time.sleep(1.0)  # a worker still running would write again by now
     assert list(tmp_path.iterdir()) == []
+
+
+def run_on_small_disk(folder: Path, size: str, cmd: list[str]) -> tuple[int, str, list[str]]:
+    """Run ``cmd`` with a ``size`` tmpfs mounted on ``folder`` in a private mount namespace
+    (gone with the process); return its status, stderr and what it left in ``folder``.
+
+    A real full disk (ENOSPC from the kernel) rather than RLIMIT_FSIZE: a file size limit
+    applies to every file of the process, also to the in-memory file that
+    ``close_after_error`` hands HDF5's last writes to, so it is a different case (see
+    docs/cli.md). Needs root, or unprivileged user namespaces (``unshare -r``).
+    """
+    script = ('mount -t tmpfs -o size="$1" tmpfs "$2" || exit 99; shift 2; "$@" 2>&1; '
+              'rc=$?; echo; echo "LEFT:$(ls -A "$2" | tr "\\n" " ")"; exit $rc')
+    script = script.replace('"$2"', str(folder)).replace("shift 2", "shift 1")
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    try:
+        proc = subprocess.run(["unshare", "--mount", *user, "sh", "-c", script, "sh", size,
+                               *cmd], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        proc = None
+    if proc is None or proc.returncode == 99 or "unshare:" in proc.stderr:
+        if os.geteuid() == 0:
+            raise AssertionError(f"cannot mount a tmpfs as root: {proc and proc.stderr}")
+        pytest.skip("needs root or unprivileged user namespaces to mount a small tmpfs")
+    out, _, left = proc.stdout.rpartition("LEFT:")
+    return proc.returncode, out, left.split()
+
+
+@pytest.mark.parametrize("fmt, name, workers", [("exdf", "out", 1), ("cxi", "out.cxi", 1),
+                                                ("npz", "out.npz", 1), ("exdf", "out", 2)])
+def test_disk_full_one_message_no_crash(big_run, tmp_path, fmt, name, workers):
+    # Before: exdf printed a RuntimeError traceback from ExdfWriter.abort() then died with
+    # a segmentation fault (exit 139); cxi printed its message, then segfaulted at exit.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cmd = [sys.executable, "-m", "exfel_data", "convert", str(big_run), str(disk / name),
+           "--to", fmt, "-q", "--workers", str(workers)]
+    status, err, left = run_on_small_disk(disk, "8m", cmd)
+    assert status == 1, err
+    assert "No space left on device while writing" in err and str(disk / name) in err
+    assert "partial output was removed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert left == []
