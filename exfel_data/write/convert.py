@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from .formats import FORMATS, writer_class
 from .h5output import disk_full_message, is_disk_full
 from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
-from .output import OutputExistsError, atomic_output, check_output
+from .output import OutputExistsError, atomic_output, check_output, parts_folder, remove_stale
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, DiskFullError, KeyPlan
 from .request import TrainRange, parse_trains
 from .select import apply_trains, as_selection, part_slice, run_name, select_keys
@@ -173,6 +172,7 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
         if part is not None:
             raise ConversionError("--part and --workers/--scheduler cannot be combined: "
                                   "each part is already one job")
+    remove_stale(output)
     with stop_on_signals():
         # Local workers are forked now, before this process opens any HDF5 file: they
         # start in milliseconds with exfel_data and the writer already imported, and
@@ -259,8 +259,7 @@ def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, poo
                    workers: int | None, scheduler: str | None, progress: Progress,
                    kwargs: dict) -> None:
     """Part outputs converted by the workers, then merged into ``output``."""
-    # Part outputs live next to the output so that renaming them stays on one file system.
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    tmpdir = parts_folder(output)
     try:
         if pool is not None:
             n_parts = max(1, min(workers, plan.n_trains))

@@ -10,7 +10,7 @@ from pathlib import Path
 from .base import PART_FILE, Progress
 from .formats import writer_class
 from .interrupt import stop_on_signals
-from .output import atomic_output, check_output
+from .output import atomic_output, check_output, remove_stale
 from .plan import ConversionError
 from .table import CSV_PART_PREFIX
 
@@ -43,8 +43,10 @@ def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     All N parts must be given (in any order), made by the same job (same run,
     selection, trains and format).
     """
+    output = check_output(output, overwrite)
+    remove_stale(output)
     with stop_on_signals():
-        return _merge(parts, check_output(output, overwrite), overwrite, quiet)
+        return _merge(parts, output, overwrite, quiet)
 
 
 def _merge(parts: Sequence[str | os.PathLike], output: Path, overwrite: bool,

@@ -163,3 +163,34 @@ def test_disk_full_one_message_no_crash(big_run, tmp_path, fmt, name, workers):
     assert "partial output was removed" in err
     assert "Traceback" not in err and "Exception ignored" not in err
     assert left == []
+
+
+def test_killed_conversion_cleaned_by_the_next(big_run, tmp_path):
+    # Before: SIGKILL left a hidden .out.npz.partial-XXXX (1.7 GB for a real npz) forever.
+    proc = start_convert(big_run, tmp_path / "out.npz", "--to", "npz")
+    wait_for(lambda: bool(partials(tmp_path)), proc)
+    proc.kill()
+    proc.wait()
+    left = partials(tmp_path)
+    assert len(left) == 1 and str(proc.pid) in left[0].name
+    host = left[0].name[len(".out.npz.partial-"):].rsplit("-", 2)[0]  # as written there
+    # A parts folder of a killed --workers run, and a partial of a live conversion.
+    dead_parts = tmp_path / f".out.npz.parts-{host}-{proc.pid}-0123abcd"
+    (dead_parts / "sub").mkdir(parents=True)
+    live = tmp_path / f".out.npz.partial-{host}-{os.getpid()}-89abcdef"
+    live.write_bytes(b"still being written")
+    elsewhere = tmp_path / f".out.npz.partial-otherhost-{proc.pid}-0123abcd"
+    elsewhere.write_bytes(b"another machine's")
+
+    done = subprocess.run([sys.executable, "-m", "exfel_data", "convert", str(big_run),
+                           str(tmp_path / "out.npz"), "--to", "npz", "-q", "--select",
+                           "SA1_XTD2_XGM/*"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for gone in (left[0], dead_parts):
+        assert f"Note: Removed {gone.name} from {tmp_path}" in done.stderr
+        assert f"process ({proc.pid}) was killed" in done.stderr
+        assert not gone.exists()
+    assert live.exists() and elsewhere.exists()
+    assert "Warning" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, elsewhere.name, "out.npz"])
