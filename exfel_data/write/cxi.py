@@ -31,8 +31,7 @@ import numpy as np
 
 from .base import Progress, Writer, part_json
 from .h5output import h5_output
-from .plan import ConversionError, ConversionPlan
-from .png import frame_numbers
+from .plan import ConversionError, ConversionPlan, frame_numbers
 
 PART_ATTR = "exfel_data_part"
 _XTDF_KEYS = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",

@@ -224,6 +224,16 @@ class ConversionPlan:
             yield trains, {kp.name: self.read_trains(kp, trains) for kp in keys}
 
 
+def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
+    """Position of each row within its train (rows grouped by train)."""
+    n = len(row_tids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, row_tids[1:] != row_tids[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    return np.arange(n) - np.repeat(starts, lengths)
+
+
 def _split_chunks(chunks, max_rows: int):
     """Cut chunks that hold more than ``max_rows`` rows at train boundaries."""
     for ch in chunks:

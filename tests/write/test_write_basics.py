@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from exfel_data.write.output import OutputExistsError, atomic_output
-from exfel_data.write.png import encode_png, frame_numbers, parse_png_scale, to_grey
+from exfel_data.write.plan import frame_numbers
+from exfel_data.write.png import encode_png, parse_png_scale, to_grey
 from exfel_data.write.request import Selection, parse_part, parse_selection, parse_trains
 
 
