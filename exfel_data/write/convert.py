@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..selection import TrainRange, parse_trains
 from .base import Progress
 from .formats import FORMATS, writer_class
 from .h5output import disk_full_message, is_disk_full
@@ -30,7 +31,6 @@ from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
 from .output import OutputExistsError, atomic_output, check_output, parts_folder, remove_stale
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, DiskFullError, KeyPlan
-from .request import TrainRange, parse_trains
 from .select import apply_trains, as_selection, part_slice, run_name, select_keys
 
 __all__ = ["FORMATS", "convert", "merge", "build_plan", "open_input", "writer_class",
