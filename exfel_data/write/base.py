@@ -113,6 +113,15 @@ class Writer:
         if not plan.keys:
             raise ConversionError(f"Nothing to write to {cls.name}: the selection has no keys")
 
+    @classmethod
+    def refuse_structured(cls, plan: ConversionPlan) -> None:
+        """Raise :class:`ConversionError` for the first key with a structured (compound)
+        dtype, for formats that cannot hold one."""
+        for kp in plan.keys:
+            if kp.dtype.names is not None:
+                raise ConversionError(f"{cls.name}: {kp} has a structured dtype {kp.dtype}; "
+                                      "use --to npz or --to exdf")
+
     def write(self) -> None:
         raise NotImplementedError
 
