@@ -61,7 +61,14 @@ class _Module:
 
 
 def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
-    """The detector in the plan and its selected modules (sorted by number)."""
+    """The detector in the plan and its selected modules (sorted by number); worked out
+    once, in ``check``."""
+    if "cxi" not in plan.checked:
+        plan.checked["cxi"] = _find_modules(plan)
+    return plan.checked["cxi"]
+
+
+def _find_modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
     for det, modules in plan.run.detector_modules().items():

@@ -128,6 +128,8 @@ class ConversionPlan:
     block_bytes: int = BLOCK_BYTES
     #: The opened run with the plan's train selection (for writers needing other keys).
     run: object = None
+    #: What a writer's ``check`` worked out, for its ``write`` to reuse (by format name).
+    checked: dict = field(default_factory=dict, repr=False)
     #: Memory reused for the blocks of ``key_blocks(reuse=True)``.
     _scratch: np.ndarray | None = field(default=None, repr=False)
 

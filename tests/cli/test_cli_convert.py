@@ -330,3 +330,14 @@ def test_structured_dtype_refused_as_documented(tmp_path, fmt, name):
                                               r"has a structured dtype .*use --to npz"):
         convert(run_dir, tmp_path / name, fmt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r0009"]
+
+
+def test_cxi_finds_the_modules_once(run_dir, tmp_path, monkeypatch):
+    # Review note: the module lookup ran in check() and again in write().
+    from exfel_data.write import cxi
+
+    calls = []
+    real = cxi._find_modules
+    monkeypatch.setattr(cxi, "_find_modules", lambda plan: calls.append(1) or real(plan))
+    convert(run_dir, tmp_path / "x.cxi", "cxi", select=["*/DET/*"])
+    assert len(calls) == 1
