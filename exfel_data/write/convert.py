@@ -165,6 +165,17 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
     -------
     dict
         ``n_trains``, ``nbytes``, ``seconds``, ``trains_per_s``, ``mb_per_s``, ``output``.
+
+    Raises
+    ------
+    ConversionError
+        The selection does not fit the format, or a worker failed (names what and why);
+        :class:`~exfel_data.write.plan.DiskFullError` when the output's disk is full.
+    OutputExistsError
+        ``output`` exists and ``overwrite`` is false.
+    Interrupted
+        SIGINT (Ctrl-C) or SIGTERM arrived (a ``KeyboardInterrupt``). In every error case
+        nothing named ``output`` is written and the partial output is removed.
     """
     cls = writer_class(fmt)
     output = check_output(output, overwrite)
