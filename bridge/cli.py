@@ -240,7 +240,8 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
 @click.option("--key", default="*", show_default=True, metavar="GLOB",
               help="Only keys matching this glob in the selected sources, e.g. 'image.*'.")
 @click.option("--trains", default=None, metavar="SLICE",
-              help="Train selection by index: '10:20', ':100', '::10' or one index '5'.")
+              help="Train positions START:STOP[:STEP] like Python slicing ('10:20', ':100', "
+                   "'-10:', one index '5') or train IDs id:FIRST:STOP[:STEP].")
 @click.option("--append-detector-modules", "append", is_flag=True,
               help="Stack AGIPD/LPD/DSSC module sources into one source <DET>/DET/APPEND, "
                    "image.data shaped (pulses, modules, ss, fs), with per-frame image.cellId "
@@ -274,12 +275,13 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
       exfel-bridge serve-run /data/r0238 4545 --source 'SPB_DET_AGIPD1M-1/*' \\
           --key 'image.*' --append-detector-modules --dummy-timestamps --rate 10
     """
-    from bridge.serve_run import parse_train_slice, select_run
+    from bridge.serve_run import select_run
     from bridge.serve_run import serve_run as serve
+    from exfel_data.selection import parse_trains
 
     bind, loopback_only = server_endpoint(endpoint)
     try:
-        train_sel = parse_train_slice(trains) if trains else None
+        train_sel = parse_trains(trains) if trains else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--trains") from None
     progress = _Progress(loopback_only)

@@ -18,6 +18,7 @@ import numpy as np
 
 from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
+from exfel_data.selection import TrainRange, parse_trains
 
 if TYPE_CHECKING:
     import os
@@ -25,31 +26,21 @@ if TYPE_CHECKING:
     from bridge.curve import KeySource
     from bridge.server import Server
 
-__all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
+__all__ = ["select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
 
 # Module sources of XTDF detectors: old (DET/nCH0:xtdf) and new (CORR/nCH0:output) names.
 _MODULE_SOURCE = re.compile(r"^(?P<det>[^/]+)/(?:DET|CORR)/(?P<module>\d+)CH0:(?:xtdf|output)$")
 
 
-def parse_train_slice(text: str) -> slice | int:
-    """Parse a train selection by index: ``'10:20'``, ``':100'``, ``'::10'`` or ``'5'``."""
-    text = text.strip()
-    try:
-        if ":" not in text:
-            return int(text)
-        parts = text.split(":")
-        if len(parts) > 3:
-            raise ValueError
-        return slice(*(int(p) if p.strip() else None for p in parts))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a train index or slice; use e.g. '10:20', ':100', "
-                         "'::10' or '5'") from None
-
-
 def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
-               trains: slice | int | Sequence[int] | None = None):
-    """Select sources (globs), keys (glob) and trains (by index) of a run or its path."""
+               trains: TrainRange | str | slice | int | Sequence[int] | None = None):
+    """Select sources (globs), keys (glob) and trains of a run or its path.
+
+    ``trains``: a range as text (:func:`exfel_data.selection.parse_trains`: positions
+    ``'10:20'``, train IDs ``'id:10000:10050'``) or parsed, or train positions (an index,
+    a slice or a list).
+    """
     import exfel_data
 
     if not hasattr(run, "trains"):
@@ -58,7 +49,11 @@ def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
         sources = (sources,)
     if tuple(sources) != ("*",) or key != "*":
         run = run.select([(s, key) for s in sources])
-    if trains is not None:
+    if isinstance(trains, str):
+        trains = parse_trains(trains)
+    if isinstance(trains, TrainRange):
+        run = run.select_trains(trains.selector)
+    elif trains is not None:
         if isinstance(trains, int):
             trains = slice(trains, (trains + 1) or None)
         run = run.select_trains(exfel_data.by_index[trains])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..write.request import parse_part, parse_selection, parse_trains
+from ..selection import parse_trains
+from ..write.request import parse_part, parse_selection
 
 
 class _ParserType(click.ParamType):
