@@ -8,9 +8,23 @@
 See ``docs/detectors.md``.
 """
 
-from .base import DetectorDataWarning, MultiModuleDetector, identify_multimod_detectors
-from .classes import AGIPD1M, AGIPD500K, DSSC1M, JUNGFRAU, LPD1M, open_detector
-from .errors import DetectorError, FillValueError, ModuleMismatchError, NoDetectorError
+from .base import MultiModuleDetector
+from .classes import (
+    AGIPD1M,
+    AGIPD500K,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    identify_multimod_detectors,
+    open_detector,
+)
+from .errors import (
+    DetectorDataWarning,
+    DetectorError,
+    FillValueError,
+    ModuleMismatchError,
+    NoDetectorError,
+)
 from .keydata import DetectorKeyData, MaskedDetectorKeyData
 from .stacking import ModuleStack, stack_detector_data
 

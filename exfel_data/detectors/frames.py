@@ -15,9 +15,31 @@ import numpy as np
 
 from exfel_data.selection import by_id, by_index
 
-__all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots']
+__all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
+           'majority']
 
 _ById, _ByIndex = type(by_id), type(by_index)
+
+
+def majority(values: np.ndarray, valid: np.ndarray, empty=-1) -> np.ndarray:
+    """Per column of a (modules, trains) array, the value most valid entries share.
+
+    The one vote used wherever modules disagree in a train (frame counts, label
+    patterns, stacking a streamed train): a tie goes to the larger value (more
+    frames); columns without a valid entry get *empty*.
+    """
+    values = np.asarray(values)
+    valid = np.asarray(valid, dtype=bool)
+    if values.shape[0] == 0:
+        return np.full(values.shape[1:], empty, dtype=values.dtype)
+    info = np.iinfo(values.dtype)
+    hi = np.where(valid, values, info.min).max(axis=0)
+    lo = np.where(valid, values, info.max).min(axis=0)
+    out = np.where(valid.any(axis=0), hi, empty).astype(values.dtype)
+    for t in np.flatnonzero((lo != hi) & valid.any(axis=0)):
+        vals, n = np.unique(values[valid[:, t], t], return_counts=True)
+        out[t] = vals[n == n.max()].max()  # vals are sorted: the largest of the tied
+    return out
 
 
 class PulseSelection:

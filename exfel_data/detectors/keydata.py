@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import numpy as np
 
+from exfel_data.keydata import DASK_CHUNK_BYTES
 from exfel_data.reading import roi_shape
 from exfel_data.selection import find_train_ids
 
-from .base import DetectorDataWarning
-from .errors import FillValueError, ModuleMismatchError
-from .frames import LabelPatterns, expand_blocks, normalise_pulses, plan_slots
+from .errors import FillValueError, ModuleMismatchError, warn_user
+from .frames import LabelPatterns, expand_blocks, majority, normalise_pulses, plan_slots
 from .readblocks import ModuleRows, Segment, read_box
-from .stacking import checked_fill
+from .stacking import checked_fill, default_fill
 
-__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'DEFAULT_CHUNK_BYTES']
+__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'iterate_trains']
 
-DEFAULT_CHUNK_BYTES = 128 * 1024 ** 2
 SUBTRAIN_INDEXES = {'pulseId': 'pulse', 'cellId': 'cell'}
-
-
-def default_fill_value(dtype: np.dtype, fill_value=None):
-    """NaN for floats, 0 for integers unless given (and checked against the dtype)."""
-    if fill_value is None:
-        return dtype.type(np.nan) if dtype.kind in 'fc' else dtype.type(0)
-    return checked_fill(dtype, fill_value)
 
 
 class DetectorKeyData:
@@ -34,6 +25,8 @@ class DetectorKeyData:
 
     Per-frame keys (XTDF ``image.*``) get a pulse axis labelled by pulse ID
     (or cell ID); per-train keys (JUNGFRAU ``data.*``, XTDF ``header.*``) do not.
+    *det* is a :class:`~.base.MultiModuleDetector`; this class uses only the
+    attributes listed in its docstring.
     """
 
     def __init__(self, det, key: str, pulses=None, subtrain_index: str = 'pulseId'):
@@ -51,7 +44,7 @@ class DetectorKeyData:
     def _check_modules_agree(self):
         meta = {}
         for m in self.det.modules:
-            kd = self.det._source_data[self.det.modno_to_source[m], self.key]
+            kd = self.det.data[self.det.modno_to_source[m], self.key]
             meta.setdefault((np.dtype(kd.dtype), tuple(kd.entry_shape)), []).append(m)
         if len(meta) > 1:
             groups = sorted(meta.items(), key=lambda x: -len(x[1]))
@@ -94,11 +87,11 @@ class DetectorKeyData:
     def _module_rows(self, modno: int) -> tuple[ModuleRows, np.ndarray]:
         """File segments of this key for one module and each train's first row."""
         cache_key = ('rows', self.key, modno)
-        cached = self.det._plans.get(cache_key)
+        cached = self.det.plan_cache.get(cache_key)
         if cached is not None:
             return cached
         tids = self.det.train_ids
-        kd = self.det._keydata(modno, self.key)
+        kd = self.det.module_keydata(modno, self.key)
         segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
         for ch in kd._data_chunks():
             counts = np.asarray(ch.counts, dtype=np.int64)
@@ -110,15 +103,15 @@ class DetectorKeyData:
             vstart[pos[ok]] = starts[ok]
             segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
             v += n
-        res = self.det._plans[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
+        res = self.det.plan_cache[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
         return res
 
     def _counts(self) -> np.ndarray:
         """(modules, trains) entries of this key."""
         if self.per_frame:
-            return self.det._counts.to_numpy().T.astype(np.int64)
+            return self.det.entry_counts.T.astype(np.int64)
         return np.stack([
-            np.asarray(self.det._keydata(m, self.key).data_counts(labelled=False), np.int64)
+            np.asarray(self.det.module_keydata(m, self.key).data_counts(labelled=False), np.int64)
             for m in self.det.modules
         ])
 
@@ -127,7 +120,7 @@ class DetectorKeyData:
         det = self.det
         group = det.frames_group if self.per_frame else self.key
         cache_key = (group, self.subtrain_index, self.pulses.key())
-        plan = det._plans.get(cache_key)
+        plan = det.plan_cache.get(cache_key)
         if plan is not None:
             return plan
         counts = self._counts()
@@ -138,27 +131,28 @@ class DetectorKeyData:
         for i, m in enumerate(det.modules):
             labels = None
             if use_labels:
-                labels = det._keydata(m, label_key).ndarray().reshape(-1)
+                labels = det.module_keydata(m, label_key).ndarray().reshape(-1)
                 if labels.size != counts[i].sum():
                     raise ModuleMismatchError(
                         f"{det.modno_to_source[m]}: {labels.size} entries of {label_key!r} "
                         f"but {counts[i].sum()} of {self.key!r}; the file index is inconsistent"
                     )
             pat.add_module(i, counts[i], labels)
-        reference = _mode_per_train(pat.ids)
+        # by_index positions refer to the frames of the modules that agree with the
+        # majority frame count (the same vote as the detector's reference_counts)
+        ref_counts = majority(counts, counts > 0, empty=0)
+        agree = counts == ref_counts[None, :]
+        reference = majority(pat.ids, (pat.ids >= 0) & agree)
         exclude = None
         if det.mismatched_frames == 'exclude':
-            ref_counts = det._reference_counts() if self.per_frame else counts.max(axis=0)
-            exclude = (counts != ref_counts[None, :]) & (counts > 0)
+            exclude = ~agree & (counts > 0)
         plan = plan_slots(pat, self.pulses, reference, exclude)
         if plan.positional and use_labels:
-            warnings.warn(
-                f"{det.detector_name}: {label_key} values repeat within a train, so the "
-                f"pulse axis is labelled by position in the train instead", DetectorDataWarning,
-                stacklevel=4)
+            warn_user(f"{det.detector_name}: {label_key} values repeat within a train, so the "
+                      f"pulse axis is labelled by position in the train instead")
         plan.has_pulse_axis = self.per_frame or plan.n_slots > 1
         plan.use_labels = use_labels
-        det._plans[cache_key] = plan
+        det.plan_cache[cache_key] = plan
         return plan
 
     # -- shapes and labels --------------------------------------------------------------
@@ -229,7 +223,7 @@ class DetectorKeyData:
         """(roi as a tuple, frame plan, output dtype, fill value, output shape) of a read."""
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
-        return (roi, self._plan(), dtype, default_fill_value(dtype, fill_value),
+        return (roi, self._plan(), dtype, default_fill(dtype, fill_value),
                 self.shape_for(roi, module_gaps))
 
     # -- reading ----------------------------------------------------------------------
@@ -259,7 +253,7 @@ class DetectorKeyData:
 
     def _chunking(self, roi, itemsize: int, chunk_bytes):
         """(trains per chunk, slots per chunk) keeping chunks under *chunk_bytes*."""
-        chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        chunk_bytes = DASK_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
         if chunk_bytes <= 0:
             raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
         plan = self._plan()
@@ -271,11 +265,12 @@ class DetectorKeyData:
         return 1, max(1, chunk_bytes // max(frame, 1))
 
     def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = True, _chunking=None):
-        """Lazy read: a dask array (wrapped in xarray if *labelled*).
+                   module_gaps: bool = False, labelled: bool = False, _chunking=None):
+        """Lazy read: a dask array (wrapped in xarray if *labelled*, as in EXtra-data).
 
         One chunk is one module x a block of trains (x a block of pulses when a
-        single train is bigger than *chunk_bytes*, default 128 MiB).
+        single train is bigger than *chunk_bytes*, default
+        :data:`exfel_data.keydata.DASK_CHUNK_BYTES`, 128 MiB).
         """
         import dask.array as da
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
@@ -336,16 +331,6 @@ class DetectorKeyData:
         return out
 
 
-def _mode_per_train(ids: np.ndarray) -> np.ndarray:
-    """Most common non-negative value in each column of a (modules, trains) array."""
-    ref = ids.max(axis=0)
-    lo = np.where(ids >= 0, ids, np.iinfo(ids.dtype).max).min(axis=0)
-    for t in np.flatnonzero((lo != ref) & (ref >= 0)):
-        vals, n = np.unique(ids[ids[:, t] >= 0, t], return_counts=True)
-        ref[t] = vals[np.argmax(n)]
-    return ref
-
-
 def _token(*parts) -> str:
     from dask.base import tokenize
     kd = parts[0]
@@ -397,7 +382,7 @@ class MaskedDetectorKeyData(DetectorKeyData):
         return data
 
     def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = True):
+                   module_gaps: bool = False, labelled: bool = False):
         import dask.array as da
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
@@ -419,7 +404,7 @@ class MaskedDetectorKeyData(DetectorKeyData):
 def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
     """Generator behind ``det.trains()``: read blocks of trains, yield per-train views."""
     first = det[keys[0]].select_pulses(pulses, subtrain_index)
-    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk_bytes = DASK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     frame_bytes = max(1, int(np.prod(first.entry_shape, dtype=np.int64))
                       * first.dtype.itemsize * len(det.modules))
     frames_per_part = max(1, chunk_bytes // frame_bytes)

@@ -207,7 +207,7 @@ def test_masked_data(agipd_corr_path, open_run):
     np.testing.assert_array_equal(masked.values, expected)
     bits = det.masked_data(mask_bits=[1, 2], masked_value=-1).ndarray()
     np.testing.assert_array_equal(bits, np.where(mask & 3, -1, data))
-    lazy = det.masked_data().dask_array(chunk_bytes=20_000)
+    lazy = det.masked_data().dask_array(chunk_bytes=20_000, labelled=True)
     np.testing.assert_array_equal(lazy.values, expected)
 
 

@@ -55,17 +55,26 @@ def test_missing_float_modules_nan():
     assert (out[:, 15] == 15).all()
 
 
-def test_missing_int_modules_need_fillvalue():
+def test_missing_int_modules_filled_with_zero_as_extra_data():
+    from extra_data import stack_detector_data as theirs
+
     data = _train([0, 2], dtype=np.uint16)
-    with pytest.raises(FillValueError, match='fillvalue'):
-        stack_detector_data(data, 'image.data')
-    out = stack_detector_data(data, 'image.data', fillvalue=7)
-    assert out.dtype == np.uint16
+    only_modules = {k: v for k, v in data.items() if '/DET/' in k}
+    out = stack_detector_data(data, 'image.data')
+    assert out.dtype == np.uint16 and (out[:, 1] == 0).all() and (out[:, 2] == 2).all()
+    np.testing.assert_array_equal(out, theirs(only_modules, 'image.data'))
+    out = stack_detector_data(data, 'image.data', fill_value=7)
     assert (out[:, 1] == 7).all() and (out[:, 2] == 2).all()
+    # EXtra-data's spelling, also positional (5th argument) as there
+    np.testing.assert_array_equal(stack_detector_data(data, 'image.data', fillvalue=7), out)
+    np.testing.assert_array_equal(stack_detector_data(data, 'image.data', -3, 16, 7), out)
+    np.testing.assert_array_equal(theirs(only_modules, 'image.data', fillvalue=7), out)
+    with pytest.raises(TypeError, match='not both'):
+        stack_detector_data(data, 'image.data', fill_value=1, fillvalue=2)
     with pytest.raises(FillValueError, match='uint16'):
-        stack_detector_data(data, 'image.data', fillvalue=-1)
+        stack_detector_data(data, 'image.data', fill_value=-1)
     with pytest.raises(FillValueError, match='NaN'):
-        stack_detector_data(data, 'image.data', fillvalue=np.nan)
+        stack_detector_data(data, 'image.data', fill_value=np.nan)
 
 
 def test_complete_int_data_needs_no_fillvalue():
@@ -124,8 +133,19 @@ def test_jungfrau_numbered_from_one():
     np.testing.assert_array_equal(out, out2)
 
 
+@pytest.mark.parametrize('name', ['FXE_XAD_JF1M/DET/MODULE_{}:daqOutput',
+                                  'FXE_XAD_JF1M/DET/RECEIVER-{}:daqOutput',
+                                  'SPB_IRDA_JF4M/DET/JNGFR{:02d}:daqOutput'])
+def test_jungfrau_module_count_found(name):
+    # regression: JUNGFRAU was stacked into 16 slots unless modules= was given
+    data = _train(range(1, 5), shape=(2, 8, 6), name=name, key='data.adc')
+    out = stack_detector_data(data, 'data.adc')
+    assert out.shape == (2, 4, 8, 6)
+    np.testing.assert_array_equal(out[0, :, 0, 0], np.arange(1, 5))
+
+
 def test_module_out_of_range():
-    with pytest.raises(ModuleMismatchError, match=r'\[8, 9\].*modules=8'):
+    with pytest.raises(ModuleMismatchError, match=r'8CH0.*9CH0.*outside the 8 modules.*\[8, 9\]'):
         stack_detector_data(_train(range(10)), 'image.data', modules=8)
 
 
@@ -142,8 +162,11 @@ def test_key_absent_everywhere():
 def test_two_detectors_same_module_number():
     data = _train(range(2))
     data.update(_train(range(2), name='MID_DET_AGIPD1M-1/DET/{}CH0:xtdf', extra=False))
-    with pytest.raises(ModuleMismatchError, match='both give module 0'):
+    with pytest.raises(ModuleMismatchError,
+                       match=r'several detectors \(MID_DET_AGIPD1M-1, SPB_DET_AGIPD1M-1\)'):
         stack_detector_data(data, 'image.data')
+    with pytest.raises(ModuleMismatchError, match='both give module 0'):
+        stack_detector_data(data, 'image.data', pattern=r'/DET/(\d+)CH')
     out = stack_detector_data(data, 'image.data', pattern=r'MID_DET_AGIPD1M-1/DET/(\d+)CH')
     assert out.shape == (4, 16, 8, 6)
 
