@@ -26,7 +26,7 @@ from .errors import (
     NoDetectorError,
 )
 from .keydata import DetectorKeyData, MaskedDetectorKeyData
-from .stacking import ModuleStack, stack_detector_data
+from .stacking import ModuleStack, StackView, stack_data, stack_detector_data
 
 __all__ = [
     'AGIPD1M',
@@ -41,9 +41,11 @@ __all__ = [
     'MaskedDetectorKeyData',
     'ModuleMismatchError',
     'ModuleStack',
+    'StackView',
     'MultiModuleDetector',
     'NoDetectorError',
     'identify_multimod_detectors',
     'open_detector',
+    'stack_data',
     'stack_detector_data',
 ]

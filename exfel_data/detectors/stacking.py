@@ -14,7 +14,7 @@ import numpy as np
 from .errors import FillValueError, ModuleMismatchError
 from .identify import find_detectors
 
-__all__ = ['stack_detector_data', 'ModuleStack']
+__all__ = ['stack_detector_data', 'stack_data', 'ModuleStack', 'StackView']
 
 # EXtra-data's pattern, used when no known detector is recognised in the train
 GENERIC_PATTERN = r'/DET/(\d+)CH'
@@ -210,6 +210,34 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
     return stack.asarray() if real_array else stack
 
 
+def stack_data(train_data: Mapping, key: str, axis: int = -3, xcept=()) -> np.ndarray:
+    """Stack one key of every source in a train dict (EXtra-data's ``stack_data``).
+
+    Sources are ordered by the numbers in their names, read as integers
+    (``'B_7_0' < 'A_12_0' < 'A_12_1'``); *xcept* lists sources to leave out. Unlike
+    :func:`stack_detector_data` nothing is filled: every source must have *key*,
+    with one dtype and shape.
+    """
+    from exfel_data.exceptions import PropertyNameError
+
+    sources = [s for s in train_data if s != 'metadata' and s not in set(xcept)]
+    if not sources:
+        raise ValueError("No sources to stack (all left out by xcept=)" if xcept
+                         else "Empty train dict: nothing to stack")
+    sources.sort(key=lambda s: [int(n) for n in re.findall(r'\d+', s)])
+    arrays = {}
+    for src in sources:
+        if key not in train_data[src]:
+            raise PropertyNameError(src, key, [k for k in train_data[src] if k != 'metadata'],
+                                    hint="stack_data needs the key in every source; "
+                                         "leave sources out with xcept=")
+        arrays[src] = np.asarray(train_data[src][key])
+    numbered = dict(enumerate(arrays.values()))
+    for attr in ('shape', 'dtype'):
+        _check_consistent(numbered, dict(enumerate(sources)), key, attr)
+    return np.stack(list(numbered.values()), axis=axis)
+
+
 def _check_consistent(arrays: dict, modno_to_src: dict, key: str, attr: str):
     groups: dict = {}
     for modno, arr in arrays.items():
@@ -277,6 +305,23 @@ class ModuleStack:
         parts = [self.module(int(m))[rest] for m in np.atleast_1d(modnos)]
         return np.stack(parts, axis=new_axis)
 
+    def squeeze(self, axis=None):
+        """Drop axes of length 1 (as ``numpy.squeeze``); a single module stays a view."""
+        if axis is None:
+            axes = [i for i, n in enumerate(self.shape) if n == 1]
+        else:
+            axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+            for ax in axes:
+                if not -self.ndim <= ax < self.ndim:
+                    raise np.exceptions.AxisError(ax, self.ndim)
+                if self.shape[ax] != 1:
+                    raise ValueError("cannot select an axis to squeeze out which has size "
+                                     "not equal to one")
+        index = [slice(None)] * self.ndim
+        for ax in axes:
+            index[ax] = 0
+        return self[tuple(index)]
+
     def asarray(self) -> np.ndarray:
         """Copy all modules into one new array."""
         out = np.empty(self.shape, dtype=self.dtype)
@@ -308,3 +353,11 @@ def _expand_index(index, ndim: int) -> tuple:
     if len(index) > ndim:
         raise IndexError(f"too many indices: {len(index)} for {ndim} dimensions")
     return index + (slice(None),) * (ndim - len(index))
+
+
+class StackView(ModuleStack):
+    """:class:`ModuleStack` with EXtra-data's ``StackView`` constructor arguments."""
+
+    def __init__(self, data: dict[int, np.ndarray], nmodules: int, mod_shape: tuple, dtype,
+                 fillvalue, stack_axis: int = -3):
+        super().__init__(data, nmodules, mod_shape, dtype, fillvalue, stack_axis)

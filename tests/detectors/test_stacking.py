@@ -240,3 +240,48 @@ def test_stack_bridge_simulated_jungfrau():
     assert stacked.shape[:2] == (2, 3)
     srcs = sorted(s for s in data if 'JNGFR' in s)
     np.testing.assert_array_equal(stacked[:, 1], data[srcs[1]]['data.adc'])
+
+
+# -- EXtra-data's other stacking names -------------------------------------------------
+
+def test_stack_data_as_extra_data():
+    from extra_data import stack_data as theirs
+
+    from exfel_data import stack_data
+
+    data = {f'SA1_DIGI/ADC/{n}:channel_{c}': {'data.trace': np.full((5,), 10 * n + c, 'f4'),
+                                              'metadata': {}}
+            for n in (7, 12) for c in (0, 1)}
+    expected = theirs(data, 'data.trace', axis=0)
+    out = stack_data(data, 'data.trace', axis=0)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out[:, 0], [70, 71, 120, 121])   # ordered by the numbers
+    skip = ['SA1_DIGI/ADC/7:channel_0']
+    np.testing.assert_array_equal(stack_data(data, 'data.trace', xcept=skip, axis=0),
+                                  theirs(data, 'data.trace', xcept=skip, axis=0))
+    data['SA1_DIGI/ADC/12:channel_1']['data.trace'] = np.zeros(5, 'f8')
+    with pytest.raises(ModuleMismatchError, match=r'dtypes.*float64'):
+        stack_data(data, 'data.trace')
+    del data['SA1_DIGI/ADC/12:channel_1']['data.trace']
+    with pytest.raises(KeyError, match=r"No key 'data.trace' for source 'SA1_DIGI/ADC/12"):
+        stack_data(data, 'data.trace')
+
+
+def test_stack_view_as_extra_data():
+    from extra_data.stacking import StackView as TheirView
+
+    from exfel_data.detectors import StackView
+
+    arrays = {0: np.ones((3, 1, 4, 5), 'f4'), 2: np.full((3, 1, 4, 5), 2, 'f4')}
+    ours = StackView(dict(arrays), 4, (3, 1, 4, 5), np.dtype('f4'), np.nan, stack_axis=-3)
+    theirs = TheirView(dict(arrays), 4, (3, 1, 4, 5), np.dtype('f4'), np.nan, stack_axis=-3)
+    assert ours.shape == theirs.shape == (3, 1, 4, 4, 5)
+    np.testing.assert_array_equal(ours.asarray(), theirs.asarray())
+    np.testing.assert_array_equal(ours[:, :, 2], theirs[:, :, 2])
+    np.testing.assert_array_equal(ours[..., 1, :, :], theirs[..., 1, :, :])
+    squeezed = ours.squeeze()
+    assert squeezed.shape == (3, 4, 4, 5)
+    np.testing.assert_array_equal(np.asarray(squeezed), theirs.squeeze().asarray())
+    assert ours.squeeze(axis=1).shape == (3, 4, 4, 5)
+    with pytest.raises(ValueError, match='size not equal to one'):
+        ours.squeeze(axis=0)
