@@ -219,7 +219,7 @@ class MultiModuleDetector:
                 )
         if msgs:
             msg = (f"{self.detector_name}: incomplete detector data:\n  - "
-                   + "\n  - ".join(msgs) + "\nSee .data_availability() for the full table.")
+                   + "\n  - ".join(msgs) + "\nSee .data_counts() for the full table.")
             warn_user(msg)
 
     def reference_counts(self) -> np.ndarray:
@@ -262,7 +262,15 @@ class MultiModuleDetector:
             raise ValueError(f"Varying number of frames per train: {sorted(vals)}")
         return vals.pop()
 
-    def data_availability(self, as_bool: bool = False):
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """(modules, frames) bool array, True where a module has a frame (EXtra-data's).
+
+        The frames axis is that of ``det[main key].ndarray()``; see :meth:`data_counts`
+        for the per-train table.
+        """
+        return self[self.kind.main_key].data_availability(module_gaps)
+
+    def data_counts(self, as_bool: bool = False):
         """Frames per train and module (trains x modules pandas DataFrame).
 
         With ``as_bool=True``: True where a module has data in a train.
@@ -380,23 +388,8 @@ class MultiModuleDetector:
             for JUNGFRAU; coordinates module numbers, train IDs and pulse (or cell) IDs.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
-        arr = kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps)
-        if unstack_pulses or not kd.per_frame:
-            return arr
-        import pandas as pd
-        import xarray as xr
-        # Flatten (train, pulse) as a view, keep the slots some module recorded
-        values = arr.values.reshape((arr.shape[0], -1) + arr.shape[3:])
-        index = pd.MultiIndex.from_product(
-            [arr.coords['train'].values, arr.coords[arr.dims[2]].values],
-            names=['train', arr.dims[2]])
-        recorded = (kd.data_availability_slots() > 0).reshape(-1)
-        if not recorded.all():
-            values, index = values[:, recorded], index[recorded]
-        coords = xr.Coordinates.from_pandas_multiindex(index, 'train_pulse')
-        return xr.DataArray(values, dims=('module', 'train_pulse') + arr.dims[3:],
-                            coords={'module': arr.coords['module'].values, **coords},
-                            name=arr.name)
+        return kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
+                         unstack_pulses=unstack_pulses)
 
     def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
                        roi=(), astype=None, subtrain_index: str = 'pulseId',
@@ -410,7 +403,8 @@ class MultiModuleDetector:
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
         return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype, labelled=True,
-                             chunk_bytes=chunk_bytes, module_gaps=module_gaps)
+                             chunk_bytes=chunk_bytes, module_gaps=module_gaps,
+                             unstack_pulses=True)
 
     def trains(self, pulses=None, require_all: bool = False, keys=None, *, fill_value=None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):

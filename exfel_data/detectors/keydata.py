@@ -175,7 +175,8 @@ class DetectorKeyData:
             return 'entry'
         return SUBTRAIN_INDEXES[self.subtrain_index] if plan.use_labels else 'pulse'
 
-    def dims(self, roi=()) -> tuple[str, ...]:
+    def unstacked_dims(self, roi=()) -> tuple[str, ...]:
+        """Dims of the unstacked layout: ``(module, train, [pulse,] ...entry)``."""
         pulse = (self.pulse_dim,) if self._plan().has_pulse_axis else ()
         return ('module', 'train') + pulse + tuple(self._entry_dims(roi))
 
@@ -185,22 +186,15 @@ class DetectorKeyData:
             return list(range(start, start + self.det.n_modules))
         return self.det.modules
 
-    def shape_for(self, roi=(), module_gaps: bool = False) -> tuple:
+    def unstacked_shape(self, roi=(), module_gaps: bool = False) -> tuple:
+        """Shape of the unstacked layout: ``(modules, trains, [pulses,] ...entry)``."""
         plan = self._plan()
         roi = roi if isinstance(roi, tuple) else (roi,)
         pulse = (plan.n_slots,) if plan.has_pulse_axis else ()
         return ((len(self._module_numbers(module_gaps)), len(self.det.train_ids)) + pulse
                 + roi_shape(self.entry_shape, roi))
 
-    @property
-    def shape(self) -> tuple:
-        return self.shape_for()
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def coords(self, module_gaps: bool = False) -> dict:
+    def unstacked_coords(self, module_gaps: bool = False) -> dict:
         plan = self._plan()
         c = {'module': np.array(self._module_numbers(module_gaps)),
              'train': np.asarray(self.det.train_ids, dtype=np.uint64)}
@@ -224,12 +218,16 @@ class DetectorKeyData:
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
         return (roi, self._plan(), dtype, default_fill(dtype, fill_value),
-                self.shape_for(roi, module_gaps))
+                self.unstacked_shape(roi, module_gaps))
 
     # -- reading ----------------------------------------------------------------------
-    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
-                ) -> np.ndarray:
-        """Read into one new array of :meth:`shape_for` (no labels)."""
+    def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
+                          module_gaps: bool = False) -> np.ndarray:
+        """Read into one new array of :meth:`unstacked_shape` (the fast path, no labels).
+
+        This is what ``get_array`` labels: the train and pulse axes apart, missing
+        frames filled.
+        """
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tasks = []
@@ -243,13 +241,6 @@ class DetectorKeyData:
         entry_ndim = len(shape) - (3 if plan.has_pulse_axis else 2)
         return read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
 
-    def xarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
-        """Read into a labelled :class:`xarray.DataArray`."""
-        import xarray as xr
-        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                           module_gaps=module_gaps)
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
 
     def _chunking(self, roi, itemsize: int, chunk_bytes):
         """(trains per chunk, slots per chunk) keeping chunks under *chunk_bytes*."""
@@ -264,9 +255,10 @@ class DetectorKeyData:
             return max(1, chunk_bytes // per_train), n_slots
         return 1, max(1, chunk_bytes // max(frame, 1))
 
-    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = False, _chunking=None):
-        """Lazy read: a dask array (wrapped in xarray if *labelled*, as in EXtra-data).
+    def unstacked_dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                             module_gaps: bool = False, labelled: bool = False,
+                             _chunking=None):
+        """Lazy :meth:`unstacked_ndarray` (wrapped in xarray if *labelled*).
 
         One chunk is one module x a block of trains (x a block of pulses when a
         single train is bigger than *chunk_bytes*, default
@@ -310,25 +302,157 @@ class DetectorKeyData:
         arr = da.Array(dsk, name, chunks=chunks, dtype=dtype)
         if not labelled:
             return arr
+        return self._wrap_unstacked(arr, roi, module_gaps)
+
+    def _wrap_unstacked(self, arr, roi, module_gaps):
         import xarray as xr
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
+        return xr.DataArray(arr, dims=self.unstacked_dims(roi),
+                            coords=self.unstacked_coords(module_gaps), name=self.key)
 
-    def data_availability(self) -> np.ndarray:
-        """(modules, trains) number of selected frames (or entries) per module and train."""
-        return self._plan().covered()
-
-    def data_availability_slots(self) -> np.ndarray:
-        """(trains, slots) number of modules with a frame in each pulse slot."""
+    # -- EXtra-data's layout: frames of all trains on one axis --------------------------
+    def _slot_masks(self) -> np.ndarray:
+        """(modules, trains, slots) True where a module has a selected frame."""
         plan = self._plan()
-        n_trains = len(self.det.train_ids)
-        out = np.zeros((n_trains, plan.n_slots), np.int64)
+        out = np.zeros((len(self.det.modules), len(self.det.train_ids), plan.n_slots), bool)
         for i in range(len(self.det.modules)):
             for q in np.unique(plan.pair_ids[i][plan.pair_ids[i] >= 0]):
                 tix = np.flatnonzero(plan.pair_ids[i] == q)
                 for _off, slot, n in plan.pair_blocks[q]:
-                    out[tix, slot:slot + n] += 1
+                    out[i, tix, slot:slot + n] = True
         return out
+
+    def _recorded(self) -> np.ndarray:
+        """Flat (train, slot) mask of the slots some module recorded: the frames axis."""
+        return self._slot_masks().any(axis=0).reshape(-1)
+
+    def _as_frames(self, arr):
+        """(modules, trains, slots, ...) -> (modules, frames, ...), numpy or dask."""
+        flat = arr.reshape((arr.shape[0], -1) + tuple(arr.shape[3:]))
+        recorded = self._recorded()
+        return flat if recorded.all() else flat[:, recorded]
+
+    def buffer_shape(self, module_gaps: bool = False, roi=()) -> tuple:
+        """Shape of :meth:`ndarray`: ``(modules, frames, ...entry)`` for per-frame keys,
+        ``(modules, trains, ...entry)`` for per-train keys (as EXtra-data)."""
+        shape = self.unstacked_shape(roi, module_gaps)
+        if not self.per_frame:
+            return shape
+        return shape[:1] + (int(self._recorded().sum()),) + shape[3:]
+
+    @property
+    def shape(self) -> tuple:
+        return self.buffer_shape()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dimensions(self) -> list[str]:
+        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys."""
+        if not self.per_frame:
+            return list(self.unstacked_dims())
+        return ['module', 'train_pulse'] + self._entry_dims()
+
+    @property
+    def modules(self) -> list[int]:
+        return self.det.modules
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        return self.det.train_ids
+
+    def train_id_coordinates(self) -> np.ndarray:
+        """Train ID of each entry on the frames (or trains) axis."""
+        if not self.per_frame:
+            return np.asarray(self.det.train_ids, dtype=np.uint64)
+        n_slots = self._plan().n_slots
+        return np.repeat(np.asarray(self.det.train_ids, np.uint64), n_slots)[self._recorded()]
+
+    def __getitem__(self, trains):
+        """Select trains by position (``kd[:10]``), as EXtra-data."""
+        return self.select_trains(trains)
+
+    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
+                ) -> np.ndarray:
+        """Read into a new array of :meth:`buffer_shape` (EXtra-data's layout).
+
+        Per-frame keys give ``(modules, frames, ...)``: the frames of all trains one
+        after another (the frames some module recorded; others filled). Use
+        ``get_array`` or :meth:`unstacked_ndarray` for separate train and pulse axes.
+        """
+        arr = self.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                     module_gaps=module_gaps)
+        return self._as_frames(arr) if self.per_frame else arr
+
+    def xarray(self, *, pulses=None, fill_value=None, roi=(), astype=None,
+               subtrain_index: str | None = None, unstack_pulses: bool = False,
+               module_gaps: bool = False):
+        """Read into a labelled :class:`xarray.DataArray`.
+
+        Per-frame keys: dims ``(module, train_pulse, ...)`` with a (train, pulse)
+        MultiIndex, as EXtra-data; ``unstack_pulses=True`` gives ``(module, train,
+        pulse, ...)`` (what ``get_array`` returns). *pulses* / *subtrain_index*
+        select as :meth:`select_pulses`.
+        """
+        kd = self if pulses is None and subtrain_index is None else \
+            self.select_pulses(pulses if pulses is not None else self.pulses, subtrain_index)
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        arr = kd.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                   module_gaps=module_gaps)
+        if unstack_pulses or not kd.per_frame:
+            return kd._wrap_unstacked(arr, roi, module_gaps)
+        return kd._wrap_frames(kd._as_frames(arr), roi, module_gaps)
+
+    def _wrap_frames(self, arr, roi, module_gaps):
+        import pandas as pd
+        import xarray as xr
+        coords = self.unstacked_coords(module_gaps)
+        index = pd.MultiIndex.from_product(
+            [coords['train'], coords[self.pulse_dim]], names=['train', self.pulse_dim])
+        recorded = self._recorded()
+        if not recorded.all():
+            index = index[recorded]
+        frames = xr.Coordinates.from_pandas_multiindex(index, 'train_pulse')
+        return xr.DataArray(arr, dims=('module', 'train_pulse') + tuple(self._entry_dims(roi)),
+                            coords={'module': coords['module'], **frames}, name=self.key)
+
+    def dask_array(self, *, labelled: bool = False, fill_value=None, roi=(), astype=None,
+                   chunk_bytes=None, module_gaps: bool = False, unstack_pulses: bool = False):
+        """Lazy :meth:`ndarray` (labelled like :meth:`xarray` if *labelled*).
+
+        One chunk is one module x a block of trains (*chunk_bytes*, default
+        :data:`exfel_data.keydata.DASK_CHUNK_BYTES`, 128 MiB); the task graph holds
+        file names and row numbers only, so it runs on a ``dask.distributed`` cluster.
+        ``unstack_pulses=True`` keeps train and pulse axes apart (as ``get_dask_array``).
+        """
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        arr = self.unstacked_dask_array(fill_value=fill_value, roi=roi, astype=astype,
+                                        chunk_bytes=chunk_bytes, module_gaps=module_gaps)
+        if unstack_pulses or not self.per_frame:
+            return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
+        arr = self._as_frames(arr)
+        return self._wrap_frames(arr, roi, module_gaps) if labelled else arr
+
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """(modules, frames) bool: True where a module has data (EXtra-data's).
+
+        The frames axis is that of :meth:`ndarray`; for per-train keys (modules, trains).
+        """
+        if self.per_frame:
+            masks = self._slot_masks()
+            have = masks.reshape(masks.shape[0], -1)[:, self._recorded()]
+        else:
+            have = self._plan().covered() > 0
+        if not module_gaps:
+            return have
+        out = np.zeros((self.det.n_modules,) + have.shape[1:], bool)
+        out[self._module_slots(True)] = have
+        return out
+
+    def data_availability_slots(self) -> np.ndarray:
+        """(trains, slots) number of modules with a frame in each pulse slot."""
+        return self._slot_masks().sum(axis=0)
 
 
 def _token(*parts) -> str:
@@ -362,9 +486,10 @@ class MaskedDetectorKeyData(DetectorKeyData):
         except FillValueError as e:
             raise FillValueError(f"masked_value: {e}") from None
 
-    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
-        data = super().ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                               module_gaps=module_gaps)
+    def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
+                          module_gaps: bool = False):
+        data = super().unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                         module_gaps=module_gaps)
         value = self._check_value(data.dtype)
         mask_kd = self._mask()
         plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
@@ -381,24 +506,20 @@ class MaskedDetectorKeyData(DetectorKeyData):
             data[slot][self._bad(mask)] = value
         return data
 
-    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = False):
+    def unstacked_dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                             module_gaps: bool = False, labelled: bool = False):
         import dask.array as da
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
         value = self._check_value(dtype)
         chunking = self._chunking(roi, dtype.itemsize, chunk_bytes)
-        data = DetectorKeyData.dask_array(self, fill_value=fill_value, roi=roi, astype=astype,
-                                          module_gaps=module_gaps, labelled=False,
-                                          _chunking=chunking)
-        mask = self._mask().dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
-                                       labelled=False, _chunking=chunking)
+        data = DetectorKeyData.unstacked_dask_array(
+            self, fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
+            _chunking=chunking)
+        mask = self._mask().unstacked_dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
+                                                 _chunking=chunking)
         arr = da.where(self._bad(mask), value, data)
-        if not labelled:
-            return arr
-        import xarray as xr
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
+        return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
 
 
 def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
@@ -410,7 +531,8 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
     frames_per_part = max(1, chunk_bytes // frame_bytes)
     for part in det.split_trains(frames_per_part=frames_per_part):
         keydata = {k: part[k].select_pulses(pulses, subtrain_index) for k in keys}
-        arrays = {k: kd.xarray(fill_value=fill_value) for k, kd in keydata.items()}
+        arrays = {k: kd.xarray(fill_value=fill_value, unstack_pulses=True)
+                  for k, kd in keydata.items()}
         plans = {k: kd._plan() for k, kd in keydata.items()}
         have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
         n_mod = len(part.modules)
