@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import MultiModuleDetector
-from .errors import NoDetectorError
+from .errors import ModuleMismatchError, NoDetectorError
 from .identify import KINDS, find_detectors
 
 __all__ = ['AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU', 'ALL', 'open_detector',
@@ -34,9 +36,29 @@ class AGIPD500K(AGIPD1M):
 
 
 class LPD1M(XtdfDetector):
-    """LPD-1M: 16 modules of 256 x 256 pixels."""
+    """LPD-1M: 16 modules of 256 x 256 pixels.
+
+    Extra parameter *parallel_gain* (as EXtra-data): the data was recorded in
+    parallel-gain mode, each train holding its pulses three times (high, medium, low
+    gain). Frames then get a ``gain`` dim (0-2) before the pulse dim, labelled with the
+    pulse (or cell) IDs of the first third (the others are not valid in such files);
+    pulse selections apply within each gain stage.
+    """
 
     kind = KINDS['LPD1M']
+
+    def __init__(self, data, detector_name=None, modules=None, *, parallel_gain: bool = False,
+                 **kwargs):
+        super().__init__(data, detector_name, modules, **kwargs)
+        self.parallel_gain = bool(parallel_gain)
+        if self.parallel_gain:
+            counts = self.entry_counts
+            bad = np.flatnonzero(((counts % 3) != 0).any(axis=1))
+            if bad.size:
+                raise ModuleMismatchError(
+                    f"parallel_gain=True needs the frames in each train to be divisible by 3; "
+                    f"train {int(self.train_ids[bad[0]])} has "
+                    f"{sorted(set(counts[bad[0]].tolist()))} frames per module")
 
 
 class DSSC1M(XtdfDetector):

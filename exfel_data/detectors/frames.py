@@ -16,7 +16,11 @@ import numpy as np
 from exfel_data.selection import by_id, by_index
 
 __all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
-           'majority']
+           'majority', 'gain_stage_labels', 'GAIN_STRIDE']
+
+#: In LPD parallel-gain data a frame's label is ``stage * GAIN_STRIDE + pulse label``, so
+#: sorted labels run through the pulses of gain stage 0, then 1, then 2.
+GAIN_STRIDE = 1 << 40
 
 _ById, _ByIndex = type(by_id), type(by_index)
 
@@ -225,8 +229,37 @@ def _runs(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return np.stack([offsets[starts], slots[starts], lengths], axis=1).astype(np.int64)
 
 
+def gain_stage_labels(counts: np.ndarray, labels: np.ndarray | None, stages: int = 3
+                      ) -> np.ndarray:
+    """Labels of parallel-gain frames: each train holds *stages* runs of the same pulses.
+
+    Only the first run's labels are valid (LPD writes junk in the others), so every
+    frame gets ``stage * GAIN_STRIDE + label of the same position in the first run``.
+    *labels* None means positions in the train.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    bad = counts % stages != 0
+    if bad.any():
+        raise ValueError(f"parallel gain needs the frames in each train to be divisible by "
+                         f"{stages}; {counts[bad][0]} frames in train #{np.flatnonzero(bad)[0]}")
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.arange(total) - starts
+    per_stage = np.repeat(counts // stages, counts)
+    stage, first = np.divmod(pos, np.maximum(per_stage, 1))
+    base = first if labels is None else \
+        np.asarray(labels).astype(np.int64, copy=False).reshape(-1)[starts + first]
+    return stage * GAIN_STRIDE + base
+
+
+def _stage_positions(pulses: PulseSelection, size: int, stages: int) -> np.ndarray:
+    """by_index positions applied within each gain stage of a train of *size* frames."""
+    n = size // stages
+    return np.concatenate([g * n + pulses.positions(n) for g in range(stages)])
+
+
 def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray,
-               exclude: np.ndarray | None = None) -> SlotPlan:
+               exclude: np.ndarray | None = None, stages: int = 1) -> SlotPlan:
     """Apply a pulse selection and assign output slots.
 
     Parameters
@@ -238,7 +271,12 @@ def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray
         (the frames most modules recorded); -1 for trains without data.
     exclude : np.ndarray, optional
         (modules, trains) bool; True drops that module's frames in that train.
+    stages : int
+        Parallel-gain stages per train (labels from :func:`gain_stage_labels`):
+        ``by_index`` and ``by_id`` apply within each stage.
     """
+    def positions(size: int) -> np.ndarray:
+        return _stage_positions(pulses, size, stages) if stages > 1 else pulses.positions(size)
     ids = pat.ids if exclude is None else np.where(exclude, -1, pat.ids)
     # Selected frame offsets (and their labels) for each (pattern, reference) pair;
     # pairs are found with one unique() rather than a Python loop over (module, train).
@@ -257,12 +295,12 @@ def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray
         if pulses.kind == 'all':
             offs = np.arange(seq.size)
         elif pulses.kind == 'id':
-            offs = np.flatnonzero(pulses.id_mask(seq))
+            offs = np.flatnonzero(pulses.id_mask(seq % GAIN_STRIDE if stages > 1 else seq))
         elif r < 0 or np.unique(seq).size != seq.size:
-            offs = pulses.positions(seq.size)  # no usable labels: positions in the train
+            offs = positions(seq.size)  # no usable labels: positions in the train
         else:
             ref = pat.patterns[r]
-            offs = np.flatnonzero(np.isin(seq, ref[pulses.positions(ref.size)]))
+            offs = np.flatnonzero(np.isin(seq, ref[positions(ref.size)]))
         sel_offsets.append(offs)
         sel_labels.append(seq[offs])
 

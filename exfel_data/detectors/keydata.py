@@ -11,7 +11,15 @@ from exfel_data.reading import roi_shape
 from exfel_data.selection import find_train_ids
 
 from .errors import FillValueError, ModuleMismatchError, warn_user
-from .frames import LabelPatterns, expand_blocks, majority, normalise_pulses, plan_slots
+from .frames import (
+    GAIN_STRIDE,
+    LabelPatterns,
+    expand_blocks,
+    gain_stage_labels,
+    majority,
+    normalise_pulses,
+    plan_slots,
+)
 from .readblocks import ModuleRows, Segment, read_box
 from .stacking import checked_fill, default_fill
 
@@ -39,6 +47,8 @@ class DetectorKeyData:
         self.subtrain_index = subtrain_index
         group = key.split('.', 1)[0]
         self.per_frame = det.frames_group is not None and group == det.frames_group
+        # LPD parallel gain: each train's frames are 3 gain stages of the same pulses
+        self._stages = 3 if self.per_frame and getattr(det, 'parallel_gain', False) else 1
         self._check_modules_agree()
 
     def _check_modules_agree(self):
@@ -137,6 +147,8 @@ class DetectorKeyData:
                         f"{det.modno_to_source[m]}: {labels.size} entries of {label_key!r} "
                         f"but {counts[i].sum()} of {self.key!r}; the file index is inconsistent"
                     )
+            if self._stages > 1:
+                labels = gain_stage_labels(counts[i], labels, self._stages)
             pat.add_module(i, counts[i], labels)
         # by_index positions refer to the frames of the modules that agree with the
         # majority frame count (the same vote as the detector's reference_counts)
@@ -146,7 +158,12 @@ class DetectorKeyData:
         exclude = None
         if det.mismatched_frames == 'exclude':
             exclude = ~agree & (counts > 0)
-        plan = plan_slots(pat, self.pulses, reference, exclude)
+        plan = plan_slots(pat, self.pulses, reference, exclude, self._stages)
+        if self._stages > 1 and plan.n_slots % self._stages:
+            raise ModuleMismatchError(
+                f"{det.detector_name}: parallel gain stages hold different pulses "
+                f"({plan.n_slots} slots for {self._stages} stages); read with "
+                f"parallel_gain=False")
         if plan.positional and use_labels:
             warn_user(f"{det.detector_name}: {label_key} values repeat within a train, so the "
                       f"pulse axis is labelled by position in the train instead")
@@ -176,8 +193,10 @@ class DetectorKeyData:
         return SUBTRAIN_INDEXES[self.subtrain_index] if plan.use_labels else 'pulse'
 
     def unstacked_dims(self, roi=()) -> tuple[str, ...]:
-        """Dims of the unstacked layout: ``(module, train, [pulse,] ...entry)``."""
+        """Dims of the unstacked layout: ``(module, train, [[gain,] pulse,] ...entry)``."""
         pulse = (self.pulse_dim,) if self._plan().has_pulse_axis else ()
+        if self._stages > 1:
+            pulse = ('gain',) + pulse
         return ('module', 'train') + pulse + tuple(self._entry_dims(roi))
 
     def _module_numbers(self, module_gaps: bool) -> list[int]:
@@ -187,7 +206,14 @@ class DetectorKeyData:
         return self.det.modules
 
     def unstacked_shape(self, roi=(), module_gaps: bool = False) -> tuple:
-        """Shape of the unstacked layout: ``(modules, trains, [pulses,] ...entry)``."""
+        """Shape of the unstacked layout: ``(modules, trains, [[gain,] pulses,] ...entry)``."""
+        shape = self._read_shape(roi, module_gaps)
+        if self._stages > 1:
+            shape = shape[:2] + (self._stages, shape[2] // self._stages) + shape[3:]
+        return shape
+
+    def _read_shape(self, roi=(), module_gaps: bool = False) -> tuple:
+        """``(modules, trains, [slots,] ...entry)``: how reads fill the output."""
         plan = self._plan()
         roi = roi if isinstance(roi, tuple) else (roi,)
         pulse = (plan.n_slots,) if plan.has_pulse_axis else ()
@@ -200,6 +226,9 @@ class DetectorKeyData:
              'train': np.asarray(self.det.train_ids, dtype=np.uint64)}
         if plan.has_pulse_axis:
             labels = plan.labels
+            if self._stages > 1:
+                c['gain'] = np.arange(self._stages, dtype=np.uint8)
+                labels = labels[:len(labels) // self._stages] % GAIN_STRIDE
             c[self.pulse_dim] = (labels.astype(np.uint64) if plan.use_labels and
                                  not plan.positional else labels)
         return c
@@ -218,7 +247,7 @@ class DetectorKeyData:
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
         return (roi, self._plan(), dtype, default_fill(dtype, fill_value),
-                self.unstacked_shape(roi, module_gaps))
+                self._read_shape(roi, module_gaps))
 
     # -- reading ----------------------------------------------------------------------
     def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
@@ -239,7 +268,8 @@ class DetectorKeyData:
         full = (shape[0] == len(self.det.modules)
                 and int(plan.covered().sum()) == len(self.det.modules) * n_trains * n_slots)
         entry_ndim = len(shape) - (3 if plan.has_pulse_axis else 2)
-        return read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+        out = read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+        return out.reshape(self.unstacked_shape(roi, module_gaps))
 
 
     def _chunking(self, roi, itemsize: int, chunk_bytes):
@@ -300,6 +330,8 @@ class DetectorKeyData:
             chunks += (tuple(b - a for a, b in slot_bounds),)
         chunks += tuple((n,) for n in entry)
         arr = da.Array(dsk, name, chunks=chunks, dtype=dtype)
+        if self._stages > 1:
+            arr = arr.reshape(self.unstacked_shape(roi, module_gaps))
         if not labelled:
             return arr
         return self._wrap_unstacked(arr, roi, module_gaps)
@@ -326,8 +358,9 @@ class DetectorKeyData:
         return self._slot_masks().any(axis=0).reshape(-1)
 
     def _as_frames(self, arr):
-        """(modules, trains, slots, ...) -> (modules, frames, ...), numpy or dask."""
-        flat = arr.reshape((arr.shape[0], -1) + tuple(arr.shape[3:]))
+        """(modules, trains, [gain,] slots, ...) -> (modules, frames, ...), numpy or dask."""
+        lead = 3 if self._stages == 1 else 4
+        flat = arr.reshape((arr.shape[0], -1) + tuple(arr.shape[lead:]))
         recorded = self._recorded()
         return flat if recorded.all() else flat[:, recorded]
 
@@ -408,8 +441,8 @@ class DetectorKeyData:
         import pandas as pd
         import xarray as xr
         coords = self.unstacked_coords(module_gaps)
-        index = pd.MultiIndex.from_product(
-            [coords['train'], coords[self.pulse_dim]], names=['train', self.pulse_dim])
+        names = ['train'] + (['gain'] if self._stages > 1 else []) + [self.pulse_dim]
+        index = pd.MultiIndex.from_product([coords[n] for n in names], names=names)
         recorded = self._recorded()
         if not recorded.all():
             index = index[recorded]
@@ -544,7 +577,7 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                 one = arr[:, t]
                 if 'train' in one.coords:
                     one = one.drop_vars('train')
-                if keydata[k].per_frame:
+                if keydata[k].per_frame and keydata[k]._stages == 1:
                     # Keep the pulse slots some module filled in this train
                     slots = np.zeros(plans[k].n_slots, bool)
                     for i in range(n_mod):

@@ -128,3 +128,65 @@ def test_import_exfel_data_does_not_import_pandas():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == '[]'
+
+
+@pytest.fixture(scope='module')
+def lpd_six_frames(tmp_path_factory):
+    from exfel_data.testing import LPD1M as SimLPD
+
+    path = make_run(tmp_path_factory.mktemp('lpd_pg') / 'r', n_trains=3, progress=False,
+                    trains_per_file=2,
+                    devices=[*SimLPD(raw=True, frames_per_train=6, module_shape=SHAPE,
+                                     modules=[0, 3])])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return path, RunDirectory(path)
+
+
+def test_lpd_parallel_gain_as_extra_data(lpd_six_frames):
+    import extra_data
+    from extra_data.components import LPD1M as TheirLPD
+
+    from exfel_data import by_id, by_index
+    from exfel_data.detectors import LPD1M
+
+    path, run = lpd_six_frames
+    ours = LPD1M(run, raw=True, parallel_gain=True)
+    theirs = TheirLPD(extra_data.RunDirectory(str(path)), raw=True, parallel_gain=True)
+    for sel, their_sel in [(None, np.s_[:]), (by_index[1:], extra_data.by_index[1:]),
+                           (by_id[[16]], extra_data.by_id[[16]])]:
+        a = ours.get_array('image.data', pulses=sel)
+        b = theirs.get_array('image.data', pulses=their_sel)
+        assert a.dims == b.dims == ('module', 'train', 'gain', 'pulse', 'slow_scan',
+                                    'fast_scan')
+        for c in ('train', 'gain', 'pulse'):
+            np.testing.assert_array_equal(a.coords[c], b.coords[c])
+        np.testing.assert_array_equal(a.values, b.values)
+        ka = ours['image.data'].select_pulses(sel)
+        xa = ka.xarray()
+        xb = (theirs['image.data'].select_pulses(their_sel) if sel is not None
+              else theirs['image.data']).xarray()
+        assert list(xa.indexes['train_pulse']) == list(xb.indexes['train_pulse'])
+        np.testing.assert_array_equal(xa.values, xb.values)
+        np.testing.assert_array_equal(ka.dask_array().compute(), xb.values)
+    lazy = ours.get_dask_array('image.data', chunk_bytes=300)
+    np.testing.assert_array_equal(lazy.values, ours.get_array('image.data').values)
+    # the gain stages of one pulse are the file's frames 0, 2, 4 of each train
+    frames = run['FXE_DET_LPD1M-1/DET/3CH0:xtdf', 'image.data'].ndarray()[:6, 0]
+    np.testing.assert_array_equal(ours.get_array('image.data').values[1, 0, :, 0],
+                                  frames[[0, 2, 4]])
+
+
+def test_lpd_parallel_gain_needs_frames_divisible_by_3(tmp_path):
+    from exfel_data.detectors import LPD1M
+    from exfel_data.testing import LPD1M as SimLPD
+
+    path = make_run(tmp_path / 'r', n_trains=2, progress=False,
+                    devices=[*SimLPD(raw=True, frames_per_train=4, module_shape=SHAPE,
+                                     modules=[0])])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        run = RunDirectory(path)
+    with pytest.raises(ModuleMismatchError, match=r'divisible by 3; train 10000 has \[4\]'):
+        LPD1M(run, raw=True, parallel_gain=True)
+    assert LPD1M(run, raw=True).frames_per_train == 4
