@@ -107,7 +107,7 @@ def _stack_group(ds: DetectorSources, data: dict, layout: str) -> dict | None:
             out[key] = value
     out["modulesPresent"] = [m + start in present for m in range(n_modules)]
     out["sources"] = [sources.get(m + start, "") for m in range(n_modules)]
-    out["metadata"] = {**first.get("metadata", {}), "source": stacked_name(ds, data, layout)}
+    out["metadata"] = {**first.get("metadata", {}), "source": _stacked_name(ds, data, layout)}
     return out
 
 
@@ -120,7 +120,7 @@ def _online_stack(modules: dict, key: str, n_modules: int) -> np.ndarray:
     return np.ascontiguousarray(stack.transpose(order))
 
 
-def stacked_name(ds: DetectorSources, data: dict, layout: str) -> str:
+def _stacked_name(ds: DetectorSources, data: dict, layout: str) -> str:
     """``<DET>/DET/APPEND`` (files, as EXtra-data) or ``<DET>/CAL/APPEND_RAW|_CORRECTED``."""
     if layout == "file":
         return f"{ds.detector_name}/DET/APPEND"

@@ -199,6 +199,7 @@ class SlotPlan:
         self.positional = positional
         self.pair_ids = pair_ids
         self.pair_blocks = pair_blocks
+        self._masks: np.ndarray | None = None
 
     @property
     def n_slots(self) -> int:
@@ -209,14 +210,17 @@ class SlotPlan:
         sizes = np.array([b[:, 2].sum() for b in self.pair_blocks] + [0], dtype=np.int64)
         return sizes[self.pair_ids]  # -1 -> the trailing 0
 
-    def slot_mask(self, mod_ix: int, t: int) -> np.ndarray:
-        """Boolean mask over the pulse axis of slots this module fills in train *t*."""
-        mask = np.zeros(self.n_slots, bool)
-        q = self.pair_ids[mod_ix, t]
-        if q >= 0:
-            for _off, slot, n in self.pair_blocks[q]:
-                mask[slot:slot + n] = True
-        return mask
+    def masks(self) -> np.ndarray:
+        """(modules, trains, slots) bool: True where a module fills a slot (computed once)."""
+        if self._masks is None:
+            out = np.zeros(self.pair_ids.shape + (self.n_slots,), bool)
+            for i, ids in enumerate(self.pair_ids):
+                for q in np.unique(ids[ids >= 0]):
+                    tix = np.flatnonzero(ids == q)
+                    for _off, slot, n in self.pair_blocks[q]:
+                        out[i, tix, slot:slot + n] = True
+            self._masks = out
+        return self._masks
 
 
 def _runs(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:

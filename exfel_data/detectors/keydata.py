@@ -342,20 +342,9 @@ class DetectorKeyData:
                             coords=self.unstacked_coords(module_gaps), name=self.key)
 
     # -- EXtra-data's layout: frames of all trains on one axis --------------------------
-    def _slot_masks(self) -> np.ndarray:
-        """(modules, trains, slots) True where a module has a selected frame."""
-        plan = self._plan()
-        out = np.zeros((len(self.det.modules), len(self.det.train_ids), plan.n_slots), bool)
-        for i in range(len(self.det.modules)):
-            for q in np.unique(plan.pair_ids[i][plan.pair_ids[i] >= 0]):
-                tix = np.flatnonzero(plan.pair_ids[i] == q)
-                for _off, slot, n in plan.pair_blocks[q]:
-                    out[i, tix, slot:slot + n] = True
-        return out
-
     def _recorded(self) -> np.ndarray:
         """Flat (train, slot) mask of the slots some module recorded: the frames axis."""
-        return self._slot_masks().any(axis=0).reshape(-1)
+        return self._plan().masks().any(axis=0).reshape(-1)
 
     def _as_frames(self, arr):
         """(modules, trains, [gain,] slots, ...) -> (modules, frames, ...), numpy or dask."""
@@ -473,7 +462,7 @@ class DetectorKeyData:
         The frames axis is that of :meth:`ndarray`; for per-train keys (modules, trains).
         """
         if self.per_frame:
-            masks = self._slot_masks()
+            masks = self._plan().masks()
             have = masks.reshape(masks.shape[0], -1)[:, self._recorded()]
         else:
             have = self._plan().covered() > 0
@@ -482,10 +471,6 @@ class DetectorKeyData:
         out = np.zeros((self.det.n_modules,) + have.shape[1:], bool)
         out[self._module_slots(True)] = have
         return out
-
-    def data_availability_slots(self) -> np.ndarray:
-        """(trains, slots) number of modules with a frame in each pulse slot."""
-        return self._slot_masks().sum(axis=0)
 
 
 def _token(*parts) -> str:
@@ -568,7 +553,6 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                   for k, kd in keydata.items()}
         plans = {k: kd._plan() for k, kd in keydata.items()}
         have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
-        n_mod = len(part.modules)
         for t, tid in enumerate(part.train_ids):
             if not have[:, t].any() or (require_all and not have[:, t].all()):
                 continue
@@ -579,9 +563,7 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                     one = one.drop_vars('train')
                 if keydata[k].per_frame and keydata[k]._stages == 1:
                     # Keep the pulse slots some module filled in this train
-                    slots = np.zeros(plans[k].n_slots, bool)
-                    for i in range(n_mod):
-                        slots |= plans[k].slot_mask(i, t)
+                    slots = plans[k].masks()[:, t].any(axis=0)
                     if not slots.all():
                         one = one[:, slots]
                 out[k] = one
