@@ -180,7 +180,7 @@ def main() -> None:
 @click.option("--data-like", type=click.Choice(["online", "file"]), default="online",
               show_default=True,
               help="AGIPD/LPD axis order: online = (modules, fs, ss, pulses), "
-                   "file = (pulses, modules, ss, fs).")
+                   "file = (pulses, modules, ss, fs) as stack_detector_data.")
 @click.option("-n", "--pulses", type=click.IntRange(min=1), default=None,
               help="Frames per train (JUNGFRAU: memory cells; XGM: pulses). "
                    "Default: AGIPD 64, LPD 300, JUNGFRAU 1, XGM 50.")
@@ -243,12 +243,18 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
               help="Train positions START:STOP[:STEP] like Python slicing ('10:20', ':100', "
                    "'-10:', one index '5') or train IDs id:FIRST:STOP[:STEP].")
 @click.option("--append-detector-modules", "append", is_flag=True,
-              help="Stack AGIPD/LPD/DSSC module sources into one source <DET>/DET/APPEND, "
-                   "image.data shaped (pulses, modules, ss, fs), with per-frame image.cellId "
-                   "and image.pulseId.")
-@click.option("--dummy-timestamps", is_flag=True,
+              help="Stack the module sources of each detector (AGIPD/LPD/DSSC/JUNGFRAU) into "
+                   "one source, as EXtra-data's serve-files: <DET>/DET/APPEND, image.data "
+                   "(pulses, modules, ss, fs), raw AGIPD (pulses, 2, modules, ss, fs).")
+@click.option("--layout", type=click.Choice(["file", "online"]), default="file",
+              show_default=True,
+              help="With --append-detector-modules: 'online' sends what the live online "
+                   "calibration sends instead: <DET>/CAL/APPEND_CORRECTED (or _RAW), "
+                   "image.data (modules, fs, ss, pulses), with timestamps.")
+@click.option("--dummy-timestamps/--no-dummy-timestamps", default=None,
               help="Add wall-clock timestamps (timestamp, .sec, .frac) of the sending time: "
-                   "files have none, and monitors drop trains without them.")
+                   "files have none, and monitors drop trains without them. Default: on with "
+                   "--layout online, else off.")
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--loop", is_flag=True,
               help="Start again from the first train after the last (until Ctrl-C).")
@@ -259,8 +265,8 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
 @_socket_option("Server socket: REP (REQ clients share the trains), PUB (copies), PUSH "
                 "(round-robin).")
 @_curve_server_options
-def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps, rate, loop,
-              policy, sock, curve_secret_key, curve_allow) -> None:
+def serve_run(run_dir, endpoint, sources, key, trains, append, layout, dummy_timestamps, rate,
+              loop, policy, sock, curve_secret_key, curve_allow) -> None:
     """Stream a run (RUN_DIR) train by train on ENDPOINT.
 
     \b
@@ -286,11 +292,13 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
         raise click.BadParameter(str(e), param_hint="--trains") from None
     progress = _Progress(loopback_only)
     progress.note = _curve_note(curve_secret_key, curve_allow)
+    if layout == "online" and not append:
+        raise click.BadParameter("applies with --append-detector-modules", param_hint="--layout")
     with stop_on_signals() as stop:
         try:
             selection = select_run(run_dir, sources or ("*",), key, train_sel)
             progress.total = None if loop else len(selection.train_ids)
-            serve(selection, bind, append_detector_modules=append,
+            serve(selection, bind, append_detector_modules=append, layout=layout,
                   dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
                   policy=policy, stop=stop, curve_secret_key=curve_secret_key,
                   curve_allow=curve_allow, on_ready=progress.ready, on_train=progress)

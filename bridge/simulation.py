@@ -156,9 +156,10 @@ class Simulator:
         Raw (uint16, AGIPD with a gain axis) instead of corrected (float32) detector data.
     data_like : {'online', 'file'}
         Axis order of AGIPD/LPD ``image.data``. ``'online'`` as the online calibration sends it:
-        (modules, fs, ss, pulses), raw AGIPD (modules, fs, ss, 2, pulses); ``'file'`` as in
-        files: (pulses, modules, ss, fs), raw AGIPD (pulses, modules, 2, ss, fs). A single
-        module drops the modules axis.
+        (modules, fs, ss, pulses), raw AGIPD (modules, fs, ss, 2, pulses); ``'file'`` as
+        ``stack_detector_data`` and ``serve-run --append-detector-modules`` stack files:
+        (pulses, modules, ss, fs), raw AGIPD (pulses, 2, modules, ss, fs). A single module
+        drops the modules axis.
     pulses : int, optional
         Frames per train (memory cells for JUNGFRAU, pulses for the XGM); default per detector
         (AGIPD 64, LPD 300, JUNGFRAU 1, XGM 50).
@@ -249,8 +250,9 @@ class Simulator:
         if gain_axis:
             module_axes = ("gain",) + module_axes
         sizes = {"pulse": self.pulses, "module": n_mod, "gain": 2, "ss": ss, "fs": fs}
-        if self.data_like == "file":
-            axes = ("pulse",) + (("module",) if n_mod > 1 else ()) + module_axes
+        if self.data_like == "file":     # as stack_detector_data: module axis at -3
+            axes = ("pulse",) + module_axes[:-2] + (("module",) if n_mod > 1 else ()) \
+                + module_axes[-2:]
         else:
             axes = (("module",) if n_mod > 1 else ()) + module_axes[::-1] + ("pulse",)
         shape = tuple(sizes[a] for a in axes)

@@ -10,6 +10,7 @@ from .detectors import (
     JUNGFRAU,
     LPD1M,
     identify_multimod_detectors,
+    stack_data,
     stack_detector_data,
 )
 from .exceptions import (
@@ -40,5 +41,5 @@ __all__ = [
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
-    "stack_detector_data",
+    "stack_data", "stack_detector_data",
 ]

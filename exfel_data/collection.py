@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import format as fmt
+from .detectors.identify import detector_modules
 from .exceptions import (
     DuplicateTrainError,
     MultiRunError,
@@ -42,10 +43,6 @@ format 0.5). ``origin`` names the source that sent it where INDEX/origin says so
 
 _Source = namedtuple("_Source", "section files keys")
 
-DETECTOR_MODULE_RE = re.compile(
-    r"^(?P<det>.+?)/(?:DET|CORR)/(?P<mod>\d+)CH0:(?:xtdf|output)$"
-    r"|^(?P<jdet>.+?)/DET/JNGFR(?P<jmod>\d+):daqOutput$"
-)
 _RUN_PATH_RE = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
 
 
@@ -449,14 +446,13 @@ class DataCollection:
         return _suspect_trains(self.files)
 
     def detector_modules(self) -> dict[str, dict[int, str]]:
-        """Detector module sources grouped by detector: {detector: {module: source}}."""
-        dets: dict[str, dict[int, str]] = {}
-        for s in self.instrument_sources:
-            m = DETECTOR_MODULE_RE.match(s)
-            if m:
-                det = m["det"] or m["jdet"]
-                dets.setdefault(det, {})[int(m["mod"] or m["jmod"])] = s
-        return dets
+        """Detector module sources grouped by detector: ``{detector: {module: source}}``.
+
+        Sorted by detector name and module number; module numbers as in the source
+        names (JUNGFRAU from 1); corrected sources when a detector has both. The same
+        rule as the detector classes (:func:`exfel_data.detectors.identify.detector_modules`).
+        """
+        return detector_modules(self.instrument_sources)
 
     def info(self, details_for_sources=(), file=None) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources."""
