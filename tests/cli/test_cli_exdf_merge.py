@@ -33,7 +33,7 @@ def assert_same_data(src_run, out_path, sources_keys, extra_data_too=True):
     ours = RunDirectory(str(out_path))
     readers = [ours]
     if extra_data_too:
-        extra_data = pytest.importorskip("extra_data")
+        import extra_data
         readers.append(extra_data.RunDirectory(str(out_path)))
     for r in readers:
         np.testing.assert_array_equal(r.train_ids, src_run.train_ids)
@@ -213,7 +213,7 @@ def test_workers_with_part_outputs(run_dir, tmp_path):
 
 
 def test_scheduler_address(run_dir, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
     sel = [f"{XGM}[*.value]"]
     convert(run_dir, whole, "csv", select=sel)
@@ -221,5 +221,9 @@ def test_scheduler_address(run_dir, tmp_path):
                                   dashboard_address=":0") as cluster:
         res = cli("convert", run_dir, par, "--to", "csv", "-q", "--select", sel[0],
                   "--scheduler", cluster.scheduler_address, "--workers", "3")
+        # the parts ran on this cluster (an ignored --scheduler would leave it idle)
+        # (state_counts: how many tasks ever reached a state)
+        ran = sum(p.state_counts["memory"] for p in cluster.scheduler.task_prefixes.values())
     assert res.exit_code == 0, res.output
+    assert ran == 3, "the parts did not run on the cluster"
     assert par.read_text() == whole.read_text()
