@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
 
 from .errors import NoDetectorError
 from .identify import DetectorKind, DetectorSources, find_detectors
+
+if TYPE_CHECKING:  # pandas is imported where used: `import exfel_data` stays fast
+    import pandas as pd
 
 __all__ = ['MultiModuleDetector', 'DetectorDataWarning', 'identify_multimod_detectors']
 
@@ -178,6 +181,7 @@ class MultiModuleDetector:
 
     def _module_counts(self, data) -> pd.DataFrame:
         """Entries per train of the main key for each module, from the index only."""
+        import pandas as pd
         tids = np.asarray(data.train_ids, dtype=np.uint64)
         group = self.kind.main_key.split('.', 1)[0]
         cols = {modno: _index_counts(data, src, group, tids)
@@ -249,6 +253,7 @@ class MultiModuleDetector:
     @property
     def frame_counts(self) -> pd.Series:
         """Frames per train that most modules recorded (index: train ID)."""
+        import pandas as pd
         return pd.Series(self._reference_counts(), index=self._counts.index,
                          name='frames')
 
@@ -374,6 +379,7 @@ class MultiModuleDetector:
         arr = kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps)
         if unstack_pulses or not kd.per_frame:
             return arr
+        import pandas as pd
         import xarray as xr
         # Flatten (train, pulse) as a view, keep the slots some module recorded
         values = arr.values.reshape((arr.shape[0], -1) + arr.shape[3:])
