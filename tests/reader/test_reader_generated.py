@@ -349,3 +349,36 @@ def test_run_handler(tmp_path, capsys):
     assert [t for t, _ in h.trains(devices={MOTOR: None})] == plan.train_ids.tolist()
     ordered = h.ordered_trains
     assert len(ordered) == 20 and ordered[0][0] == 10000
+
+
+def test_union_of_runs_sharing_trains_names_the_real_files(tmp_path):
+    """Two runs recording the same train IDs: union() names both runs' files as they are."""
+    one = T.RunPlan(n_trains=6, devices=[T.XGM()], run_number=1).write(tmp_path / "r0001")
+    two = T.RunPlan(n_trains=6, devices=[T.XGM(), T.Motor(MOTOR)],
+                    run_number=2).write(tmp_path / "r0002")
+    run1, run2 = ed.RunDirectory(one), ed.RunDirectory(two)
+    with pytest.raises(ed.DuplicateTrainError, match="different folders that share train IDs"
+                       ) as exc:
+        run1.union(run2)
+    assert exc.value.train_id == 10000
+    assert exc.value.files == [str(one / "RAW-R0001-DA01-S00000.h5"),
+                               str(two / "RAW-R0002-DA01-S00000.h5")]
+    assert all(os.path.exists(f) for f in exc.value.files)
+    # different sources from each run combine; run-level values then refuse to guess
+    both = run1.union(run2.deselect("SA1_XTD2_XGM/*"))
+    assert both.all_sources == run1.all_sources | {MOTOR}
+    np.testing.assert_array_equal(both.train_ids, run1.train_ids)
+    with pytest.raises(ed.MultiRunError, match=r"run_metadata\(\) needs data from a single "
+                       r"run, but this data combines several \(runs .*r0001.*r0002"):
+        both.run_metadata()
+
+
+def test_union_of_runs_with_different_trains(tmp_path):
+    one = T.RunPlan(n_trains=4, devices=[T.XGM()], run_number=1).write(tmp_path / "r0001")
+    two = T.RunPlan(n_trains=4, first_train_id=10004, devices=[T.XGM()],
+                    run_number=2).write(tmp_path / "r0002")
+    both = ed.RunDirectory(one) | ed.RunDirectory(two)
+    np.testing.assert_array_equal(both.train_ids, np.arange(10000, 10008))
+    assert len(both[XGM, "beamPosition.ixPos"].ndarray()) == 8
+    with pytest.raises(ed.MultiRunError, match=r"run_value\(\) needs data from a single run"):
+        both.get_run_value(XGM, "beamPosition.ixPos")
