@@ -375,7 +375,9 @@ class DataCollection:
             raise MultiRunError("run_metadata()", sorted(map(str, self._runs)))
         if not self.files:
             return {}
-        md = self.files[0].metadata()
+        # plain Python values (int, str), as the docs show them and json.dumps takes them
+        md = {k: v.item() if isinstance(v, np.generic) else v
+              for k, v in self.files[0].metadata().items()}
         md.setdefault("dataFormatVersion", self.files[0].format_version)
         return md
 

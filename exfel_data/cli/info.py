@@ -43,10 +43,11 @@ def _key_lines(run, source: str) -> list[str]:
         shape = "(" + ", ".join(map(str, kd.entry_shape)) + \
             ("," if len(kd.entry_shape) == 1 else "") + ")"
         dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)
+        units = f" [{kd.units}]" if kd.units else ""
         per = _entries_range(counts)
         per = f", {per} entries/train" if per else ""
-        out.append(f"    - {key}: {dtype} {shape}, data in {int((counts > 0).sum())}/{n} "
-                   f"trains{per}")
+        out.append(f"    - {key}: {dtype} {shape}{units}, data in {int((counts > 0).sum())}/{n}"
+                   f" trains{per}")
     return out
 
 

@@ -228,6 +228,7 @@ def test_as_single_value_and_run_values(small_run):
     assert small_run.get_run_values("MOTOR/X") == {"actualPosition.value": 2.5}
     md = small_run.run_metadata()
     assert md["dataFormatVersion"] == "1.3" and md["runNumber"] == 7
+    assert type(md["runNumber"]) is int  # not a numpy scalar
     assert md["creationDate"] == "20261122T020000Z"
 
 
