@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from .convert import conversion_errors
+from .options import run_location
 
 
 def _natural(name: str) -> list:
@@ -113,7 +114,8 @@ def run_line(path: Path) -> str:
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True))
+@run_location("path")
+@click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--detail", metavar="GLOB",
               help="For sources matching GLOB, list each key's dtype, entry shape and how "
                    "many trains hold data.")
@@ -123,7 +125,8 @@ def info(path: str, detail: str | None, counts: bool) -> None:
     """Summarise a run folder or file: trains, duration, detectors and sources.
 
     PATH may also be a folder of runs (e.g. a proposal's raw/ folder): then one
-    line per run is printed.
+    line per run is printed. Instead of PATH, --proposal P --run R finds the run in the
+    facility's folder layout (as open_run does).
     """
     from ..write.convert import open_input
 
