@@ -111,7 +111,11 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
     prefix = os.path.join(path, "")
     paths = [prefix + n for n in names]  # absolute and normalised
     if file_filter is not None:
+        given = len(paths)
         paths = list(file_filter(paths))
+        if given and not paths:
+            raise FileNotFoundError(f"file_filter kept none of the {given} .h5 files "
+                                    f"matching {include!r} in {path}")
     if not paths:
         raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
     run_map = RunMap(path) if cache else None

@@ -313,3 +313,36 @@ def test_cxi_jungfrau(tmp_path):
         np.testing.assert_array_equal(f["entry_1/pulseId"], np.tile([0, 1, 2], 5))
         cells = run[src.format(1), "data.memoryCell"].ndarray().ravel()
         np.testing.assert_array_equal(f["entry_1/cellId"][:, 0], cells)
+
+
+@pytest.mark.parametrize("kind, source, shape", [
+    ("LPD", "FXE_DET_LPD1M-1/DET/{}CH0:xtdf", (1, 16, 8)),   # raw LPD: one gain plane
+    ("DSSC", "SCS_DET_DSSC1M-1/DET/{}CH0:xtdf", (16, 8)),    # corrected DSSC
+])
+def test_cxi_lpd_and_dssc(tmp_path, kind, source, shape):
+    from exfel_data import testing
+
+    devices = {"LPD": lambda: testing.LPD1M(raw=True, frames_per_train=3, module_shape=(16, 8),
+                                            n_modules=3),
+               "DSSC": lambda: testing.DSSC1M(raw=False, frames_per_train=3,
+                                              module_shape=(16, 8), n_modules=3)}[kind]()
+    run_dir = testing.make_run(tmp_path / "r0003", n_trains=4, trains_per_file=2,
+                               devices=list(devices), progress=False)
+    out = tmp_path / "det.cxi"
+    res = cli("convert", run_dir, out, "--to", "cxi", "-q", "--select", "*/DET/*")
+    assert res.exit_code == 0, res.output
+    with h5py.File(out, "r") as f:
+        data = f["entry_1/instrument_1/detector_1/data"]
+        assert data.shape == (4 * 3, 3, *shape)
+        np.testing.assert_array_equal(f["entry_1/instrument_1/detector_1/module_identifier"],
+                                      [0, 1, 2])
+        for m in range(3):
+            # each module's frames, read with plain h5py from its sequence files
+            frames = []
+            for path in sorted(run_dir.glob(f"*-{kind}{m:02d}-S*.h5")):
+                with h5py.File(path, "r") as mod:  # rows in use: INDEX count (preallocated)
+                    n = int(mod[f"INDEX/{source.format(m)}/image/count"][()].sum())
+                    frames.append(mod[f"INSTRUMENT/{source.format(m)}/image/data"][:n])
+            np.testing.assert_array_equal(data[:, m], np.concatenate(frames))
+        tids = np.repeat(np.arange(10000, 10004), 3)
+        np.testing.assert_array_equal(f["entry_1/trainId"], tids)

@@ -382,3 +382,22 @@ def test_union_of_runs_with_different_trains(tmp_path):
     assert len(both[XGM, "beamPosition.ixPos"].ndarray()) == 8
     with pytest.raises(ed.MultiRunError, match=r"run_value\(\) needs data from a single run"):
         both.get_run_value(XGM, "beamPosition.ixPos")
+
+
+def test_file_filter_chooses_files(tmp_path):
+    plan, path = write(tmp_path)
+    seen = []
+
+    def only_da01_first_sequence(paths):
+        seen.extend(paths)
+        return [p for p in paths if p.endswith("-DA01-S00000.h5")]
+
+    run = ed.RunDirectory(path, file_filter=only_da01_first_sequence)
+    assert sorted(os.path.basename(p) for p in seen) == sorted(f.name for f in plan.files)
+    assert [os.path.basename(f.filename) for f in run.files] == ["RAW-R0001-DA01-S00000.h5"]
+    first = next(f for f in plan.files if f.name == "RAW-R0001-DA01-S00000.h5")
+    np.testing.assert_array_equal(run.train_ids, first.train_ids)
+    assert not any("AGIPD" in s for s in run.all_sources)
+    with pytest.raises(FileNotFoundError, match=f"file_filter kept none of the "
+                       f"{len(plan.files)} .h5 files matching '\\*' in "):
+        ed.RunDirectory(path, file_filter=lambda paths: [])
