@@ -170,8 +170,9 @@ def _start_process(args, pattern):
 
 def test_our_client_reads_extra_data_serve_files(small_run):
     """extra-data's karabo-bridge-serve-files (karabo_bridge server) read by bridge.Client."""
-    pytest.importorskip("extra_data")
-    pytest.importorskip("karabo_bridge")
+    import extra_data  # noqa: F401
+    import karabo_bridge  # noqa: F401
+
     from bridge.client import Client
 
     path, plan = small_run
@@ -232,7 +233,7 @@ def serve(small_run):
 
 
 def test_karabo_bridge_client_reads_serve_run(small_run, serve):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     _, plan = small_run
     endpoint = serve(sources=["SA1_XTD2_XGM/*", "SPB_XTD9_CAM/*"], trains=slice(1, 5))
     xgm, cam = "SA1_XTD2_XGM/XGM/DOOCS", "SPB_XTD9_CAM/CAM/SIDEMIC:daqOutput"
@@ -256,7 +257,7 @@ def test_karabo_bridge_client_reads_serve_run(small_run, serve):
 
 
 def test_serve_run_append_detector_modules(small_run, serve):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     _, plan = small_run
     endpoint = serve(sources=["SPB_DET_AGIPD1M-1/*"], key="image.*", trains=slice(0, 2),
                      append_detector_modules=True, dummy_timestamps=True, sock="PUSH")
@@ -341,7 +342,7 @@ def test_serve_run_loop_repeats_the_trains(small_run, serve):
 
 
 def test_serve_run_cli(small_run):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     path, plan = small_run
     proc, endpoint = _start_process(
         ["-m", "bridge", "serve-run", str(path), "tcp://127.0.0.1:0", "--source",

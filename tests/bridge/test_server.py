@@ -402,10 +402,19 @@ def test_protocol_1_0_server(make_server):
 
 def test_stats_waiting_clients(make_server):
     server = make_server(sock='REP')
-    with Client(server.endpoint, timeout=0.2) as client:
-        with pytest.raises(TimeoutError):
-            client.next()
-    wait_until(lambda: server.stats['requests'] == 1)
+    assert server.stats['waiting_clients'] == 0
+    got = []
+    with Client(server.endpoint, timeout=10) as client:
+        reader = threading.Thread(target=lambda: got.append(client.next()))
+        reader.start()
+        # the request arrives with nothing to send: the client waits
+        wait_until(lambda: server.stats['waiting_clients'] == 1)
+        assert server.stats['requests'] == 1
+        server.feed(train(4))
+        reader.join(10)
+    assert got and got[0][1][XGM]['timestamp.tid'] == 4
+    stats = server.stats
+    assert stats['waiting_clients'] == 0 and stats['sent'] == 1
 
 
 def _many_frames_train(tid, n_sources=4, n_arrays=3):
