@@ -14,13 +14,15 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so that `import exfel_data.cli` stays cheap and free of cycles.
-    from exfel_data.cli import convert, demo, info, merge, validate
+    from exfel_data.cli import convert, demo, info, merge, process, validate
 
     main.add_command(demo.demo)
     main.add_command(info.info)
     main.add_command(validate.validate)
     main.add_command(convert.convert)
     main.add_command(merge.merge)
+    main.add_command(process.process)
+    main.add_command(process.process_merge)
 
 
 _register()
