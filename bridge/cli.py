@@ -423,3 +423,11 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast) -> None:
     if tty:
         click.echo()
     click.echo(meter.summary())
+
+
+# Analysis commands (bridge/process_cli.py): exfel-bridge process, exfel-bridge view.
+from bridge.process_cli import process as _process  # noqa: E402
+from bridge.process_cli import view as _view  # noqa: E402
+
+main.add_command(_process)
+main.add_command(_view)

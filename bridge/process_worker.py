@@ -1,0 +1,115 @@
+"""A worker process of ``exfel-bridge process``: asks for a train, runs ``process``, repeats.
+
+The wire between the runner (a ROUTER socket) and each worker (a DEALER) carries:
+
+- worker -> runner: ``[b'R']`` ready (once, after ``setup``); ``[b'F', traceback]`` setup
+  failed; ``[b'D', header, status, ...]`` done with a train, which also asks for the next:
+  status ``b'0'`` + pickled result (protocol 5: the pickle, then one frame per buffer),
+  ``b'N'`` (process returned None), ``b'E'`` + exception type + traceback.
+- runner -> worker: ``[header, *train frames]`` (a train as the bridge protocol's frames,
+  ``header`` = sequence number and train ID as two little-endian uint64) or ``[b'S']``
+  stop.
+
+A worker gets a train only after it asked for one, so no train waits behind a busy
+worker. It exits when told to stop or when the runner process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+
+import zmq
+
+from bridge.protocol import deserialize
+
+READY, FATAL, DONE, STOP = b"R", b"F", b"D", b"S"
+RESULT, EMPTY, ERROR = b"0", b"N", b"E"
+_POLL_MS = 500
+_COPY_THRESHOLD = 64 * 1024
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main() -> None:
+    """``python -m bridge.process_worker``: its arguments come pickled on stdin.
+
+    A fresh interpreter, not multiprocessing: the user's main script (or notebook) is not
+    imported again in the worker, and no thread or socket of the runner is inherited.
+    """
+    # Ctrl-C reaches the whole process group: the runner alone handles it and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_main(**pickle.load(sys.stdin.buffer))
+
+
+def worker_main(endpoint: str, identity: bytes, spec, params: dict, parent_pid: int) -> None:
+    """Serve trains from the runner at ``endpoint`` until told to stop."""
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 2000)  # the last result still leaves when we stop
+    sock.connect(endpoint)
+    try:
+        from exfel_data.analysis.contract import user_traceback
+
+        try:
+            analysis = spec.load()
+            analysis.prepare_worker(params)
+        except Exception as exc:
+            sock.send_multipart([FATAL, user_traceback(exc).encode()])
+            return
+        sock.send(READY)
+        _serve(sock, analysis, params, parent_pid)
+    finally:
+        sock.close()
+        context.term()
+
+
+def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
+    while True:
+        if not sock.poll(_POLL_MS):
+            if not _parent_alive(parent_pid) or os.getppid() == 1:
+                return  # the runner is gone: do not linger as an orphan
+            continue
+        frames = sock.recv_multipart(copy=False)
+        header = frames[0].bytes
+        if header == STOP:
+            return
+        train_id = int.from_bytes(header[8:16], "little")
+        data, _ = deserialize(frames[1:])
+        result, error_type, tb = analysis.call_process(train_id, data, params)
+        del data, frames  # free the train's frames before the result goes out
+        if error_type is not None:
+            reply = [DONE, header, ERROR, error_type.encode(), tb.encode()]
+        elif result is None:
+            reply = [DONE, header, EMPTY]
+        else:
+            reply = _result_frames(header, result)
+        for i, part in enumerate(reply):
+            more = zmq.SNDMORE if i < len(reply) - 1 else 0
+            sock.send(part, more, copy=len(memoryview(part)) < _COPY_THRESHOLD)
+
+
+def _result_frames(header: bytes, result) -> list:
+    buffers: list = []
+    try:
+        pickled = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        text = (f"process() returned a {type(result).__name__} that cannot be sent to the "
+                f"reducer (not picklable): {exc}")
+        return [DONE, header, ERROR, type(exc).__name__.encode(), text.encode()]
+    return [DONE, header, RESULT, pickled, *(b.raw() for b in buffers)]
+
+
+if __name__ == "__main__":
+    main()
