@@ -236,18 +236,37 @@ def run_offline(run, analysis: str | os.PathLike | AnalysisSpec,
         return result
     except BaseException:
         if pool is not None:
-            pool.terminate()  # also on Ctrl-C: no worker keeps reading
+            _stop_pool(pool, terminate=True)
+            pool = None
         raise
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            _stop_pool(pool, terminate=False)
 
 
 def _local_pool(n: int):
-    from ..write.convert import _local_pool as pool  # forked, ignoring Ctrl-C (parent's)
+    """N worker processes, forked now (before files are opened) where the platform can.
 
-    return pool(n)
+    A ``ProcessPoolExecutor``, not ``multiprocessing.Pool``: a worker that dies fails its
+    tasks (BrokenProcessPool) instead of leaving the run waiting forever.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ..write.convert import _ignore_sigint  # the parent alone handles Ctrl-C
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method),
+                               initializer=_ignore_sigint)
+    pool.submit(int).result()  # starts every worker process (all at once with fork)
+    return pool
+
+
+def _stop_pool(pool, terminate: bool) -> None:
+    if terminate:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()  # also on Ctrl-C: no worker keeps reading
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _bar(total: int, show: bool, label: str):
@@ -277,7 +296,7 @@ def _run_parallel(spec, params, coll, merge, reducer, pool, scheduler, workers,
                                      pure=False).result
         else:
             def submit(share):
-                return pool.apply_async(process_share, (spec, params, share, merge)).get
+                return pool.submit(process_share, spec, params, share, merge).result
         reported = False
         for i, share in _in_order(submit, shares, 2 * workers):
             stats.add(share.stats)

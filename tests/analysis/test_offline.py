@@ -187,3 +187,12 @@ def test_cli_parts_and_merge(run_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"{N_TRAINS} trains reduced" in res.output
     assert read_result(tmp_path / "all.h5").mode == "merged"
+
+
+def test_dead_worker_stops_offline_run(run_dir, write_analysis):
+    ana = write_analysis(SUM_ANALYSIS.replace(
+        "    if train_id in params[\"none_on\"]:",
+        "    if train_id == 10009:\n        import os\n        os.kill(os.getpid(), 9)\n"
+        "    if train_id in params[\"none_on\"]:"), name="dies_offline.py")
+    with pytest.raises(AnalysisError, match="A worker failed on trains 100.*BrokenProcessPool"):
+        run_offline(run_dir, ana, workers=2, progress=False)
