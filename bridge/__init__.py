@@ -4,10 +4,11 @@
 """
 from bridge.client import BridgeTimeout, Client
 from bridge.malloc import tune_malloc
+from bridge.match import TrainMatcher
 from bridge.protocol import ProtocolError, deserialize, serialize, timestamp_metadata
 from bridge.server import Server
 
 __all__ = [
     'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize', 'serialize',
-    'timestamp_metadata', 'tune_malloc',
+    'timestamp_metadata', 'tune_malloc', 'TrainMatcher',
 ]
