@@ -66,27 +66,37 @@ def result_source(label: str) -> str:
     return f"analysis/{label}"
 
 
-def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None
-                  ) -> Iterator[tuple[dict, dict] | None]:
-    """Trains from a bridge endpoint as ``(data, metadata)``; None while none arrives.
+def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None,
+                  **match: Any) -> Iterator[tuple[dict, dict] | None]:
+    """Trains from bridge endpoints as ``(data, metadata)``; None while none arrives.
 
-    The Nones (every 0.2 s without a train) let :class:`LiveRunner` notice a stop request.
-    ``timeout``: end when nothing arrived for this many seconds (default: wait forever).
+    One endpoint is read with a :class:`bridge.Client`; several are joined by train ID
+    with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``, ``optional``,
+    ``timeout``... options). The Nones (every 0.2 s without a train) let
+    :class:`LiveRunner` notice a stop request. ``timeout``: end when nothing arrived for
+    this many seconds (default: wait forever).
     """
-    if len(endpoints) != 1:
-        raise ValueError(f"{len(endpoints)} endpoints given; joining several streams needs "
-                         "the train matcher (bridge.match), not available in this version")
-    return _client_trains(endpoints[0], sock, timeout)
+    if not endpoints:
+        raise ValueError("No endpoint given")
+    if len(endpoints) == 1 and not match:
+        from bridge.client import Client
+
+        return _trains(lambda: Client(endpoints[0], sock=sock, timeout=_TICK_S),
+                       lambda client: client.next(), timeout)
+    from bridge.match import TrainMatcher
+
+    return _trains(lambda: TrainMatcher(list(endpoints), sock=sock, **match),
+                   lambda matcher: matcher.next(timeout=_TICK_S), timeout)
 
 
-def _client_trains(endpoint: str, sock: str, timeout: float | None):
-    from bridge.client import BridgeTimeout, Client
+def _trains(make, take, timeout: float | None):
+    from bridge.client import BridgeTimeout
 
-    with Client(endpoint, sock=sock, timeout=_TICK_S) as client:
+    with make() as receiver:
         last = time.monotonic()
         while True:
             try:
-                yield client.next()
+                yield take(receiver)
             except BridgeTimeout:
                 if timeout is not None and time.monotonic() - last > timeout:
                     return

@@ -82,13 +82,23 @@ def _on_signals(runner) -> dict:
 @click.option("-z", "--server-socket", "sock", default="REP", show_default=True,
               type=click.Choice(SERVER_SOCKETS),
               help="Socket type of the input server (the client uses REQ, SUB or PULL).")
+@click.option("--require", multiple=True, metavar="GLOB",
+              help="Several ENDPOINTs: sources a matched train must have (repeatable; "
+                   "default: every source seen).")
+@click.option("--optional", multiple=True, metavar="GLOB",
+              help="Several ENDPOINTs: sources that never hold a train back (repeatable).")
+@click.option("--match-timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, metavar="S",
+              help="Several ENDPOINTs: seconds a train waits for its missing sources.")
 @click.option("-q", "--quiet", is_flag=True, help="No status line.")
 def process(endpoints, analysis, params, workers, policy, ordered, reorder_buffer, publish,
-            publish_socket, every, out, overwrite, count, idle_timeout, sock, quiet) -> None:
-    """Run ANALYSIS (a .py file or module) live on the trains from ENDPOINT.
+            publish_socket, every, out, overwrite, count, idle_timeout, sock, require,
+            optional, match_timeout, quiet) -> None:
+    """Run ANALYSIS (a .py file or module) live on the trains from ENDPOINT(s).
 
     ANALYSIS provides process(train_id, data, params) and a Reducer class (see
-    docs/analysis.md); the same file runs offline with `exfel-data process`. Runs
+    docs/analysis.md); the same file runs offline with `exfel-data process`. Several
+    ENDPOINTs are joined into one train dict per train ID (the train matcher). Runs
     until Ctrl-C / SIGTERM (or --count, --idle-timeout), then writes --out.
 
     \b
@@ -106,7 +116,9 @@ def process(endpoints, analysis, params, workers, policy, ordered, reorder_buffe
     publish_at = server_endpoint(publish)[0] if publish else None
     status = None if quiet else _Status()
     try:
-        runner = LiveRunner(client_trains(addresses, CLIENT_FOR[sock], idle_timeout),
+        match = {} if len(addresses) == 1 else dict(
+            require=list(require) or None, optional=list(optional), timeout=match_timeout)
+        runner = LiveRunner(client_trains(addresses, CLIENT_FOR[sock], idle_timeout, **match),
                             analysis, params, workers=workers, publish=publish_at,
                             publish_sock=publish_socket, every=every, out=out,
                             overwrite=overwrite, policy=policy, ordered=ordered,

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SUM_ANALYSIS
+from analysis_helpers import SUM_ANALYSIS
 
 from exfel_data.analysis import (
     AnalysisError,

@@ -9,8 +9,14 @@ import sys
 import numpy as np
 import psutil
 import pytest
-from conftest import N_TRAINS, ROOT_TRAIN, SUM_ANALYSIS, xgm_flux
-from live_helpers import free_port, served_run
+from analysis_helpers import (
+    N_TRAINS,
+    ROOT_TRAIN,
+    SUM_ANALYSIS,
+    free_port,
+    served_run,
+    xgm_flux,
+)
 
 from bridge.client import Client
 from bridge.process import LiveRunner, client_trains
@@ -163,3 +169,16 @@ def test_signal_stops_every_process_and_writes(run_dir, tmp_path, sig):
     assert not alive
     res = read_result(out)
     assert res.stats.reduced > 0 and res.mode == "live"
+
+
+def test_two_endpoints_joined_by_the_matcher(run_dir):
+    params = {"roi": [0, 3, 0, 3]}
+    with served_run(run_dir, sources=["SPB_XTD9_CAM/*"]) as camera, \
+            served_run(run_dir, sources=["SA1_XTD2_XGM/*"]) as xgm:
+        runner = LiveRunner(client_trains([camera, xgm], timeout=30), MEAN_IMAGE, params,
+                            workers=1, policy="wait", max_trains=N_TRAINS)
+        res = runner.run()
+    offline = run_offline(run_dir, MEAN_IMAGE, params, progress=False)
+    np.testing.assert_array_equal(res.data["train_ids"], ALL_TIDS)
+    np.testing.assert_allclose(res.data["mean_image"], offline.data["mean_image"])
+    np.testing.assert_allclose(res.data["roi_norm"], offline.data["roi_norm"])

@@ -8,8 +8,8 @@ import os
 import h5py
 import numpy as np
 import pytest
+from analysis_helpers import CAMERA, N_TRAINS, ROOT_TRAIN, SUM_ANALYSIS, motor_position, xgm_flux
 from click.testing import CliRunner
-from conftest import CAMERA, N_TRAINS, ROOT_TRAIN, SUM_ANALYSIS, motor_position, xgm_flux
 
 from exfel_data.analysis import (
     AnalysisError,
