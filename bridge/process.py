@@ -35,7 +35,6 @@ from typing import Any
 import zmq
 
 from bridge import process_worker as pw
-from bridge.protocol import serialize
 from exfel_data.analysis.contract import (
     AnalysisError,
     AnalysisSpec,
@@ -321,7 +320,7 @@ class LiveRunner:
 
     def _from_feeder(self) -> bool:
         """Hand waiting trains to idle workers (or drop them); True at the end of input."""
-        while self._feed_in.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN:
             if self.policy == "wait" and not self._idle:
                 return False
             msg = self._feed_in.recv_multipart(copy=False)
@@ -345,7 +344,7 @@ class LiveRunner:
         while self._idle:
             identity = self._idle.popleft()
             try:
-                self._router.send_multipart([identity, header, *frames], copy=False)
+                pw.send_frames(self._router, [identity, header, *frames])
             except zmq.ZMQError:
                 continue  # that worker just went away; try the next one
             self._in_flight[identity] = (self._seq, train_id)
@@ -355,7 +354,7 @@ class LiveRunner:
 
     def _from_workers(self) -> None:
         router = self._router
-        while router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while router.getsockopt(pw.EVENTS) & pw.POLLIN:
             identity, kind, *rest = router.recv_multipart(copy=False)
             identity, kind = identity.bytes, kind.bytes
             if kind == pw.FATAL:
@@ -377,7 +376,7 @@ class LiveRunner:
 
     def _deliver(self, seq: int, train_id: int, status: bytes, payload: list) -> None:
         if status == pw.RESULT:
-            value = pickle.loads(payload[0].buffer, buffers=[f.buffer for f in payload[1:]])
+            value = pw.unpack(payload)
         elif status == pw.ERROR:
             value = (payload[0].bytes.decode(), payload[1].bytes.decode())
         else:
@@ -502,7 +501,7 @@ class LiveRunner:
                     continue  # the source is idle
                 data, metadata = item
                 tid = _train_id(data, metadata)
-                frames = [_TRAIN, tid.to_bytes(8, "little"), *serialize(data, metadata)]
+                frames = [_TRAIN, tid.to_bytes(8, "little"), *pw.pack(data)]
                 if not self._send(sock, frames):
                     break
             else:
@@ -520,10 +519,10 @@ class LiveRunner:
 
     def _send(self, sock: zmq.Socket, frames: list) -> bool:
         """Send unless stopped meanwhile (under ``wait`` the runner may not read)."""
-        while not sock.poll(int(_TICK_S * 1000), zmq.POLLOUT):
+        while not sock.poll(int(_TICK_S * 1000), pw.POLLOUT):
             if self._feed_stop.is_set():
                 return False
-        sock.send_multipart(frames, copy=False)
+        pw.send_frames(sock, frames)
         return True
 
     def _stop_feeder(self) -> None:

@@ -4,11 +4,14 @@ The wire between the runner (a ROUTER socket) and each worker (a DEALER) carries
 
 - worker -> runner: ``[b'R']`` ready (once, after ``setup``); ``[b'F', traceback]`` setup
   failed; ``[b'D', header, status, ...]`` done with a train, which also asks for the next:
-  status ``b'0'`` + pickled result (protocol 5: the pickle, then one frame per buffer),
-  ``b'N'`` (process returned None), ``b'E'`` + exception type + traceback.
-- runner -> worker: ``[header, *train frames]`` (a train as the bridge protocol's frames,
-  ``header`` = sequence number and train ID as two little-endian uint64) or ``[b'S']``
-  stop.
+  status ``b'0'`` + the packed result, ``b'N'`` (process returned None), ``b'E'`` +
+  exception type + traceback.
+- runner -> worker: ``[header, *packed train dict]`` (``header`` = sequence number and
+  train ID as two little-endian uint64) or ``[b'S']`` stop.
+
+Packed: pickle protocol 5, the pickle then one frame per array buffer, so arrays travel
+without copies and arrive read-only, as from a ``bridge.Client``. Cheaper than the bridge
+protocol for this private hop (~2x for small trains), and it keeps every value type.
 
 A worker gets a train only after it asked for one, so no train waits behind a busy
 worker. It exits when told to stop or when the runner process is gone.
@@ -23,12 +26,25 @@ import sys
 
 import zmq
 
-from bridge.protocol import deserialize
-
 READY, FATAL, DONE, STOP = b"R", b"F", b"D", b"S"
 RESULT, EMPTY, ERROR = b"0", b"N", b"E"
 _POLL_MS = 500
-_COPY_THRESHOLD = 64 * 1024
+# Plain ints: pyzmq's enum constants cost microseconds per use.
+SNDMORE = int(zmq.SNDMORE)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
+
+
+def send_frames(sock: zmq.Socket, frames: list) -> None:
+    """Send a multipart message: small frames copied (cheaper), big ones without copies."""
+    send = sock.send
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        if isinstance(frame, zmq.Frame):
+            send(frame, SNDMORE if i < last else 0)
+        else:
+            send(frame, SNDMORE if i < last else 0, copy=len(frame) < zmq.COPY_THRESHOLD)
 
 
 def _parent_alive(pid: int) -> bool:
@@ -86,7 +102,7 @@ def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
         if header == STOP:
             return
         train_id = int.from_bytes(header[8:16], "little")
-        data, _ = deserialize(frames[1:])
+        data = unpack(frames[1:])
         result, error_type, tb = analysis.call_process(train_id, data, params)
         del data, frames  # free the train's frames before the result goes out
         if error_type is not None:
@@ -95,20 +111,28 @@ def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
             reply = [DONE, header, EMPTY]
         else:
             reply = _result_frames(header, result)
-        for i, part in enumerate(reply):
-            more = zmq.SNDMORE if i < len(reply) - 1 else 0
-            sock.send(part, more, copy=len(memoryview(part)) < _COPY_THRESHOLD)
+        send_frames(sock, reply)
+
+
+def pack(obj) -> list:
+    """Frames of ``obj``: its pickle (protocol 5), then its out-of-band buffers."""
+    buffers: list = []
+    pickled = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return [pickled, *(b.raw() for b in buffers)]  # raw(): memoryviews, len() in bytes
+
+
+def unpack(frames: list):
+    """The object of :func:`pack`'s frames (``zmq.Frame`` objects; arrays stay views)."""
+    return pickle.loads(frames[0].buffer, buffers=[f.buffer for f in frames[1:]])
 
 
 def _result_frames(header: bytes, result) -> list:
-    buffers: list = []
     try:
-        pickled = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+        return [DONE, header, RESULT, *pack(result)]
     except Exception as exc:
         text = (f"process() returned a {type(result).__name__} that cannot be sent to the "
                 f"reducer (not picklable): {exc}")
         return [DONE, header, ERROR, type(exc).__name__.encode(), text.encode()]
-    return [DONE, header, RESULT, pickled, *(b.raw() for b in buffers)]
 
 
 if __name__ == "__main__":
