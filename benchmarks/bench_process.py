@@ -151,6 +151,15 @@ def bench_reducer(n: int) -> list[str]:
     return rows
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def bench_offline(n_trains: int, tmp: Path) -> list[str]:
     from exfel_data import RunDirectory
     from exfel_data.analysis import load_analysis, run_offline
@@ -168,6 +177,7 @@ def bench_offline(n_trains: int, tmp: Path) -> list[str]:
     loaded = load_analysis(ana)
     params = dict(loaded.defaults)
     rows = []
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     reducer = loaded.make_reducer(params)
     for tid, data in RunDirectory(str(run)).trains():
@@ -176,15 +186,19 @@ def bench_offline(n_trains: int, tmp: Path) -> list[str]:
             reducer.add(tid, result)
     reducer.partial()
     plain = time.perf_counter() - t0
+    cpu = (_cpu() - cpu0) / n_trains
     rows.append(f"| offline, {n_trains} trains (256x256 camera, ~10 ms CPU/train): plain "
-                f"loop | {n_trains / plain:.1f} trains/s | 1.00x |")
+                f"loop | {n_trains / plain:.1f} trains/s, {cpu * 1e3:.1f} ms CPU/train | "
+                "1.00x |")
     for label, kwargs in [("run_offline in process", {}),
                           ("run_offline --workers 2 (local pool)", {"workers": 2})]:
+        cpu0 = _cpu()
         t0 = time.perf_counter()
         run_offline(run, ana, progress=False, **kwargs)
         dt = time.perf_counter() - t0
-        rows.append(f"| offline: {label} | {n_trains / dt:.1f} trains/s | "
-                    f"{plain / dt:.2f}x |")
+        cpu = (_cpu() - cpu0) / n_trains
+        rows.append(f"| offline: {label} | {n_trains / dt:.1f} trains/s, {cpu * 1e3:.1f} ms "
+                    f"CPU/train (all processes) | {plain / dt:.2f}x |")
     import distributed
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
