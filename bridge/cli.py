@@ -1,7 +1,8 @@
 """The ``exfel-bridge`` command line (also ``python -m bridge``).
 
 Commands: ``serve-sim`` (simulated live data), ``serve-run`` (stream a run from files),
-``glimpse`` (look at one train) and ``monitor`` (live rates, gaps and data age).
+``glimpse`` (look at one train) and ``monitor`` (live rates, gaps and data age);
+``process`` and ``view`` (live analysis, bridge/process_cli.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import click
 
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
 
+# As in `exfel-data process` (not imported from there: importing exfel_data is slow).
 PARAM_HELP = ("Parameter name=value (repeatable); the value is a Python literal (3, 0.5, "
               "True, '[0, 10]') or else a string. Names are checked against the analysis' "
               "PARAMS.")

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import click
 
+from .convert import conversion_errors
 from .options import PART, SELECTION, TRAINS
 
 PARAM_HELP = ("Parameter name=value (repeatable); the value is a Python literal (3, 0.5, "
               "True, '[0, 10]') or else a string. Names are checked against the analysis' "
               "PARAMS.")
-
-
-def _errors():
-    from ..analysis import AnalysisError
-    from ..write.output import OutputExistsError
-    from .convert import conversion_errors
-
-    class _Ctx:
-        def __enter__(self):
-            self._inner = conversion_errors()
-            self._inner.__enter__()
-
-        def __exit__(self, typ, exc, tb):
-            if isinstance(exc, (AnalysisError, OutputExistsError)):
-                raise click.ClickException(str(exc)) from None
-            return self._inner.__exit__(typ, exc, tb)
-
-    return _Ctx()
 
 
 @click.command()
@@ -68,7 +51,7 @@ def process(run, analysis, params, select, trains, workers, scheduler, part, out
 
     if part and not out:
         raise click.UsageError("--part needs --out (the part file to merge later)")
-    with _errors():
+    with conversion_errors():
         result = run_offline(run, analysis, params, select=list(select), trains=trains,
                              workers=workers, scheduler=scheduler, part=part, out=out,
                              overwrite=overwrite, progress=not quiet)
@@ -106,6 +89,6 @@ def process_merge(parts, output, overwrite) -> None:
     """
     from ..analysis import merge_parts
 
-    with _errors():
+    with conversion_errors():
         result = merge_parts(parts, output, overwrite=overwrite)
     click.echo(f"Merged {len(parts)} parts into {output}: {result.stats.summary()}", err=True)
