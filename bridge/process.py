@@ -449,8 +449,8 @@ class LiveRunner:
         return {source: dict(data), source + ":info": info}
 
     def _publish(self, data: dict | None = None, final: bool = False) -> None:
-        if self._server is None:
-            return
+        if self._server is None or (data is None and not self.stats.reduced):
+            return  # partial() is first asked for once there is something reduced
         if data is None:
             try:
                 data = self._reducer.partial()

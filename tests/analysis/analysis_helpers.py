@@ -82,3 +82,32 @@ class Reducer:
         return {"total": self.total, "n": len(self.tids),
                 "tids": np.asarray(sorted(self.tids), dtype=np.uint64)}
 """
+
+
+# Per-worker state: setup() runs once in each worker process.
+SETUP_ANALYSIS = """
+import os
+import numpy as np
+setups = 0
+
+def setup(params):
+    global setups
+    setups += 1
+
+def process(train_id, data, params):
+    return {"pid": os.getpid(), "setups": setups}
+
+class Reducer:
+    def __init__(self, params):
+        self.seen = set()
+
+    def add(self, train_id, result):
+        self.seen.add((result["pid"], result["setups"]))
+
+    def merge(self, other):
+        self.seen |= other.seen
+
+    def partial(self):
+        pids, setups = zip(*sorted(self.seen)) if self.seen else ((), ())
+        return {"pids": np.array(pids), "setups": np.array(setups)}
+"""

@@ -12,6 +12,7 @@ import pytest
 from analysis_helpers import (
     N_TRAINS,
     ROOT_TRAIN,
+    SETUP_ANALYSIS,
     SUM_ANALYSIS,
     free_port,
     served_run,
@@ -182,3 +183,37 @@ def test_two_endpoints_joined_by_the_matcher(run_dir):
     np.testing.assert_array_equal(res.data["train_ids"], ALL_TIDS)
     np.testing.assert_allclose(res.data["mean_image"], offline.data["mean_image"])
     np.testing.assert_allclose(res.data["roi_norm"], offline.data["roi_norm"])
+
+
+def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
+    runner, res = live(run_dir, write_analysis(SETUP_ANALYSIS, name="setup_live.py"),
+                       workers=2)
+    assert set(res.data["setups"]) == {1}
+    assert set(res.data["pids"]) <= set(runner.worker_pids)
+
+
+def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
+    import threading
+
+    import karabo_bridge
+
+    port = free_port()
+    got = {}
+
+    def read():
+        with karabo_bridge.Client(f"tcp://127.0.0.1:{port}", sock="SUB", timeout=60) as c:
+            got["data"], got["meta"] = c.next()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    slow = write_analysis(SUM_ANALYSIS.replace(
+        "def process(train_id, data, params):",
+        "def process(train_id, data, params):\n    import time\n    time.sleep(0.05)"),
+        name="slow_pub.py")
+    live(run_dir, slow, workers=1, publish=f"tcp://127.0.0.1:{port}", every=0.1)
+    reader.join(60)
+    source = "analysis/slow_pub"
+    assert {"total", "n", "tids"} <= set(got["data"][source])
+    info = got["data"][source + ":info"]
+    assert info["reduced"] == got["data"][source]["n"]
+    assert got["meta"][source]["timestamp.tid"] >= ROOT_TRAIN

@@ -8,7 +8,15 @@ import os
 import h5py
 import numpy as np
 import pytest
-from analysis_helpers import CAMERA, N_TRAINS, ROOT_TRAIN, SUM_ANALYSIS, motor_position, xgm_flux
+from analysis_helpers import (
+    CAMERA,
+    N_TRAINS,
+    ROOT_TRAIN,
+    SETUP_ANALYSIS,
+    SUM_ANALYSIS,
+    motor_position,
+    xgm_flux,
+)
 from click.testing import CliRunner
 
 from exfel_data.analysis import (
@@ -196,3 +204,10 @@ def test_dead_worker_stops_offline_run(run_dir, write_analysis):
         "    if train_id in params[\"none_on\"]:"), name="dies_offline.py")
     with pytest.raises(AnalysisError, match="A worker failed on trains 100.*BrokenProcessPool"):
         run_offline(run_dir, ana, workers=2, progress=False)
+
+
+def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
+    res = run_offline(run_dir, write_analysis(SETUP_ANALYSIS, name="setup_off.py"), workers=2,
+                      progress=False, chunk_trains=3)
+    assert set(res.data["setups"]) == {1}
+    assert 1 <= len(set(res.data["pids"])) <= 2 and os.getpid() not in res.data["pids"]
