@@ -277,8 +277,11 @@ class LiveRunner:
 
     def _start_worker(self, slot: int, generation: int) -> None:
         identity = f"w{slot}.{generation}".encode()
+        # The runner's import path, so that the worker finds bridge (and an analysis given
+        # as a module) wherever they came from (a checkout, a notebook's sys.path).
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         proc = subprocess.Popen([sys.executable, "-m", "bridge.process_worker"],
-                                stdin=subprocess.PIPE)
+                                stdin=subprocess.PIPE, env=env)
         with proc.stdin:
             pickle.dump({"endpoint": self._endpoint, "identity": identity, "spec": self.spec,
                          "params": self.params, "parent_pid": os.getpid()}, proc.stdin)

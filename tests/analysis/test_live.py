@@ -217,3 +217,16 @@ def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
     info = got["data"][source + ":info"]
     assert info["reduced"] == got["data"][source]["n"]
     assert got["meta"][source]["timestamp.tid"] >= ROOT_TRAIN
+
+
+def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "xgm_sum.py").write_text(SUM_ANALYSIS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, res = live(run_dir, "mypkg.xgm_sum", workers=1)
+    offline = run_offline(run_dir, "mypkg.xgm_sum", workers=2, progress=False)
+    np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
+    assert res.data["total"] == pytest.approx(offline.data["total"])
+    assert res.analysis == "mypkg.xgm_sum"
