@@ -95,6 +95,7 @@ def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
     while True:
         if not sock.poll(_POLL_MS):
             if not _parent_alive(parent_pid) or os.getppid() == 1:
+                sock.setsockopt(zmq.LINGER, 0)  # nobody will read what is unsent
                 return  # the runner is gone: do not linger as an orphan
             continue
         frames = sock.recv_multipart(copy=False)
