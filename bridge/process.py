@@ -327,15 +327,15 @@ class LiveRunner:
             if self.policy == "wait" and not self._idle:
                 return False
             msg = self._feed_in.recv_multipart(copy=False)
-            kind = msg[0].bytes
-            if kind == _END:
+            head = msg[0].bytes
+            if head == _END:
                 return True
-            if kind == _FAILED:
+            if head == _FAILED:
                 self.report(f"Input failed, stopping: {msg[1].bytes.decode()}")
                 return True
             self.received += 1
-            train_id = int.from_bytes(msg[1].bytes, "little")
-            if not self._dispatch(train_id, msg[2:]):
+            train_id = int.from_bytes(head[1:], "little")
+            if not self._dispatch(train_id, msg[1:]):
                 self.stats.dropped += 1
             if self.max_trains is not None and self.received >= self.max_trains:
                 self._stop_feeder()
@@ -504,7 +504,7 @@ class LiveRunner:
                     continue  # the source is idle
                 data, metadata = item
                 tid = _train_id(data, metadata)
-                frames = [_TRAIN, tid.to_bytes(8, "little"), *pw.pack(data)]
+                frames = [_TRAIN + tid.to_bytes(8, "little"), *pw.pack(data)]
                 if not self._send(sock, frames):
                     break
             else:
