@@ -299,14 +299,14 @@ def _run_parallel(spec, params, coll, merge, reducer, pool, scheduler, workers,
                 return pool.submit(process_share, spec, params, share, merge).result
         reported = False
         for i, share in _in_order(submit, shares, 2 * workers):
+            if share.error is not None:
+                return share.error  # its trains are not merged, nor counted
             stats.add(share.stats)
             if share.stats.first_failure and not reported and report is not None:
                 reported = True
                 tid, tb = share.stats.first_failure
                 report(f"process() failed for train {tid} (further failures are counted, "
                        f"not shown):\n{tb}")
-            if share.error is not None:
-                return share.error
             if share.items is not None:
                 for train_id, result in share.items:
                     error = _add(reducer, spec, train_id, result)

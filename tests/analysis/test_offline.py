@@ -127,6 +127,8 @@ def test_reducer_error_stops_and_keeps_what_was_reduced(run_dir, write_analysis,
     # What was reduced before the failing share is kept (whole shares with workers).
     kept = res.data["tids"]
     assert 0 < len(kept) <= 17 and kept[0] == ROOT_TRAIN and kept.max() < 10017
+    assert res.stats.reduced == len(kept)
+    np.testing.assert_array_equal(res.train_ids, kept)
     assert res.data["total"] == pytest.approx(xgm_flux(kept).astype(float).sum())
 
 
