@@ -2,8 +2,8 @@
 
 Commands: ``serve-sim`` (simulated live data), ``serve-run`` (stream a run from files),
 ``glimpse`` (look at one train), ``monitor`` (live rates, gaps and data age), ``match`` (join
-several streams per train), ``record`` (a stream into a run folder) and ``keygen`` (CURVE key
-files).
+several streams per train), ``record`` (a stream into a run folder), ``keygen`` (CURVE key
+files); ``process`` and ``view`` (live analysis, bridge/process_cli.py).
 """
 
 from __future__ import annotations
@@ -590,6 +590,9 @@ def record(endpoint, out_dir, sock, sources, trains, duration, sequence_size) ->
                    trains=trains, duration=duration, sequence_size=sequence_size)
     except RecordError as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Overwrite existing key files of that name.")
@@ -612,3 +615,11 @@ def keygen(directory, name, force) -> None:
         raise click.ClickException(str(e)) from None
     click.echo(f"Public key: {public}  (give it to the other side)")
     click.echo(f"Secret key: {secret}  (keep it private; only you can read it)")
+
+
+# Analysis commands (bridge/process_cli.py): exfel-bridge process, exfel-bridge view.
+from bridge.process_cli import process as _process  # noqa: E402
+from bridge.process_cli import view as _view  # noqa: E402
+
+main.add_command(_process)
+main.add_command(_view)
