@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..selection import TrainRange
 from ..write.output import check_output
-from ..write.request import TrainRange
 from .contract import (
     AnalysisError,
     AnalysisSpec,
