@@ -15,7 +15,7 @@ from ..write.convert import FORMATS
 from ..write.convert import convert as run_convert
 from ..write.output import OutputExistsError
 from ..write.plan import BLOCK_BYTES, ConversionError
-from .options import PART, SELECTION, TRAINS
+from .options import PART, SELECTION, TRAINS, location_options, resolve_run
 
 
 @contextmanager
@@ -82,9 +82,13 @@ Examples:
   exfel-data convert r0238 small --to exdf --select 'SA1_*' --select '*CAM*[data.*]'
   exfel-data convert r0238 out.npz --to npz --workers 4
   exfel-data convert r0238 part-3.npz --to npz --part 3/8   # then: exfel-data merge
+  exfel-data convert --proposal 1234 --run 42 xgm.csv --to csv --select '*XGM*'
+
+With --proposal P --run R, give only OUTPUT: the run is found as open_run finds it.
 """)
-@click.argument("run", type=click.Path(exists=True))
-@click.argument("output", type=click.Path())
+@click.argument("paths", nargs=-1, required=True, metavar="[RUN] OUTPUT",
+                type=click.Path())
+@location_options
 @click.option("--to", "fmt", required=True, type=click.Choice(list(FORMATS)),
               help="Output format.")
 @click.option("-s", "--select", "select", multiple=True, type=SELECTION,
@@ -114,8 +118,18 @@ Examples:
                    "'fixed LOW HIGH'.")
 @click.option("--block-mb", type=click.IntRange(1), default=BLOCK_BYTES // 2**20,
               show_default=True, help="Size of the blocks read and written at once (MiB).")
-def convert(run, output, fmt, select, trains, append_detector_modules, overwrite, quiet,
-            workers, scheduler, part, png_scale, block_mb) -> None:
+def convert(paths, proposal, run_number, data_folder, data_root, fmt, select, trains,
+            append_detector_modules, overwrite, quiet, workers, scheduler, part, png_scale,
+            block_mb) -> None:
+    if len(paths) > 2:
+        raise click.UsageError(f"Expected RUN OUTPUT, got {len(paths)} paths: "
+                               f"{' '.join(paths)}")
+    if len(paths) == 1 and proposal is None and run_number is None:
+        raise click.UsageError(f"Missing OUTPUT after RUN {paths[0]} (or name the run with "
+                               "--proposal P --run R and give only OUTPUT).")
+    *given, output = paths
+    run = resolve_run(given[0] if given else None, proposal, run_number, data_folder,
+                      data_root)
     options = {}
     if fmt == "png":
         from ..write.png import parse_png_scale

@@ -29,6 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..detectors.identify import detector_modules
 from .base import Progress, Writer, part_json
 from .h5output import h5_output
 from .plan import ConversionError, ConversionPlan, frame_numbers
@@ -71,10 +72,8 @@ def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
 def _find_modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
-    for det, modules in plan.run.detector_modules().items():
+    for det, modules in detector_modules(selected).items():
         for number, src in modules.items():
-            if src not in selected:
-                continue
             run_keys = set(plan.run.keys_for_source(src))
             if "image.data" in run_keys:  # AGIPD, LPD, DSSC
                 mapping, cells = _XTDF_KEYS, 0
@@ -87,8 +86,8 @@ def _find_modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     if not found:
         raise ConversionError(
             "cxi: no detector module source (AGIPD/LPD/DSSC …/DET/<n>CH0:xtdf with image.data, "
-            "JUNGFRAU …/DET/JNGFR<n>:daqOutput with data.adc) in the selection; select one "
-            "with e.g. --select '*/DET/*'")
+            "JUNGFRAU …/DET/JNGFR<n>, MODULE_<n> or RECEIVER-<n> with data.adc) in the "
+            "selection; select one with e.g. --select '*/DET/*'")
     if len(found) > 1:
         raise ConversionError(f"cxi: the selection holds several detectors "
                               f"({', '.join(sorted(found))}); select one")

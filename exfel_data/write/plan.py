@@ -4,7 +4,7 @@ A :class:`ConversionPlan` is built once from a selected run: for each key its dt
 entry shape and rows per train. Writers then pull data block by block -- either all
 blocks of one key (:meth:`ConversionPlan.key_blocks`) or, for row-per-train formats,
 all keys for a range of trains (:meth:`ConversionPlan.train_blocks`). Blocks are cut
-from the reader's ``_data_chunks`` so that one block holds at most ``block_bytes``
+from the reader's ``data_chunks()`` so that one block holds at most ``block_bytes``
 (but always at least one train), which keeps peak memory near one block whatever the
 size of the run.
 """
@@ -181,7 +181,7 @@ class ConversionPlan:
             buffer = self._scratch[:nbytes].view(kp.dtype).reshape(shape)
         pending: list = []
         pending_rows = 0
-        for chunk in _split_chunks(kp.keydata._data_chunks(), max_rows):
+        for chunk in _split_chunks(kp.keydata.data_chunks(), max_rows):
             n = chunk.total_count
             if pending and pending_rows + n > max_rows:
                 yield _read(kp, pending, pending_rows, buffer)
@@ -194,7 +194,7 @@ class ConversionPlan:
     def read_key(self, kp: KeyPlan) -> Block:
         """All rows of one key in one block (for small keys, e.g. strings whose longest
         length must be known before writing)."""
-        return _read(kp, kp.keydata._data_chunks(), kp.n_rows)
+        return _read(kp, kp.keydata.data_chunks(), kp.n_rows)
 
     def train_ranges(self, keys: list[KeyPlan], budget: int | None = None) -> list[slice]:
         """Split the trains into consecutive ranges holding ~``budget`` bytes of ``keys``."""
@@ -215,7 +215,7 @@ class ConversionPlan:
     def read_trains(self, kp: KeyPlan, trains: slice) -> Block:
         """Rows of one key for the trains ``train_ids[trains]``."""
         sub = kp.keydata.select_trains(trains)  # keydata's trains are the plan's trains
-        chunks = sub._data_chunks()
+        chunks = sub.data_chunks()
         n = sum(c.total_count for c in chunks)
         return _read(kp, chunks, n)
 

@@ -10,17 +10,20 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..detectors.identify import find_detectors
 from ..selection import TrainRange, parse_trains
 from .plan import ConversionError
 from .request import Selection, parse_selection
 
 
 def _detector_siblings(run, sources: Iterable[str]) -> set[str]:
-    """All module sources of the detectors that ``sources`` include a module of."""
+    """All module sources (same detector, same raw/corrected kind) of the modules in ``sources``."""
+    sources = set(sources)
     out = set()
-    for modules in run.detector_modules().values():
-        if set(modules.values()) & set(sources):
-            out |= set(modules.values())
+    for ds in find_detectors(run.instrument_sources).values():
+        for modules in (ds.raw, ds.corr):
+            if set(modules.values()) & sources:
+                out |= set(modules.values())
     return out
 
 

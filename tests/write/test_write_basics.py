@@ -1,6 +1,7 @@
 """Parts of the conversion machinery that need no run: parsing, atomic outputs, PNG."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def test_parse_selection(text, source, key):
 
 @pytest.mark.parametrize("bad", ["", "[key]", "SRC[]", "SRC]"])
 def test_parse_selection_errors(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(bad) if bad else "empty selection"):
         parse_selection(bad)
 
 
@@ -60,7 +61,7 @@ def test_parse_trains_errors(bad, match):
 def test_parse_part():
     assert parse_part("3/8") == (3, 8)
     for bad in ("0/4", "5/4", "x/4", "1/0"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"{bad}.*parts? .*1\.\.N"):
             parse_part(bad)
 
 
@@ -100,7 +101,7 @@ def test_atomic_output_replaces_folder(tmp_path):
 
 
 def test_png_roundtrip():
-    PIL = pytest.importorskip("PIL.Image")
+    from PIL import Image as PIL
     img = np.arange(12, dtype=np.float32).reshape(3, 4)
     grey = to_grey(img, parse_png_scale("minmax"))
     assert grey[0, 0] == 0 and grey[-1, -1] == 255
