@@ -34,6 +34,7 @@ from .selection import (
     train_position,
 )
 from .source import SourceData
+from .train_id_list import TrainIdList
 
 __all__ = ["DataCollection", "SuspectTrain"]
 
@@ -62,7 +63,7 @@ class DataCollection:
                  runs: frozenset = frozenset(), legacy_sources: dict | None = None):
         self.files = list(files)
         self._sources = sources
-        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self._train_ids = np.asarray(train_ids, dtype=np.uint64)
         self.inc_suspect_trains = inc_suspect_trains
         self._runs = runs
         self._legacy = legacy_sources or {}
@@ -98,8 +99,8 @@ class DataCollection:
 
     def _replace(self, sources=None, train_ids=None) -> DataCollection:
         sources = self._sources if sources is None else sources
-        train_ids = self.train_ids if train_ids is None else train_ids
-        if train_ids is not self.train_ids:
+        train_ids = self._train_ids if train_ids is None else train_ids
+        if train_ids is not self._train_ids:
             sources = {s: src._replace(files=tuple(files_with_trains(
                 src.files, train_ids, self.inc_suspect_trains))) for s, src in sources.items()}
         used = {f.filename for src in sources.values() for f in src.files}
@@ -107,6 +108,11 @@ class DataCollection:
         return DataCollection(files, sources, train_ids,
                               inc_suspect_trains=self.inc_suspect_trains, runs=self._runs,
                               legacy_sources=self._legacy)
+
+    @property
+    def train_ids(self) -> TrainIdList:
+        """Selected train IDs, sorted: a list of ints (``np.asarray`` of it is free)."""
+        return TrainIdList(self._train_ids)
 
     # -- context manager ------------------------------------------------------------
     def close(self) -> None:
@@ -150,7 +156,7 @@ class DataCollection:
         source = self._canonical(source)
         src = self._sources[source]
         return SourceData(source, section=src.section, files=list(src.files),
-                          train_ids=self.train_ids, sel_keys=src.keys,
+                          train_ids=self._train_ids, sel_keys=src.keys,
                           inc_suspect_trains=self.inc_suspect_trains,
                           is_single_run=self.is_single_run)
 
@@ -174,7 +180,7 @@ class DataCollection:
 
     def __repr__(self) -> str:
         return (f"<exfel_data.DataCollection for {len(self._sources)} sources and "
-                f"{len(self.train_ids)} trains>")
+                f"{len(self._train_ids)} trains>")
 
     # -- selections -----------------------------------------------------------------
     def _parse_selection(self, seln, key_glob: str) -> dict[str, frozenset | None]:
@@ -246,12 +252,12 @@ class DataCollection:
             sources[s] = cur._replace(keys=keys)
         new = self._replace(sources=sources)
         if require_all:
-            new = new._replace(train_ids=new.train_ids[new._has_all_mask()])
+            new = new._replace(train_ids=new._train_ids[new._has_all_mask()])
         return new
 
     def _has_all_mask(self) -> np.ndarray:
         """Trains where every selected source (all its selected key groups) has data."""
-        mask = np.ones(len(self.train_ids), dtype=bool)
+        mask = np.ones(len(self._train_ids), dtype=bool)
         for s in self._sources:
             sd = self._source_data(s)
             if sd.is_control:
@@ -283,12 +289,12 @@ class DataCollection:
         *trains* may be a slice or indices (by position), a boolean array,
         ``by_id[...]`` or ``by_index[...]``.
         """
-        return self._replace(train_ids=select_train_ids(self.train_ids, trains))
+        return self._replace(train_ids=select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
         """Yield collections each covering a similar share of the trains."""
-        for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
-            yield self._replace(train_ids=self.train_ids[sl])
+        for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
+            yield self._replace(train_ids=self._train_ids[sl])
 
     def union(self, *others: DataCollection) -> DataCollection:
         """Combine collections: union of files, sources, keys and trains."""
@@ -306,7 +312,7 @@ class DataCollection:
                                      _in_train_order(fs.values(), self.inc_suspect_trains),
                                      keys)
         _check_duplicates(sources, self.inc_suspect_trains)
-        train_ids = sorted_unique(np.concatenate([c.train_ids for c in (self, *others)]))
+        train_ids = sorted_unique(np.concatenate([c._train_ids for c in (self, *others)]))
         legacy = {}
         for c in (self, *others):
             legacy.update(c._legacy)
@@ -384,8 +390,8 @@ class DataCollection:
 
         Uses INDEX/timestamp (format 1.0 and later).
         """
-        out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        for j, rows, pos in file_rows(self.files, self.train_ids, self.inc_suspect_trains):
+        out = np.full(len(self._train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+        for j, rows, pos in file_rows(self.files, self._train_ids, self.inc_suspect_trains):
             fa = self.files[j]
             if not fa.has_dataset("INDEX/timestamp"):
                 continue
@@ -395,7 +401,7 @@ class DataCollection:
         if labelled:
             import pandas as pd
 
-            return pd.Series(out, index=pd.Index(self.train_ids, name="trainId"))
+            return pd.Series(out, index=pd.Index(self._train_ids, name="trainId"))
         return out
 
     # -- trains ---------------------------------------------------------------------
@@ -427,7 +433,7 @@ class DataCollection:
     def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
                       keep_dims: bool = False):
         """``(train_id, data)`` for one train ID."""
-        pos = train_position(self.train_ids, train_id)
+        pos = train_position(self._train_ids, train_id)
         it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
                          keep_dims=keep_dims)
         return next(iter(it))
@@ -435,10 +441,10 @@ class DataCollection:
     def train_from_index(self, index: int, devices=None, *, flat_keys: bool = False,
                          keep_dims: bool = False):
         """``(train_id, data)`` for the train at a position in ``train_ids``."""
-        n = len(self.train_ids)
+        n = len(self._train_ids)
         if not -n <= index < n:
             raise IndexError(f"Train index {index} out of range for {n} trains")
-        return self.train_from_id(int(self.train_ids[index]), devices, flat_keys=flat_keys,
+        return self.train_from_id(int(self._train_ids[index]), devices, flat_keys=flat_keys,
                                   keep_dims=keep_dims)
 
     # -- reporting ------------------------------------------------------------------

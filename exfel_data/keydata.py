@@ -10,6 +10,7 @@ from .file_access import FileAccess, files_with_trains
 from .reading import read_chunks_into, read_rows, roi_shape
 from .rowindex import DataChunk, TrainRows, train_rows
 from .selection import select_train_ids, split_ranges, train_position
+from .train_id_list import TrainIdList
 
 __all__ = ["KeyData"]
 
@@ -26,7 +27,7 @@ class KeyData(fmt.SectionMixin):
     source, key : str
     section : str
         'CONTROL' or 'INSTRUMENT'.
-    train_ids : np.ndarray
+    train_ids : list of int
         Selected train IDs (including trains where this key has no data).
     dtype : np.dtype
     entry_shape : tuple
@@ -40,12 +41,17 @@ class KeyData(fmt.SectionMixin):
         self.key = key
         self.section = section
         self.files = list(files)
-        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self._train_ids = np.asarray(train_ids, dtype=np.uint64)
         self.dtype = np.dtype(dtype)
         self.entry_shape = tuple(entry_shape)
         self.inc_suspect_trains = inc_suspect_trains
         self._rows: TrainRows | None = None
         self._chunks: list[DataChunk] | None = None
+
+    @property
+    def train_ids(self) -> TrainIdList:
+        """Selected train IDs (a list of ints, as EXtra-data gives them)."""
+        return TrainIdList(self._train_ids)
 
     # -- structure ------------------------------------------------------------------
     @property
@@ -63,7 +69,7 @@ class KeyData(fmt.SectionMixin):
         """
         if self._rows is None:
             self._rows = train_rows(self.files, self.source, self.index_group,
-                                    self.train_ids, self.inc_suspect_trains)
+                                    self._train_ids, self.inc_suspect_trains)
         return self._rows
 
     def data_chunks(self) -> list[DataChunk]:
@@ -102,7 +108,7 @@ class KeyData(fmt.SectionMixin):
 
     def __repr__(self) -> str:
         return (f"<exfel_data.KeyData source={self.source!r} key={self.key!r} "
-                f"for {len(self.train_ids)} trains>")
+                f"for {len(self._train_ids)} trains>")
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -147,7 +153,7 @@ class KeyData(fmt.SectionMixin):
 
     def select_trains(self, trains) -> KeyData:
         """New KeyData for a subset of trains (slice, indices, by_id[...], by_index[...])."""
-        return self._with_train_ids(select_train_ids(self.train_ids, trains))
+        return self._with_train_ids(select_train_ids(self._train_ids, trains))
 
     def __getitem__(self, item) -> KeyData:
         return self.select_trains(item)
@@ -156,8 +162,8 @@ class KeyData(fmt.SectionMixin):
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
         """Yield KeyData objects each covering a similar share of the selected trains."""
-        for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
-            yield self._with_train_ids(self.train_ids[sl])
+        for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
+            yield self._with_train_ids(self._train_ids[sl])
 
     def data_counts(self, labelled: bool = True):
         """Number of entries per selected train (0 where missing).
@@ -169,12 +175,12 @@ class KeyData(fmt.SectionMixin):
         if labelled:
             import pandas as pd
 
-            return pd.Series(counts, index=pd.Index(self.train_ids, name="trainId"))
+            return pd.Series(counts, index=pd.Index(self._train_ids, name="trainId"))
         return counts
 
     def drop_empty_trains(self) -> KeyData:
         """New KeyData with only the trains that have at least one entry."""
-        return self._with_train_ids(self.train_ids[self.data_counts(labelled=False) > 0])
+        return self._with_train_ids(self._train_ids[self.data_counts(labelled=False) > 0])
 
     def train_id_coordinates(self) -> np.ndarray:
         """Train ID of each row of ``ndarray()`` (repeated for several entries per train)."""
@@ -321,15 +327,15 @@ class KeyData(fmt.SectionMixin):
     # -- per train ------------------------------------------------------------------
     def train_from_id(self, train_id: int, keep_dims: bool = False):
         """(train_id, array) for one train; a single entry loses its first axis."""
-        pos = train_position(self.train_ids, train_id)
-        arr = self._with_train_ids(self.train_ids[pos:pos + 1]).ndarray()
+        pos = train_position(self._train_ids, train_id)
+        arr = self._with_train_ids(self._train_ids[pos:pos + 1]).ndarray()
         if len(arr) == 1 and not keep_dims:
             arr = arr[0]
         return int(train_id), arr
 
     def train_from_index(self, i: int, keep_dims: bool = False):
         """(train_id, array) for the train at position *i* of ``train_ids``."""
-        return self.train_from_id(int(self.train_ids[i]), keep_dims=keep_dims)
+        return self.train_from_id(int(self._train_ids[i]), keep_dims=keep_dims)
 
     def trains(self, keep_dims: bool = False, include_empty: bool = False):
         """Iterate over (train_id, array) for trains with data (all with include_empty)."""

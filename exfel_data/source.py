@@ -10,6 +10,7 @@ from .file_access import FileAccess
 from .keydata import KeyData
 from .rowindex import train_rows
 from .selection import glob_matcher, select_train_ids, split_ranges
+from .train_id_list import TrainIdList
 
 __all__ = ["SourceData"]
 
@@ -26,14 +27,19 @@ class SourceData(fmt.SectionMixin):
         self.source = source
         self.section = section
         self.files = list(files)
-        self.train_ids = np.asarray(train_ids, dtype=np.uint64)
+        self._train_ids = np.asarray(train_ids, dtype=np.uint64)
         self.sel_keys = sel_keys
         self.inc_suspect_trains = inc_suspect_trains
         self.is_single_run = is_single_run
 
+    @property
+    def train_ids(self) -> TrainIdList:
+        """Selected train IDs (a list of ints, as EXtra-data gives them)."""
+        return TrainIdList(self._train_ids)
+
     def __repr__(self) -> str:
         return (f"<exfel_data.SourceData source={self.source!r} "
-                f"for {len(self.train_ids)} trains>")
+                f"for {len(self._train_ids)} trains>")
 
     @property
     def index_groups(self) -> set[str]:
@@ -82,7 +88,7 @@ class SourceData(fmt.SectionMixin):
         fa = next((f for f in self.files if f.has_dataset(path)), self.files[0])
         dtype, shape = fa.dataset_meta(path)
         return KeyData(self.source, key, section=self.section, files=self.files,
-                       train_ids=self.train_ids, dtype=dtype, entry_shape=shape[1:],
+                       train_ids=self._train_ids, dtype=dtype, entry_shape=shape[1:],
                        inc_suspect_trains=self.inc_suspect_trains)
 
     def one_key(self, index_group: str | None = None) -> str:
@@ -94,7 +100,7 @@ class SourceData(fmt.SectionMixin):
 
     # -- selections -----------------------------------------------------------------
     def _replace(self, **kw) -> SourceData:
-        args = dict(section=self.section, files=self.files, train_ids=self.train_ids,
+        args = dict(section=self.section, files=self.files, train_ids=self._train_ids,
                     sel_keys=self.sel_keys, inc_suspect_trains=self.inc_suspect_trains,
                     is_single_run=self.is_single_run)
         args.update(kw)
@@ -120,11 +126,11 @@ class SourceData(fmt.SectionMixin):
         return self._replace(sel_keys=frozenset(chosen))
 
     def select_trains(self, trains) -> SourceData:
-        return self._replace(train_ids=select_train_ids(self.train_ids, trains))
+        return self._replace(train_ids=select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
-        for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
-            yield self._replace(train_ids=self.train_ids[sl])
+        for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
+            yield self._replace(train_ids=self._train_ids[sl])
 
     def data_counts(self, labelled: bool = True, index_group: str | None = None):
         """Entries per train for this source, from the INDEX alone.
@@ -134,19 +140,19 @@ class SourceData(fmt.SectionMixin):
         docs/reading.md, "Damaged files").
         """
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
-        counts = np.zeros(len(self.train_ids), dtype=np.uint64)
+        counts = np.zeros(len(self._train_ids), dtype=np.uint64)
         for g in groups:
-            rows = train_rows(self.files, self.source, g, self.train_ids,
+            rows = train_rows(self.files, self.source, g, self._train_ids,
                               self.inc_suspect_trains)
             counts = np.maximum(counts, rows.count.astype(np.uint64))
         if labelled:
             import pandas as pd
 
-            return pd.Series(counts, index=pd.Index(self.train_ids, name="trainId"))
+            return pd.Series(counts, index=pd.Index(self._train_ids, name="trainId"))
         return counts
 
     def drop_empty_trains(self) -> SourceData:
-        return self._replace(train_ids=self.train_ids[self.data_counts(labelled=False) > 0])
+        return self._replace(train_ids=self._train_ids[self.data_counts(labelled=False) > 0])
 
     # -- RUN values -----------------------------------------------------------------
     def run_value(self, key: str):

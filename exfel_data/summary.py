@@ -70,7 +70,7 @@ def _key_lines(coll, source: str) -> list[str]:
 
 def format_info(coll, details_for_sources=()) -> str:
     """Summary text of a collection (see ``DataCollection.info``)."""
-    tids = coll.train_ids
+    tids = np.asarray(coll.train_ids)
     n = len(tids)
     out = []
     suspect = coll.suspect_trains

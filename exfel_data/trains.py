@@ -110,7 +110,7 @@ class TrainIterator:
 
     def _plan(self):
         coll = self.coll
-        tids = coll.train_ids
+        tids = np.asarray(coll.train_ids)
         sources = []
         groups_used = []
         for src in sorted(coll.all_sources):
@@ -138,7 +138,7 @@ class TrainIterator:
     def __iter__(self):
         sources, has_all = self._plan()
         keep_dims, flat = self.keep_dims, self.flat_keys
-        for i, tid in enumerate(self.coll.train_ids.tolist()):
+        for i, tid in enumerate(self.coll.train_ids):
             if has_all is not None and not has_all[i]:
                 continue
             res = {}
@@ -166,11 +166,11 @@ class TrainIterator:
 
 def iterate_key(kd, keep_dims: bool = False, include_empty: bool = False):
     """Yield (train_id, array) for one KeyData (see ``KeyData.trains``)."""
-    plan = _GroupPlan(kd.files, kd.source, kd.index_group, kd.train_ids,
+    plan = _GroupPlan(kd.files, kd.source, kd.index_group, np.asarray(kd.train_ids),
                       kd.inc_suspect_trains)
     reader = _KeyReader(plan, kd.hdf5_data_path, kd.files[0])
     empty = np.zeros((0,) + kd.entry_shape, dtype=kd.dtype) if keep_dims else None
-    for i, tid in enumerate(kd.train_ids.tolist()):
+    for i, tid in enumerate(kd.train_ids):
         c = plan.count_l[i]
         if c == 0:
             if include_empty:

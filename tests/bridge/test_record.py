@@ -80,7 +80,7 @@ def test_recorded_run_reads_back_everywhere(tmp_path):
     assert problems(out) == []
 
     run = exfel_data.RunDirectory(out)
-    assert run.train_ids.tolist() == sorted(sent)
+    assert run.train_ids == sorted(sent)
     assert run.instrument_sources == {XGM_OUT, MODULE, CAMERA}
     assert run.control_sources == {XGM}
     for tid, data in run.trains():
@@ -129,7 +129,7 @@ def test_late_source_and_changing_shape_keep_every_train(tmp_path):
     assert len(rec.files) == 3
     assert problems(out) == []
     run = exfel_data.RunDirectory(out)
-    assert run.train_ids.tolist() == list(range(100, 112))
+    assert run.train_ids == list(range(100, 112))
     for (_, data), sent in zip(run.trains(), trains, strict=True):
         assert_same_train(data, sent)
     xrun = extra_data.RunDirectory(str(out))
@@ -183,7 +183,7 @@ def test_crash_leaves_finished_files_valid(tmp_path):
     h5 = sorted(p.name for p in out.iterdir() if p.suffix == '.h5')
     assert h5 == ['RAW-R0001-DA01-S00000.h5', 'RAW-R0001-DA01-S00001.h5']
     assert problems(out) == []
-    assert exfel_data.RunDirectory(out).train_ids.tolist() == list(range(FIRST, FIRST + 10))
+    assert exfel_data.RunDirectory(out).train_ids == list(range(FIRST, FIRST + 10))
     assert len(list(out.glob('.*.tmp'))) == 1
     rec.abort()
     assert sorted(p.name for p in out.iterdir() if p.suffix == '.h5') == h5

@@ -114,7 +114,7 @@ def test_json(run_dir, run, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["format"] == "exfel-data table 1"
     recs = doc["trains"]
-    assert [r["trainId"] for r in recs] == run.train_ids.tolist()
+    assert [r["trainId"] for r in recs] == run.train_ids
     vals = run[XGM, "pulseEnergy.photonFlux.value"].ndarray()
     assert [r[f"{XGM}/pulseEnergy.photonFlux.value"] for r in recs] == \
         [float(str(v)) for v in vals]

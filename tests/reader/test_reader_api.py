@@ -15,7 +15,8 @@ TIDS = np.arange(10000, 10030)
 
 def test_train_ids_and_sources(small_run):
     np.testing.assert_array_equal(small_run.train_ids, TIDS)
-    assert small_run.train_ids.dtype == np.uint64
+    assert small_run.train_ids == TIDS.tolist()  # a list of ints, as in EXtra-data
+    assert np.asarray(small_run.train_ids).dtype == np.uint64
     assert small_run.control_sources == {XGM, "MOTOR/X"}
     assert small_run.instrument_sources == {XGM_OUT, CAM, DET.format(0), DET.format(1)}
     assert small_run.all_sources == small_run.control_sources | small_run.instrument_sources

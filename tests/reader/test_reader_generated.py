@@ -247,7 +247,7 @@ def test_cache_keeps_indexes_read_later(tmp_path, monkeypatch):
 
 
 def _run_facts(run):
-    return (run.train_ids.tolist(), sorted(run.all_sources), sorted(run.control_sources),
+    return (run.train_ids, sorted(run.all_sources), sorted(run.control_sources),
             run.suspect_trains, dict(run._legacy),
             [(f.filename, f.format_version, f.source_ids, f.n_zero, f.n_suspect,
               f.train_span(True), f.train_span(False), f.valid.tolist(),
