@@ -24,6 +24,7 @@ from .exceptions import (
     SourceNameError,
 )
 from .file_access import FileAccess, files_with_trains
+from .keydata import KeyData
 from .reading import DatasetReader
 from .rowindex import file_rows
 from .selection import (
@@ -148,17 +149,20 @@ class DataCollection:
             return source
         new = self._legacy.get(source)
         if new is not None and new in self._sources:
-            warnings.warn(f"{source!r} is a legacy name; using {new!r}.", stacklevel=3)
+            # DeprecationWarning, as EXtra-data: old names keep working for now
+            warnings.warn(f"{source!r} is a legacy name; using {new!r}.", DeprecationWarning,
+                          stacklevel=3)
             return new
         raise SourceNameError(source, self._sources)
 
     def _source_data(self, source: str) -> SourceData:
-        source = self._canonical(source)
-        src = self._sources[source]
-        return SourceData(source, section=src.section, files=list(src.files),
+        canonical = self._canonical(source)
+        src = self._sources[canonical]
+        return SourceData(canonical, section=src.section, files=list(src.files),
                           train_ids=self._train_ids, sel_keys=src.keys,
                           inc_suspect_trains=self.inc_suspect_trains,
-                          is_single_run=self.is_single_run)
+                          is_single_run=self.is_single_run,
+                          legacy_name=None if canonical == source else source)
 
     def keys_for_source(self, source: str) -> set[str]:
         """Key names of a source (control keys as ``path.value`` / ``path.timestamp``)."""
@@ -190,14 +194,25 @@ class DataCollection:
         elif isinstance(seln, dict):
             items = []
             for s, keys in seln.items():
-                if keys is None or keys == "*":
+                if not keys or keys == "*":  # None or an empty set: all keys
                     items.append((s, "*"))
                 else:
                     items.extend((s, k) for k in ([keys] if isinstance(keys, str) else keys))
         elif isinstance(seln, DataCollection):
             return {s: v.keys for s, v in seln._sources.items()}
+        elif isinstance(seln, SourceData):
+            return {seln.canonical_name: seln.sel_keys}
+        elif isinstance(seln, KeyData):
+            return {self._canonical(seln.source): frozenset([seln.key])}
         else:
-            items = [(x, "*") if isinstance(x, str) else tuple(x) for x in seln]
+            items = []
+            for x in seln:
+                if isinstance(x, KeyData):
+                    items.append((x.source, x.key))
+                elif isinstance(x, SourceData):
+                    items.append((x.source, "*"))
+                else:
+                    items.append((x, "*") if isinstance(x, str) else tuple(x))
         result: dict[str, frozenset | None] = {}
         for src_pat, key_pat in items:
             if src_pat in self._sources or src_pat in self._legacy:
@@ -228,7 +243,8 @@ class DataCollection:
                 raise PropertyNameError(src_pat, key_pat)
         return result
 
-    def select(self, seln, key_glob: str = "*", require_all: bool = False) -> DataCollection:
+    def select(self, seln, key_glob: str = "*", require_all: bool = False,
+               require_any: bool = False) -> DataCollection:
         """New collection with only the matching sources / keys.
 
         Parameters
@@ -242,7 +258,11 @@ class DataCollection:
             ``.value``.
         require_all : bool
             Keep only trains where every selected source/key has data.
+        require_any : bool
+            Keep only trains where at least one selected source/key has data.
         """
+        if require_all and require_any:
+            raise ValueError("select(): give require_all or require_any, not both")
         spec = self._parse_selection(seln, key_glob)
         sources = {}
         for s, keys in spec.items():
@@ -251,13 +271,13 @@ class DataCollection:
                 keys = cur.keys
             sources[s] = cur._replace(keys=keys)
         new = self._replace(sources=sources)
-        if require_all:
-            new = new._replace(train_ids=new._train_ids[new._has_all_mask()])
+        if require_all or require_any:
+            new = new._replace(train_ids=new._train_ids[new._has_all_mask(any_=require_any)])
         return new
 
-    def _has_all_mask(self) -> np.ndarray:
-        """Trains where every selected source (all its selected key groups) has data."""
-        mask = np.ones(len(self._train_ids), dtype=bool)
+    def _has_all_mask(self, any_: bool = False) -> np.ndarray:
+        """Trains where every (any_: some) selected source and key group has data."""
+        mask = np.full(len(self._train_ids), not any_, dtype=bool)
         for s in self._sources:
             sd = self._source_data(s)
             if sd.is_control:
@@ -265,7 +285,8 @@ class DataCollection:
             else:
                 groups = sorted({fmt.index_group_of(sd.section, k) for k in sd.keys()})
             for g in groups:
-                mask &= sd.data_counts(labelled=False, index_group=g) > 0
+                has = sd.data_counts(labelled=False, index_group=g) > 0
+                mask = (mask | has) if any_ else (mask & has)
         return mask
 
     def deselect(self, seln, key_glob: str = "*") -> DataCollection:
@@ -332,6 +353,10 @@ class DataCollection:
         """One key as a lazy dask array (labelled: an xarray wrapping it)."""
         return self[source, key].dask_array(labelled=labelled)
 
+    def get_data_counts(self, source: str, key: str):
+        """Entries per train of one key: a pandas Series indexed by train ID."""
+        return self[source, key].data_counts()
+
     def get_series(self, source: str, key: str):
         """One key with scalar entries as a pandas Series indexed by trainId."""
         return self[source, key].series()
@@ -369,8 +394,8 @@ class DataCollection:
         """The RUN-section value of a control key (name with or without ``.value``)."""
         return self._source_data(source).run_value(key)
 
-    def get_run_values(self, source: str, inc_timestamps: bool = False) -> dict:
-        """All RUN values of a control source as a dict."""
+    def get_run_values(self, source: str, inc_timestamps: bool = True) -> dict:
+        """All RUN values of a control source as a dict (see SourceData.run_values)."""
         return self._source_data(source).run_values(inc_timestamps=inc_timestamps)
 
     def run_metadata(self) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from . import format as fmt
@@ -113,6 +115,12 @@ class KeyData(fmt.SectionMixin):
     def __len__(self) -> int:
         return self.shape[0]
 
+    @property
+    def source_file_paths(self) -> list[Path]:
+        """Paths of the files holding this key's data for the selected trains."""
+        paths = dict.fromkeys(c.file.filename for c in self.data_chunks())
+        return [Path(p) for p in paths]
+
     # -- attributes -----------------------------------------------------------------
     def attributes(self) -> dict:
         """Karabo attributes of this key (format 1.3 stores them on the key group)."""
@@ -181,6 +189,29 @@ class KeyData(fmt.SectionMixin):
     def drop_empty_trains(self) -> KeyData:
         """New KeyData with only the trains that have at least one entry."""
         return self._with_train_ids(self._train_ids[self.data_counts(labelled=False) > 0])
+
+    def train_index_bounds(self, labelled: bool = False):
+        """Where each train's entries start and stop in ``ndarray()``.
+
+        A tuple of two integer arrays aligned with ``train_ids``, or with
+        ``labelled=True`` a pandas DataFrame with columns ``start`` and ``stop``.
+        """
+        counts = self.data_counts(labelled=False).astype(np.int64)
+        stop = np.cumsum(counts)
+        start = stop - counts
+        if labelled:
+            import pandas as pd
+
+            return pd.DataFrame({"start": start, "stop": stop},
+                                index=pd.Index(self._train_ids, name="trainId"))
+        return start, stop
+
+    def run_value(self):
+        """The RUN-section value of this control key (see SourceData.run_value)."""
+        from .source import SourceData
+
+        return SourceData(self.source, section=self.section, files=self.files,
+                          train_ids=self._train_ids).run_value(self.key)
 
     def train_id_coordinates(self) -> np.ndarray:
         """Train ID of each row of ``ndarray()`` (repeated for several entries per train)."""

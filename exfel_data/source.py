@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import format as fmt
+from .euxfel_paths import file_name_info, storage_class
 from .exceptions import MultiRunError, NoDataError, PropertyNameError
-from .file_access import FileAccess
+from .file_access import FileAccess, files_with_trains
 from .keydata import KeyData
 from .rowindex import train_rows
-from .selection import glob_matcher, select_train_ids, split_ranges
+from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .train_id_list import TrainIdList
 
 __all__ = ["SourceData"]
@@ -23,8 +26,10 @@ class SourceData(fmt.SectionMixin):
 
     def __init__(self, source: str, *, section: str, files: list[FileAccess],
                  train_ids: np.ndarray, sel_keys: frozenset[str] | None = None,
-                 inc_suspect_trains: bool = True, is_single_run: bool = True):
+                 inc_suspect_trains: bool = True, is_single_run: bool = True,
+                 legacy_name: str | None = None):
         self.source = source
+        self.legacy_name = legacy_name
         self.section = section
         self.files = list(files)
         self._train_ids = np.asarray(train_ids, dtype=np.uint64)
@@ -42,6 +47,52 @@ class SourceData(fmt.SectionMixin):
                 f"for {len(self._train_ids)} trains>")
 
     @property
+    def canonical_name(self) -> str:
+        """The source's current name (``source`` is always this name in exfel_data)."""
+        return self.source
+
+    @property
+    def is_legacy(self) -> bool:
+        """True if this was asked for by an old (legacy) name, kept in ``legacy_name``."""
+        return self.legacy_name is not None
+
+    @property
+    def is_run_only(self) -> bool:
+        """True for a control source with RUN values but no CONTROL keys."""
+        return self.is_control and not self.keys()
+
+    @property
+    def device_class(self) -> str | None:
+        """The Karabo class of a control device (its RUN ``classId``), else None."""
+        if not self.is_control or not self.files:
+            return None
+        run_keys = self.files[0].run_keys(self.source)
+        if "classId.value" not in run_keys:
+            return None
+        return self._read_run_value("classId.value")
+
+    def _first_file_name(self) -> str | None:
+        return self.files[0].filename if self.files else None
+
+    @property
+    def data_category(self) -> str | None:
+        """'RAW', 'CORR', ... from the file name (None if not an EuXFEL name)."""
+        name = self._first_file_name()
+        return file_name_info(name)[0] if name else None
+
+    @property
+    def aggregator(self) -> str | None:
+        """The aggregator (e.g. 'DA01', 'AGIPD00') from the file name, or None."""
+        name = self._first_file_name()
+        return file_name_info(name)[1] if name else None
+
+    @property
+    def storage_class(self) -> str | None:
+        """'raw', 'proc', ... for files in a facility proposal folder, else None."""
+        name = self._first_file_name()
+        return storage_class(name) if name else None
+
+    @property
     def index_groups(self) -> set[str]:
         return set(self.files[0].index_groups(self.source)) if self.files else set()
 
@@ -49,7 +100,8 @@ class SourceData(fmt.SectionMixin):
         """Key names of this source (control keys as ``path.value``/``path.timestamp``)."""
         keys = self.sel_keys if self.sel_keys is not None else self.files[0].keys(self.source)
         if not inc_timestamps and self.is_control:
-            return {k for k in keys if not k.endswith(".timestamp")}
+            # property names as in Karabo (EXtra-data's meaning)
+            return {k[:-6] for k in keys if k.endswith(".value")}
         return set(keys)
 
     def resolve_key(self, key: str) -> str:
@@ -102,12 +154,20 @@ class SourceData(fmt.SectionMixin):
     def _replace(self, **kw) -> SourceData:
         args = dict(section=self.section, files=self.files, train_ids=self._train_ids,
                     sel_keys=self.sel_keys, inc_suspect_trains=self.inc_suspect_trains,
-                    is_single_run=self.is_single_run)
+                    is_single_run=self.is_single_run, legacy_name=self.legacy_name)
         args.update(kw)
+        if "train_ids" in kw:  # keep only the files holding some of the trains
+            args["files"] = files_with_trains(self.files, args["train_ids"],
+                                              self.inc_suspect_trains) or self.files[:1]
         return SourceData(self.source, **args)
 
     def select_keys(self, keys) -> SourceData:
-        """New SourceData with only the keys matching glob(s) or names."""
+        """New SourceData with only the keys matching glob(s) or names.
+
+        ``None``, an empty set or ``'*'`` keep all keys (as in EXtra-data).
+        """
+        if not keys:
+            return self._replace(sel_keys=self.sel_keys)
         if isinstance(keys, str):
             keys = [keys]
         all_keys = self.keys()
@@ -139,6 +199,8 @@ class SourceData(fmt.SectionMixin):
         given. A file without that index group counts as 0 entries (see
         docs/reading.md, "Damaged files").
         """
+        if index_group is not None:
+            self._check_index_group(index_group)
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         counts = np.zeros(len(self._train_ids), dtype=np.uint64)
         for g in groups:
@@ -151,22 +213,71 @@ class SourceData(fmt.SectionMixin):
             return pd.Series(counts, index=pd.Index(self._train_ids, name="trainId"))
         return counts
 
-    def drop_empty_trains(self) -> SourceData:
-        return self._replace(train_ids=self._train_ids[self.data_counts(labelled=False) > 0])
+    def _check_index_group(self, index_group: str) -> None:
+        if index_group not in self.index_groups:
+            raise ValueError(f"{self.source} has no index group {index_group!r}; its index "
+                             f"groups: {sorted(self.index_groups)}")
+
+    def drop_empty_trains(self, index_group: str | None = None) -> SourceData:
+        """New SourceData with only the trains having data (in *index_group*, or any)."""
+        counts = self.data_counts(labelled=False, index_group=index_group)
+        return self._replace(train_ids=self._train_ids[counts > 0])
+
+    def train_id_coordinates(self, index_group: str | None = None) -> np.ndarray:
+        """Train ID of each entry of this source's keys (in *index_group*).
+
+        Without *index_group* the source's index groups must all have the same
+        counts; ValueError otherwise.
+        """
+        if index_group is None:
+            groups = sorted(self.index_groups)
+            counts = [self.data_counts(labelled=False, index_group=g) for g in groups]
+            if any(not np.array_equal(c, counts[0]) for c in counts[1:]):
+                raise ValueError(f"{self.source}: index groups {groups} have different "
+                                 "counts per train; pass index_group=")
+            index_group = groups[0] if groups else ""
+        counts = self.data_counts(labelled=False, index_group=index_group)
+        return np.repeat(self._train_ids, counts.astype(np.intp))
+
+    def union(self, *others: SourceData) -> SourceData:
+        """Combine this source's data from several selections or runs (same source)."""
+        every = (self, *others)
+        if len({sd.source for sd in every}) > 1:
+            raise ValueError("SourceData.union() needs the same source, got "
+                             f"{sorted({sd.source for sd in every})}")
+        files = {f.filename: f for sd in every for f in sd.files}
+        keys = [sd.sel_keys for sd in every]
+        return SourceData(
+            self.source, section=self.section,
+            files=sorted(files.values(), key=lambda f: f.filename),
+            train_ids=sorted_unique(np.concatenate([sd._train_ids for sd in every])),
+            sel_keys=None if None in keys else frozenset().union(*keys),
+            inc_suspect_trains=self.inc_suspect_trains,
+            is_single_run=all(sd.is_single_run for sd in every) and len(
+                {os.path.dirname(f) for f in files}) <= 1,
+            legacy_name=self.legacy_name)
+
+    __or__ = union
 
     # -- RUN values -----------------------------------------------------------------
-    def run_value(self, key: str):
-        """The RUN-section snapshot of a control key (accepts the name without .value)."""
+    def _run_keys(self, what: str) -> frozenset[str]:
         if not self.is_single_run:
-            raise MultiRunError("run_value()")
+            raise MultiRunError(what)
         if not self.is_control:
             raise ValueError(f"{self.source} is an instrument source; only control "
                              "sources have RUN values")
-        run_keys = self.files[0].run_keys(self.source)
+        return self.files[0].run_keys(self.source)
+
+    def run_value(self, key: str):
+        """The RUN-section snapshot of a control key (accepts the name without .value)."""
+        run_keys = self._run_keys("run_value()")
         if key not in run_keys and key + ".value" in run_keys:
             key = key + ".value"
         if key not in run_keys:
             raise PropertyNameError(self.source, key, run_keys)
+        return self._read_run_value(key)
+
+    def _read_run_value(self, key: str):
         ds = self.files[0].dataset(f"/RUN/{self.source}/{key.replace('.', '/')}")
         if ds.shape and ds.shape[0] == 0:
             raise NoDataError(self.source, key, "The RUN dataset is empty.")
@@ -175,9 +286,27 @@ class SourceData(fmt.SectionMixin):
             return fmt.decode_strings(value)
         return fmt.decode_scalar(value)
 
-    def run_values(self, inc_timestamps: bool = False) -> dict:
-        """All RUN values of this control source as {key: value}."""
-        keys = self.files[0].run_keys(self.source)
-        if not inc_timestamps:
-            keys = {k for k in keys if not k.endswith(".timestamp")}
-        return {k: self.run_value(k) for k in sorted(keys)}
+    def run_keys(self, inc_timestamps: bool = True) -> set[str]:
+        """Key names in the RUN section (not affected by key selection).
+
+        With ``inc_timestamps=False``, property names without ``.value`` (as
+        :meth:`keys` gives them).
+        """
+        keys = self._run_keys("run_keys() / run_values()")
+        if inc_timestamps:
+            return set(keys)
+        return {k[:-6] for k in keys if k.endswith(".value")}
+
+    def run_values(self, inc_timestamps: bool = True) -> dict:
+        """All RUN values of this control source as ``{key: value}``.
+
+        Keys as :meth:`run_keys` names them (``inc_timestamps=False``: without
+        ``.value`` and the timestamps), as in EXtra-data.
+        """
+        return {k: self.run_value(k) for k in sorted(self.run_keys(inc_timestamps))}
+
+    def run_metadata(self) -> dict:
+        """METADATA of the run these files belong to (see DataCollection.run_metadata)."""
+        if not self.is_single_run:
+            raise MultiRunError("run_metadata()")
+        return self.files[0].metadata()

@@ -55,7 +55,7 @@ def _group_sources(names) -> list[str]:
 def _key_lines(coll, source: str) -> list[str]:
     sd = coll[source]
     lines = []
-    for key in sorted(sd.keys(inc_timestamps=False)):
+    for key in sorted(k for k in sd.keys() if not (sd.is_control and k.endswith(".timestamp"))):
         kd = sd[key]
         shape = "x".join(map(str, kd.entry_shape)) or "scalar"
         dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)

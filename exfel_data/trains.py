@@ -107,6 +107,7 @@ class TrainIterator:
         self.require_all = require_all
         self.flat_keys = flat_keys
         self.keep_dims = keep_dims
+        self._pending = None
 
     def _plan(self):
         coll = self.coll
@@ -161,7 +162,14 @@ class TrainIterator:
             yield tid, res
 
     def __len__(self) -> int:
-        return len(self.coll.train_ids)
+        return len(self.coll._train_ids)
+
+    def __next__(self):
+        # next(run.trains()) works as with EXtra-data's iterator; a for loop still
+        # starts afresh each time (__iter__)
+        if self._pending is None:
+            self._pending = iter(self)
+        return next(self._pending)
 
 
 def iterate_key(kd, keep_dims: bool = False, include_empty: bool = False):

@@ -72,7 +72,8 @@ def _run_values(run, sources: Iterable[str]) -> dict:
     for src in sources:
         if src in getattr(run, "control_sources", ()):
             try:
-                values[src] = dict(getter(src))
+                values[src] = {k: v for k, v in getter(src).items()
+                               if not k.endswith(".timestamp")}
             except (KeyError, ValueError, OSError):
                 pass
     return values

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from reader_runs import XGM
 
+import exfel_data as ed
 from exfel_data.train_id_list import TrainIdList
 
 TIDS = list(range(10000, 10030))
@@ -42,3 +43,102 @@ def test_train_id_list_mutation_rebuilds_array():
     tids[0] = 5
     np.testing.assert_array_equal(np.asarray(tids), [5, 1, 2, 7])
     assert pickle.loads(pickle.dumps(tids)) == [5, 1, 2, 7]
+
+
+# -- sources and keys, checked against the real extra-data on the same files ---------------
+SPB_XGM = "SPB_XTD9_XGM/DOOCS/MAIN"
+SPB_DET = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
+
+
+@pytest.fixture()
+def both_spb(spb_run):
+    import extra_data
+
+    return ed.RunDirectory(spb_run), extra_data.RunDirectory(spb_run)
+
+
+def test_source_attributes_match_extra_data(both_spb):
+    ours, theirs = both_spb
+    for src in (SPB_XGM, SPB_XGM + ":output", SPB_DET):
+        a, b = ours[src], theirs[src]
+        assert (a.device_class, a.data_category, a.aggregator, a.storage_class) == \
+            (b.device_class, b.data_category, b.aggregator, b.storage_class)
+        assert a.is_run_only is b.is_run_only is False
+        assert a.keys(inc_timestamps=False) == b.keys(inc_timestamps=False)
+    assert ours[SPB_XGM].device_class == "DoocsXGM"
+    assert ours[SPB_XGM].aggregator == "DA01" and ours[SPB_DET].aggregator == "AGIPD00"
+    assert ours[SPB_XGM].run_values() == theirs[SPB_XGM].run_values()
+    assert ours[SPB_XGM].run_values(inc_timestamps=False) == \
+        theirs[SPB_XGM].run_values(inc_timestamps=False)
+    assert ours[SPB_XGM].run_keys(False) == theirs[SPB_XGM].run_keys(False)
+    kd = ours[SPB_XGM, "pulseEnergy.conversion"]
+    assert kd.run_value() == theirs[SPB_XGM, "pulseEnergy.conversion"].run_value()
+    with pytest.raises(ValueError, match="instrument source"):
+        ours[SPB_DET].run_values()
+
+
+def test_storage_class_from_facility_path():
+    from exfel_data.euxfel_paths import file_name_info, storage_class
+
+    assert storage_class("/gpfs/exfel/exp/SPB/202401/p001234/proc/r0042/CORR-R0042-AGIPD00"
+                         "-S00000.h5") == "proc"
+    assert storage_class("/gpfs/exfel/d/raw/SPB/202401/p001234/r0042/x.h5") == "raw"
+    assert storage_class("/tmp/r0042/RAW-R0042-DA01-S00000.h5") is None
+    assert file_name_info("RAW-R0042-DA01-S00000.h5") == ("RAW", "DA01")
+    assert file_name_info("notes.h5") == (None, None)
+
+
+def test_key_paths_bounds_and_trains_match_extra_data(both_spb):
+    ours, theirs = both_spb
+    kd, kt = ours[SPB_XGM, "beamPosition.ixPos"], theirs[SPB_XGM, "beamPosition.ixPos"]
+    assert kd.source_file_paths == kt.source_file_paths
+    assert kd[:20].source_file_paths == kt[:20].source_file_paths  # only the first file
+    dd, dt = ours[SPB_DET, "image.data"], theirs[SPB_DET, "image.data"]
+    for a, b in zip(dd.train_index_bounds(), dt.train_index_bounds(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert dd.train_index_bounds(labelled=True).equals(dt.train_index_bounds(labelled=True))
+    assert [len(c.files) for c in ours[SPB_XGM].split_trains(3)] == \
+        [len(c.files) for c in theirs[SPB_XGM].split_trains(3)] == [1, 2, 1]
+
+
+def test_source_union_coordinates_and_counts(both_spb):
+    ours, theirs = both_spb
+    xgm = ours[SPB_XGM]
+    both = xgm.select_trains(np.s_[:10]) | xgm.select_trains(np.s_[-10:])
+    assert both.train_ids == TIDS_SPB[:10] + TIDS_SPB[-10:]
+    with pytest.raises(ValueError, match="same source"):
+        xgm.union(ours[SPB_DET])
+    det = ours[SPB_DET]
+    np.testing.assert_array_equal(det.train_id_coordinates("image"),
+                                  theirs[SPB_DET].train_id_coordinates("image"))
+    with pytest.raises(ValueError, match="different counts"):
+        det.train_id_coordinates()
+    with pytest.raises(ValueError, match="no index group 'preamble'"):
+        det.data_counts(index_group="preamble")
+    assert det.drop_empty_trains(index_group="image").train_ids == \
+        theirs[SPB_DET].drop_empty_trains(index_group="image").train_ids
+    a = ours.get_data_counts(SPB_DET, "image.data")
+    b = theirs.get_data_counts(SPB_DET, "image.data")
+    assert a.to_dict() == b.to_dict() and a.index.tolist() == TIDS_SPB
+
+
+TIDS_SPB = list(range(10000, 10064))
+
+
+def test_select_by_objects_sets_and_require_any(both_spb):
+    ours, theirs = both_spb
+    kd = ours[SPB_XGM, "beamPosition.ixPos"]
+    assert ours.select([kd]).keys_for_source(SPB_XGM) == {"beamPosition.ixPos.value"}
+    assert ours.select({(SPB_XGM, "beamPosition.ixPos")}).all_sources == {SPB_XGM}
+    assert ours.select({SPB_XGM: set()}).keys_for_source(SPB_XGM) == \
+        theirs.select({SPB_XGM: set()}).keys_for_source(SPB_XGM)
+    assert ours.select(SPB_DET, "*", require_any=True).train_ids == \
+        theirs.select(SPB_DET, "*", require_any=True).train_ids
+    with pytest.raises(ValueError, match="not both"):
+        ours.select(SPB_DET, require_all=True, require_any=True)
+
+
+def test_trains_is_an_iterator(small_run):
+    it = small_run.select(XGM).trains()
+    assert next(it)[0] == 10000 and next(it)[0] == 10001
+    assert [t for t, _ in small_run.select(XGM).trains()] == TIDS

@@ -193,7 +193,7 @@ def test_legacy_source_names(tmp_path):
     run = ed.RunDirectory(path)
     assert run.all_sources == {"SPB_DET_AGIPD1M-1/CORR/0CH0:output",
                                "SPB_DET_AGIPD1M-1/CORR/1CH0:output"}
-    with pytest.warns(UserWarning, match="legacy name"):
+    with pytest.warns(DeprecationWarning, match="legacy name"):
         kd = run["SPB_DET_AGIPD1M-1/DET/1CH0:xtdf", "image.data"]
     assert kd.source == "SPB_DET_AGIPD1M-1/CORR/1CH0:output" and kd.shape == (12, 4, 4)
 
