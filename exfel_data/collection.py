@@ -410,11 +410,44 @@ class DataCollection:
         md.setdefault("dataFormatVersion", self.files[0].format_version)
         return md
 
-    def train_timestamps(self, labelled: bool = False):
+    def train_timestamps(self, labelled: bool = False, *, pydatetime: bool = False,
+                         euxfel_local_time: bool = False):
         """Time of each selected train (``datetime64[ns]``, UTC; NaT where unknown).
 
         Uses INDEX/timestamp (format 1.0 and later).
+
+        Parameters
+        ----------
+        labelled : bool
+            A pandas Series indexed by train ID, timezone-aware (UTC).
+        pydatetime : bool
+            A list of timezone-aware ``datetime`` objects (None where unknown),
+            truncated to milliseconds as EXtra-data does.
+        euxfel_local_time : bool
+            With *labelled* or *pydatetime*: in the facility's time zone
+            (Europe/Berlin) instead of UTC.
         """
+        if euxfel_local_time and not (labelled or pydatetime):
+            raise ValueError("train_timestamps(euxfel_local_time=True) needs labelled=True "
+                             "or pydatetime=True: plain datetime64 arrays have no time zone")
+        out = self._utc_train_timestamps()
+        if labelled:
+            import pandas as pd
+
+            series = pd.Series(out, index=pd.Index(self._train_ids, name="trainId"))
+            series = series.dt.tz_localize("UTC")
+            return series.dt.tz_convert("Europe/Berlin") if euxfel_local_time else series
+        if pydatetime:
+            from datetime import timezone
+            from zoneinfo import ZoneInfo
+
+            zone = ZoneInfo("Europe/Berlin") if euxfel_local_time else timezone.utc
+            return [None if np.isnat(t) else
+                    t.astype("datetime64[ms]").item().replace(tzinfo=timezone.utc)
+                    .astimezone(zone) for t in out]
+        return out
+
+    def _utc_train_timestamps(self) -> np.ndarray:
         out = np.full(len(self._train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
         for j, rows, pos in file_rows(self.files, self._train_ids, self.inc_suspect_trains):
             fa = self.files[j]
@@ -423,10 +456,6 @@ class DataCollection:
             ts = DatasetReader(fa.filename, "INDEX/timestamp", fa.file).read_new(
                 0, int(rows.max()) + 1, dtype=np.uint64)
             out[pos] = ts[rows].astype("datetime64[ns]")
-        if labelled:
-            import pandas as pd
-
-            return pd.Series(out, index=pd.Index(self._train_ids, name="trainId"))
         return out
 
     # -- trains ---------------------------------------------------------------------
@@ -477,6 +506,41 @@ class DataCollection:
     def suspect_trains(self) -> list[SuspectTrain]:
         """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
         return _suspect_trains(self.files)
+
+    @property
+    def selection(self) -> dict[str, frozenset | None]:
+        """Selected keys per source (None: all keys), as EXtra-data's attribute."""
+        return {s: src.keys for s, src in self._sources.items()}
+
+    @property
+    def detector_sources(self) -> set[str]:
+        """Instrument sources that are modules of a multi-module detector."""
+        return {s for mods in self.detector_modules().values() for s in mods.values()}
+
+    def detector_info(self, source: str) -> dict:
+        """Pixel ``dims``, ``frames_per_train`` (most in a train) and ``total_frames``
+        (``frames_per_train`` x trains, EXtra-data's estimate) of one detector module."""
+        kd = self[source, "image.data"]
+        counts = kd.data_counts(labelled=False)
+        varying = set(np.unique(counts).tolist()) - {0}
+        if len(varying) > 1:
+            warnings.warn(f"{source}: varying number of frames per train: {sorted(varying)}",
+                          stacklevel=2)
+        fpt = int(counts.max(initial=0))
+        return {"dims": kd.entry_shape[-2:], "frames_per_train": fpt,
+                "total_frames": fpt * len(self._train_ids)}
+
+    def train_info(self, train_id: int, file=None) -> None:
+        """Print the sources that have data in one train."""
+        pos = train_position(self._train_ids, train_id)
+        one = self._replace(train_ids=self._train_ids[pos:pos + 1])
+        present = {s for s in one._sources
+                   if one._source_data(s).data_counts(labelled=False)[0] > 0}
+        lines = [f"Train [{int(train_id)}] information", "Devices", "\tInstruments"]
+        lines += [f"\t- {s}" for s in sorted(present & one.instrument_sources)] or ["\t-"]
+        lines.append("\tControls")
+        lines += [f"\t- {s}" for s in sorted(present & one.control_sources)] or ["\t-"]
+        print("\n".join(lines), file=file)
 
     def detector_modules(self) -> dict[str, dict[int, str]]:
         """Detector module sources grouped by detector: ``{detector: {module: source}}``.

@@ -142,3 +142,37 @@ def test_trains_is_an_iterator(small_run):
     it = small_run.select(XGM).trains()
     assert next(it)[0] == 10000 and next(it)[0] == 10001
     assert [t for t, _ in small_run.select(XGM).trains()] == TIDS
+
+
+def test_train_timestamps_options_match_extra_data(spb_run):
+    # Each aggregator stores its own time for a train; with one aggregator open both
+    # libraries must give the same times (with several they may pick different files).
+    import extra_data
+
+    ours = ed.RunDirectory(spb_run, include="*DA01*")
+    theirs = extra_data.RunDirectory(spb_run, include="*DA01*")
+    np.testing.assert_array_equal(ours.train_timestamps(), theirs.train_timestamps())
+    for kw in ({"labelled": True}, {"labelled": True, "euxfel_local_time": True},
+               {"pydatetime": True}, {"pydatetime": True, "euxfel_local_time": True}):
+        a, b = ours.train_timestamps(**kw), theirs.train_timestamps(**kw)
+        if kw.get("labelled"):
+            assert a.tolist() == b.tolist() and str(a.dt.tz) == str(b.dt.tz)
+        else:
+            assert a == b
+    with pytest.raises(ValueError, match="needs labelled=True or pydatetime=True"):
+        ours.train_timestamps(euxfel_local_time=True)
+
+
+def test_selection_detector_info_and_train_info(both_spb, capsys):
+    ours, theirs = both_spb
+    assert ours.select(SPB_XGM, "beamPosition.*").selection == {
+        SPB_XGM: {f"beamPosition.{p}.{s}" for p in ("ixPos", "iyPos")
+                  for s in ("value", "timestamp")}}
+    assert ours.detector_sources == theirs.detector_sources
+    assert ours.detector_info(SPB_DET) == theirs.detector_info(SPB_DET)
+    ours.train_info(10004)
+    out = capsys.readouterr().out
+    assert out.startswith("Train [10004] information\nDevices\n\tInstruments\n")
+    assert f"\t- {SPB_DET}\n" in out and "\tControls\n\t- SA1_XTD2_XGM/DOOCS/MAIN\n" in out
+    with pytest.raises(ed.TrainIDError, match="Train ID 99 not found"):
+        ours.train_info(99)
