@@ -18,6 +18,7 @@ _EXPORTS = {
     "stack_detector_data": "detectors",
     "DuplicateTrainError": "exceptions", "ExfelDataError": "exceptions",
     "FileChangedError": "exceptions", "IndexWarning": "rowindex",
+    "IndexGroupError": "exceptions",
     "FileStructureError": "exceptions", "MultiRunError": "exceptions",
     "NoDataError": "exceptions", "PropertyNameError": "exceptions",
     "SourceNameError": "exceptions", "TrainIDError": "exceptions",
@@ -34,7 +35,7 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
-    "FileChangedError", "IndexWarning",
+    "FileChangedError", "IndexWarning", "IndexGroupError",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
         ExfelDataError,
         FileChangedError,
         FileStructureError,
+        IndexGroupError,
         MultiRunError,
         NoDataError,
         PropertyNameError,

@@ -18,6 +18,7 @@ __all__ = [
     "DuplicateTrainError",
     "MultiRunError",
     "FileChangedError",
+    "IndexGroupError",
 ]
 
 
@@ -167,3 +168,17 @@ class FileChangedError(ExfelDataError, RuntimeError):
             f"{', '.join(self.changed)}); its train IDs and index may no longer fit its "
             "data. Open the run again."
         )
+
+
+class IndexGroupError(ExfelDataError, ValueError):
+    """An index group (the first part of an instrument key, e.g. 'image') that a source
+    does not have, or whose keys are not selected."""
+
+    def __init__(self, source: str, index_group: str, available: Iterable[str] = ()):
+        self.source, self.index_group = source, index_group
+        self.available = sorted(available)
+        super().__init__(source, index_group)
+
+    def __str__(self) -> str:
+        return (f"{self.source!r} has no selected keys in index group {self.index_group!r};"
+                f" its selected index groups: {self.available}.")

@@ -321,23 +321,29 @@ class KeyData(fmt.SectionMixin):
                                 name=self._default_name("."))
         return arr
 
-    def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by="median"):
+    def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by=None):
         """One value for the whole selection, if all entries agree within tolerance.
 
         Numbers are compared with ``np.allclose`` against the reduced value (median by
         default; any numpy function name, 'first', or a callable); other types must all
-        be equal. Raises ValueError naming the spread otherwise.
+        be equal (and take no *reduce_by*: TypeError). Raises ValueError naming the
+        spread otherwise.
         """
         data = self.ndarray()
         if len(data) == 0:
             raise NoDataError(self.source, self.key)
         if not np.issubdtype(data.dtype, np.number):
+            if reduce_by is not None:
+                raise TypeError(f"{self.source} {self.key} holds {data.dtype} values: "
+                                "reduce_by only applies to numbers; leave it out")
             first = data[0]
             differing = [x for x in data if not np.array_equal(x, first)]
             if differing:
                 raise ValueError(f"{self.source} {self.key}: values differ "
                                  f"(e.g. {first!r} and {differing[0]!r})")
             return first
+        if reduce_by is None:
+            reduce_by = "median"
         if callable(reduce_by):
             value = reduce_by(data)
         elif reduce_by == "first":

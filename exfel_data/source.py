@@ -8,7 +8,7 @@ import numpy as np
 
 from . import format as fmt
 from .euxfel_paths import file_name_info, storage_class
-from .exceptions import MultiRunError, NoDataError, PropertyNameError
+from .exceptions import IndexGroupError, MultiRunError, NoDataError, PropertyNameError
 from .file_access import FileAccess, files_with_trains
 from .keydata import KeyData
 from .rowindex import train_rows
@@ -94,6 +94,11 @@ class SourceData(fmt.SectionMixin):
 
     @property
     def index_groups(self) -> set[str]:
+        """Index groups of the selected keys ('' for control sources)."""
+        if self.is_control:
+            return {""}
+        if self.sel_keys is not None:
+            return {fmt.index_group_of(self.section, k) for k in self.sel_keys}
         return set(self.files[0].index_groups(self.source)) if self.files else set()
 
     def keys(self, inc_timestamps: bool = True) -> set[str]:
@@ -143,12 +148,18 @@ class SourceData(fmt.SectionMixin):
                        train_ids=self._train_ids, dtype=dtype, entry_shape=shape[1:],
                        inc_suspect_trains=self.inc_suspect_trains)
 
-    def one_key(self, index_group: str | None = None) -> str:
-        """Some key of this source (in the given index group), found cheaply."""
+    def one_key(self, index_group: str | None = None) -> str | None:
+        """Some key of this source (in the given index group), found cheaply.
+
+        None for a control source without keys (RUN values only); IndexGroupError
+        (a ValueError) for an index group without selected keys.
+        """
         for k in sorted(self.keys()):
             if index_group is None or fmt.index_group_of(self.section, k) == index_group:
                 return k
-        raise PropertyNameError(self.source, f"{index_group}.*", self.keys())
+        if index_group is None or (self.is_control and index_group == ""):
+            return None  # a source with RUN values only (as EXtra-data)
+        raise IndexGroupError(self.source, index_group, self.index_groups)
 
     # -- selections -----------------------------------------------------------------
     def _replace(self, **kw) -> SourceData:
@@ -202,6 +213,8 @@ class SourceData(fmt.SectionMixin):
         if index_group is not None:
             self._check_index_group(index_group)
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
+        if not self.keys():
+            groups = []  # RUN values only: no entries in any train (as EXtra-data)
         counts = np.zeros(len(self._train_ids), dtype=np.uint64)
         for g in groups:
             rows = train_rows(self.files, self.source, g, self._train_ids,
@@ -215,8 +228,7 @@ class SourceData(fmt.SectionMixin):
 
     def _check_index_group(self, index_group: str) -> None:
         if index_group not in self.index_groups:
-            raise ValueError(f"{self.source} has no index group {index_group!r}; its index "
-                             f"groups: {sorted(self.index_groups)}")
+            raise IndexGroupError(self.source, index_group, self.index_groups)
 
     def drop_empty_trains(self, index_group: str | None = None) -> SourceData:
         """New SourceData with only the trains having data (in *index_group*, or any)."""

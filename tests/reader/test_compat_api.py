@@ -113,7 +113,7 @@ def test_source_union_coordinates_and_counts(both_spb):
                                   theirs[SPB_DET].train_id_coordinates("image"))
     with pytest.raises(ValueError, match="different counts"):
         det.train_id_coordinates()
-    with pytest.raises(ValueError, match="no index group 'preamble'"):
+    with pytest.raises(ValueError, match="no selected keys in index group 'preamble'"):
         det.data_counts(index_group="preamble")
     assert det.drop_empty_trains(index_group="image").train_ids == \
         theirs[SPB_DET].drop_empty_trains(index_group="image").train_ids
@@ -176,3 +176,16 @@ def test_selection_detector_info_and_train_info(both_spb, capsys):
     assert f"\t- {SPB_DET}\n" in out and "\tControls\n\t- SA1_XTD2_XGM/DOOCS/MAIN\n" in out
     with pytest.raises(ed.TrainIDError, match="Train ID 99 not found"):
         ours.train_info(99)
+
+
+def test_run_only_source_index_groups_and_single_str_value(small_run, both_spb):
+    ours, _ = both_spb
+    det = ours[SPB_DET]
+    assert det.select_keys("header.*").index_groups == {"header"}
+    with pytest.raises(ed.IndexGroupError, match="no selected keys in index group 'image'"):
+        det.select_keys("header.*").one_key("image")
+    assert ours[SPB_XGM].index_groups == {""}
+    state = small_run[XGM, "state"]
+    assert state[ed.by_id[[10001, 10003]]].as_single_value() == "ON"
+    with pytest.raises(TypeError, match="reduce_by only applies to numbers"):
+        state.as_single_value(reduce_by="mean")
