@@ -258,6 +258,7 @@ class LiveRunner:
             result = self._finish(stopped, error)
         finally:
             if self._server is not None:
+                self._server.drain(2.0)  # the final result leaves before the server stops
                 self._server.stop(linger=1.0)
         if error is not None:
             raise error

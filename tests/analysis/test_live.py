@@ -206,9 +206,14 @@ def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
     port = free_port()
     got = {}
 
-    def read():
+    def read():  # until the final result (the last message before the server stops)
         with karabo_bridge.Client(f"tcp://127.0.0.1:{port}", sock="SUB", timeout=60) as c:
-            got["data"], got["meta"] = c.next()
+            while True:
+                data, meta = c.next()
+                got.setdefault("partials", []).append(data)
+                if data["analysis/slow_pub:info"]["final"]:
+                    got["data"], got["meta"] = data, meta
+                    return
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -221,8 +226,10 @@ def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
     source = "analysis/slow_pub"
     assert {"total", "n", "tids"} <= set(got["data"][source])
     info = got["data"][source + ":info"]
-    assert info["reduced"] == got["data"][source]["n"]
-    assert got["meta"][source]["timestamp.tid"] >= ROOT_TRAIN
+    assert info["reduced"] == got["data"][source]["n"] == N_TRAINS
+    assert got["meta"][source]["timestamp.tid"] == ROOT_TRAIN + N_TRAINS - 1
+    assert len(got["partials"]) > 1  # partial results came before the final one
+    assert all(0 < p[source]["n"] for p in got["partials"])
 
 
 def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):
