@@ -186,9 +186,9 @@ def test_two_endpoints_joined_by_the_matcher(run_dir):
                             workers=1, policy="wait", max_trains=N_TRAINS)
         res = runner.run()
     offline = run_offline(run_dir, MEAN_IMAGE, params, progress=False)
-    np.testing.assert_array_equal(res.data["train_ids"], ALL_TIDS)
+    np.testing.assert_array_equal(res.data["roi_norm.x"], ALL_TIDS)
     np.testing.assert_allclose(res.data["mean_image"], offline.data["mean_image"])
-    np.testing.assert_allclose(res.data["roi_norm"], offline.data["roi_norm"])
+    np.testing.assert_allclose(res.data["roi_norm.y"], offline.data["roi_norm.y"])
 
 
 def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
