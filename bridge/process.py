@@ -303,12 +303,18 @@ class LiveRunner:
         next_tick, next_publish = now + _TICK_S, now + self.every
         while not self._stop.is_set():
             accept = not ended and (self.policy == "drop" or bool(self._idle))
-            poller = both if accept else router_only
-            wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
-            events = dict(poller.poll(int(wait * 1000) + 1))
-            if self._router in events:
+            # Busy: messages already waiting are handled without a poll() system call.
+            from_workers = self._router.getsockopt(pw.EVENTS) & pw.POLLIN
+            from_feeder = accept and self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN
+            if not (from_workers or from_feeder):
+                poller = both if accept else router_only
+                wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
+                events = dict(poller.poll(int(wait * 1000) + 1))
+                from_workers = self._router in events
+                from_feeder = self._feed_in in events
+            if from_workers:
                 self._from_workers()
-            if self._feed_in in events:
+            if from_feeder:
                 ended = self._from_feeder()
             now = time.monotonic()
             if now >= next_tick:
