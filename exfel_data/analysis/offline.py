@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..selection import TrainRange
 from ..write.output import check_output
-from ..write.request import TrainRange
 from .contract import (
     AnalysisError,
     AnalysisSpec,
@@ -253,11 +253,11 @@ def _local_pool(n: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from ..write.convert import _ignore_sigint  # the parent alone handles Ctrl-C
+    from ..write.interrupt import mark_worker  # the parent alone handles Ctrl-C
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method),
-                               initializer=_ignore_sigint)
+                               initializer=mark_worker)
     pool.submit(int).result()  # starts every worker process (all at once with fork)
     return pool
 
