@@ -406,25 +406,32 @@ class MultiModuleDetector:
                              chunk_bytes=chunk_bytes, module_gaps=module_gaps,
                              unstack_pulses=True)
 
-    def trains(self, pulses=None, require_all: bool = False, keys=None, *, fill_value=None,
+    def trains(self, pulses=None, require_all: bool = True, keys=None, *, fill_value=None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
-        """Iterate over trains: ``(train_id, {key: DataArray (module, pulse, ...)})``.
+        """Iterate over trains: ``(train_id, {key: DataArray (module, train, pulse, ...)})``.
 
-        Reads several trains at once (about *chunk_bytes* per key) and yields
-        views, so the per-train cost stays small.
+        As EXtra-data: each array has a length-1 ``train`` dim; by default every key
+        of the main data's group (``image.*`` / JUNGFRAU ``data.*``) is read and
+        trains where a module has no data are skipped. Reads several trains at once
+        (about *chunk_bytes* in all) and yields views, so the per-train cost stays small.
 
         Parameters
         ----------
         pulses
             Pulse selection, as in :meth:`get_array`.
         require_all : bool
-            Skip trains where any module has no (selected) data. By default
-            missing modules are filled with *fill_value* (and the train is kept).
+            Skip trains where any module has no (selected) data (default). False
+            keeps them, with missing modules filled with *fill_value*.
         keys : str or list of str, optional
-            Keys to read (default: the main data key).
+            Keys to read (default: all keys of the main data's group, e.g.
+            ``image.data``, ``image.mask``, ``image.cellId``, ...).
         """
         if keys is None:
-            keys = [self.kind.main_key]
+            group = self.kind.main_key.split('.', 1)[0] + '.'
+            first = self.data[self.modno_to_source[self.modules[0]]]
+            keys = sorted(k for k in first.keys() if k.startswith(group) and k in self)
+            keys.remove(self.kind.main_key)
+            keys.insert(0, self.kind.main_key)
         elif isinstance(keys, str):
             keys = [keys]
         yield from iterate_trains(self, keys, pulses, require_all, fill_value,
