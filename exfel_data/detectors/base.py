@@ -18,6 +18,7 @@ from .errors import NoDetectorError, warn_user
 from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
 from .keydata import DetectorKeyData, MaskedDetectorKeyData, iterate_trains
+from .virtual_cxi import write_virtual_cxi
 
 __all__ = ['MultiModuleDetector']
 
@@ -436,6 +437,18 @@ class MultiModuleDetector:
             keys = [keys]
         yield from iterate_trains(self, keys, pulses, require_all, fill_value,
                                   subtrain_index, chunk_bytes)
+
+    def write_virtual_cxi(self, filename, fillvalues: dict | None = None):
+        """Write a CXI file (version 1.5) of virtual datasets pointing into the run.
+
+        EXtra-data's layout, as CrystFEL and Cheetah read it: ``data`` (frames, modules,
+        [2,] ss, fs), ``mask`` / ``gain`` when present, ``cellId``, ``pulseId``,
+        ``trainId``, ``experiment_identifier``. *fillvalues* ``{'data': .., 'gain': ..,
+        'mask': ..}`` for missing data (default NaN or 0, 0, 0xffffffff). The file is
+        small and valid while the run's files stay where they are; ``exfel-data convert
+        --to cxi`` writes a standalone copy instead.
+        """
+        return write_virtual_cxi(self, filename, fillvalues)
 
     def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
                     pulses=None, subtrain_index: str = 'pulseId'):
