@@ -17,7 +17,9 @@ from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_
 from .errors import NoDetectorError, warn_user
 from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
-from .keydata import DetectorKeyData, MaskedDetectorKeyData, iterate_trains
+from .iteration import iterate_trains
+from .keydata import DetectorKeyData
+from .masked import MaskedDetectorKeyData
 from .virtual_cxi import write_virtual_cxi
 
 __all__ = ['MultiModuleDetector']
