@@ -14,39 +14,33 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bridge.simulation import serve_trains
+from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
 from exfel_data.detectors.frames import majority
 from exfel_data.detectors.identify import DetectorSources, find_detectors
+from exfel_data.selection import TrainRange, parse_trains
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
-__all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
+__all__ = ["select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
 
 #: How stacked detector data is laid out: as EXtra-data's serve-files, or as online.
 LAYOUTS = ("file", "online")
 
 
-def parse_train_slice(text: str) -> slice | int:
-    """Parse a train selection by index: ``'10:20'``, ``':100'``, ``'::10'`` or ``'5'``."""
-    text = text.strip()
-    try:
-        if ":" not in text:
-            return int(text)
-        parts = text.split(":")
-        if len(parts) > 3:
-            raise ValueError
-        return slice(*(int(p) if p.strip() else None for p in parts))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a train index or slice; use e.g. '10:20', ':100', "
-                         "'::10' or '5'") from None
-
-
 def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
-               trains: slice | int | Sequence[int] | None = None):
-    """Select sources (globs), keys (glob) and trains (by index) of a run or its path."""
+               trains: TrainRange | str | slice | int | Sequence[int] | None = None):
+    """Select sources (globs), keys (glob) and trains of a run or its path.
+
+    ``trains``: a range as text (:func:`exfel_data.selection.parse_trains`: positions
+    ``'10:20'``, train IDs ``'id:10000:10050'``) or parsed, or train positions (an index,
+    a slice or a list).
+    """
     import exfel_data
 
     if not hasattr(run, "trains"):
@@ -55,7 +49,11 @@ def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
         sources = (sources,)
     if tuple(sources) != ("*",) or key != "*":
         run = run.select([(s, key) for s in sources])
-    if trains is not None:
+    if isinstance(trains, str):
+        trains = parse_trains(trains)
+    if isinstance(trains, TrainRange):
+        run = run.select_trains(trains.selector)
+    elif trains is not None:
         if isinstance(trains, int):
             trains = slice(trains, (trains + 1) or None)
         run = run.select_trains(exfel_data.by_index[trains])
@@ -212,6 +210,8 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
+              curve_secret_key: KeySource | None = None,
+              curve_allow: str | os.PathLike | None = None,
               on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
@@ -247,7 +247,11 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
         At the end, how long to wait for clients to take the queued trains (default: as long
         as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread).
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready, on_train : callable, optional
         Called with the :class:`bridge.Server` once it listens, and with each train ID after
         it was fed.
@@ -255,7 +259,7 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients (under ``drop`` / ``queue`` fewer than fed).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -265,5 +269,6 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     items = ((train_id, data, None) for train_id, data in iter_run_trains(
         selection, append_detector_modules=append_detector_modules, loop=loop, layout=layout))
     return serve_trains(endpoint, items, sock=sock, policy=policy, timestamps=dummy_timestamps,
-                        rate=rate, drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
+                        rate=rate, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
+                        on_ready=on_ready, on_train=on_train)

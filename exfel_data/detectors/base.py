@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from exfel_data.rowindex import train_rows
 from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
 
 from .errors import NoDetectorError, warn_user
@@ -38,16 +39,8 @@ def _summarise_ids(ids, limit: int = 6) -> str:
 def _index_counts(data, source: str, group: str, tids: np.ndarray) -> np.ndarray:
     """Rows per train of one index group, from the files' cached index (no file opened)."""
     sd = data[source]
-    counts = np.zeros(len(tids), dtype=np.uint64)
-    inc_suspect = getattr(sd, 'inc_suspect_trains', True)
-    for fa in sd.files:
-        if (source, group) not in fa.index:
-            continue
-        _firsts, cnt = fa.get_index(source, group)
-        use = fa.rows_in_use(inc_suspect)
-        pos, ok = find_train_ids(tids, fa.train_ids[use])
-        counts[pos[ok]] = cnt[use][ok]
-    return counts
+    rows = train_rows(sd.files, source, group, tids, getattr(sd, 'inc_suspect_trains', True))
+    return rows.count.astype(np.uint64)
 
 
 class MultiModuleDetector:

@@ -103,7 +103,7 @@ class DetectorKeyData:
         tids = self.det.train_ids
         kd = self.det.module_keydata(modno, self.key)
         segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
-        for ch in kd._data_chunks():
+        for ch in kd.data_chunks():
             counts = np.asarray(ch.counts, dtype=np.int64)
             n = int(counts.sum())
             if n == 0:

@@ -31,8 +31,8 @@ import numpy as np
 
 from ..detectors.identify import detector_modules
 from .base import Progress, Writer, part_json
-from .plan import ConversionError, ConversionPlan
-from .png import frame_numbers
+from .h5output import h5_output
+from .plan import ConversionError, ConversionPlan, frame_numbers
 
 PART_ATTR = "exfel_data_part"
 _XTDF_KEYS = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",
@@ -62,7 +62,14 @@ class _Module:
 
 
 def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
-    """The detector in the plan and its selected modules (sorted by number)."""
+    """The detector in the plan and its selected modules (sorted by number); worked out
+    once, in ``check``."""
+    if "cxi" not in plan.checked:
+        plan.checked["cxi"] = _find_modules(plan)
+    return plan.checked["cxi"]
+
+
+def _find_modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
     for det, modules in detector_modules(selected).items():
@@ -120,7 +127,7 @@ class CxiWriter(Writer):
         n_frames = int(frames_per_train.sum())
         names = [n for n in ("data", "mask", "gain") if all(n in m.keys for m in mods)]
         frame_shape = mods[0].frame_shape("data")
-        with h5py.File(self.path, "w") as f:
+        with h5_output(self.path) as f:
             info = part_json(plan)
             if info:
                 f.attrs[PART_ATTR] = info
@@ -239,7 +246,7 @@ def merge_h5_frames(parts: list[Path], out: Path, progress: Progress) -> None:
                 datasets.append(name)
 
         first.visititems_links(visit)
-        with h5py.File(out, "w") as fo:
+        with h5_output(out) as fo:
             for k, v in first.attrs.items():
                 if k != PART_ATTR:
                     fo.attrs[k] = v

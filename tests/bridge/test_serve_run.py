@@ -3,21 +3,7 @@
 import numpy as np
 import pytest
 
-from bridge.serve_run import parse_train_slice, stack_detector_modules
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("5", 5), ("10:20", slice(10, 20)), (":100", slice(None, 100)), ("::10", slice(None, None, 10)),
-    ("-3:", slice(-3, None)),
-])
-def test_parse_train_slice(text, expected):
-    assert parse_train_slice(text) == expected
-
-
-@pytest.mark.parametrize("text", ["a:b", "1:2:3:4", ""])
-def test_parse_train_slice_bad(text):
-    with pytest.raises(ValueError, match="not a train index or slice"):
-        parse_train_slice(text)
+from bridge.serve_run import select_run, stack_detector_modules
 
 
 def _module(m, frames=3, raw=False, tid=1000):
@@ -184,8 +170,9 @@ def _start_process(args, pattern):
 
 def test_our_client_reads_extra_data_serve_files(small_run):
     """extra-data's karabo-bridge-serve-files (karabo_bridge server) read by bridge.Client."""
-    pytest.importorskip("extra_data")
-    pytest.importorskip("karabo_bridge")
+    import extra_data  # noqa: F401
+    import karabo_bridge  # noqa: F401
+
     from bridge.client import Client
 
     path, plan = small_run
@@ -246,7 +233,7 @@ def serve(small_run):
 
 
 def test_karabo_bridge_client_reads_serve_run(small_run, serve):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     _, plan = small_run
     endpoint = serve(sources=["SA1_XTD2_XGM/*", "SPB_XTD9_CAM/*"], trains=slice(1, 5))
     xgm, cam = "SA1_XTD2_XGM/XGM/DOOCS", "SPB_XTD9_CAM/CAM/SIDEMIC:daqOutput"
@@ -270,7 +257,7 @@ def test_karabo_bridge_client_reads_serve_run(small_run, serve):
 
 
 def test_serve_run_append_detector_modules(small_run, serve):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     _, plan = small_run
     endpoint = serve(sources=["SPB_DET_AGIPD1M-1/*"], key="image.*", trains=slice(0, 2),
                      append_detector_modules=True, dummy_timestamps=True, sock="PUSH")
@@ -355,7 +342,7 @@ def test_serve_run_loop_repeats_the_trains(small_run, serve):
 
 
 def test_serve_run_cli(small_run):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     path, plan = small_run
     proc, endpoint = _start_process(
         ["-m", "bridge", "serve-run", str(path), "tcp://127.0.0.1:0", "--source",
@@ -394,7 +381,17 @@ def test_serve_run_cli_bad_trains(small_run):
 
     result = CliRunner().invoke(main, ["serve-run", str(small_run[0]), "0", "--trains", "x"])
     assert result.exit_code == 2
-    assert "'x' is not a train index or slice" in result.output
+    assert "'x' is not a train range; use START:STOP[:STEP]" in result.output
+
+
+def test_select_run_trains_as_convert_takes_them(small_run):
+    # One syntax for --trains in exfel-data convert and exfel-bridge serve-run.
+    path, plan = small_run
+    tids = list(plan.train_ids)
+    assert list(select_run(path, trains="-2:").train_ids) == tids[-2:]
+    assert list(select_run(path, trains=f"id:{tids[1]}:{tids[4]}").train_ids) == tids[1:4]
+    assert list(select_run(path, trains="::2").train_ids) == tids[::2]
+    assert list(select_run(path, trains=3).train_ids) == [tids[3]]
 
 
 def test_serve_run_cli_unknown_source(small_run):

@@ -348,7 +348,7 @@ def test_dask_graph_is_picklable_and_runs_on_distributed(agipd_corr_path, open_r
     ('lpd_raw_path', 'LPD1M', {'raw': True}),
 ])
 def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
-    extra_data = pytest.importorskip('extra_data')
+    import extra_data
     from extra_data import components
 
     path = request.getfixturevalue(path_fixture)
@@ -403,7 +403,7 @@ def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
 
     def no_open(filename):
         raise AssertionError(f"opened {filename}")
-    monkeypatch.setattr(file_access._pool, 'get', no_open)
+    monkeypatch.setattr(file_access.handle_pool, 'get', no_open)
     det = AGIPD1M(run)
     assert det.data_counts().to_numpy().min() == 4
     assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
