@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import click
 
-from bridge.cli import client_endpoint
 from bridge.client import SOCKET_TYPES, Client
+from bridge.endpoints import client_endpoint
 from bridge.match import TrainMatcher
 from bridge.record import Recorder
 from bridge.server import Server
