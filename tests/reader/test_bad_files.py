@@ -118,6 +118,15 @@ def test_file_replaced_after_open_before_first_read(two_runs, cache):
         list(run.select(OUT).trains())
 
 
+def test_dask_task_refuses_file_replaced_after_planning(two_runs):
+    a, b = two_runs
+    run, _ = _open(a, cache=False)
+    arr = run[OUT, KEY].dask_array()  # planned (files opened, checked) before the change
+    _replace(b / BAD, a / BAD, "rename")
+    with pytest.raises(ed.FileChangedError, match=BAD):
+        arr.compute()
+
+
 def test_file_truncated_after_open(tmp_path):
     path = _run(tmp_path / "r0001")
     run, _ = _open(path)
