@@ -13,8 +13,9 @@ from .selection import select_train_ids, split_ranges, train_position
 
 __all__ = ["KeyData"]
 
-# Largest dask chunk (bytes); small enough that a worker holds a few at once.
-DASK_CHUNK_BYTES = 256 * 1024**2
+# Largest dask chunk (bytes), for keys and detectors alike: dask's own default
+# (array.chunk-size), small enough that a worker holds a few at once.
+DASK_CHUNK_BYTES = 128 * 1024**2
 
 
 class KeyData(fmt.SectionMixin):

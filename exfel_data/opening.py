@@ -123,7 +123,11 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
     prefix = os.path.join(path, "")
     paths = [prefix + n for n in names]  # absolute and normalised
     if file_filter is not None:
+        given = len(paths)
         paths = list(file_filter(paths))
+        if given and not paths:
+            raise FileNotFoundError(f"file_filter kept none of the {given} .h5 files "
+                                    f"matching {include!r} in {path}")
     if not paths:
         raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
     run_map = RunMap(path) if cache else None
@@ -197,24 +201,42 @@ def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=N
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
     """
-    prop_dir = find_proposal(proposal, root)
-    run_name = f"r{int(str(run).lstrip('r')):04d}"
     kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
-    if data == "all":
-        raw = RunDirectory(os.path.join(prop_dir, "raw", run_name), **kw)
-        proc_dir = os.path.join(prop_dir, "proc", run_name)
-        if not os.path.isdir(proc_dir):
-            warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
-            return raw
-        proc = RunDirectory(proc_dir, **kw)
-        both = raw.all_sources & proc.all_sources
-        if both:
-            raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
-        return proc if raw is None else raw.union(proc)
-    run_dir = os.path.join(prop_dir, data, run_name)
+    if data != "all":
+        return RunDirectory(run_folder(proposal, run, data, root), **kw)
+    raw = RunDirectory(run_folder(proposal, run, "raw", root), **kw)
+    proc_dir = os.path.join(find_proposal(proposal, root), "proc",
+                            f"r{int(str(run).lstrip('r')):04d}")
+    if not os.path.isdir(proc_dir):
+        warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
+        return raw
+    proc = RunDirectory(proc_dir, **kw)
+    both = raw.all_sources & proc.all_sources
+    if both:
+        raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
+    return proc if raw is None else raw.union(proc)
+
+
+def run_folder(proposal, run, data: str = "raw", root: str | None = None) -> str:
+    """The folder of a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
+
+    Parameters
+    ----------
+    proposal, run, root
+        As for :func:`open_run`.
+    data : str
+        The data folder: ``'raw'``, ``'proc'``, ``'usr'``...
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder looked for and the runs that exist there.
+    """
+    prop_dir = find_proposal(proposal, root)
+    run_dir = os.path.join(prop_dir, data, f"r{int(str(run).lstrip('r')):04d}")
     if not os.path.isdir(run_dir):
         have = sorted(os.listdir(os.path.join(prop_dir, data))) \
             if os.path.isdir(os.path.join(prop_dir, data)) else []
         raise FileNotFoundError(f"Run folder {run_dir} not found ({len(have)} runs in "
                                 f"{data}: {', '.join(have[:5])}{'...' if len(have) > 5 else ''})")
-    return RunDirectory(run_dir, **kw)
+    return run_dir

@@ -19,12 +19,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import ExfelDataError
+
 #: Default size of one block of data read and written at once.
 BLOCK_BYTES = 64 * 1024**2
 
 
-class ConversionError(ValueError):
+class ConversionError(ExfelDataError, ValueError):
     """The selection cannot be written in the requested format (names key and format)."""
+
+
+class DiskFullError(ConversionError):
+    """The output's file system ran out of space (or quota) while writing; nothing was
+    written. ``errno`` is the system's error number (ENOSPC, EDQUOT or EFBIG)."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message, errno)  # both in args: survives pickling from workers
+
+    @property
+    def errno(self) -> int:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass
@@ -111,6 +128,8 @@ class ConversionPlan:
     block_bytes: int = BLOCK_BYTES
     #: The opened run with the plan's train selection (for writers needing other keys).
     run: object = None
+    #: What a writer's ``check`` worked out, for its ``write`` to reuse (by format name).
+    checked: dict = field(default_factory=dict, repr=False)
     #: Memory reused for the blocks of ``key_blocks(reuse=True)``.
     _scratch: np.ndarray | None = field(default=None, repr=False)
 
@@ -205,6 +224,16 @@ class ConversionPlan:
         """For consecutive ranges of trains, the rows of every key in ``keys``."""
         for trains in self.train_ranges(keys, budget):
             yield trains, {kp.name: self.read_trains(kp, trains) for kp in keys}
+
+
+def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
+    """Position of each row within its train (rows grouped by train)."""
+    n = len(row_tids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, row_tids[1:] != row_tids[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    return np.arange(n) - np.repeat(starts, lengths)
 
 
 def _split_chunks(chunks, max_rows: int):
