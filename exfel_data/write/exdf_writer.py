@@ -25,6 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .h5output import close_after_error
+
 __all__ = ['ExdfWriter', 'ExdfWriteError', 'FORMAT_VERSIONS', 'KEY_ATTRIBUTES', 'STRING_DTYPE',
            'train_timestamps']
 
@@ -570,12 +572,14 @@ class ExdfWriter:
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the temporary file without creating the final one."""
+        """Close and delete the temporary file without creating the final one.
+
+        Never raises, also after a full disk (see
+        :func:`~exfel_data.write.h5output.close_after_error`).
+        """
         if self.file is not None:
-            try:
-                self.file.close()
-            finally:
-                self.file = None
+            close_after_error(self.file)
+            self.file = None
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ExdfWriter:
