@@ -15,6 +15,7 @@ import warnings
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
+from .format import KNOWN_VERSIONS
 from .run_map import RunMap
 from .scan import scan_file
 
@@ -65,6 +66,17 @@ def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
     for fa, n in zero:
         warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
                       "INDEX/trainId ignored as corrupt.", stacklevel=3)
+    for fa in files:
+        if fa.format_version not in KNOWN_VERSIONS:
+            warnings.warn(f"{fa.filename}: unknown dataFormatVersion {fa.format_version!r}; "
+                          "read like version 1.3. Check it with `exfel-data validate`.",
+                          stacklevel=3)
+        if fa.index_rows and not len(fa.train_ids) and fa.all_sources:
+            eg = sorted(fa.all_sources)[0]
+            warnings.warn(
+                f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
+                f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
+                f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
     suspect = _suspect_trains(files)
     if suspect:
         nfiles = len({s.file for s in suspect})
@@ -111,7 +123,11 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
     prefix = os.path.join(path, "")
     paths = [prefix + n for n in names]  # absolute and normalised
     if file_filter is not None:
+        given = len(paths)
         paths = list(file_filter(paths))
+        if given and not paths:
+            raise FileNotFoundError(f"file_filter kept none of the {given} .h5 files "
+                                    f"matching {include!r} in {path}")
     if not paths:
         raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
     run_map = RunMap(path) if cache else None
@@ -185,24 +201,42 @@ def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=N
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
     """
-    prop_dir = find_proposal(proposal, root)
-    run_name = f"r{int(str(run).lstrip('r')):04d}"
     kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
-    if data == "all":
-        raw = RunDirectory(os.path.join(prop_dir, "raw", run_name), **kw)
-        proc_dir = os.path.join(prop_dir, "proc", run_name)
-        if not os.path.isdir(proc_dir):
-            warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
-            return raw
-        proc = RunDirectory(proc_dir, **kw)
-        both = raw.all_sources & proc.all_sources
-        if both:
-            raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
-        return proc if raw is None else raw.union(proc)
-    run_dir = os.path.join(prop_dir, data, run_name)
+    if data != "all":
+        return RunDirectory(run_folder(proposal, run, data, root), **kw)
+    raw = RunDirectory(run_folder(proposal, run, "raw", root), **kw)
+    proc_dir = os.path.join(find_proposal(proposal, root), "proc",
+                            f"r{int(str(run).lstrip('r')):04d}")
+    if not os.path.isdir(proc_dir):
+        warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
+        return raw
+    proc = RunDirectory(proc_dir, **kw)
+    both = raw.all_sources & proc.all_sources
+    if both:
+        raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
+    return proc if raw is None else raw.union(proc)
+
+
+def run_folder(proposal, run, data: str = "raw", root: str | None = None) -> str:
+    """The folder of a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
+
+    Parameters
+    ----------
+    proposal, run, root
+        As for :func:`open_run`.
+    data : str
+        The data folder: ``'raw'``, ``'proc'``, ``'usr'``...
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder looked for and the runs that exist there.
+    """
+    prop_dir = find_proposal(proposal, root)
+    run_dir = os.path.join(prop_dir, data, f"r{int(str(run).lstrip('r')):04d}")
     if not os.path.isdir(run_dir):
         have = sorted(os.listdir(os.path.join(prop_dir, data))) \
             if os.path.isdir(os.path.join(prop_dir, data)) else []
         raise FileNotFoundError(f"Run folder {run_dir} not found ({len(have)} runs in "
                                 f"{data}: {', '.join(have[:5])}{'...' if len(have) > 5 else ''})")
-    return RunDirectory(run_dir, **kw)
+    return run_dir

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,7 +15,7 @@ from ..write.convert import FORMATS
 from ..write.convert import convert as run_convert
 from ..write.output import OutputExistsError
 from ..write.plan import BLOCK_BYTES, ConversionError
-from .options import PART, SELECTION, TRAINS
+from .options import PART, SELECTION, TRAINS, location_options, resolve_run
 
 
 @contextmanager
@@ -23,15 +25,40 @@ def conversion_errors(context: str = "") -> Iterator[None]:
 
     prefix = f"{context}: " if context else ""
     try:
-        yield
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted: no output was written (partial data removed).", err=True)
-        sys.exit(130)
+        with _notes_shown():
+            yield
+    except KeyboardInterrupt as exc:
+        from ..write.interrupt import Interrupted
+
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        what = "Interrupted" if signum == signal.SIGINT else signal.Signals(signum).name
+        click.echo(f"\n{what}: no output was written (partial data removed).", err=True)
+        sys.exit(128 + signum)
     except (ConversionError, OutputExistsError, MissingDependencyError, FileNotFoundError,
             ExfelDataError) as exc:
         raise click.ClickException(prefix + str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"{prefix}{type(exc).__name__}: {exc}") from None
+
+
+@contextmanager
+def _notes_shown() -> Iterator[None]:
+    """Print what the conversion tells the user it did (stale outputs removed) as a plain
+    line, not as a Python warning."""
+    from ..write.output import StaleOutputRemoved
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def show_note(message, category, *args, **kwargs):
+            if issubclass(category, StaleOutputRemoved):
+                click.echo(f"Note: {message}", err=True)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.simplefilter("always", StaleOutputRemoved)
+        warnings.showwarning = show_note
+        yield
 
 
 def _format_help() -> str:
@@ -55,9 +82,13 @@ Examples:
   exfel-data convert r0238 small --to exdf --select 'SA1_*' --select '*CAM*[data.*]'
   exfel-data convert r0238 out.npz --to npz --workers 4
   exfel-data convert r0238 part-3.npz --to npz --part 3/8   # then: exfel-data merge
+  exfel-data convert --proposal 1234 --run 42 xgm.csv --to csv --select '*XGM*'
+
+With --proposal P --run R, give only OUTPUT: the run is found as open_run finds it.
 """)
-@click.argument("run", type=click.Path(exists=True))
-@click.argument("output", type=click.Path())
+@click.argument("paths", nargs=-1, required=True, metavar="[RUN] OUTPUT",
+                type=click.Path())
+@location_options
 @click.option("--to", "fmt", required=True, type=click.Choice(list(FORMATS)),
               help="Output format.")
 @click.option("-s", "--select", "select", multiple=True, type=SELECTION,
@@ -87,8 +118,18 @@ Examples:
                    "'fixed LOW HIGH'.")
 @click.option("--block-mb", type=click.IntRange(1), default=BLOCK_BYTES // 2**20,
               show_default=True, help="Size of the blocks read and written at once (MiB).")
-def convert(run, output, fmt, select, trains, append_detector_modules, overwrite, quiet,
-            workers, scheduler, part, png_scale, block_mb) -> None:
+def convert(paths, proposal, run_number, data_folder, data_root, fmt, select, trains,
+            append_detector_modules, overwrite, quiet, workers, scheduler, part, png_scale,
+            block_mb) -> None:
+    if len(paths) > 2:
+        raise click.UsageError(f"Expected RUN OUTPUT, got {len(paths)} paths: "
+                               f"{' '.join(paths)}")
+    if len(paths) == 1 and proposal is None and run_number is None:
+        raise click.UsageError(f"Missing OUTPUT after RUN {paths[0]} (or name the run with "
+                               "--proposal P --run R and give only OUTPUT).")
+    *given, output = paths
+    run = resolve_run(given[0] if given else None, proposal, run_number, data_folder,
+                      data_root)
     options = {}
     if fmt == "png":
         from ..write.png import parse_png_scale

@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from .convert import conversion_errors
+from .options import run_location
 
 
 def _natural(name: str) -> list:
@@ -43,10 +44,11 @@ def _key_lines(run, source: str) -> list[str]:
         shape = "(" + ", ".join(map(str, kd.entry_shape)) + \
             ("," if len(kd.entry_shape) == 1 else "") + ")"
         dtype = "str" if kd.dtype.kind == "O" else str(kd.dtype)
+        units = f" [{kd.units}]" if kd.units else ""
         per = _entries_range(counts)
         per = f", {per} entries/train" if per else ""
-        out.append(f"    - {key}: {dtype} {shape}, data in {int((counts > 0).sum())}/{n} "
-                   f"trains{per}")
+        out.append(f"    - {key}: {dtype} {shape}{units}, data in {int((counts > 0).sum())}/{n}"
+                   f" trains{per}")
     return out
 
 
@@ -112,7 +114,8 @@ def run_line(path: Path) -> str:
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True))
+@run_location("path")
+@click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--detail", metavar="GLOB",
               help="For sources matching GLOB, list each key's dtype, entry shape and how "
                    "many trains hold data.")
@@ -122,7 +125,8 @@ def info(path: str, detail: str | None, counts: bool) -> None:
     """Summarise a run folder or file: trains, duration, detectors and sources.
 
     PATH may also be a folder of runs (e.g. a proposal's raw/ folder): then one
-    line per run is printed.
+    line per run is printed. Instead of PATH, --proposal P --run R finds the run in the
+    facility's folder layout (as open_run does).
     """
     from ..write.convert import open_input
 

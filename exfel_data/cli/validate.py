@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..validation import CHECKS, validate_run
+from .options import run_location
 
 _CHECK_HELP = "\b\n" + "\n".join(f"  {name:19s} {text}" for name, text in CHECKS.items())
 
@@ -14,13 +15,15 @@ _CHECK_HELP = "\b\n" + "\n".join(f"  {name:19s} {text}" for name, text in CHECKS
 @click.command(help=f"""Check a run folder (or one .h5 file) for structural problems.
 
 Each problem is printed with its check name, the file, the dataset and what to do.
+Instead of RUN, --proposal P --run R finds the run as open_run does.
 Exit status: 0 when clean, 1 when problems were found, 2 on usage errors.
 
 Checks (names for --skip):
 
 {_CHECK_HELP}
 """)
-@click.argument("run", type=click.Path(exists=True))
+@run_location("run")
+@click.argument("run", type=click.Path(exists=True), required=False)
 @click.option("--skip", "skip", multiple=True, type=click.Choice(list(CHECKS)),
               metavar="CHECK", help="Do not run this check (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -8,7 +8,7 @@ import pytest
 import zmq
 from bridge_helpers import CLIENT_FOR, XGM, train, wait_until
 
-import bridge.server as server_module
+import bridge.server_socket as server_socket
 from bridge import Client, ProtocolError, Server
 
 
@@ -402,10 +402,19 @@ def test_protocol_1_0_server(make_server):
 
 def test_stats_waiting_clients(make_server):
     server = make_server(sock='REP')
-    with Client(server.endpoint, timeout=0.2) as client:
-        with pytest.raises(TimeoutError):
-            client.next()
-    wait_until(lambda: server.stats['requests'] == 1)
+    assert server.stats['waiting_clients'] == 0
+    got = []
+    with Client(server.endpoint, timeout=10) as client:
+        reader = threading.Thread(target=lambda: got.append(client.next()))
+        reader.start()
+        # the request arrives with nothing to send: the client waits
+        wait_until(lambda: server.stats['waiting_clients'] == 1)
+        assert server.stats['requests'] == 1
+        server.feed(train(4))
+        reader.join(10)
+    assert got and got[0][1][XGM]['timestamp.tid'] == 4
+    stats = server.stats
+    assert stats['waiting_clients'] == 0 and stats['sent'] == 1
 
 
 def _many_frames_train(tid, n_sources=4, n_arrays=3):
@@ -439,7 +448,7 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
             more = flags | zmq.SNDMORE if i < len(frames) - 1 else flags
             socket.send(frame, more, copy=True)
             time.sleep(0.0002)  # let other threads run mid-message
-    monkeypatch.setattr(server_module, '_send_frames', yielding_send_frames)
+    monkeypatch.setattr(server_socket, 'send_frames', yielding_send_frames)
     senders = {'feed': 0, 'thread': 0}
 
     def counting(method, who):
@@ -448,7 +457,8 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
             senders[who] += bool(sent)
             return sent
         return wrapper
-    monkeypatch.setattr(Server, '_send_direct', counting(Server._send_direct, 'feed'))
+    monkeypatch.setattr(server_socket.SocketOwner, 'send_direct',
+                        counting(server_socket.SocketOwner.send_direct, 'feed'))
     monkeypatch.setattr(Server, '_send', counting(Server._send, 'thread'))
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)

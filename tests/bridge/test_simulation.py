@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata, paced
+from bridge.serving import paced
+from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata
 
 AGIPD = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
 
@@ -14,7 +15,7 @@ AGIPD = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
     (False, "online", (16, 128, 512, 3), np.float32),
     (False, "file", (3, 16, 512, 128), np.float32),
     (True, "online", (16, 128, 512, 2, 3), np.uint16),
-    (True, "file", (3, 16, 2, 512, 128), np.uint16),
+    (True, "file", (3, 2, 16, 512, 128), np.uint16),   # as stack_detector_data
 ])
 def test_agipd_shapes(raw, data_like, shape, dtype):
     sim = Simulator("AGIPD", raw=raw, data_like=data_like, pulses=3)
@@ -172,7 +173,7 @@ def serve_sim():
 
 @pytest.mark.parametrize("sock, client_sock", [("REP", "REQ"), ("PUSH", "PULL")])
 def test_karabo_bridge_client_reads_serve_simulation(serve_sim, sock, client_sock):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     endpoint = serve_sim("AGIPD", pulses=2, sock=sock)
     expected = Simulator("AGIPD", pulses=2)
     with karabo_bridge.Client(endpoint, sock=client_sock, timeout=20) as client:
@@ -188,7 +189,7 @@ def test_karabo_bridge_client_reads_serve_simulation(serve_sim, sock, client_soc
 
 
 def test_karabo_bridge_client_reads_xgm_slow_and_fast_data(serve_sim):
-    karabo_bridge = pytest.importorskip("karabo_bridge")
+    import karabo_bridge
     endpoint = serve_sim("XGM")
     ref = Simulator("XGM").train(0)[0]
     with karabo_bridge.Client(endpoint, timeout=20) as client:

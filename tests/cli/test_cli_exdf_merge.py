@@ -33,7 +33,7 @@ def assert_same_data(src_run, out_path, sources_keys, extra_data_too=True):
     ours = RunDirectory(str(out_path))
     readers = [ours]
     if extra_data_too:
-        extra_data = pytest.importorskip("extra_data")
+        import extra_data
         readers.append(extra_data.RunDirectory(str(out_path)))
     for r in readers:
         np.testing.assert_array_equal(r.train_ids, src_run.train_ids)
@@ -85,7 +85,7 @@ def test_exdf_control_value_without_timestamp_selected(run_dir, tmp_path):
         RunDirectory(str(run_dir))[XGM, "beamPosition.ixPos.timestamp"].ndarray())
 
 
-@pytest.mark.parametrize("fmt, name, select", [
+FORMAT_CASES = [
     ("exdf", "out", [f"{XGM}[beamPosition.*]", "*/DET/0CH0:xtdf[image.*]"]),
     ("npz", "out.npz", SELECT),
     ("csv", "out.csv", [f"{XGM}[*.value]", "SA1_XTD2_XGM/*:output[data.intensityTD]"]),
@@ -94,7 +94,10 @@ def test_exdf_control_value_without_timestamp_selected(run_dir, tmp_path):
     ("png", "out", ["SPB_XTD9_CAM*[data.image.pixels]"]),
     ("zarr", "out.zarr", ["SA1_XTD2_XGM/*:output", f"{XGM}[location.*]"]),
     ("mat", "out.mat", [f"{XGM}[*.value]", "*/DET/0CH0:xtdf[image.data]"]),
-])
+]
+
+
+@pytest.mark.parametrize("fmt, name, select", FORMAT_CASES)
 def test_parts_merge_equal_whole(run_dir, tmp_path, fmt, name, select):
     whole = tmp_path / "whole" / name
     whole.parent.mkdir()
@@ -200,6 +203,37 @@ def test_workers(run_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz", "w.npz"]
 
 
+@pytest.mark.parametrize("fmt, name, select", [c for c in FORMAT_CASES if c[0] != "npz"])
+def test_workers_every_format_equal_whole(run_dir, tmp_path, fmt, name, select):
+    """--workers 3: three processes write parts that are merged into what one writes."""
+    whole, par = tmp_path / "whole" / name, tmp_path / "par" / name
+    whole.parent.mkdir()
+    par.parent.mkdir()
+    convert(run_dir, whole, fmt, select=select, trains=":11")
+    res = cli("convert", run_dir, par, "--to", fmt, "-q", "--trains", ":11", "--workers", "3",
+              *[a for s in select for a in ("--select", s)])
+    assert res.exit_code == 0, res.output
+    assert_equal_outputs(fmt, whole, par, run_dir)
+    assert [p.name for p in par.parent.iterdir()] == [name]  # no part folder left
+
+
+def test_merge_overwrite(run_dir, tmp_path):
+    parts = []
+    for i in (1, 2):
+        parts.append(tmp_path / f"p{i}.npz")
+        convert(run_dir, parts[-1], "npz", select=[f"{XGM}[*.value]"], part=(i, 2))
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"an older file")
+    res = cli("merge", "-q", *parts, out)
+    assert res.exit_code == 1 and "already exists" in res.output and "--overwrite" in res.output
+    assert out.read_bytes() == b"an older file"  # untouched without --overwrite
+    res = cli("merge", "-q", "--overwrite", *parts, out)
+    assert res.exit_code == 0, res.output
+    whole = tmp_path / "whole.npz"
+    convert(run_dir, whole, "npz", select=[f"{XGM}[*.value]"])
+    assert_equal_outputs("npz", whole, out, run_dir)
+
+
 def test_workers_with_part_outputs(run_dir, tmp_path):
     # csv has no direct parallel writer: workers write part outputs which are merged
     whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
@@ -213,7 +247,7 @@ def test_workers_with_part_outputs(run_dir, tmp_path):
 
 
 def test_scheduler_address(run_dir, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     whole, par = tmp_path / "w.csv", tmp_path / "p.csv"
     sel = [f"{XGM}[*.value]"]
     convert(run_dir, whole, "csv", select=sel)
@@ -221,5 +255,36 @@ def test_scheduler_address(run_dir, tmp_path):
                                   dashboard_address=":0") as cluster:
         res = cli("convert", run_dir, par, "--to", "csv", "-q", "--select", sel[0],
                   "--scheduler", cluster.scheduler_address, "--workers", "3")
+        # the parts ran on this cluster (an ignored --scheduler would leave it idle)
+        # (state_counts: how many tasks ever reached a state)
+        ran = sum(p.state_counts["memory"] for p in cluster.scheduler.task_prefixes.values())
     assert res.exit_code == 0, res.output
+    assert ran == 3, "the parts did not run on the cluster"
     assert par.read_text() == whole.read_text()
+
+
+def test_exdf_keeps_input_chunks_and_compression(tmp_path):
+    # docs/formats.md: "datasets keep the input's chunking and compression".
+    import h5py
+    import numpy as np
+
+    from exfel_data.write import ExdfWriter
+    from exfel_data.write.convert import convert
+
+    src = "SPB_CAM/DEV/A:output"
+    run_dir = tmp_path / "r0010"
+    with ExdfWriter(run_dir / "RAW-R0010-DA01-S00000.h5", np.arange(10000, 10006),
+                    run_number=10) as w:
+        w.add_instrument_source(src, {"data": 2})
+        w.add_instrument_key(src, "data.image", np.uint16, (4, 6), chunks=(3, 4, 6),
+                             compression="gzip", compression_opts=3)
+        w.add_instrument_key(src, "data.plain", np.float32, (5,))
+        w.write(src, "data.image", np.arange(12 * 24, dtype=np.uint16).reshape(12, 4, 6))
+        w.write(src, "data.plain", np.ones((12, 5), np.float32))
+    convert(run_dir, tmp_path / "out", "exdf", trains="1:4")
+    with h5py.File(tmp_path / "out" / "RAW-R0010-DA01-S00000.h5") as f:
+        image, plain = f[f"INSTRUMENT/{src}/data/image"], f[f"INSTRUMENT/{src}/data/plain"]
+        assert image.chunks == (3, 4, 6) and image.compression == "gzip"
+        assert image.compression_opts == 3
+        np.testing.assert_array_equal(image[()], np.arange(2 * 24, 8 * 24).reshape(6, 4, 6))
+        assert plain.chunks is None and plain.compression is None

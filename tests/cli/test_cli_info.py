@@ -33,9 +33,10 @@ def test_detail_and_counts(run_dir):
     res = cli("info", run_dir, "--detail", "*XGM*", "--counts")
     assert res.exit_code == 0, res.output
     out = res.output
-    assert "    - data.intensityTD: float32 (1000,), data in 12/12 trains" in out
-    assert "    - beamPosition.ixPos.value: float32 (), data in 12/12 trains" in out
-    assert "    - location.value: str ()" in out
+    # units from the keys' attributes (generator: intensity in uJ, positions in mm)
+    assert "    - data.intensityTD: float32 (1000,) [μJ], data in 12/12 trains" in out
+    assert "    - beamPosition.ixPos.value: float32 () [mm], data in 12/12 trains" in out
+    assert "    - location.value: str (), data in" in out
     assert "  - SPB_DET_AGIPD1M-1/DET/0CH0:xtdf: " in out
     assert "image: 12/12 trains, 3 per train" in out
     res = cli("info", run_dir, "--detail", "NOPE*")

@@ -34,7 +34,7 @@ def test_normalise_pulses():
         normalise_pulses(np.s_[::-1])
     with pytest.raises(ValueError, match='negative'):
         normalise_pulses([-1])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Select pulses with a slice.* not 'all'"):
         normalise_pulses('all')
 
 

@@ -2,12 +2,10 @@
 
 import warnings
 
+import extra_data
 import numpy as np
-import pytest
 
 import exfel_data as ed
-
-extra_data = pytest.importorskip("extra_data")
 
 
 def _pairs(path):

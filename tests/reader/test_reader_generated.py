@@ -64,7 +64,7 @@ def test_values_every_version(tmp_path, version):
 
 @pytest.mark.parametrize("version", ["0.5", "1.0", "1.3"])
 def test_differential_generated(tmp_path, version):
-    extra_data = pytest.importorskip("extra_data")
+    import extra_data
     plan, path = write(tmp_path, version)
     ours = ed.RunDirectory(path)
     with warnings.catch_warnings():
@@ -208,7 +208,7 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     orig = opening.scan_file
     monkeypatch.setattr(opening, "scan_file",
                         lambda p, st=None: scanned.append(p) or orig(p, st))
-    file_access._pool._open.clear()
+    file_access.handle_pool.forget_all()
     run = ed.RunDirectory(path)
     assert scanned == []
     assert file_access.n_open_files() == 0  # opening needs no file
@@ -251,7 +251,8 @@ def _run_facts(run):
             run.suspect_trains, dict(run._legacy),
             [(f.filename, f.format_version, f.source_ids, f.n_zero, f.n_suspect,
               f.train_span(True), f.train_span(False), f.valid.tolist(),
-              sorted(f.index)) for f in run.files])
+              sorted((s, g) for s in f.all_sources for g in f.index_groups(s)))
+     for f in run.files])
 
 
 @pytest.mark.parametrize("case", ["rogue", "legacy"])
@@ -302,7 +303,7 @@ def test_open_files_cap(tmp_path):
     plan, path = write(tmp_path, "1.3", n_trains=24)
     run = ed.RunDirectory(path, cache=False)
     assert len(run.files) > 10
-    old = file_access._pool.max_open
+    old = file_access.handle_pool.max_open
     try:
         ed.set_max_open_files(3)
         for src in run.instrument_sources:
@@ -349,3 +350,55 @@ def test_run_handler(tmp_path, capsys):
     assert [t for t, _ in h.trains(devices={MOTOR: None})] == plan.train_ids.tolist()
     ordered = h.ordered_trains
     assert len(ordered) == 20 and ordered[0][0] == 10000
+
+
+def test_union_of_runs_sharing_trains_names_the_real_files(tmp_path):
+    """Two runs recording the same train IDs: union() names both runs' files as they are."""
+    one = T.RunPlan(n_trains=6, devices=[T.XGM()], run_number=1).write(tmp_path / "r0001")
+    two = T.RunPlan(n_trains=6, devices=[T.XGM(), T.Motor(MOTOR)],
+                    run_number=2).write(tmp_path / "r0002")
+    run1, run2 = ed.RunDirectory(one), ed.RunDirectory(two)
+    with pytest.raises(ed.DuplicateTrainError, match="different folders that share train IDs"
+                       ) as exc:
+        run1.union(run2)
+    assert exc.value.train_id == 10000
+    assert exc.value.files == [str(one / "RAW-R0001-DA01-S00000.h5"),
+                               str(two / "RAW-R0002-DA01-S00000.h5")]
+    assert all(os.path.exists(f) for f in exc.value.files)
+    # different sources from each run combine; run-level values then refuse to guess
+    both = run1.union(run2.deselect("SA1_XTD2_XGM/*"))
+    assert both.all_sources == run1.all_sources | {MOTOR}
+    np.testing.assert_array_equal(both.train_ids, run1.train_ids)
+    with pytest.raises(ed.MultiRunError, match=r"run_metadata\(\) needs data from a single "
+                       r"run, but this data combines several \(runs .*r0001.*r0002"):
+        both.run_metadata()
+
+
+def test_union_of_runs_with_different_trains(tmp_path):
+    one = T.RunPlan(n_trains=4, devices=[T.XGM()], run_number=1).write(tmp_path / "r0001")
+    two = T.RunPlan(n_trains=4, first_train_id=10004, devices=[T.XGM()],
+                    run_number=2).write(tmp_path / "r0002")
+    both = ed.RunDirectory(one) | ed.RunDirectory(two)
+    np.testing.assert_array_equal(both.train_ids, np.arange(10000, 10008))
+    assert len(both[XGM, "beamPosition.ixPos"].ndarray()) == 8
+    with pytest.raises(ed.MultiRunError, match=r"run_value\(\) needs data from a single run"):
+        both.get_run_value(XGM, "beamPosition.ixPos")
+
+
+def test_file_filter_chooses_files(tmp_path):
+    plan, path = write(tmp_path)
+    seen = []
+
+    def only_da01_first_sequence(paths):
+        seen.extend(paths)
+        return [p for p in paths if p.endswith("-DA01-S00000.h5")]
+
+    run = ed.RunDirectory(path, file_filter=only_da01_first_sequence)
+    assert sorted(os.path.basename(p) for p in seen) == sorted(f.name for f in plan.files)
+    assert [os.path.basename(f.filename) for f in run.files] == ["RAW-R0001-DA01-S00000.h5"]
+    first = next(f for f in plan.files if f.name == "RAW-R0001-DA01-S00000.h5")
+    np.testing.assert_array_equal(run.train_ids, first.train_ids)
+    assert not any("AGIPD" in s for s in run.all_sources)
+    with pytest.raises(FileNotFoundError, match=f"file_filter kept none of the "
+                       f"{len(plan.files)} .h5 files matching '\\*' in "):
+        ed.RunDirectory(path, file_filter=lambda paths: [])

@@ -1,12 +1,11 @@
 """Differential check: the installed extra-data reads our runs as we meant them."""
 
+import extra_data
 import h5py
 import numpy as np
 import pytest
 
 from exfel_data.testing import AGIPD1M, XGM, Motor, RunPlan
-
-extra_data = pytest.importorskip('extra_data')
 
 AGIPD3 = 'SPB_DET_AGIPD1M-1/DET/3CH0:xtdf'
 XGM_CTRL = 'SA1_XTD2_XGM/XGM/DOOCS'
