@@ -511,6 +511,17 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast, curve_server_key
     click.echo(meter.summary())
 
 
+def _stream(text: str, default_sock: str) -> tuple[str, str]:
+    """An input ``[SOCK@]ENDPOINT`` of match / record as (address, client socket)."""
+    from bridge.match import parse_stream
+
+    try:
+        endpoint, sock = parse_stream(text, default_sock)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="ENDPOINT") from None
+    return client_endpoint(endpoint), sock
+
+
 @main.command()
 @click.argument("endpoints", nargs=-1, required=True)
 @click.option("--serve", "serve_at", required=True, metavar="ENDPOINT",
@@ -546,9 +557,9 @@ def match(endpoints, serve_at, require, optional, timeout, input_socket, policy,
       exfel-bridge match tcp://det:4545 SUB@tcp://xgm:4546 --serve 4600 \\
           --require 'SPB_DET_AGIPD1M-1/*' --optional 'SA1_XTD2_XGM/*'
     """
-    from bridge.live_commands import parse_stream, run_match
+    from bridge.live_commands import run_match
 
-    streams = [parse_stream(e, input_socket) for e in endpoints]
+    streams = [_stream(e, input_socket) for e in endpoints]
     bind, loopback_only = server_endpoint(serve_at)
     try:
         run_match(streams, bind, sock=sock, policy=policy, require=list(require) or None,
@@ -579,12 +590,12 @@ def record(endpoint, out_dir, sock, sources, trains, duration, sequence_size) ->
     Ctrl-C / SIGTERM, finishing the current file; replay with
     `exfel-bridge serve-run OUT_DIR PORT`. See docs/matching-recording.md.
     """
-    from bridge.live_commands import parse_stream, run_record
+    from bridge.live_commands import run_record
     from bridge.record import RecordError
 
     if trains is not None and duration is not None:
         raise click.UsageError("Give --trains or --duration, not both.")
-    address, client_sock = parse_stream(endpoint, sock)
+    address, client_sock = _stream(endpoint, sock)
     try:
         run_record(address, out_dir, sock=client_sock, sources=sources or ("*",),
                    trains=trains, duration=duration, sequence_size=sequence_size)
