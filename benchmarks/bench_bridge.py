@@ -7,7 +7,7 @@ one. For every train size and socket pattern the three implementations send the 
   them (``recv_multipart(copy=False)``) without decoding: the transport's ceiling.
 - ``karabo``: karabo-bridge 0.7 ``ServerInThread.feed`` and ``karabo_bridge.Client.next``.
 - ``ours``: ``bridge.Server.feed`` (policy ``wait``) and ``bridge.Client.next`` (default
-  settings, which tune glibc for frames above 32 MiB).
+  settings plus ``tune_malloc=True``: glibc tuned for frames above 32 MiB).
 - ``ours-untuned``: the same with ``Client(tune_malloc=False)``.
 - ``ours-fast``: our client's opt-in settings for throughput over freshness:
   ``prefetch=True`` (REQ: the next request leaves as soon as a train arrives) and

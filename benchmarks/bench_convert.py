@@ -10,6 +10,11 @@ selection ``*/DET/*[image.data]`` + ``SA1_XTD2_XGM/*`` with:
   and saved with ``np.savez`` (which holds everything in memory).
 - ``ours exdf/npz --workers 2``: the same conversions with two local worker processes
   (includes starting them).
+- ``ours npz --workers 2, zipfile merge``: the library way instead of the hand-written
+  ZIP64 writer (``write/zipstore.py``): workers write part archives, merged with
+  ``zipfile`` (what every other format does); kept only while it is slower.
+- PNG encoding (``write/png.py``, zlib + struct) against Pillow (the ``plot`` extra) on
+  the same 8-bit images, per image: the hand-written encoder is kept only while faster.
 
 Every measurement runs in a fresh process (peak memory is its own; imports are done before
 the clock starts), the files are in the page cache (one warm-up read), the best of
@@ -41,6 +46,7 @@ CASES = {
     "numpy_npz": "plain h5py read + np.savez (floor for npz)",
     "ours_npz": "exfel-data convert --to npz",
     "ours_npz_w2": "exfel-data convert --to npz --workers 2",
+    "ours_npz_w2_zipfile": "exfel-data convert --to npz --workers 2, zipfile merge",
 }
 CONFIGS = {
     # modules, frames per train, module shape, trains
@@ -126,8 +132,13 @@ def _numpy_npz(run_path: Path, out: Path) -> int:
     return sum(v.nbytes for v in full.values())
 
 
-def _ours(run_path: Path, out: Path, fmt: str, workers: int | None) -> int:
+def _ours(run_path: Path, out: Path, fmt: str, workers: int | None,
+          library_zip: bool = False) -> int:
     from exfel_data.write.convert import convert
+    from exfel_data.write.npz import NpzWriter
+
+    if library_zip:  # parts written and merged with zipfile, no preallocated archive
+        NpzWriter.direct_parallel = None
 
     res = convert(run_path, out, fmt, select=SELECT, workers=workers)
     return res["nbytes"]
@@ -151,7 +162,8 @@ def run_case(case: str, run_path: Path, out_dir: Path) -> dict:
     elif case == "numpy_npz":
         nbytes = _numpy_npz(run_path, out)
     else:
-        nbytes = _ours(run_path, out, fmt, 2 if case.endswith("_w2") else None)
+        nbytes = _ours(run_path, out, fmt, 2 if "_w2" in case else None,
+                       library_zip=case.endswith("_zipfile"))
     seconds = time.perf_counter() - t0
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
@@ -197,7 +209,7 @@ def main(argv=None) -> None:
                     best[case] = r
                 print(f"{case:14s} {r['seconds']:7.2f} s  {r['nbytes'] / r['seconds'] / 1e6:8.1f} "
                       f"MB/s  peak {r['peak_mb']:7.0f} MB", flush=True)
-        table = _table(best, cfg, size, repeat)
+        table = _table(best, cfg, size, repeat) + "\n\n" + png_encoders(repeat)
         print(table)
         if not args.no_docs:
             _append_docs(table)
@@ -223,10 +235,49 @@ def _table(best: dict, cfg: dict, size: int, repeat: int) -> str:
         fmt = "exdf" if "exdf" in case else "npz"
         rel = floor[fmt]["seconds"] / r["seconds"]
         extra = ""
-        if case.endswith("_w2"):
+        if "_w2" in case:
             extra = f" ({one[fmt]['seconds'] / r['seconds']:.2f}x one worker)"
         lines.append(f"| {label} | {r['seconds']:.2f} | {r['nbytes'] / r['seconds'] / 1e6:.0f} | "
                      f"{rel:.0%}{extra} | {r['peak_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def png_encoders(repeat: int) -> str:
+    """Table: ms per image for ``encode_png`` and Pillow, same 8-bit images (a camera-like
+    smooth image and detector-like noise), zlib level 6 for both."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from exfel_data.write.png import encode_png
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:1024, :1024]
+    images = {
+        "camera 1024x1024 (smooth)": (128 + 100 * np.sin(xx / 50) * np.cos(yy / 70)
+                                      ).astype(np.uint8),
+        "module 512x128 (noise)": rng.normal(100, 10, (512, 128)).clip(0, 255).astype(np.uint8),
+    }
+
+    def pillow(grey):
+        buf = io.BytesIO()
+        Image.fromarray(grey).save(buf, "PNG", compress_level=6)
+        return buf.getvalue()
+
+    lines = ["PNG encoding, ms per image (best of 20 x repeat):", "",
+             "| image | write/png.py | Pillow | Pillow / ours |", "|---|---|---|---|"]
+    for name, grey in images.items():
+        best = {}
+        for label, encode in (("ours", encode_png), ("pillow", pillow)):
+            times = []
+            for _ in range(20 * repeat):
+                t0 = time.perf_counter()
+                encode(grey)
+                times.append(time.perf_counter() - t0)
+            best[label] = min(times) * 1e3
+        lines.append(f"| {name} | {best['ours']:.2f} | {best['pillow']:.2f} | "
+                     f"{best['pillow'] / best['ours']:.2f} |")
     return "\n".join(lines)
 
 

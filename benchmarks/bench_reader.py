@@ -104,8 +104,8 @@ def run_case(case: str, tool: str, path: Path) -> dict:
     elif case == 'open_again':
         _open(tool, path)  # make sure this tool's cache exists, in this process...
         if tool == 'ours':
-            from exfel_data.file_access import _pool
-            _pool._open.clear()
+            from exfel_data.file_access import handle_pool
+            handle_pool.forget_all()
         else:  # ... and that extra-data does not reuse its open FileAccess objects
             import gc
 

@@ -7,8 +7,9 @@ from bridge.malloc import tune_malloc
 from bridge.match import TrainMatcher
 from bridge.protocol import ProtocolError, deserialize, serialize, timestamp_metadata
 from bridge.server import Server
+from bridge.wire import BridgeError
 
 __all__ = [
-    'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize', 'serialize',
-    'timestamp_metadata', 'tune_malloc', 'TrainMatcher',
+    'BridgeError', 'BridgeTimeout', 'Client', 'ProtocolError', 'Server', 'deserialize',
+    'serialize', 'timestamp_metadata', 'tune_malloc', 'TrainMatcher',
 ]

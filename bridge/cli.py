@@ -1,7 +1,9 @@
 """The ``exfel-bridge`` command line (also ``python -m bridge``).
 
 Commands: ``serve-sim`` (simulated live data), ``serve-run`` (stream a run from files),
-``glimpse`` (look at one train) and ``monitor`` (live rates, gaps and data age).
+``glimpse`` (look at one train), ``monitor`` (live rates, gaps and data age), ``match`` (join
+several streams per train), ``record`` (a stream into a run folder), ``keygen`` (CURVE key
+files); ``process`` and ``view`` (live analysis, bridge/process_cli.py).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import numpy as np
 
 # Already loaded with the bridge package; bridge.serve_run (exfel_data) stays lazy.
 from bridge.client import Client
+from bridge.curve import CurveKeyError, generate_keys
 from bridge.server import POLICIES
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
+from bridge.serving import stop_on_signals
 from bridge.simulation import DETECTORS, serve_simulation
 
 CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
@@ -57,6 +61,49 @@ def _socket_option(what: str):
         type=click.Choice(SERVER_SOCKETS), help=what)
 
 
+def _curve_server_options(command):
+    command = click.option(
+        "--curve-allow", type=click.Path(exists=True, file_okay=False), default=None,
+        metavar="DIR",
+        help="With --curve-secret-key: only clients whose public key file (*.key) is in DIR "
+             "may connect (default: any client that knows the server's public key).")(command)
+    return click.option(
+        "--curve-secret-key", type=click.Path(exists=True, dir_okay=False), default=None,
+        metavar="FILE",
+        help="Require ZeroMQ CURVE (encrypted, authenticated): the server's secret key file "
+             "(NAME.key_secret from 'exfel-bridge keygen'). Clients then need "
+             "--curve-server-key NAME.key.")(command)
+
+
+def _curve_client_options(command):
+    command = click.option(
+        "--curve-secret-key", type=click.Path(exists=True, dir_okay=False), default=None,
+        metavar="FILE",
+        help="With --curve-server-key: this client's secret key file (NAME.key_secret), "
+             "for servers that allow only listed clients (default: a fresh key).")(command)
+    return click.option(
+        "--curve-server-key", type=click.Path(exists=True, dir_okay=False), default=None,
+        metavar="FILE",
+        help="The server uses CURVE: its public key file (NAME.key).")(command)
+
+
+def _curve_note(secret_key: str | None, allow: str | None) -> str | None:
+    if secret_key is None:
+        return None
+    who = f"clients with a public key in {allow}" if allow else "any client"
+    return (f"CURVE on: clients need the server's public key (--curve-server-key); "
+            f"accepting {who}")
+
+
+def printable(text) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\n``): names from the
+    network must not move the cursor, recolour or clear the terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _rate_option(default_help: str):
     return click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
                         metavar="HZ",
@@ -70,7 +117,7 @@ class _Progress:
         self.loopback_only = loopback_only
         self.total = total
         self.server = None
-        self.train_id = None
+        self.note = None  # a line printed after the address
         self._t0 = self._last = time.monotonic()
         self._sent_at_last = 0
         self._tty = sys.stdout.isatty()
@@ -78,19 +125,23 @@ class _Progress:
     def ready(self, server) -> None:
         self.server = server
         click.echo(f"Serving on {server.endpoint}")
+        if self.note:
+            click.echo(self.note)
         if self.loopback_only:
             click.echo("Listening on loopback only; to accept remote clients use "
                        f"tcp://*:{server.port}")
         sys.stdout.flush()
 
     def __call__(self, train_id: int) -> None:
-        self.train_id = train_id
+        """After each train fed: refresh the line (figures of trains *sent*)."""
         now = time.monotonic()
         if now - self._last >= 1.0:
             stats = self.server.stats
             rate = (stats["sent"] - self._sent_at_last) / (now - self._last)
             self._last, self._sent_at_last = now, stats["sent"]
-            line = f"{self._counts(stats)}, last train ID {train_id}, {rate:.1f} trains/s"
+            last = self.server.last_sent_train_id
+            line = self._counts(stats) + ("" if last is None else f", last train ID {last}")
+            line += f", {rate:.1f} trains/s"
             click.echo(line.ljust(79) + ("\r" if self._tty else "\n"), nl=False)
 
     def _counts(self, stats: dict) -> str:
@@ -113,8 +164,8 @@ class _Progress:
 def main() -> None:
     """Serve and inspect Karabo bridge streams (ZeroMQ + msgpack, format 2.2).
 
-    Servers stop cleanly on Ctrl-C. Clients of other tools (karabo_bridge.Client, OnDA,
-    EXtra-foam) can read what these servers send.
+    Servers stop cleanly within a second on Ctrl-C (SIGINT) or SIGTERM. Clients of other
+    tools (karabo_bridge.Client, OnDA, EXtra-foam) can read what these servers send.
     """
 
 
@@ -129,7 +180,7 @@ def main() -> None:
 @click.option("--data-like", type=click.Choice(["online", "file"]), default="online",
               show_default=True,
               help="AGIPD/LPD axis order: online = (modules, fs, ss, pulses), "
-                   "file = (pulses, modules, ss, fs).")
+                   "file = (pulses, modules, ss, fs) as stack_detector_data.")
 @click.option("-n", "--pulses", type=click.IntRange(min=1), default=None,
               help="Frames per train (JUNGFRAU: memory cells; XGM: pulses). "
                    "Default: AGIPD 64, LPD 300, JUNGFRAU 1, XGM 50.")
@@ -137,15 +188,17 @@ def main() -> None:
               help="JUNGFRAU only: number of modules (sources JNGFR01...). Default 1.")
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--ntrains", type=click.IntRange(min=1), default=None,
-              help="Stop after this many trains (default: run until Ctrl-C).")
+              help="Stop once clients took this many trains; trains dropped because no "
+                   "client was ready do not count (default: run until Ctrl-C).")
 @click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="When clients are slower than the source: wait (never lose a train), drop "
                    "(newest trains are dropped), queue (bounded, oldest dropped). "
                    "Default: wait without --rate, drop with --rate.")
 @_socket_option("Server socket: REP answers REQ clients (each train to one client), PUB "
                 "copies to every SUB client, PUSH deals round-robin to PULL clients.")
+@_curve_server_options
 def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains, policy,
-              sock) -> None:
+              sock, curve_secret_key, curve_allow) -> None:
     """Serve simulated detector or device data on ENDPOINT.
 
     \b
@@ -164,16 +217,19 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
     """
     bind, loopback_only = server_endpoint(endpoint)
     progress = _Progress(loopback_only, ntrains)
-    try:
-        serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains, policy=policy,
-                         raw=raw, data_like=data_like, pulses=pulses, modules=modules,
-                         on_ready=progress.ready, on_train=progress)
-    except KeyboardInterrupt:
-        progress.done("Stopped")
-        return
-    except (ValueError, OSError) as e:
-        raise click.ClickException(_message(e)) from None
-    progress.done("Done")
+    progress.note = _curve_note(curve_secret_key, curve_allow)
+    with stop_on_signals() as stop:
+        try:
+            serve_simulation(bind, detector, sock=sock, rate=rate, ntrains=ntrains,
+                             policy=policy, raw=raw, data_like=data_like, pulses=pulses,
+                             modules=modules, stop=stop, curve_secret_key=curve_secret_key,
+                             curve_allow=curve_allow, on_ready=progress.ready,
+                             on_train=progress)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop.set()
+        except (ValueError, OSError) as e:
+            raise click.ClickException(_message(e)) from None
+    progress.done("Stopped" if stop.is_set() else "Done")
 
 
 @main.command("serve-run")
@@ -184,14 +240,21 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
 @click.option("--key", default="*", show_default=True, metavar="GLOB",
               help="Only keys matching this glob in the selected sources, e.g. 'image.*'.")
 @click.option("--trains", default=None, metavar="SLICE",
-              help="Train selection by index: '10:20', ':100', '::10' or one index '5'.")
+              help="Train positions START:STOP[:STEP] like Python slicing ('10:20', ':100', "
+                   "'-10:', one index '5') or train IDs id:FIRST:STOP[:STEP].")
 @click.option("--append-detector-modules", "append", is_flag=True,
-              help="Stack AGIPD/LPD/DSSC module sources into one source <DET>/DET/APPEND, "
-                   "image.data shaped (pulses, modules, ss, fs), with per-frame image.cellId "
-                   "and image.pulseId.")
-@click.option("--dummy-timestamps", is_flag=True,
+              help="Stack the module sources of each detector (AGIPD/LPD/DSSC/JUNGFRAU) into "
+                   "one source, as EXtra-data's serve-files: <DET>/DET/APPEND, image.data "
+                   "(pulses, modules, ss, fs), raw AGIPD (pulses, 2, modules, ss, fs).")
+@click.option("--layout", type=click.Choice(["file", "online"]), default="file",
+              show_default=True,
+              help="With --append-detector-modules: 'online' sends what the live online "
+                   "calibration sends instead: <DET>/CAL/APPEND_CORRECTED (or _RAW), "
+                   "image.data (modules, fs, ss, pulses), with timestamps.")
+@click.option("--dummy-timestamps/--no-dummy-timestamps", default=None,
               help="Add wall-clock timestamps (timestamp, .sec, .frac) of the sending time: "
-                   "files have none, and monitors drop trains without them.")
+                   "files have none, and monitors drop trains without them. Default: on with "
+                   "--layout online, else off.")
 @_rate_option("Default: as fast as clients take them.")
 @click.option("--loop", is_flag=True,
               help="Start again from the first train after the last (until Ctrl-C).")
@@ -201,8 +264,9 @@ def serve_sim(endpoint, detector, raw, data_like, pulses, modules, rate, ntrains
                    "queue (live-like: clients get recent trains, others are dropped).")
 @_socket_option("Server socket: REP (REQ clients share the trains), PUB (copies), PUSH "
                 "(round-robin).")
-def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps, rate, loop,
-              policy, sock) -> None:
+@_curve_server_options
+def serve_run(run_dir, endpoint, sources, key, trains, append, layout, dummy_timestamps, rate,
+              loop, policy, sock, curve_secret_key, curve_allow) -> None:
     """Stream a run (RUN_DIR) train by train on ENDPOINT.
 
     \b
@@ -217,27 +281,32 @@ def serve_run(run_dir, endpoint, sources, key, trains, append, dummy_timestamps,
       exfel-bridge serve-run /data/r0238 4545 --source 'SPB_DET_AGIPD1M-1/*' \\
           --key 'image.*' --append-detector-modules --dummy-timestamps --rate 10
     """
-    from bridge.serve_run import parse_train_slice, select_run
+    from bridge.serve_run import select_run
     from bridge.serve_run import serve_run as serve
+    from exfel_data.selection import parse_trains
 
     bind, loopback_only = server_endpoint(endpoint)
     try:
-        train_sel = parse_train_slice(trains) if trains else None
+        train_sel = parse_trains(trains) if trains else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--trains") from None
     progress = _Progress(loopback_only)
-    try:
-        selection = select_run(run_dir, sources or ("*",), key, train_sel)
-        progress.total = None if loop else len(selection.train_ids)
-        serve(selection, bind, append_detector_modules=append,
-              dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
-              policy=policy, on_ready=progress.ready, on_train=progress)
-    except KeyboardInterrupt:
-        progress.done("Stopped")
-        return
-    except (ValueError, KeyError, OSError) as e:
-        raise click.ClickException(_message(e)) from None
-    progress.done("Done")
+    progress.note = _curve_note(curve_secret_key, curve_allow)
+    if layout == "online" and not append:
+        raise click.BadParameter("applies with --append-detector-modules", param_hint="--layout")
+    with stop_on_signals() as stop:
+        try:
+            selection = select_run(run_dir, sources or ("*",), key, train_sel)
+            progress.total = None if loop else len(selection.train_ids)
+            serve(selection, bind, append_detector_modules=append, layout=layout,
+                  dummy_timestamps=dummy_timestamps, rate=rate, loop=loop, sock=sock,
+                  policy=policy, stop=stop, curve_secret_key=curve_secret_key,
+                  curve_allow=curve_allow, on_ready=progress.ready, on_train=progress)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop.set()
+        except (ValueError, KeyError, OSError) as e:
+            raise click.ClickException(_message(e)) from None
+    progress.done("Stopped" if stop.is_set() else "Done")
 
 
 def _message(error: Exception) -> str:
@@ -260,13 +329,13 @@ def describe_train(data: dict, metadata: dict, received_at: float) -> str:
     """Text of one train: train ID, then per source its timestamp, delay and keys."""
     lines = []
     tids = {m.get("timestamp.tid") for m in metadata.values()}
-    tid_text = ", ".join(str(t) for t in sorted(tids, key=str))
+    tid_text = ", ".join(printable(t) for t in sorted(tids, key=str))
     lines.append(f"Train ID: {tid_text}   ({len(data)} sources)")
     for source in sorted(data):
         meta = metadata.get(source, {})
         lines.append("")
-        lines.append(f"{source}  @ train {meta.get('timestamp.tid', '?')}")
-        if "timestamp" in meta:
+        lines.append(f"{printable(source)}  @ train {printable(meta.get('timestamp.tid', '?'))}")
+        if isinstance(meta.get("timestamp"), (int, float)):
             ts = float(meta["timestamp"])
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
             lines.append(f"  timestamp: {when}.{int(ts % 1 * 1000):03d} ({ts:.6f}) | "
@@ -274,9 +343,10 @@ def describe_train(data: dict, metadata: dict, received_at: float) -> str:
         else:
             lines.append("  timestamp: none (the server sends no wall-clock time)")
         keys = {k: v for k, v in data[source].items() if k != "metadata"}
-        width = max((len(k) for k in keys), default=0)
+        names = {key: printable(key) for key in keys}
+        width = max((len(name) for name in names.values()), default=0)
         for key in sorted(keys):
-            lines.append(f"  {key.ljust(width)}  {_describe_value(keys[key])}")
+            lines.append(f"  {names[key].ljust(width)}  {_describe_value(keys[key])}")
     return "\n".join(lines)
 
 
@@ -285,7 +355,8 @@ def describe_train(data: dict, metadata: dict, received_at: float) -> str:
 @_socket_option("Socket type of the server (the client uses REQ, SUB or PULL to match).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds to wait for a train.")
-def glimpse(endpoint, sock, timeout) -> None:
+@_curve_client_options
+def glimpse(endpoint, sock, timeout, curve_server_key, curve_secret_key) -> None:
     """Receive one train from ENDPOINT and describe it.
 
     Prints the train ID, and for each source its timestamp, the delay between
@@ -297,12 +368,16 @@ def glimpse(endpoint, sock, timeout) -> None:
     """
     address = client_endpoint(endpoint)
     try:
-        with Client(address, sock=CLIENT_FOR[sock], timeout=timeout) as client:
+        with Client(address, sock=CLIENT_FOR[sock], timeout=timeout,
+                    curve_server_key=curve_server_key,
+                    curve_secret_key=curve_secret_key) as client:
             data, metadata = client.next()
-    except TimeoutError:
+    except TimeoutError as e:
         raise click.ClickException(
             f"No train from {address} within {timeout:g} s. Is a {sock} server running there "
-            "(see -z)?") from None
+            f"(see -z)?\n{e}") from None
+    except CurveKeyError as e:
+        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         click.echo("Interrupted.")
         return
@@ -326,7 +401,9 @@ class RateMeter:
     def add(self, data: dict, metadata: dict, received_at: float) -> None:
         nbytes = sum(v.nbytes for src in data.values() for v in src.values()
                  if isinstance(v, np.ndarray))
-        tids = [m["timestamp.tid"] for m in metadata.values() if "timestamp.tid" in m]
+        # Only integers: the values come from the network.
+        tids = [m["timestamp.tid"] for m in metadata.values()
+                if isinstance(m.get("timestamp.tid"), int)]
         tid = max(tids) if tids else None
         if tid is not None and self.last_tid is not None:
             if tid > self.last_tid + 1:
@@ -335,7 +412,8 @@ class RateMeter:
                 self.out_of_order += 1
         if tid is not None:
             self.last_tid = tid
-        stamps = [float(m["timestamp"]) for m in metadata.values() if "timestamp" in m]
+        stamps = [float(m["timestamp"]) for m in metadata.values()
+                  if isinstance(m.get("timestamp"), (int, float))]
         if stamps:
             self._ages.append(received_at - min(stamps))
         self.trains += 1
@@ -382,12 +460,14 @@ class RateMeter:
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between status lines.")
 @click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
-              help="Reuse memory for trains above 32 MiB (glibc; 2-3x faster for stacked "
-                   "AGIPD/LPD trains).")
+              help="Reuse memory for trains above 32 MiB (glibc, for this whole process; "
+                   "2-3x faster for stacked AGIPD/LPD trains).")
 @click.option("--fast", is_flag=True,
               help="Favour throughput over freshness: a REQ client asks for the next train "
                    "as one arrives (prefetch), SUB/PULL let ZeroMQ receive 100 trains ahead.")
-def monitor(endpoint, sock, count, interval, tune_malloc, fast) -> None:
+@_curve_client_options
+def monitor(endpoint, sock, count, interval, tune_malloc, fast, curve_server_key,
+            curve_secret_key) -> None:
     """Show live figures of the stream at ENDPOINT until Ctrl-C.
 
     Each line: trains/s and MB/s over the last interval, the latest train ID,
@@ -405,14 +485,18 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast) -> None:
     tty = sys.stdout.isatty()
     click.echo(f"Monitoring {address} ({sock} server); Ctrl-C to stop.")
     next_print = time.monotonic() + interval
+    told_why = False
     try:
         with Client(address, sock=client_sock, timeout=interval,
-                    tune_malloc=tune_malloc, **ahead) as client:
+                    tune_malloc=tune_malloc, curve_server_key=curve_server_key,
+                    curve_secret_key=curve_secret_key, **ahead) as client:
             while count is None or meter.trains < count:
                 try:
                     data, metadata = client.next()
-                except TimeoutError:
-                    pass
+                except TimeoutError as e:
+                    if not meter.trains and not told_why:
+                        click.echo(f"Nothing yet: {e}", err=True)   # once: what to check
+                        told_why = True
                 else:
                     meter.add(data, metadata, time.time())
                 if time.monotonic() >= next_print:
@@ -420,6 +504,122 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast) -> None:
                     next_print = time.monotonic() + interval
     except KeyboardInterrupt:
         pass
+    except CurveKeyError as e:
+        raise click.ClickException(str(e)) from None
     if tty:
         click.echo()
     click.echo(meter.summary())
+
+
+@main.command()
+@click.argument("endpoints", nargs=-1, required=True)
+@click.option("--serve", "serve_at", required=True, metavar="ENDPOINT",
+              help="Where to serve the matched trains, e.g. tcp://*:4600 or a port "
+                   "(loopback only).")
+@click.option("--require", multiple=True, metavar="GLOB",
+              help="Sources a train must have (repeatable); all others are optional. Default: "
+                   "every source seen so far on a stream that is not silent.")
+@click.option("--optional", multiple=True, metavar="GLOB",
+              help="Sources that never hold a train back (repeatable).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds a train waits for its missing sources.")
+@click.option("-i", "--input-socket", default="REQ", show_default=True,
+              type=click.Choice(["REQ", "SUB", "PULL"]),
+              help="Client socket for ENDPOINTs without a SOCK@ prefix.")
+@click.option("--policy", type=click.Choice(POLICIES), default="wait", show_default=True,
+              help="When clients of the matched stream are slower: wait (inputs pause), drop "
+                   "or queue.")
+@_socket_option("Socket of the matched stream: REP, PUB or PUSH.")
+def match(endpoints, serve_at, require, optional, timeout, input_socket, policy, sock) -> None:
+    """Join the streams at ENDPOINTS into one train per train ID and serve it.
+
+    \b
+    ENDPOINT: tcp://host:4545, host:4545 or a port, optionally prefixed by the
+    client socket: SUB@tcp://host:4545, PULL@4546 (default: --input-socket).
+
+    A train is sent as soon as every required source arrived; after --timeout
+    it is sent without missing optional sources, or dropped (counted) if a
+    required one is missing. See docs/matching-recording.md.
+
+    \b
+    Example:
+      exfel-bridge match tcp://det:4545 SUB@tcp://xgm:4546 --serve 4600 \\
+          --require 'SPB_DET_AGIPD1M-1/*' --optional 'SA1_XTD2_XGM/*'
+    """
+    from bridge.live_commands import parse_stream, run_match
+
+    streams = [parse_stream(e, input_socket) for e in endpoints]
+    bind, loopback_only = server_endpoint(serve_at)
+    try:
+        run_match(streams, bind, sock=sock, policy=policy, require=list(require) or None,
+                  optional=list(optional), timeout=timeout, loopback_only=loopback_only)
+    except (ValueError, OSError) as e:
+        raise click.ClickException(_message(e)) from None
+
+
+@main.command()
+@click.argument("endpoint")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("-z", "--socket", "sock", default="REQ", show_default=True,
+              type=click.Choice(["REQ", "SUB", "PULL", "REP", "PUB", "PUSH"]),
+              help="Client socket (REQ, SUB, PULL), or the server's (REP, PUB, PUSH).")
+@click.option("--source", "sources", multiple=True, metavar="GLOB",
+              help="Only sources matching this glob (repeatable).")
+@click.option("--trains", type=click.IntRange(min=1), default=None,
+              help="Stop after this many trains.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="S", help="Stop after this many seconds.")
+@click.option("--sequence-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Trains per sequence file.")
+def record(endpoint, out_dir, sock, sources, trains, duration, sequence_size) -> None:
+    """Record the stream at ENDPOINT into a new run folder OUT_DIR.
+
+    Sources with ':' are written as INSTRUMENT, the others as CONTROL; every
+    key keeps its dtype and shape. Stops after --trains / --duration or on
+    Ctrl-C / SIGTERM, finishing the current file; replay with
+    `exfel-bridge serve-run OUT_DIR PORT`. See docs/matching-recording.md.
+    """
+    from bridge.live_commands import parse_stream, run_record
+    from bridge.record import RecordError
+
+    if trains is not None and duration is not None:
+        raise click.UsageError("Give --trains or --duration, not both.")
+    address, client_sock = parse_stream(endpoint, sock)
+    try:
+        run_record(address, out_dir, sock=client_sock, sources=sources or ("*",),
+                   trains=trains, duration=duration, sequence_size=sequence_size)
+    except RecordError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Overwrite existing key files of that name.")
+def keygen(directory, name, force) -> None:
+    """Write a CURVE key pair: DIRECTORY/NAME.key and DIRECTORY/NAME.key_secret.
+
+    NAME.key is the public key: give it to the other side. NAME.key_secret
+    holds the secret key too; it is readable by you only: keep it so.
+
+    \b
+    A server:  exfel-bridge keygen keys server
+               exfel-bridge serve-sim tcp://*:4545 --curve-secret-key keys/server.key_secret
+    Clients:   exfel-bridge glimpse host:4545 --curve-server-key server.key
+    To admit only listed clients, each makes its own pair (keygen ckeys alice), and
+    the server gets a directory of their NAME.key files: --curve-allow DIR.
+    """
+    try:
+        public, secret = generate_keys(directory, name, overwrite=force)
+    except (CurveKeyError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Public key: {public}  (give it to the other side)")
+    click.echo(f"Secret key: {secret}  (keep it private; only you can read it)")
+
+
+# Analysis commands (bridge/process_cli.py): exfel-bridge process, exfel-bridge view.
+from bridge.process_cli import process as _process  # noqa: E402
+from bridge.process_cli import view as _view  # noqa: E402
+
+main.add_command(_process)
+main.add_command(_view)

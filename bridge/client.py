@@ -12,19 +12,26 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from bridge import malloc
+from bridge import curve, malloc
 from bridge.protocol import deserialize
+from bridge.wire import BridgeError
 
-__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES']
+__all__ = ['Client', 'BridgeTimeout', 'SOCKET_TYPES', 'DEFAULT_MAX_MESSAGE_SIZE']
 
 SOCKET_TYPES = ('REQ', 'SUB', 'PULL')
+# Largest frame a client accepts by default: above every detector's train in one
+# array (corrected DSSC, 800 frames float32: 3.4 GB; AGIPD-1M, 352: 1.5 GB).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**30
 _REQUEST = b'next'
 # Plain ints: pyzmq's enum constants cost microseconds per use.
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+# Monitor events of a failed ZMTP handshake (wrong CURVE keys, CURVE on one side only).
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
-class BridgeTimeout(TimeoutError):
+class BridgeTimeout(BridgeError, TimeoutError):
     """No train arrived within the client's timeout."""
 
 
@@ -42,19 +49,25 @@ class Client:
         (a ``TimeoutError``); None waits forever. Big detector trains take
         ~0.1-1 s to transfer, so do not choose it too small. After a timeout
         the next call asks again on a fresh socket.
-    max_message_size : int, optional
-        Largest frame (bytes) accepted; a peer sending a bigger one is
-        disconnected. Protects memory from a rogue or misconfigured sender.
+    max_message_size : int or None
+        Largest frame (bytes) accepted, default 4 GiB
+        (:data:`DEFAULT_MAX_MESSAGE_SIZE`: any detector's whole train in one
+        array fits); a peer sending a bigger one is disconnected, and
+        :meth:`next` times out saying so. Protects memory from a rogue or
+        misconfigured sender: ZeroMQ allocates what a frame announces. None:
+        no limit.
     context : zmq.Context, optional
         Context to create sockets in; default: a private one.
-    tune_malloc : bool
-        Tune glibc (see :func:`bridge.tune_malloc`) so that frames above
-        32 MiB reuse memory instead of being mapped afresh: stacked detector
-        trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and lasting:
-        threads started afterwards share one heap, and the heap keeps its
-        peak size. It must happen before the ZeroMQ context starts (a client
-        created with ``context=`` gains only if the tuning came first).
-        Pass False to leave the allocator alone. No effect off glibc.
+    tune_malloc : bool, optional
+        True: tune glibc (see :func:`bridge.tune_malloc`) so that frames
+        above 32 MiB reuse memory instead of being mapped afresh: stacked
+        detector trains (268 MB AGIPD) arrive 2-3x faster. Process-wide and
+        lasting: threads started afterwards share one heap, and the heap
+        keeps its peak size; so it is off by default (None: on only if the
+        environment has ``EXFEL_BRIDGE_TUNE_MALLOC=1``). Programs that own
+        their process turn it on (``exfel-bridge monitor``). It must happen
+        before the ZeroMQ context starts (a client created with ``context=``
+        gains only if the tuning came first). No effect off glibc.
     receive_ahead : int, optional
         SUB/PULL only: trains ZeroMQ receives ahead of :meth:`next` (the
         receive high-water mark; default 2). Few keep what you read recent
@@ -70,6 +83,14 @@ class Client:
         ``queue`` server it is that much older, and the train in flight
         when the client closes is lost. Off by default (monitors want the
         freshest train); for replaying runs as fast as possible.
+    curve_server_key : str, path or bytes, optional
+        Use ZeroMQ CURVE (for servers started with a secret key): the
+        server's public key file (``NAME.key``) or its Z85 public key.
+    curve_secret_key : str, path or bytes, optional
+        With ``curve_server_key``: this client's secret key file
+        (``NAME.key_secret``; its public key must be in the server's allowed
+        keys) or Z85 secret key. Default: a fresh key pair, enough for
+        servers that accept any client.
 
     Examples
     --------
@@ -83,11 +104,13 @@ class Client:
         endpoint: str,
         sock: str = 'REQ',
         timeout: float | None = None,
-        max_message_size: int | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         context: zmq.Context | None = None,
-        tune_malloc: bool = True,
+        tune_malloc: bool | None = None,
         receive_ahead: int | None = None,
         prefetch: bool = False,
+        curve_server_key: curve.KeySource | None = None,
+        curve_secret_key: curve.KeySource | None = None,
     ):
         sock = str(sock).upper()
         if sock not in SOCKET_TYPES:
@@ -97,6 +120,10 @@ class Client:
         if prefetch and sock != 'REQ':
             raise ValueError(f'prefetch applies to REQ clients; {sock} sockets receive '
                              'ahead by themselves (see receive_ahead)')
+        if max_message_size is not None and (
+                not isinstance(max_message_size, int) or max_message_size < 1):
+            raise ValueError(f'max_message_size must be a positive number of bytes or None '
+                             f'(no limit), not {max_message_size!r}')
         if receive_ahead is not None:
             if sock == 'REQ':
                 raise ValueError('receive_ahead applies to SUB and PULL clients; '
@@ -104,6 +131,10 @@ class Client:
             if not isinstance(receive_ahead, int) or receive_ahead < 1:
                 raise ValueError(f'receive_ahead must be a positive number of trains, '
                                  f'not {receive_ahead!r}')
+        if curve_secret_key is not None and curve_server_key is None:
+            raise ValueError('curve_secret_key needs curve_server_key (the server\'s public key)')
+        self._curve = (None if curve_server_key is None
+                       else curve.client_keys(curve_server_key, curve_secret_key))
         self.endpoint = endpoint
         self.sock = sock
         self.timeout = timeout
@@ -111,7 +142,7 @@ class Client:
         self.prefetch = prefetch
         self.receive_ahead = 2 if receive_ahead is None else receive_ahead
         self._own_context = context is None
-        if tune_malloc:
+        if malloc.tuning_wanted(tune_malloc):
             # Before the context exists: its I/O thread, which allocates the
             # received messages, then uses the main heap (glibc serves big
             # blocks in other threads' heaps with mmap whatever the settings).
@@ -121,6 +152,7 @@ class Client:
         self._monitor: zmq.Socket | None = None
         self._awaiting_reply = False
         self._disconnects = 0
+        self._handshake_failures: dict[int, int] = {}  # event -> count since the last train
         self._connect()
 
     # -- public API --------------------------------------------------------
@@ -145,9 +177,18 @@ class Client:
         if self._socket is None:
             raise RuntimeError('Client is closed')
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        if self.sock == 'REQ' and not self._awaiting_reply:
-            self._request()
         self._disconnects = 0
+        self._handshake_failures.clear()
+        if self.sock == 'REQ' and not self._awaiting_reply:
+            try:
+                self._request()
+            except zmq.Again:
+                # No connection took the request within the timeout: ZeroMQ drops a
+                # connection whose handshake failed (wrong CURVE keys), and does not retry.
+                self._handle_events()
+                message = self._timeout_message()
+                self._reset()
+                raise BridgeTimeout(message) from None
 
         while True:
             if self._socket.getsockopt(_EVENTS) & _POLLIN:
@@ -163,8 +204,10 @@ class Client:
                 self._handle_events()
             if deadline is not None and time.monotonic() >= deadline and not ready:
                 message = self._timeout_message()
-                if self.sock == 'REQ':
-                    self._reset()  # SUB/PULL sockets need no repair
+                if self.sock == 'REQ' or self._handshake_failures:
+                    # SUB/PULL sockets reconnect by themselves, except after a
+                    # handshake refused by the server (it may allow us later).
+                    self._reset()
                 raise BridgeTimeout(message)
 
     def _receive(self) -> list:
@@ -177,7 +220,7 @@ class Client:
             frames.append(frame)
         self._awaiting_reply = False
         if self.prefetch:
-            self._request()  # the server sends the next train while this one is used
+            self._request(wait=False)  # the server sends the next train while this one is used
         return frames
 
     def _timeout_message(self) -> str:
@@ -187,11 +230,31 @@ class Client:
             msg += f' The connection dropped {self._disconnects} time(s) while waiting'
             if self.max_message_size is not None:
                 msg += (f'; a frame larger than max_message_size={self.max_message_size} '
-                        'bytes makes ZeroMQ drop the connection')
+                        'bytes makes ZeroMQ drop the connection (if the server sends such '
+                        'trains, pass a bigger max_message_size, or None for no limit)')
             msg += '.'
+        msg += self._authentication_hint()
         if self.sock == 'REQ':
             msg += ' The request will be re-sent on the next call.'
         return msg
+
+    def _authentication_hint(self) -> str:
+        failures = self._handshake_failures
+        if failures.get(zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+            return (' The server refused this client\'s CURVE key (authentication failed): '
+                    'its public key must be in the directory the server allows '
+                    '(--curve-allow); pass the matching secret key (curve_secret_key).')
+        if failures:
+            what = ('wrong CURVE server key (curve_server_key), or CURVE on one side only'
+                    if self._curve is not None else
+                    'the server may require CURVE authentication (pass curve_server_key)')
+            return (f' The connection handshake failed {sum(failures.values())} time(s): '
+                    f'{what}.')
+        if self._curve is not None:
+            return (' Authentication may be the cause: check that curve_server_key is the '
+                    'public key of this server and that it allows this client\'s key.')
+        return ''
+
 
     def close(self) -> None:
         """Close the socket (and the private ZeroMQ context)."""
@@ -229,11 +292,16 @@ class Client:
             # reply to the old request is then discarded.
             s.setsockopt(zmq.REQ_RELAXED, 1)
             s.setsockopt(zmq.REQ_CORRELATE, 1)
+            if self.timeout is not None:
+                # A request finds no connection once a CURVE handshake failed.
+                s.setsockopt(zmq.SNDTIMEO, int(self.timeout * 1000) + 1)
         else:
             # Keep few trains buffered so what we read is recent.
             s.setsockopt(zmq.RCVHWM, self.receive_ahead)
         if self.max_message_size is not None:
             s.setsockopt(zmq.MAXMSGSIZE, int(self.max_message_size))
+        if self._curve is not None:
+            s.curve_serverkey, s.curve_publickey, s.curve_secretkey = self._curve
         try:
             s.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -242,7 +310,7 @@ class Client:
         self._socket = s
         self._poller = zmq.Poller()
         self._poller.register(s, zmq.POLLIN)
-        self._monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
         self._poller.register(self._monitor, zmq.POLLIN)
 
     def _close_sockets(self) -> None:
@@ -260,8 +328,14 @@ class Client:
         self._disconnects = 0
         self._connect()
 
-    def _request(self) -> None:
-        self._socket.send(_REQUEST)
+    def _request(self, wait: bool = True) -> None:
+        """Ask for a train; ``wait=False``: not now if no connection takes it at once."""
+        try:
+            self._socket.send(_REQUEST, 0 if wait else zmq.NOBLOCK)
+        except zmq.Again:
+            if wait:
+                raise
+            return  # the next call of next() asks again
         self._awaiting_reply = True
 
     def _handle_events(self) -> None:
@@ -271,6 +345,9 @@ class Client:
             if event['event'] == zmq.EVENT_DISCONNECTED:
                 disconnected = True
                 self._disconnects += 1
+            elif event['event'] & _HANDSHAKE_FAILED:
+                failures = self._handshake_failures
+                failures[event['event']] = failures.get(event['event'], 0) + 1
         if not disconnected:
             return
         if self.max_message_size is not None:
@@ -280,4 +357,4 @@ class Client:
         if self._awaiting_reply:
             # The server went away with our request: ask again; ZeroMQ
             # delivers it when the server is back.
-            self._request()
+            self._request(wait=False)

@@ -7,6 +7,10 @@ Decoding never unpickles anything: a 1.0 object array or a pickle-serialized
 message is refused with :class:`ProtocolError`, because unpickling lets the
 sender run code in the receiver. Array headers seen before are recognised by
 their bytes, so a steady stream parses each header once.
+
+Messages come from the network: every size, count and nesting depth is bounded
+before the work it costs (see :mod:`bridge.limits`), so any message decodes or
+raises :class:`ProtocolError` in time and memory proportional to its size.
 """
 from __future__ import annotations
 
@@ -14,22 +18,21 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 
-import msgpack
 import numpy as np
 
+from bridge import limits
+from bridge.limits import budget, show, unpack
 from bridge.wire import _MAX_CACHED_HEADERS, ProtocolError
 
 __all__ = ['deserialize']
 
-_MSGPACK_ERRORS = (
-    msgpack.exceptions.UnpackException, msgpack.exceptions.ExtraData,
-    msgpack.exceptions.FormatError, msgpack.exceptions.StackError,
-    ValueError, TypeError,
-)
+_MAX_HEADER_BYTES = limits.MAX_HEADER_BYTES
 
 
 def _buffer(frame) -> memoryview:
     """A zero-copy view on a zmq.Frame, bytes, bytearray or memoryview."""
+    if type(frame) is bytes:
+        return memoryview(frame)
     try:
         buf = frame.buffer  # zmq.Frame
     except AttributeError:
@@ -37,18 +40,11 @@ def _buffer(frame) -> memoryview:
             buf = memoryview(frame)
         except TypeError:
             raise ProtocolError(
-                f'Frames must be bytes-like or zmq.Frame, not {type(frame).__name__}'
+                f'Frames must be bytes-like or zmq.Frame, not {type(frame).__name__:.80}'
             ) from None
     if buf.itemsize != 1 or buf.ndim != 1:
         buf = buf.cast('B')
     return buf
-
-
-def _unpack(buf, what: str):
-    try:
-        return msgpack.unpackb(buf, raw=False, strict_map_key=False)
-    except _MSGPACK_ERRORS as e:
-        raise ProtocolError(f'{what} is not valid msgpack: {e}') from None
 
 
 # dtype string -> np.dtype, for the few dtypes a stream uses (np.dtype() is slow).
@@ -59,39 +55,49 @@ def _dtype(name) -> np.dtype:
     dtype = _dtype_cache.get(name) if isinstance(name, str) else None
     if dtype is not None:
         return dtype
+    if isinstance(name, np.dtype):  # from the cache of known headers
+        return name
+    if not isinstance(name, (str, list)):  # a list: 1.0 structured arrays
+        raise ProtocolError(f'unknown dtype {show(name)} (need a name such as "float32")')
+    if len(name) > limits.MAX_DTYPE_CHARS:
+        raise ProtocolError(f'dtype {show(name)} is too long (real ones are a few characters)')
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # e.g. deprecated aliases in a corrupt header
             dtype = np.dtype(name)
     except Exception as e:  # numpy's parser raises assorted types (even SyntaxError)
-        raise ProtocolError(f'unknown dtype {name!r} ({e})') from None
+        raise ProtocolError(f'unknown dtype {show(name)} ({show(str(e))})') from None
     if dtype.hasobject:
-        raise ProtocolError(f'refusing object dtype {dtype} (cannot come from memory)')
+        raise ProtocolError(f'refusing object dtype {show(dtype)} (cannot come from memory)')
+    if dtype.itemsize == 0 or dtype.subdtype is not None:
+        raise ProtocolError(f'refusing dtype {show(dtype)} (no size, or a shape of its own)')
     if isinstance(name, str) and len(_dtype_cache) < 256:
         _dtype_cache[name] = dtype
     return dtype
 
 
 def _make_array(buf, dtype_name, shape) -> np.ndarray:
-    """A read-only array viewing ``buf``; ProtocolError if the sizes do not match."""
+    """An array viewing ``buf`` (no copy); ProtocolError if the sizes do not match."""
     dtype = _dtype(dtype_name)
-    if type(shape) is not list:
-        raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')
+    if type(shape) is not list or len(shape) > limits.MAX_NDIM:
+        raise ProtocolError(
+            f'bad shape {show(shape)} (need a list of at most {limits.MAX_NDIM} non-negative ints)')
     try:
         array = np.frombuffer(buf, dtype=dtype).reshape(shape)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pass
     else:
         # Negative numbers would let numpy guess a dimension.
         if array.shape == tuple(shape):
-            array.flags.writeable = False  # a zmq.Frame's buffer is writable
             return array
     if not all(type(n) is int and n >= 0 for n in shape):
-        raise ProtocolError(f'bad shape {shape!r} (need a list of non-negative ints)')
-    expected = math.prod(shape) * dtype.itemsize
+        raise ProtocolError(
+            f'bad shape {show(shape)} (need a list of at most {limits.MAX_NDIM} non-negative ints)')
+    expected = math.prod(shape) * dtype.itemsize  # <= 32 factors below 2**64: quick
     raise ProtocolError(
-        f'shape {shape} of {dtype} needs {expected} bytes, but the data frame has '
-        f'{len(buf)} (truncated or mismatched message)'
+        f'shape {show(shape)} of {dtype} needs '
+        f'{expected if expected < 2**64 else "more than 2**64"} bytes, but the data frame '
+        f'has {len(buf)} (truncated or mismatched message)'
     )
 
 
@@ -104,6 +110,8 @@ def _nd_field(obj: Mapping, name: str):
 
 def _decode_numpy_object(obj):
     """object_hook for 1.0 messages: msgpack-numpy maps -> arrays, without pickle."""
+    if not (b'data' in obj or 'data' in obj):
+        return obj  # most maps, cheaply (this runs for every map of the message)
     nd = _nd_field(obj, 'nd')
     if type(nd) is not bool or not isinstance(_nd_field(obj, 'data'), (bytes, bytearray)):
         # Not an encoded array: a plain map, or an encoded complex number.
@@ -113,7 +121,7 @@ def _decode_numpy_object(obj):
             try:
                 return complex(text)
             except (TypeError, ValueError):
-                raise ProtocolError(f'1.0 message: bad complex value {text!r}') from None
+                raise ProtocolError(f'1.0 message: bad complex value {show(text)}') from None
         return obj
     kind = _nd_field(obj, 'kind')
     kind = kind.decode('ascii', 'replace') if isinstance(kind, bytes) else (kind or '')
@@ -148,13 +156,7 @@ def _deserialize_1_0(frame) -> tuple[dict, dict]:
             'Single-frame message looks like a pickle (old ser="pickle" servers); '
             'refusing to unpickle it. Use a msgpack bridge server.'
         )
-    try:
-        message = msgpack.unpackb(buf, raw=False, strict_map_key=False,
-                                  object_hook=_decode_numpy_object)
-    except ProtocolError:
-        raise
-    except _MSGPACK_ERRORS as e:
-        raise ProtocolError(f'1.0 message is not valid msgpack: {e}') from None
+    message = unpack(buf, '1.0 message', budget(), _decode_numpy_object)
     if not isinstance(message, dict) or not all(
             isinstance(s, str) and isinstance(v, dict) for s, v in message.items()):
         raise ProtocolError('1.0 message must be a map {source: {key: value}}')
@@ -177,7 +179,7 @@ def _flat_metadata(props: dict) -> dict:
 
 
 def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
-                 metadata: dict) -> None:
+                 metadata: dict, left: list[int]) -> None:
     """Add one (header, payload) pair of a 2.x message to ``data`` / ``metadata``."""
     props = data.get(source)
     if props is None:
@@ -189,7 +191,7 @@ def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
         try:
             props[path] = _make_array(payload, header.get('dtype'), header.get('shape'))
         except ProtocolError as e:
-            raise ProtocolError(f'key {path!r}: {e}') from None
+            raise ProtocolError(f'key {show(path)}: {e}') from None
         params = header.get('params')
         if content == 'ImageData' and isinstance(params, dict):
             # Old ImageData: params are siblings of the pixels in Karabo.
@@ -199,7 +201,7 @@ def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
     elif content == 'msgpack':
         if source in metadata:
             raise ProtocolError('source sent twice in one message')
-        values = _unpack(payload, 'data frame')
+        values = unpack(payload, 'data frame', left)
         if type(values) is not dict:
             raise ProtocolError(f'data must be a map, not {type(values).__name__}')
         if 'metadata' in header:  # 2.2
@@ -214,18 +216,29 @@ def _decode_pair(header: dict, source: str, content: str, payload, data: dict,
         data[source] = values
         metadata[source] = meta
     else:
-        raise ProtocolError(f'unknown content {content!r} (expected "msgpack" or "array")')
+        raise ProtocolError(
+            f'unknown content {show(content)} (expected "msgpack" or "array")')
 
 
 # Packed array header -> (source, path, dtype, shape, nbytes): headers repeat
-# every train, so each is parsed and checked once.
+# every train, so each is parsed and checked once. Only short headers are kept
+# and the keys' total size is bounded: a sender of ever-new headers cannot grow it.
 _known_array_headers: dict[bytes, tuple] = {}
+_MAX_CACHED_HEADER_BYTES = 1024  # real array headers: ~100 bytes
+_MAX_CACHE_BYTES = 2 * 2**20
+_cache_bytes = 0
 
 
 def _remember_array_header(header: bytes, source: str, path: str, array: np.ndarray) -> None:
-    if len(_known_array_headers) >= _MAX_CACHED_HEADERS:
+    global _cache_bytes
+    if len(header) > _MAX_CACHED_HEADER_BYTES:
+        return
+    if (len(_known_array_headers) >= _MAX_CACHED_HEADERS
+            or _cache_bytes + len(header) > _MAX_CACHE_BYTES):
         _known_array_headers.clear()  # shapes that change every train: do not grow
+        _cache_bytes = 0
     _known_array_headers[header] = (source, path, array.dtype, array.shape, array.nbytes)
+    _cache_bytes += len(header)
 
 
 def deserialize(frames: Sequence) -> tuple[dict, dict]:
@@ -239,8 +252,10 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
     Returns
     -------
     data : dict
-        ``{source: {key: value, 'metadata': {...}}}``. Arrays are read-only
-        views on the frames (no copy).
+        ``{source: {key: value, 'metadata': {...}}}``. Arrays are views on
+        the frames (no copy), writable where the frame's memory is: those on
+        received ``zmq.Frame`` objects (as ``Client`` gives them) or on
+        bytearrays; read-only on ``bytes`` (and in 1.0 messages).
     metadata : dict
         ``{source: {...}}``; ``metadata[s] is data[s]['metadata']``.
 
@@ -248,7 +263,9 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
     ------
     ProtocolError
         Malformed message: odd frame count, bad msgpack, unknown content,
-        array size/shape mismatch, object arrays or pickles.
+        array size/shape mismatch, object arrays or pickles, or a message over
+        the limits of :mod:`bridge.limits` (header size, nesting, dimensions,
+        decoded values). Nothing else, whatever the frames hold.
     """
     frames = list(frames)
     if not frames:
@@ -264,9 +281,23 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
     data: dict[str, dict] = {}
     metadata: dict[str, dict] = {}
     known = _known_array_headers
+    left = budget()
     for i in range(0, len(frames), 2):
         header_frame = frames[i]
-        key = header_frame if type(header_frame) is bytes else getattr(header_frame, 'bytes', None)
+        if type(header_frame) is bytes:
+            if len(header_frame) > _MAX_HEADER_BYTES:  # before hashing it
+                raise limits.header_too_big(f'Header frame {i}', len(header_frame))
+            key = header_frame
+        else:
+            try:
+                size = len(header_frame)  # zmq.Frame: before .bytes copies it
+            except TypeError:
+                size = 0  # not bytes-like: _buffer() says so below
+            if size > _MAX_HEADER_BYTES:
+                raise limits.header_too_big(f'Header frame {i}', size)
+            key = getattr(header_frame, 'bytes', None)  # zmq.Frame
+            if type(key) is not bytes:
+                key = None
         entry = known.get(key) if key is not None else None
         if entry is not None:
             # An array header seen before: only the payload's size needs checking.
@@ -276,29 +307,32 @@ def deserialize(frames: Sequence) -> tuple[dict, dict]:
                 try:
                     _make_array(buf, dtype, list(shape))
                 except ProtocolError as e:
-                    raise ProtocolError(
-                        f'source {source!r} (frames {i}, {i + 1}): key {path!r}: {e}') from None
+                    raise ProtocolError(f'source {show(source)} (frames {i}, {i + 1}): '
+                                        f'key {show(path)}: {e}') from None
             array = np.frombuffer(buf, dtype).reshape(shape)
-            array.flags.writeable = False
             props = data.get(source)
             if props is None:
                 props = data[source] = {}
             props[path] = array
             continue
-        header = _unpack(_buffer(header_frame), f'Header frame {i}')
+        raw = key if key is not None else _buffer(header_frame)
+        if len(raw) > _MAX_HEADER_BYTES:
+            raise limits.header_too_big(f'Header frame {i}', len(raw))
+        header = unpack(raw, f'Header frame {i}', left)
         try:
             source, content = header['source'], header['content']
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, IndexError):
             source = content = None
         if type(source) is not str or type(content) is not str:
             raise ProtocolError(
                 f'Header frame {i} must be a map with str "source" and "content", '
-                f'got {header!r:.200}'
+                f'got {show(header)}'
             )
         try:
-            _decode_pair(header, source, content, _buffer(frames[i + 1]), data, metadata)
+            _decode_pair(header, source, content, _buffer(frames[i + 1]), data, metadata,
+                         left)
         except ProtocolError as e:
-            raise ProtocolError(f'source {source!r} (frames {i}, {i + 1}): {e}') from None
+            raise ProtocolError(f'source {show(source)} (frames {i}, {i + 1}): {e}') from None
         if content == 'array' and key is not None:
             path = header['path']
             _remember_array_header(key, source, path, data[source][path])

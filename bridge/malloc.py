@@ -7,17 +7,25 @@ buffer: a 268 MB AGIPD train arrives ~3x slower than the network allows.
 
 :func:`tune_malloc` stops glibc from using ``mmap`` or giving freed memory back
 to the system (and makes new threads share the main heap), so the same memory
-is reused train after train. It changes the whole process: threads started
-afterwards share one heap, which keeps its peak size. ``Client`` calls it
-before creating its ZeroMQ context unless given ``tune_malloc=False``.
+is reused train after train. It changes the whole process, for good: threads
+started afterwards share one heap, which keeps its peak size. So a library
+must not do it behind the user's back: ``Client`` tunes only when asked
+(``tune_malloc=True``, or the environment variable ``EXFEL_BRIDGE_TUNE_MALLOC=1``);
+the programs that own their process (``exfel-bridge monitor``, the recipes)
+ask.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 
-__all__ = ['tune_malloc']
+__all__ = ['tune_malloc', 'tuning_wanted', 'ENV_VAR']
+
+ENV_VAR = 'EXFEL_BRIDGE_TUNE_MALLOC'
+_YES = ('1', 'true', 'yes', 'on')
+_NO = ('', '0', 'false', 'no', 'off')
 
 # mallopt parameters from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -32,7 +40,7 @@ def tune_malloc() -> bool:
     """Let glibc reuse memory for big received messages (process-wide, once).
 
     Call it before creating the ZeroMQ context that receives (``Client``
-    does unless given ``tune_malloc=False``): only threads started
+    does when given ``tune_malloc=True``): only threads started
     afterwards, such as that context's I/O thread, share the main heap; glibc
     serves big blocks in a thread's own heap with ``mmap`` whatever the
     settings, so tuning after the context started does not help.
@@ -48,6 +56,31 @@ def tune_malloc() -> bool:
         if _tuned is None:
             _tuned = _apply()
         return _tuned
+
+
+def tuning_wanted(option: bool | None) -> bool:
+    """Whether a client should tune: its ``tune_malloc`` option, else the environment.
+
+    Parameters
+    ----------
+    option : bool or None
+        True or False decide; None reads ``EXFEL_BRIDGE_TUNE_MALLOC``
+        (``1``/``true``/``yes``/``on`` tune; unset, ``0``/``false``/``no``/``off`` do not).
+
+    Raises
+    ------
+    ValueError
+        The environment variable holds anything else.
+    """
+    if option is not None:
+        return bool(option)
+    value = os.environ.get(ENV_VAR, '').strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ValueError(f'{ENV_VAR}={os.environ[ENV_VAR]!r}: use 1 (tune glibc for big frames) '
+                     'or 0 (leave the allocator alone)')
 
 
 def _apply() -> bool:

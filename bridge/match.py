@@ -2,10 +2,11 @@
 
 At the facility a detector's modules, slow data and cameras often arrive as separate streams.
 :class:`TrainMatcher` receives them (one thread per stream, each with its own
-:class:`bridge.Client`, feeding one bounded queue) and yields ``(data, metadata)`` per train ID:
+:class:`bridge.Client`, feeding one bounded inbox) and yields ``(data, metadata)`` per train ID:
 the union of the sources that arrived for that train, in increasing train-ID order.
 
-A train is emitted as soon as every *required* source has arrived. One still incomplete after
+A train is emitted as soon as every *required* source has arrived and no *optional* source is
+still on its way (its stream has not yet sent this train). One still incomplete after
 ``timeout`` seconds, or pushed out of the window (``max_trains`` / ``max_bytes``), is emitted
 without its missing optional sources or dropped if a required one is missing; both are counted
 per missing source in :attr:`TrainMatcher.stats`. A complete train also settles every older one
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 _WAKE_S = 0.5
 # Period of the housekeeping (timeouts, silent streams) while nothing arrives.
 _TICK_S = 0.05
+# Messages of a stream between checks whether it runs ahead of the others.
+_PACE_EVERY = 8
 
 
 class _Stream:
@@ -51,10 +53,14 @@ class _Stream:
         self.resets = 0
         self.last_tid: int | None = None
         self.last_arrival: float | None = None      # monotonic
+        self.resumed = 0.0          # when the receiver last stopped waiting for the matcher
+        self.held = False           # the receiver waits for the matcher (not for data)
         self.age: float | None = None                # received_at - timestamp of last train
         self.arrivals: deque[float] = deque(maxlen=50)
         self.silent = False
         self.thread: threading.Thread | None = None
+        self.go = threading.Event()     # cleared while the stream is too far ahead
+        self.go.set()
 
     def rate(self) -> float:
         if len(self.arrivals) < 2 or self.arrivals[-1] == self.arrivals[0]:
@@ -76,12 +82,7 @@ class _Pending:
 
 
 def _nbytes(props: dict) -> int:
-    return sum(v.nbytes for v in props.values() if isinstance(v, np.ndarray))
-
-
-def _train_id(meta: dict) -> int | None:
-    tid = meta.get('timestamp.tid')
-    return None if tid is None else int(tid)
+    return sum([v.nbytes for v in props.values() if type(v) is np.ndarray])
 
 
 class TrainMatcher:
@@ -100,7 +101,9 @@ class TrainMatcher:
         Default: every source seen so far on every stream that is not silent, except
         ``optional`` ones (and until a stream sent anything, ``<no data yet from NAME>``).
     optional : sequence of glob
-        Sources that never hold a train back.
+        Sources a train never waits for beyond what their own stream says: awaited only until
+        their stream sends this train (or a later one) or goes silent, and never a reason to
+        drop a train.
     timeout : float
         Seconds a train waits for its missing parts after its first part arrived.
     max_trains, max_bytes : int
@@ -111,8 +114,8 @@ class TrainMatcher:
         and logged; with the default requirements its sources no longer hold trains back.
         Default ``3 * timeout``.
     **client_kw
-        Passed to the :class:`bridge.Client` made for each endpoint (``receive_ahead``,
-        ``max_message_size``, ``tune_malloc``...).
+        Passed to the :class:`bridge.Client` made for each endpoint (``max_message_size``,
+        ``tune_malloc``; ``receive_ahead`` to SUB/PULL and ``prefetch`` to REQ clients only).
 
     Examples
     --------
@@ -155,9 +158,10 @@ class TrainMatcher:
         self._window_bytes = 0
         self._floor: int | None = None              # highest train ID emitted or dropped
         self._ready: deque[tuple[dict, dict]] = deque()
-        self._origin: dict[str, str] = {}           # source -> stream name (first seen)
+        self._all_sources: set[str] | None = None    # every source seen (cache)
         self._optional_cache: dict[str, bool] = {}
         self._required: set[str] = set()
+        self._optional: dict[str, _Stream] = {}     # optional sources of live streams
         self._required_dirty = True
         self._counts = Counter()
         self._dropped_by: Counter = Counter()
@@ -168,7 +172,15 @@ class TrainMatcher:
         self._closed = False
 
         self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=2 * len(self._streams) + 8)
+        # Received messages waiting for the matcher's thread: a deque and an event are
+        # cheaper than queue.Queue (two locks per message), which matters for small trains.
+        self._inbox: deque = deque()
+        self._inbox_max = max(1, min(2 * len(self._streams) + 8, self.max_trains // 2))
+        self._arrived = threading.Event()
+        # A stream this far ahead of the slowest pauses; with what the inbox holds, its
+        # lead stays within the window.
+        self._max_lead = max(1, self.max_trains - self._inbox_max - len(self._streams)
+                             - _PACE_EVERY - 1)
         for index, stream in enumerate(self._streams):
             stream.thread = threading.Thread(target=self._receive, args=(index,), daemon=True,
                                              name=f'matcher-receive {stream.name}')
@@ -189,17 +201,14 @@ class TrainMatcher:
             wait = _TICK_S if self._window else 4 * _TICK_S
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = None
+            inbox = self._inbox
+            if not inbox:
+                self._arrived.clear()
+                if not inbox:      # a receiver appends, then sets the event
+                    self._arrived.wait(wait)
             # Take everything waiting: one timeout check per batch.
-            while item is not None:
-                self._take(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    item = None
+            while inbox:
+                self._take(inbox.popleft())
             self._tick(time.monotonic())
             if not self._ready and deadline is not None and time.monotonic() >= deadline:
                 raise BridgeTimeout(f'No matched train within {timeout:g} s; stream status: '
@@ -220,6 +229,8 @@ class TrainMatcher:
             return
         self._closed = True
         self._stop.set()
+        for stream in self._streams:
+            stream.go.set()
         for stream in self._streams:
             if stream.thread is not None:
                 stream.thread.join()
@@ -260,8 +271,7 @@ class TrainMatcher:
         streams = {}
         for s in self._streams:
             streams[s.name] = dict(
-                messages=s.messages, rate=s.rate(), age=s.age,
-                silent_s=now - (s.last_arrival if s.last_arrival is not None else self._start),
+                messages=s.messages, rate=s.rate(), age=s.age, silent_s=now - self._heard(s),
                 last_train_id=s.last_tid, late=s.late, errors=s.errors, resets=s.resets,
                 sources=sorted(s.sources))
         return dict(
@@ -312,12 +322,20 @@ class TrainMatcher:
         if str(sock).upper() not in SOCKET_TYPES:
             raise ValueError(f'Unknown socket type {sock!r} for {endpoint}; use one of '
                              f'{SOCKET_TYPES}')
-        client = Client(endpoint, sock=sock, timeout=_WAKE_S, **client_kw)
+        # One option set for all: each socket type takes the options that apply to it.
+        kw = {k: v for k, v in client_kw.items()
+              if k != ('receive_ahead' if str(sock).upper() == 'REQ' else 'prefetch')}
+        client = Client(endpoint, sock=sock, timeout=_WAKE_S, **kw)
         return _Stream(client, own=True)
 
     def _receive(self, index: int) -> None:
-        client = self._streams[index].client
+        stream = self._streams[index]
+        client = stream.client
         while not self._stop.is_set():
+            if not stream.go.is_set():
+                if stream.go.wait(_WAKE_S):
+                    stream.resumed = time.monotonic()   # a pause is not silence
+                continue
             try:
                 data, metadata = client.next()
                 item = (index, data, metadata, time.monotonic(), time.time())
@@ -326,17 +344,21 @@ class TrainMatcher:
             except ProtocolError as e:
                 item = (index, None, e, 0.0, 0.0)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer's thread
-                self._put((index, None, e, -1.0, 0.0))
+                self._put((index, None, e, -1.0, 0.0), stream)
                 return
-            self._put(item)
+            self._put(item, stream)
 
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_WAKE_S)
-                return
-            except queue.Full:
-                continue
+    def _put(self, item, stream: _Stream) -> None:
+        # Full inbox: the matcher's caller is slower than the streams; wait for room.
+        if len(self._inbox) >= self._inbox_max:
+            stream.held = True
+            while len(self._inbox) >= self._inbox_max:
+                if self._stop.wait(0.001):
+                    return
+            stream.resumed = time.monotonic()   # waiting for the caller is not silence
+            stream.held = False
+        self._inbox.append(item)
+        self._arrived.set()
 
     def _close_clients(self) -> None:
         for stream in self._streams:
@@ -363,30 +385,59 @@ class TrainMatcher:
             stream.silent = False
             self._required_dirty = True
             log.info('%s sends again', stream.name)
-        stamps = [m['timestamp'] for m in metadata.values() if 'timestamp' in m]
-        if stamps:
-            stream.age = wall - float(min(stamps))
-
         by_tid: dict[int, list[str]] = {}
+        known = stream.sources
+        stamp = None
         for source, meta in metadata.items():
-            tid = _train_id(meta)
+            tid = meta.get('timestamp.tid')
             if tid is None:
                 stream.errors += 1
                 self._counts['errors'] += 1
                 continue
-            by_tid.setdefault(tid, []).append(source)
-            if source not in stream.sources:
-                stream.sources.add(source)
+            stamp = meta.get('timestamp', stamp)
+            sources = by_tid.get(tid)
+            if sources is None:
+                by_tid[tid] = [source]
+            else:
+                sources.append(source)
+            if source not in known:
+                known.add(source)
+                self._all_sources = None
                 self._required_dirty = True
+        if stamp is not None:
+            stream.age = wall - float(stamp)
         if not by_tid:
             return
-        newest = max(by_tid)
+        newest = int(max(by_tid))
         if stream.last_tid is not None and newest < stream.last_tid - self.max_trains:
             self._reset(stream, newest)
         if stream.last_tid is None or newest > stream.last_tid:
             stream.last_tid = newest
-        for tid, sources in sorted(by_tid.items()):
-            self._add(stream, tid, sources, data, metadata, arrived)
+        for tid, sources in (sorted(by_tid.items()) if len(by_tid) > 1 else by_tid.items()):
+            self._add(stream, int(tid), sources, data, metadata, arrived)
+        if stream.messages % _PACE_EVERY == 0:
+            self._pace()
+
+    def _pace(self) -> None:
+        """Hold back streams running ahead of the others (e.g. replays served flat out).
+
+        A stream nearly a window ahead of the slowest live one stops receiving until
+        the others catch up: its server waits or drops by its own policy, instead of the
+        matcher dropping trains that the slower streams are about to deliver. Far larger gaps
+        are different numberings (a restart), not a lead.
+        """
+        live = [s.last_tid for s in self._streams if s.last_tid is not None and not s.silent]
+        if self._window and any(s.last_tid is None and not s.silent for s in self._streams):
+            live.append(next(iter(self._window)))   # a stream yet to start: wait for it
+        slowest = min(live) if len(live) > 1 else None
+        for s in self._streams:
+            gap = 0 if slowest is None or s.last_tid is None or s.silent else s.last_tid - slowest
+            ahead = self._max_lead < gap <= 10 * self.max_trains
+            if ahead == s.go.is_set():
+                if ahead:
+                    s.go.clear()
+                else:
+                    s.go.set()
 
     def _reset(self, stream: _Stream, tid: int) -> None:
         """The stream went back in train IDs (restarted DAQ, new run): start again there."""
@@ -424,10 +475,9 @@ class TrainMatcher:
             size = _nbytes(props)
             pending.nbytes += size
             self._window_bytes += size
-            self._origin.setdefault(source, stream.name)
         if self._required_dirty:
             self._update_required()
-        if self._required.issubset(pending.data):
+        if self._complete(pending):
             # Older trains still waiting will not complete: their streams moved on.
             while True:
                 oldest = next(iter(self._window))
@@ -460,7 +510,28 @@ class TrainMatcher:
                 if not any(fnmatch.fnmatchcase(s, glob) for s in required):
                     required.add(glob)   # nothing matches yet: a placeholder, never present
         self._required = required
+        self._optional = {source: stream for stream in self._streams if not stream.silent
+                          for source in stream.sources if source not in required}
+        # Streams yet to send anything may carry optional sources: await them (until silent).
+        self._optional.update({f'<no data yet from {stream.name}>': stream
+                               for stream in self._streams
+                               if not stream.silent and not stream.sources})
         self._required_dirty = False
+
+    def _complete(self, pending: _Pending) -> bool:
+        """Every required source is there, and no optional one is still on its way.
+
+        An optional source is awaited only while its stream has not yet sent a train at or
+        after this one: a source absent from its stream's message for this train (a camera
+        at a lower rate) is not coming, and a silent stream is not waited for at all.
+        """
+        data = pending.data
+        if not self._required.issubset(data):
+            return False
+        for source, stream in self._optional.items():
+            if source not in data and (stream.last_tid is None or stream.last_tid < pending.tid):
+                return False
+        return True
 
     def _settle(self, tid: int) -> None:
         """Emit train ``tid`` (complete or without optional sources) or drop it."""
@@ -472,10 +543,10 @@ class TrainMatcher:
             self._counts['dropped'] += 1
             self._dropped_by.update(missing)
             return
-        absent = [s for stream in self._streams for s in stream.sources
-                  if s not in pending.data and self._origin.get(s) == stream.name]
-        absent += [f'<no data yet from {stream.name}>' for stream in self._streams
-                   if not stream.sources]
+        if self._all_sources is None:
+            self._all_sources = set().union(*(s.sources for s in self._streams)).union(
+                f'<no data yet from {s.name}>' for s in self._streams if not s.sources)
+        absent = self._all_sources.difference(pending.data)
         if absent:
             self._counts['incomplete'] += 1
             self._incomplete_by.update(absent)
@@ -483,23 +554,35 @@ class TrainMatcher:
             self._counts['matched'] += 1
         self._ready.append((pending.data, pending.metadata))
 
+    def _heard(self, stream: _Stream) -> float:
+        """Since when a stream has been silent (its last message, or the matcher's start).
+
+        Time its receiver spent waiting for the matcher (paused, or the caller not taking
+        trains) does not count.
+        """
+        if stream.held or not stream.go.is_set():
+            return time.monotonic()
+        last = stream.last_arrival if stream.last_arrival is not None else self._start
+        return max(last, stream.resumed)
+
     def _tick(self, now: float) -> None:
         """Settle timed-out trains and notice silent streams."""
         if now - self._last_tick >= _TICK_S:
             self._last_tick = now
             for stream in self._streams:
-                since = stream.last_arrival if stream.last_arrival is not None else self._start
+                since = self._heard(stream)
                 silent = now - since >= self.silent_after
                 if silent != stream.silent:
                     stream.silent = silent
                     self._required_dirty = True
                     if silent:
                         log.warning('No data from %s for %.1f s', stream.name, now - since)
+                    self._pace()
         if self._required_dirty:
             self._update_required()
         while self._window:
             oldest = next(iter(self._window.values()))
-            if self._required.issubset(oldest.data) or now - oldest.first_arrival >= self.timeout:
+            if self._complete(oldest) or now - oldest.first_arrival >= self.timeout:
                 self._settle(oldest.tid)
             else:
                 break

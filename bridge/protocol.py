@@ -7,6 +7,8 @@ This is the public face; the work is split one way, without cycles::
 
     bridge.wire    PROTOCOL_VERSIONS, ProtocolError, cache limits
        ^   ^
+       |  limits   bounds for decoding untrusted messages
+       |   ^
     encode decode  serialize, serialize_sized / deserialize
        ^   ^
     bridge.protocol  re-exports them, plus timestamp_metadata

@@ -7,46 +7,40 @@ need it.
 
 from __future__ import annotations
 
-import re
 import threading
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bridge.simulation import serve_trains
+from bridge.serving import serve_trains
 from exfel_data.detectors import stack_detector_data
+from exfel_data.detectors.frames import majority
+from exfel_data.detectors.identify import DetectorSources, find_detectors
+from exfel_data.selection import TrainRange, parse_trains
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
-__all__ = ["parse_train_slice", "select_run", "stack_detector_modules", "iter_run_trains",
+__all__ = ["select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
 
-# Module sources of XTDF detectors: old (DET/nCH0:xtdf) and new (CORR/nCH0:output) names.
-_MODULE_SOURCE = re.compile(r"^(?P<det>[^/]+)/(?:DET|CORR)/(?P<module>\d+)CH0:(?:xtdf|output)$")
-
-
-def parse_train_slice(text: str) -> slice | int:
-    """Parse a train selection by index: ``'10:20'``, ``':100'``, ``'::10'`` or ``'5'``."""
-    text = text.strip()
-    try:
-        if ":" not in text:
-            return int(text)
-        parts = text.split(":")
-        if len(parts) > 3:
-            raise ValueError
-        return slice(*(int(p) if p.strip() else None for p in parts))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a train index or slice; use e.g. '10:20', ':100', "
-                         "'::10' or '5'") from None
+#: How stacked detector data is laid out: as EXtra-data's serve-files, or as online.
+LAYOUTS = ("file", "online")
 
 
 def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
-               trains: slice | int | Sequence[int] | None = None):
-    """Select sources (globs), keys (glob) and trains (by index) of a run or its path."""
+               trains: TrainRange | str | slice | int | Sequence[int] | None = None):
+    """Select sources (globs), keys (glob) and trains of a run or its path.
+
+    ``trains``: a range as text (:func:`exfel_data.selection.parse_trains`: positions
+    ``'10:20'``, train IDs ``'id:10000:10050'``) or parsed, or train positions (an index,
+    a slice or a list).
+    """
     import exfel_data
 
     if not hasattr(run, "trains"):
@@ -55,89 +49,117 @@ def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
         sources = (sources,)
     if tuple(sources) != ("*",) or key != "*":
         run = run.select([(s, key) for s in sources])
-    if trains is not None:
+    if isinstance(trains, str):
+        trains = parse_trains(trains)
+    if isinstance(trains, TrainRange):
+        run = run.select_trains(trains.selector)
+    elif trains is not None:
         if isinstance(trains, int):
             trains = slice(trains, (trains + 1) or None)
         run = run.select_trains(exfel_data.by_index[trains])
     return run
 
 
-def _modules_in(detector: str) -> int:
-    return 8 if "500K" in detector.upper() else 16
-
-
-def _stack_group(detector: str, module_sources: dict[int, str], data: dict) -> dict | None:
-    """One APPEND source from the module sources of one detector in one train.
+def _stack_group(ds: DetectorSources, data: dict, layout: str) -> dict | None:
+    """One stacked source from the module sources of one detector in one train.
 
     None if no module has frames in this train.
     """
-    n_modules = max(_modules_in(detector), max(module_sources) + 1)
-    frames = {m: data[src]["image.data"].shape[0] for m, src in module_sources.items()
-              if "image.data" in data[src]}
+    kind = ds.kind
+    sources = ds.default                                  # {module number: source}
+    start, n_modules = kind.modnos_start_at, ds.n_modules
+    main = kind.main_key
+    frames = {m: np.shape(data[src][main])[0] for m, src in sources.items()
+              if main in data[src]}
     if not frames:
-        raise ValueError(f"No image.data in the module sources of {detector}; select the "
-                         "key (e.g. --key 'image.*') to stack modules")
+        raise ValueError(f"No {main} in the module sources of {ds.detector_name}; select the "
+                         f"key (e.g. --key '{main.split('.')[0]}.*') to stack modules")
     frames = {m: n for m, n in frames.items() if n > 0}   # no frames: missing, not odd
     if not frames:
         return None
-    n_frames = Counter(frames.values()).most_common(1)[0][0]
-    odd = sorted(m for m, n in frames.items() if n != n_frames)
+    numbers = sorted(frames)
+    counts = np.array([frames[m] for m in numbers], dtype=np.int64)[:, None]
+    n_frames = int(majority(counts, counts > 0)[0])
+    odd = [m for m in numbers if frames[m] != n_frames]
     if odd:
-        warnings.warn(f"{detector}: module(s) {odd} have a different number of frames than "
-                      f"the others ({n_frames}); they are filled as missing in this train",
+        warnings.warn(f"{ds.detector_name}: module(s) {odd} have a different number of frames "
+                      f"than the others ({n_frames}); they are filled as missing in this train",
                       stacklevel=3)
-    present = sorted(m for m, n in frames.items() if n == n_frames)
-    first = data[module_sources[present[0]]]
-    pattern = re.escape(detector) + r"/(?:DET|CORR)/(\d+)CH0"
+    present = [m for m in numbers if frames[m] == n_frames]
+    first = data[sources[present[0]]]
+    online = layout == "online"
 
     out: dict = {}
     for key, value in first.items():
-        if not (isinstance(value, np.ndarray) and value.ndim >= 1
-                and value.shape[0] == n_frames and key.startswith("image.")):
-            continue                     # per-train module records (header.*, ...) stay behind
-        if value.ndim >= 3:              # per pixel: stack modules after the frame axis
-            entry = value.shape[1:]
-            if len(entry) == 3 and entry[0] == 1:
-                entry = entry[1:]        # LPD/DSSC raw carry a singleton axis
-            modules = {module_sources[m]: {key: data[module_sources[m]][key].reshape(
-                (n_frames,) + entry)} for m in present}
-            out[key] = stack_detector_data(
-                modules, key, axis=1, modules=n_modules, pattern=pattern,
-                fillvalue=None if value.dtype.kind == "f" else 0)   # NaN for floats
-        else:                            # per frame (cellId, pulseId, trainId...)
+        per_pixel = (isinstance(value, np.ndarray) and value.ndim >= 3
+                     and value.shape[0] == n_frames)
+        if per_pixel and all(key in data[sources[m]] for m in present):
+            modules = {sources[m]: data[sources[m]] for m in present}
+            if online:
+                out[key] = _online_stack(modules, key, n_modules)
+            else:
+                out[key] = stack_detector_data(modules, key, modules=n_modules)
+        elif online and isinstance(value, np.ndarray) and value.shape[:1] == (n_frames,):
             out[key] = value.reshape(n_frames, -1)[:, 0] if value.ndim == 2 else value
-    out["modulesPresent"] = [m in present for m in range(n_modules)]
-    out["sources"] = [module_sources.get(m, "") for m in range(n_modules)]
-    name = f"{detector}/DET/APPEND"
-    out["metadata"] = {**first.get("metadata", {}), "source": name}
+        else:  # per-frame labels and per-train records: the first module's, as EXtra-data
+            out[key] = value
+    out["modulesPresent"] = [m + start in present for m in range(n_modules)]
+    out["sources"] = [sources.get(m + start, "") for m in range(n_modules)]
+    out["metadata"] = {**first.get("metadata", {}), "source": _stacked_name(ds, data, layout)}
     return out
 
 
-def stack_detector_modules(data: dict) -> dict:
-    """Replace AGIPD/LPD/DSSC module sources of a train dict by one ``<DET>/DET/APPEND`` source.
+def _online_stack(modules: dict, key: str, n_modules: int) -> np.ndarray:
+    """(modules, fs, ss, [gain,] frames) as the online calibration sends it."""
+    stack = stack_detector_data(modules, key, axis=0, modules=n_modules)
+    if stack.ndim == 5 and stack.shape[2] == 1:
+        stack = stack[:, :, 0]            # raw LPD/DSSC: drop the singleton axis
+    order = (0,) + tuple(range(stack.ndim - 1, 0, -1))
+    return np.ascontiguousarray(stack.transpose(order))
 
-    ``image.*`` arrays with a pixel axis are stacked to (frames, modules, ss, fs) (raw AGIPD:
-    (frames, modules, 2, ss, fs)); missing modules are filled with NaN (floats) or 0 and listed
-    as False in ``modulesPresent``. Per-frame keys (``image.cellId``, ``image.pulseId``,
-    ``image.trainId``) are taken from the first present module, one value per frame. Other
-    sources pass through unchanged.
+
+def _stacked_name(ds: DetectorSources, data: dict, layout: str) -> str:
+    """``<DET>/DET/APPEND`` (files, as EXtra-data) or ``<DET>/CAL/APPEND_RAW|_CORRECTED``."""
+    if layout == "file":
+        return f"{ds.detector_name}/DET/APPEND"
+    src = next(iter(ds.default.values()))
+    raw = not ds.corr and np.issubdtype(np.asarray(data[src][ds.kind.main_key]).dtype,
+                                        np.integer)
+    return f"{ds.detector_name}/CAL/APPEND_{'RAW' if raw else 'CORRECTED'}"
+
+
+def stack_detector_modules(data: dict, layout: str = "file") -> dict:
+    """Replace the module sources of each detector in a train dict by one stacked source.
+
+    The modules are found as everywhere in exfel_data (:func:`exfel_data.detectors.identify.
+    detector_modules`: AGIPD, LPD, DSSC, JUNGFRAU, raw or corrected names; corrected preferred).
+
+    ``layout='file'`` gives what EXtra-data's ``serve-files --append-detector-modules`` sends:
+    source ``<DET>/DET/APPEND`` with every per-pixel key stacked by
+    :func:`~exfel_data.detectors.stack_detector_data` (module axis at -3: corrected
+    (frames, modules, ss, fs), raw AGIPD (frames, 2, modules, ss, fs), raw LPD/DSSC
+    (frames, 1, modules, ss, fs), JUNGFRAU (cells, modules, ss, fs)); the other keys are
+    the first module's, unchanged. ``layout='online'`` gives what the facility's online
+    calibration sends (and ``serve-sim`` simulates): ``<DET>/CAL/APPEND_CORRECTED`` (or
+    ``APPEND_RAW``), per-pixel keys (modules, fs, ss, frames) (raw AGIPD (modules, fs, ss, 2,
+    frames)), per-frame keys one value per frame; JUNGFRAU modules stay separate there, as
+    online. Both add ``modulesPresent`` and ``sources`` (one entry per module). Missing
+    modules are filled with NaN (floats) or 0; a module with another frame count than most
+    in a train counts as missing (with a warning). Other sources pass through unchanged.
     """
-    groups: dict[str, dict[int, str]] = {}
-    out = {}
-    for source, props in data.items():
-        match = _MODULE_SOURCE.match(source)
-        if not match:
-            out[source] = props
-            continue
-        modules = groups.setdefault(match["det"], {})
-        other = modules.get(int(match["module"]))
-        # Newer corrected files list a module under its CORR name and its old DET name.
-        if other is None or "/CORR/" in source:
-            modules[int(match["module"])] = source
-    for detector, module_sources in groups.items():
-        stacked = _stack_group(detector, module_sources, data)
-        if stacked is not None:
-            out[f"{detector}/DET/APPEND"] = stacked
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    found = find_detectors([s for s in data if s != "metadata"])
+    if layout == "online":
+        found = {k: ds for k, ds in found.items() if ds.kind.frames_group is not None}
+    stacked = {}
+    for ds in sorted(found.values(), key=lambda d: d.detector_name):
+        group = _stack_group(ds, data, layout)
+        if group is not None:
+            stacked[group["metadata"]["source"]] = group
+    used = {s for ds in found.values() for s in ds.default.values()}
+    out = {source: props for source, props in data.items() if source not in used}
+    out.update(stacked)
     return out
 
 
@@ -155,18 +177,21 @@ def _drop_unsendable(data: dict, warned: set) -> None:
 
 
 def iter_run_trains(run, *, append_detector_modules: bool = False,
-                    loop: bool = False) -> Iterator[tuple[int, dict]]:
+                    loop: bool = False, layout: str = "file") -> Iterator[tuple[int, dict]]:
     """Yield ``(train_id, data)`` of a (selected) run, ready to feed to a server.
 
     Trains without any data are skipped. With ``loop`` the run starts over after its last train
-    (train IDs then repeat), forever.
+    (train IDs then repeat), forever. With ``append_detector_modules`` detector modules are
+    stacked in the given *layout* (see :func:`stack_detector_modules`).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     warned: set = set()
     while True:
         sent = 0
         for train_id, data in run.trains():
             if append_detector_modules:
-                data = stack_detector_modules(data)
+                data = stack_detector_modules(data, layout)
             if not data:
                 continue
             _drop_unsendable(data, warned)
@@ -180,10 +205,13 @@ def iter_run_trains(run, *, append_detector_modules: bool = False,
 
 def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str = "*",
               trains: slice | int | Iterable[int] | None = None,
-              append_detector_modules: bool = False, dummy_timestamps: bool = False,
+              append_detector_modules: bool = False, layout: str = "file",
+              dummy_timestamps: bool | None = None,
               rate: float | None = None, loop: bool = False, sock: str = "REP",
               policy: str = "wait", drain_timeout: float | None = None,
               stop: threading.Event | None = None,
+              curve_secret_key: KeySource | None = None,
+              curve_allow: str | os.PathLike | None = None,
               on_ready: Callable[[Server], None] | None = None,
               on_train: Callable[[int], None] | None = None) -> int:
     """Serve a run (or a selection of it) on ``endpoint``, one message per train.
@@ -199,10 +227,14 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     trains : slice, int or list of int, optional
         Train selection by index.
     append_detector_modules : bool
-        Stack detector modules into one ``<DET>/DET/APPEND`` source
-        (see :func:`stack_detector_modules`).
-    dummy_timestamps : bool
+        Stack detector modules into one source (see :func:`stack_detector_modules`).
+    layout : {'file', 'online'}
+        With *append_detector_modules*: ``'file'`` as EXtra-data's serve-files
+        (``<DET>/DET/APPEND``, (frames, modules, ss, fs)); ``'online'`` as the live online
+        calibration (``<DET>/CAL/APPEND_CORRECTED``, (modules, fs, ss, frames)).
+    dummy_timestamps : bool, optional
         Add wall-clock timestamps of the sending time (files have none; monitors need them).
+        Default: on with the ``'online'`` layout (live streams carry timestamps), else off.
     rate : float, optional
         Trains per second; default as fast as clients take them.
     loop : bool
@@ -215,7 +247,11 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
         At the end, how long to wait for clients to take the queued trains (default: as long
         as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread).
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready, on_train : callable, optional
         Called with the :class:`bridge.Server` once it listens, and with each train ID after
         it was fed.
@@ -223,11 +259,16 @@ def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str =
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients (under ``drop`` / ``queue`` fewer than fed).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    if dummy_timestamps is None:
+        dummy_timestamps = append_detector_modules and layout == "online"
     selection = select_run(run, sources, key, trains)
     items = ((train_id, data, None) for train_id, data in iter_run_trains(
-        selection, append_detector_modules=append_detector_modules, loop=loop))
+        selection, append_detector_modules=append_detector_modules, loop=loop, layout=layout))
     return serve_trains(endpoint, items, sock=sock, policy=policy, timestamps=dummy_timestamps,
-                        rate=rate, drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
+                        rate=rate, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
+                        on_ready=on_ready, on_train=on_train)

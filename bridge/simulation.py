@@ -14,15 +14,19 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridge.protocol import timestamp_metadata
+from bridge.serving import serve_trains
 
 if TYPE_CHECKING:
+    import os
+
+    from bridge.curve import KeySource
     from bridge.server import Server
 
 __all__ = [
@@ -30,7 +34,6 @@ __all__ = [
     "FIRST_TRAIN_ID",
     "Simulator",
     "make_metadata",
-    "paced",
     "serve_simulation",
 ]
 
@@ -153,9 +156,10 @@ class Simulator:
         Raw (uint16, AGIPD with a gain axis) instead of corrected (float32) detector data.
     data_like : {'online', 'file'}
         Axis order of AGIPD/LPD ``image.data``. ``'online'`` as the online calibration sends it:
-        (modules, fs, ss, pulses), raw AGIPD (modules, fs, ss, 2, pulses); ``'file'`` as in
-        files: (pulses, modules, ss, fs), raw AGIPD (pulses, modules, 2, ss, fs). A single
-        module drops the modules axis.
+        (modules, fs, ss, pulses), raw AGIPD (modules, fs, ss, 2, pulses); ``'file'`` as
+        ``stack_detector_data`` and ``serve-run --append-detector-modules`` stack files:
+        (pulses, modules, ss, fs), raw AGIPD (pulses, 2, modules, ss, fs). A single module
+        drops the modules axis.
     pulses : int, optional
         Frames per train (memory cells for JUNGFRAU, pulses for the XGM); default per detector
         (AGIPD 64, LPD 300, JUNGFRAU 1, XGM 50).
@@ -246,8 +250,9 @@ class Simulator:
         if gain_axis:
             module_axes = ("gain",) + module_axes
         sizes = {"pulse": self.pulses, "module": n_mod, "gain": 2, "ss": ss, "fs": fs}
-        if self.data_like == "file":
-            axes = ("pulse",) + (("module",) if n_mod > 1 else ()) + module_axes
+        if self.data_like == "file":     # as stack_detector_data: module axis at -3
+            axes = ("pulse",) + module_axes[:-2] + (("module",) if n_mod > 1 else ()) \
+                + module_axes[-2:]
         else:
             axes = (("module",) if n_mod > 1 else ()) + module_axes[::-1] + ("pulse",)
         shape = tuple(sizes[a] for a in axes)
@@ -356,39 +361,15 @@ class Simulator:
                         {"data.image.pixels": frames})]
 
 
-def paced(trains, rate: float | None) -> Iterator:
-    """Yield items of ``trains`` at most ``rate`` per second (``None``: as fast as possible).
-
-    When the consumer falls behind, the schedule restarts instead of bursting to catch up.
-    """
-    if not rate:
-        yield from trains
-        return
-    period = 1.0 / rate
-    items = iter(trains)
-    next_t = time.monotonic()
-    while True:
-        # Wait *before* taking the next item so that its timestamp is fresh.
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-            next_t += period
-        else:
-            next_t = time.monotonic() + period
-        try:
-            item = next(items)
-        except StopIteration:
-            return
-        yield item
-
-
 def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP",
                      rate: float | None = None, ntrains: int | None = None,
                      policy: str | None = None, drain_timeout: float | None = None,
                      stop: threading.Event | None = None,
+                     curve_secret_key: KeySource | None = None,
+                     curve_allow: str | os.PathLike | None = None,
                      on_ready: Callable[[Server], None] | None = None,
                      on_train: Callable[[int], None] | None = None, **simulator_kw) -> int:
-    """Serve simulated trains on ``endpoint`` until interrupted (or ``ntrains`` were fed).
+    """Serve simulated trains on ``endpoint`` until stopped (or clients took ``ntrains``).
 
     Parameters
     ----------
@@ -401,16 +382,24 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     rate : float, optional
         Trains per second (10 at the facility); default as fast as clients take them.
     ntrains : int, optional
-        Stop after feeding this many trains; default never.
+        Return once clients took this many trains (default: never). Trains dropped because no
+        client was ready (``drop``, ``queue``) do not count: the simulator makes more, so the
+        train IDs received then have gaps, as from a live source. A PUB server counts a train
+        as taken once it was published to at least one subscriber.
     policy : {'wait', 'drop', 'queue'}, optional
         What the server does when clients are slower than the source: default ``'wait'``
         when ``rate`` is None (never lose a train), ``'drop'`` when paced (live data does not
         wait: newest trains are dropped and counted).
     drain_timeout : float, optional
-        After ``ntrains``, how long to wait for clients to take the queued trains (default: as
-        long as it takes).
+        At the end, how long to wait for clients to take the queued trains (default: as long
+        as it takes).
     stop : threading.Event, optional
-        Set it to stop serving (from another thread); queued trains are then discarded.
+        Set it to stop serving (from another thread, or by a signal with
+        :func:`bridge.serving.stop_on_signals`); it returns within a second, queued trains
+        are discarded.
+    curve_secret_key, curve_allow : optional
+        Require ZeroMQ CURVE: the server's secret key file and the directory of allowed
+        client public keys (default any client); see :class:`bridge.Server`.
     on_ready : callable, optional
         Called with the :class:`bridge.Server` once it listens (``server.endpoint`` is the
         bound address, ``server.stats`` its counters).
@@ -422,71 +411,14 @@ def serve_simulation(endpoint: str, detector: str = "AGIPD", *, sock: str = "REP
     Returns
     -------
     int
-        Number of trains fed.
+        Number of trains sent to clients.
     """
     simulator = Simulator(detector, **simulator_kw)
     if policy is None:
         policy = "wait" if rate is None else "drop"
     trains = ((simulator.first_train_id + index, data, metadata)
-              for index, (data, metadata) in enumerate(itertools.islice(simulator, ntrains)))
+              for index, (data, metadata) in enumerate(simulator))
     return serve_trains(endpoint, trains, sock=sock, policy=policy, rate=rate,
-                        drain_timeout=drain_timeout, stop=stop, on_ready=on_ready,
-                        on_train=on_train)
-
-
-def serve_trains(endpoint: str, trains: Iterable[tuple[int, dict, dict | None]], *,
-                 sock: str, policy: str, timestamps: bool = True, rate: float | None = None,
-                 drain_timeout: float | None = None, stop: threading.Event | None = None,
-                 on_ready: Callable[[Server], None] | None = None,
-                 on_train: Callable[[int], None] | None = None) -> int:
-    """Feed ``(train_id, data, metadata)`` items to a new :class:`bridge.Server` at ``rate``.
-
-    What :func:`serve_simulation` and :func:`bridge.serve_run.serve_run` share; see them for
-    the parameters. Returns the number of trains fed.
-    """
-    from bridge.server import Server
-
-    fed = 0
-    with Server(endpoint, sock=sock, policy=policy, timestamps=timestamps) as server:
-        if on_ready is not None:
-            on_ready(server)
-        for train_id, data, metadata in paced(trains, rate):
-            if not _feed_until_stopped(server, data, metadata, stop, train_id):
-                return fed
-            fed += 1
-            if on_train is not None:
-                on_train(train_id)
-        finish(server, drain_timeout)
-    return fed
-
-
-def _feed_until_stopped(server: Server, data: dict, metadata: dict | None,
-                        stop: threading.Event | None, train_id: int) -> bool:
-    """``server.feed(...)``, but give up when ``stop`` is set (checked every 0.2 s).
-
-    Returns True if the train was fed.
-    """
-    if stop is None:
-        server.feed(data, metadata, train_id=train_id)
-        return True
-    while not stop.is_set():
-        try:
-            server.feed(data, metadata, timeout=0.2, train_id=train_id)
-            return True
-        except TimeoutError:
-            continue
-    return False
-
-
-# How long a finished server keeps its socket open for the last trains to leave.
-_FLUSH_LINGER_S = 10.0
-
-
-def finish(server: Server, timeout: float | None = None) -> bool:
-    """Wait until clients took every queued train, then stop once those have left.
-
-    Returns False if ``timeout`` expired first (the server is stopped anyway).
-    """
-    drained = server.drain(timeout)
-    server.stop(linger=_FLUSH_LINGER_S if drained else 0.0)
-    return drained
+                        until_sent=ntrains, drain_timeout=drain_timeout, stop=stop,
+                        curve_secret_key=curve_secret_key, curve_allow=curve_allow,
+                        on_ready=on_ready, on_train=on_train)

@@ -1,4 +1,4 @@
-"""What the encoder and decoder share: protocol versions, the error class, cache limits.
+"""What the encoder and decoder share: protocol versions, the error classes, cache limits.
 
 The bottom of the bridge protocol's one-way imports::
 
@@ -9,7 +9,11 @@ or from each other, so there is no import cycle whichever module is imported fir
 """
 from __future__ import annotations
 
-__all__ = ['PROTOCOL_VERSIONS', 'ProtocolError']
+# Only the exceptions module: bridge joins the project's error hierarchy without
+# loading the reader (exfel_data's package imports its public names lazily).
+from exfel_data.exceptions import ExfelDataError
+
+__all__ = ['PROTOCOL_VERSIONS', 'BridgeError', 'ProtocolError']
 
 PROTOCOL_VERSIONS = ('1.0', '2.2')
 
@@ -17,7 +21,13 @@ PROTOCOL_VERSIONS = ('1.0', '2.2')
 _MAX_CACHED_HEADERS = 4096
 
 
-class ProtocolError(ValueError):
+class BridgeError(ExfelDataError):
+    """Base class of the errors raised by bridge (an ``exfel_data.ExfelDataError``)."""
+
+    __module__ = 'bridge'
+
+
+class ProtocolError(BridgeError, ValueError):
     """A message does not follow the Karabo bridge protocol, or data cannot be sent."""
 
     # Public name, shown in tracebacks and used by pickle: where users import it from.

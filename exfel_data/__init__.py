@@ -14,8 +14,10 @@ _EXPORTS = {
     "DataCollection": "collection", "SuspectTrain": "collection",
     "AGIPD1M": "detectors", "AGIPD500K": "detectors", "DSSC1M": "detectors",
     "JUNGFRAU": "detectors", "LPD1M": "detectors",
-    "identify_multimod_detectors": "detectors", "stack_detector_data": "detectors",
+    "identify_multimod_detectors": "detectors", "stack_data": "detectors",
+    "stack_detector_data": "detectors",
     "DuplicateTrainError": "exceptions", "ExfelDataError": "exceptions",
+    "FileChangedError": "exceptions", "IndexWarning": "rowindex",
     "FileStructureError": "exceptions", "MultiRunError": "exceptions",
     "NoDataError": "exceptions", "PropertyNameError": "exceptions",
     "SourceNameError": "exceptions", "TrainIDError": "exceptions",
@@ -32,10 +34,11 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
+    "FileChangedError", "IndexWarning",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
-    "stack_detector_data",
+    "stack_data", "stack_detector_data",
 ]
 
 
@@ -62,11 +65,13 @@ if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
         JUNGFRAU,
         LPD1M,
         identify_multimod_detectors,
+        stack_data,
         stack_detector_data,
     )
     from .exceptions import (
         DuplicateTrainError,
         ExfelDataError,
+        FileChangedError,
         FileStructureError,
         MultiRunError,
         NoDataError,
@@ -78,5 +83,6 @@ if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
     from .handler import RunHandler
     from .keydata import KeyData
     from .opening import H5File, RunDirectory, open_run
+    from .rowindex import IndexWarning
     from .selection import by_id, by_index
     from .source import SourceData

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import format as fmt
+from .detectors.identify import detector_modules
 from .exceptions import (
     DuplicateTrainError,
     MultiRunError,
@@ -23,8 +24,9 @@ from .exceptions import (
     SourceNameError,
 )
 from .file_access import FileAccess, files_with_trains
+from .reading import DatasetReader
+from .rowindex import file_rows
 from .selection import (
-    find_train_ids,
     glob_matcher,
     select_train_ids,
     sorted_unique,
@@ -41,10 +43,6 @@ format 0.5). ``origin`` names the source that sent it where INDEX/origin says so
 
 _Source = namedtuple("_Source", "section files keys")
 
-DETECTOR_MODULE_RE = re.compile(
-    r"^(?P<det>.+?)/(?:DET|CORR)/(?P<mod>\d+)CH0:(?:xtdf|output)$"
-    r"|^(?P<jdet>.+?)/DET/JNGFR(?P<jmod>\d+):daqOutput$"
-)
 _RUN_PATH_RE = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
 
 
@@ -387,15 +385,13 @@ class DataCollection:
         Uses INDEX/timestamp (format 1.0 and later).
         """
         out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        for fa in self.files:
-            ds = fa.file.get("INDEX/timestamp")
-            if ds is None or len(fa.train_ids) == 0:
+        for j, rows, pos in file_rows(self.files, self.train_ids, self.inc_suspect_trains):
+            fa = self.files[j]
+            if not fa.has_dataset("INDEX/timestamp"):
                 continue
-            ts = ds[:len(fa.train_ids)]
-            use = fa.rows_in_use(self.inc_suspect_trains)
-            pos, ok = find_train_ids(self.train_ids, fa.train_ids[use])
-            ts = ts[use]
-            out[pos[ok]] = ts[ok].astype("datetime64[ns]")
+            ts = DatasetReader(fa.filename, "INDEX/timestamp", fa.file).read_new(
+                0, int(rows.max()) + 1, dtype=np.uint64)
+            out[pos] = ts[rows].astype("datetime64[ns]")
         if labelled:
             import pandas as pd
 
@@ -452,14 +448,13 @@ class DataCollection:
         return _suspect_trains(self.files)
 
     def detector_modules(self) -> dict[str, dict[int, str]]:
-        """Detector module sources grouped by detector: {detector: {module: source}}."""
-        dets: dict[str, dict[int, str]] = {}
-        for s in self.instrument_sources:
-            m = DETECTOR_MODULE_RE.match(s)
-            if m:
-                det = m["det"] or m["jdet"]
-                dets.setdefault(det, {})[int(m["mod"] or m["jmod"])] = s
-        return dets
+        """Detector module sources grouped by detector: ``{detector: {module: source}}``.
+
+        Sorted by detector name and module number; module numbers as in the source
+        names (JUNGFRAU from 1); corrected sources when a detector has both. The same
+        rule as the detector classes (:func:`exfel_data.detectors.identify.detector_modules`).
+        """
+        return detector_modules(self.instrument_sources)
 
     def info(self, details_for_sources=(), file=None) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources."""

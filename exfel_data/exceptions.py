@@ -17,6 +17,7 @@ __all__ = [
     "FileStructureError",
     "DuplicateTrainError",
     "MultiRunError",
+    "FileChangedError",
 ]
 
 
@@ -99,15 +100,25 @@ class NoDataError(ExfelDataError, ValueError):
 
 
 class FileStructureError(ExfelDataError, ValueError):
-    """A file lacks a group or dataset the EXDF format requires."""
+    """A file lacks a group or dataset the EXDF format requires, or holds one that
+    cannot be read (damaged, inconsistent with the other files)."""
 
-    def __init__(self, filename: str, path: str, detail: str = ""):
-        self.filename, self.path, self.detail = filename, path, detail
+    def __init__(self, filename: str, path: str, detail: str = "", hint: str = ""):
+        self.filename, self.path, self.detail, self.hint = filename, path, detail, hint
         super().__init__(filename, path)
 
     def __str__(self) -> str:
         extra = f": {self.detail}" if self.detail else ""
-        return f"{self.filename}: missing or invalid {self.path!r}{extra}"
+        hint = f" {self.hint}" if self.hint else ""
+        return f"{self.filename}: missing or invalid {self.path!r}{extra}.{hint}"
+
+
+def exclude_file_hint(filename: str) -> str:
+    """What to do about one bad file: how to open the run without it."""
+    name = filename.rsplit("/", 1)[-1]
+    return ("To read the other files, leave this one out: RunDirectory(run_dir, "
+            f"file_filter=lambda paths: [p for p in paths if not p.endswith({name!r})]), "
+            f"and check it with `exfel-data validate`.")
 
 
 class DuplicateTrainError(ExfelDataError, ValueError):
@@ -140,4 +151,19 @@ class MultiRunError(ExfelDataError, ValueError):
         return (
             f"{self.what} needs data from a single run, but this data combines several"
             f"{runs}. Select one run's files first."
+        )
+
+
+class FileChangedError(ExfelDataError, RuntimeError):
+    """A file changed on disk after it was indexed (files are opened lazily)."""
+
+    def __init__(self, filename: str, changed: Iterable[str]):
+        self.filename, self.changed = filename, list(changed)
+        super().__init__(filename)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.filename} changed on disk since the run was opened (different "
+            f"{', '.join(self.changed)}); its train IDs and index may no longer fit its "
+            "data. Open the run again."
         )

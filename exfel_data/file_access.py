@@ -12,18 +12,18 @@ import os
 import resource
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
 
 import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileStructureError
+from .exceptions import FileChangedError, FileStructureError, exclude_file_hint
 from .scan import read_index as _read_index
+from .scan import read_train_ids as _read_train_ids
 from .scan import scan_file, summarize
 
 __all__ = ["FileAccess", "scan_file", "set_max_open_files", "n_open_files",
-           "files_with_trains"]
+           "files_with_trains", "open_h5", "handle_pool", "HandlePool"]
 
 
 def _default_max_open() -> int:
@@ -33,24 +33,50 @@ def _default_max_open() -> int:
     return max(8, min(512, soft // 4))
 
 
-class _HandlePool:
-    """LRU set of open h5py files with an upper bound on their number."""
+class HandlePool:
+    """LRU set of open h5py files with an upper bound on their number.
+
+    One process-wide instance, :data:`handle_pool`, holds every h5py file the reader
+    opens; other modules get files through :func:`open_h5` (or ``FileAccess.file``).
+    """
 
     def __init__(self, max_open: int):
         self.max_open = max_open
         self._open: OrderedDict[str, h5py.File] = OrderedDict()
         self._lock = threading.RLock()
 
-    def get(self, filename: str) -> h5py.File:
+    def get(self, filename: str, on_open=None) -> h5py.File:
+        """The open file, opened now if needed.
+
+        *on_open*, if given, is called with the h5py file when it had to be opened
+        (not when reused); if it raises, the file is closed again and the error passes.
+        """
         with self._lock:
             f = self._open.get(filename)
             if f is not None and f.id.valid:
                 self._open.move_to_end(filename)
                 return f
-            f = h5py.File(filename, "r")
+            try:
+                f = h5py.File(filename, "r")
+            except OSError as e:  # gone, truncated or damaged since the run was opened
+                raise FileStructureError(filename, "/", f"cannot open: {e}",
+                                         exclude_file_hint(filename)) from e
+            if on_open is not None:
+                try:
+                    on_open(f)
+                except BaseException:
+                    self._open.pop(filename, None)
+                    f.close()
+                    raise
             self._open[filename] = f
             self._trim()
             return f
+
+    def set_max_open(self, n: int) -> None:
+        """Change the cap, dropping the least recently used files above it."""
+        with self._lock:
+            self.max_open = n
+            self._trim()
 
     def _trim(self) -> None:
         while len(self._open) > self.max_open:
@@ -60,55 +86,50 @@ class _HandlePool:
             self._open.popitem(last=False)
 
     def close(self, filename: str) -> None:
+        """Close one file (it is reopened on its next use)."""
         with self._lock:
             f = self._open.pop(filename, None)
             if f is not None:
                 f.close()
 
+    def forget_all(self) -> None:
+        """Drop every handle (weak close, as when trimming); files reopen on next use."""
+        with self._lock:
+            self._open.clear()
+
+    def filenames(self) -> set[str]:
+        """Names of the files held open now."""
+        with self._lock:
+            return set(self._open)
+
     def __len__(self) -> int:
         return len(self._open)
 
 
-_pool = _HandlePool(_default_max_open())
+#: The process-wide pool of open h5py files (see :class:`HandlePool`).
+handle_pool = HandlePool(_default_max_open())
+
+
+def open_h5(filename: str) -> h5py.File:
+    """The open, read-only h5py file for a run file, from the capped handle pool.
+
+    The only way exfel_data modules get an open ``h5py.File`` of a file they read (a
+    :class:`FileAccess` adds a check that the file is still the one that was indexed:
+    use ``FileAccess.file`` when you have one). Do not close it: the pool does.
+    """
+    return handle_pool.get(filename)
 
 
 def set_max_open_files(n: int) -> None:
     """Set the cap on simultaneously open HDF5 files (least recently used are closed)."""
     if n < 1:
         raise ValueError(f"max open files must be >= 1, not {n}")
-    with _pool._lock:
-        _pool.max_open = n
-        _pool._trim()
+    handle_pool.set_max_open(n)
 
 
 def n_open_files() -> int:
     """Number of HDF5 files exfel_data currently holds open."""
-    return len(_pool)
-
-
-class _IndexView(Mapping):
-    """``{(source, group): (firsts, counts)}`` of a file, read on first access."""
-
-    def __init__(self, fa: FileAccess):
-        self._fa = fa
-
-    def __getitem__(self, key):
-        if key not in self:
-            raise KeyError(key)
-        return self._fa.get_index(*key)
-
-    def __contains__(self, key) -> bool:
-        try:
-            source, group = key
-        except (TypeError, ValueError):
-            return False
-        return group in self._fa._groups().get(source, ())
-
-    def __iter__(self):
-        return ((s, g) for s, groups in self._fa._groups().items() for g in groups)
-
-    def __len__(self) -> int:
-        return sum(len(g) for g in self._fa._groups().values())
+    return len(handle_pool)
 
 
 class FileAccess:
@@ -157,6 +178,11 @@ class FileAccess:
             {} if callable(index) else dict(index))
         self.mtime_ns: int = info["mtime_ns"]
         self.size: int = info["size"]
+        # inode and status-change time: with size and mtime, what identifies the file
+        # that was indexed (None in infos made before they were recorded)
+        self.ino: int | None = info.get("ino")
+        self.ctime_ns: int | None = info.get("ctime_ns")
+        self.index_rows: int = info.get("index_rows", len(self.train_ids))
         summary = info.get("summary") or summarize(self.train_ids, self.valid)
         (self.n_zero, self.n_suspect, self.increasing, self._first, self._last,
          self._first_valid, self._last_valid) = summary
@@ -177,7 +203,8 @@ class FileAccess:
             "legacy_sources": self.legacy_sources, "index": dict(self._index),
             "summary": (self.n_zero, self.n_suspect, self.increasing, self._first,
                         self._last, self._first_valid, self._last_valid),
-            "mtime_ns": self.mtime_ns, "size": self.size,
+            "mtime_ns": self.mtime_ns, "size": self.size, "ino": self.ino,
+            "ctime_ns": self.ctime_ns, "index_rows": self.index_rows,
         }
 
     @property
@@ -221,11 +248,6 @@ class FileAccess:
             self._groups_cache = groups
         return self._groups_cache
 
-    @property
-    def index(self) -> Mapping:
-        """``{(source, group): (firsts, counts)}``; entries are read on first access."""
-        return _IndexView(self)
-
     def index_groups(self, source: str) -> list[str]:
         return list(self._groups().get(source, ()))
 
@@ -257,8 +279,32 @@ class FileAccess:
     # -- h5py access ----------------------------------------------------------------
     @property
     def file(self) -> h5py.File:
-        """The open h5py file (opened on demand, subject to the open-files cap)."""
-        return _pool.get(self.filename)
+        """The open h5py file (opened on demand, subject to the open-files cap).
+
+        Each time the file is (re)opened it is checked to be the one that was indexed
+        (:meth:`check_unchanged`).
+        """
+        return handle_pool.get(self.filename, self.check_unchanged)
+
+    def check_unchanged(self, f: h5py.File) -> None:
+        """Raise FileChangedError if *f* is not the file whose train IDs we hold.
+
+        Files open lazily, so a file replaced after the run was opened (or after its
+        cache entry was written) would otherwise be read under the old train IDs.
+        Compares size, mtime, inode and ctime with the indexed file, and the train IDs
+        in the file with ours (one small read).
+        """
+        st = os.stat(self.filename)
+        now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        then = (self.size, self.mtime_ns, self.ino, self.ctime_ns)
+        changed = [name for name, a, b in zip(("size", "mtime", "inode", "ctime"), now,
+                                              then, strict=True) if b is not None and a != b]
+        if not changed:
+            tids = _read_train_ids(f.id)
+            if tids is None or not np.array_equal(tids, self.train_ids):
+                changed = ["INDEX/trainId"]
+        if changed:
+            raise FileChangedError(self.filename, changed)
 
     def dataset(self, path: str) -> h5py.Dataset:
         return self.file[path]
@@ -317,7 +363,7 @@ class FileAccess:
 
     def close(self) -> None:
         """Close the h5py handle (it is reopened if needed again)."""
-        _pool.close(self.filename)
+        handle_pool.close(self.filename)
 
     def __getstate__(self):
         self._load_index()  # the loader refers to the whole run map's arrays

@@ -10,6 +10,9 @@ import bisect
 
 import numpy as np
 
+#: The versions whose layout this module knows (0.5 has no dataFormatVersion).
+KNOWN_VERSIONS = ("0.5", "1.0", "1.1", "1.2", "1.3")
+
 
 def source_list_path(version: str) -> str:
     """Path of the dataset listing ``dataSourceId`` entries."""

@@ -7,13 +7,15 @@ import numpy as np
 from . import format as fmt
 from .exceptions import NoDataError
 from .file_access import FileAccess, files_with_trains
-from .reading import DataChunk, plan_chunks, read_chunks_into, read_rows, roi_shape
+from .reading import read_chunks_into, read_rows, roi_shape
+from .rowindex import DataChunk, TrainRows, train_rows
 from .selection import select_train_ids, split_ranges, train_position
 
 __all__ = ["KeyData"]
 
-# Largest dask chunk (bytes); small enough that a worker holds a few at once.
-DASK_CHUNK_BYTES = 256 * 1024**2
+# Largest dask chunk (bytes), for keys and detectors alike: dask's own default
+# (array.chunk-size), small enough that a worker holds a few at once.
+DASK_CHUNK_BYTES = 128 * 1024**2
 
 
 class KeyData(fmt.SectionMixin):
@@ -42,6 +44,7 @@ class KeyData(fmt.SectionMixin):
         self.dtype = np.dtype(dtype)
         self.entry_shape = tuple(entry_shape)
         self.inc_suspect_trains = inc_suspect_trains
+        self._rows: TrainRows | None = None
         self._chunks: list[DataChunk] | None = None
 
     # -- structure ------------------------------------------------------------------
@@ -53,17 +56,33 @@ class KeyData(fmt.SectionMixin):
     def hdf5_data_path(self) -> str:
         return fmt.key_to_path(self.section, self.source, self.key)
 
-    def _data_chunks(self) -> list[DataChunk]:
-        """Contiguous blocks of rows holding the selected trains, ordered by train ID."""
+    def train_rows(self) -> TrainRows:
+        """Where each selected train's rows are (file, first row, count), from the INDEX.
+
+        Index only: no dataset is opened (see :mod:`exfel_data.rowindex`).
+        """
+        if self._rows is None:
+            self._rows = train_rows(self.files, self.source, self.index_group,
+                                    self.train_ids, self.inc_suspect_trains)
+        return self._rows
+
+    def data_chunks(self) -> list[DataChunk]:
+        """Contiguous blocks of rows holding the selected trains, ordered by train ID.
+
+        The internal contract for code that plans its own reads (detectors, converters;
+        see docs/architecture.md): each :class:`~exfel_data.rowindex.DataChunk` is one
+        block of rows in one file, read with :func:`exfel_data.reading.read_chunks_into`.
+        Every file's dataset is checked first (present, long enough for the index, same
+        dtype and entry shape); a bad one raises FileStructureError naming it.
+        """
         if self._chunks is None:
-            self._chunks = plan_chunks(self.files, self.source, self.index_group,
-                                       self.hdf5_data_path, self.train_ids,
-                                       self.inc_suspect_trains)
+            self._chunks = self.train_rows().chunks(self.hdf5_data_path, self.dtype,
+                                                    self.entry_shape)
         return self._chunks
 
     @property
     def shape(self) -> tuple:
-        return (sum(c.total_count for c in self._data_chunks()),) + self.entry_shape
+        return (sum(c.total_count for c in self.data_chunks()),) + self.entry_shape
 
     @property
     def ndim(self) -> int:
@@ -146,10 +165,7 @@ class KeyData(fmt.SectionMixin):
         Returns a pandas Series indexed by train ID, or with ``labelled=False`` a numpy
         array aligned with ``train_ids``.
         """
-        counts = np.zeros(len(self.train_ids), dtype=np.uint64)
-        for ch in self._data_chunks():
-            pos = np.searchsorted(self.train_ids, ch.train_ids)
-            counts[pos] = ch.counts
+        counts = self.train_rows().count.astype(np.uint64)
         if labelled:
             import pandas as pd
 
@@ -162,7 +178,7 @@ class KeyData(fmt.SectionMixin):
 
     def train_id_coordinates(self) -> np.ndarray:
         """Train ID of each row of ``ndarray()`` (repeated for several entries per train)."""
-        chunks = self._data_chunks()
+        chunks = self.data_chunks()
         if not chunks:
             return np.zeros(0, dtype=np.uint64)
         return np.concatenate([np.repeat(c.train_ids, c.counts.astype(np.intp))
@@ -189,7 +205,7 @@ class KeyData(fmt.SectionMixin):
             out = np.empty(shape, dtype=self._out_dtype())
         elif out.shape != shape:
             raise ValueError(f"out has shape {out.shape}; {self!r} needs {shape}")
-        return read_chunks_into(self._data_chunks(), out, roi)
+        return read_chunks_into(self.data_chunks(), out, roi)
 
     def _dims(self, ndim: int, extra_dims) -> list[str]:
         if extra_dims is not None:
@@ -249,7 +265,7 @@ class KeyData(fmt.SectionMixin):
         max_rows = max(1, DASK_CHUNK_BYTES // row_bytes)
         dtype = self._out_dtype()
         pieces = []
-        for ch in self._data_chunks():
+        for ch in self.data_chunks():
             for start in range(ch.first, ch.first + ch.total_count, max_rows):
                 stop = min(start + max_rows, ch.first + ch.total_count)
                 task = dask.delayed(read_rows, pure=True)(

@@ -15,6 +15,7 @@ import warnings
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
+from .format import KNOWN_VERSIONS
 from .run_map import RunMap
 from .scan import scan_file
 
@@ -65,6 +66,17 @@ def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
     for fa, n in zero:
         warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
                       "INDEX/trainId ignored as corrupt.", stacklevel=3)
+    for fa in files:
+        if fa.format_version not in KNOWN_VERSIONS:
+            warnings.warn(f"{fa.filename}: unknown dataFormatVersion {fa.format_version!r}; "
+                          "read like version 1.3. Check it with `exfel-data validate`.",
+                          stacklevel=3)
+        if fa.index_rows and not len(fa.train_ids) and fa.all_sources:
+            eg = sorted(fa.all_sources)[0]
+            warnings.warn(
+                f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
+                f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
+                f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
     suspect = _suspect_trains(files)
     if suspect:
         nfiles = len({s.file for s in suspect})

@@ -1,8 +1,12 @@
 """Per-run cache of each file's train IDs, flags, sources and the indexes read so far.
 
 Reopening a run of hundreds of files then needs one ``np.load`` plus a ``stat`` per file
-instead of opening every file. Entries are validated by file modification time and
-size; stale or missing entries are rescanned. The cache is written beside the run
+instead of opening every file. An entry is used only while the file's size, modification
+time, inode and status-change time all match what was recorded (so a file replaced by
+another of the same size and mtime -- ``touch -r``, ``rsync -t``, tar extraction -- is
+rescanned); stale or missing entries are rescanned. When a file is first opened for
+reading, its train IDs are compared with the cached ones as well
+(``FileAccess.check_unchanged``). The cache is written beside the run
 (``<run>/.exfel_data_map.npz``) when that folder is writable, otherwise in the user cache
 dir (``$EXFEL_DATA_CACHE_DIR`` or ``$XDG_CACHE_HOME/exfel_data/run_maps``). Source files
 are never modified; the cache is written to a temporary name and renamed.
@@ -26,13 +30,14 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["RunMap"]
+__all__ = ["RunMap", "same_file"]
 
 CACHE_NAME = ".exfel_data_map.npz"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 # Columns of the per-file table.
 _FILE_COLS = ("n", "off", "mtime_ns", "size", "version", "sources", "n_zero", "n_suspect",
-              "increasing", "first", "last", "first_valid", "last_valid", "origin_off")
+              "increasing", "first", "last", "first_valid", "last_valid", "origin_off",
+              "ino", "ctime_ns", "index_rows")
 _TABLES = ("files", "tids", "valid", "index_keys", "index_data", "origin")
 
 
@@ -99,7 +104,7 @@ class RunMap:
         ik_stop = np.searchsorted(ik[:, 0], fnums, "right").tolist()
         for fi, (name, row) in enumerate(zip(names, rows, strict=True)):
             (n, off, mtime_ns, size, version, sources, n_zero, n_suspect, increasing, first,
-             last, first_valid, last_valid, origin_off) = row
+             last, first_valid, last_valid, origin_off, ino, ctime_ns, index_rows) = row
             source_ids, control, instrument, legacy = source_sets[sources]
             self.entries[name] = {
                 "format_version": strings[version],
@@ -116,12 +121,15 @@ class RunMap:
                             last_valid),
                 "mtime_ns": mtime_ns,
                 "size": size,
+                "ino": ino,
+                "ctime_ns": ctime_ns,
+                "index_rows": index_rows,
             }
 
     def get(self, filename: str, st: os.stat_result) -> dict | None:
-        """Cached info for a file if its mtime and size still match, else None."""
+        """Cached info for a file if it is still the same file (see :func:`same_file`)."""
         info = self.entries.get(os.path.basename(filename))
-        if info is None or info["mtime_ns"] != st.st_mtime_ns or info["size"] != st.st_size:
+        if info is None or not same_file(info, st):
             return None
         return info
 
@@ -143,7 +151,7 @@ class RunMap:
     def _index_read(self, fa) -> None:
         name = os.path.basename(fa.filename)
         info = self.entries.get(name)
-        if info is None or info["mtime_ns"] != fa.mtime_ns or info["size"] != fa.size:
+        if info is None or _identity(info) != (fa.size, fa.mtime_ns, fa.ino, fa.ctime_ns):
             return
         self.entries[name] = fa.info()
         if not self.changed:
@@ -178,7 +186,8 @@ class RunMap:
                                   dict(sorted(info["legacy_sources"].items()))])
             rows.append((n, off, info["mtime_ns"], info["size"], sid(info["format_version"]),
                          source_sets.setdefault(sources, len(source_sets)), n_zero, n_suspect,
-                         int(increasing), first, last, first_valid, last_valid, origin_off))
+                         int(increasing), first, last, first_valid, last_valid, origin_off,
+                         info["ino"], info["ctime_ns"], info.get("index_rows", n)))
             tids.append(t.view(np.int64))
             valid.append(np.asarray(info["valid"], np.int64))
             off += n
@@ -240,6 +249,20 @@ class RunMap:
             _pending.discard(self)
             return path
         return None
+
+
+def _identity(info: dict) -> tuple:
+    return info["size"], info["mtime_ns"], info.get("ino"), info.get("ctime_ns")
+
+
+def same_file(info: dict, st: os.stat_result) -> bool:
+    """Whether *st* is the file *info* was scanned from: same size, mtime, inode, ctime.
+
+    The inode changes when a file is replaced by another (copy + rename, tar, rsync);
+    the status-change time changes on any write or ``touch -r`` and cannot be set back,
+    so a replacement of the same size and mtime is still seen.
+    """
+    return _identity(info) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def _index_dict(keys: np.ndarray, strings: list[str], data: np.ndarray, n: int) -> dict:

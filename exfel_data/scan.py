@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileStructureError
+from .exceptions import FileStructureError, exclude_file_hint
 
-__all__ = ["scan_file", "read_index", "summarize"]
+__all__ = ["scan_file", "read_index", "read_train_ids", "summarize"]
 
 _VLEN_STR = h5py.h5t.py_create(h5py.string_dtype("utf-8"))
 _UINT64 = h5py.h5t.NATIVE_UINT64
@@ -67,14 +67,16 @@ def read_index(fid, filename: str, ipath: str, n: int) -> tuple[np.ndarray, np.n
     """(first, count) of one INDEX group, from first/count or first/last/status."""
     firsts = _read_small(fid, f"{ipath}/first", _UINT64)
     if firsts is None:
-        raise FileStructureError(filename, ipath, "index (first/count) not found")
+        raise FileStructureError(filename, ipath, "index (first/count) not found",
+                                 exclude_file_hint(filename))
     counts = _read_small(fid, f"{ipath}/count", _UINT64)
     if counts is None:
         last = _read_small(fid, f"{ipath}/last", _UINT64)
         status = _read_small(fid, f"{ipath}/status")
         if last is None or status is None:
             raise FileStructureError(filename, f"{ipath}/count",
-                                     "neither count nor last/status found")
+                                     "neither count nor last/status found",
+                                     exclude_file_hint(filename))
         counts = fmt.counts_from_last_status(firsts[:n], last[:n], status[:n])
     return fmt.fit_index(firsts, counts, n)
 
@@ -94,6 +96,18 @@ def summarize(train_ids: np.ndarray, valid: np.ndarray) -> tuple:
     return (len(train_ids) - len(used), len(used) - len(good), increasing,
             int(used.min()) if len(used) else 0, int(used.max()) if len(used) else -1,
             int(good.min()) if len(good) else 0, int(good.max()) if len(good) else -1)
+
+
+def _trim_padding(tids: np.ndarray) -> np.ndarray:
+    """Train IDs without the trailing zeros (preallocated rows never written)."""
+    nonzero = np.flatnonzero(tids)
+    return tids[:int(nonzero[-1]) + 1 if len(nonzero) else 0]
+
+
+def read_train_ids(fid) -> np.ndarray | None:
+    """INDEX/trainId of an open file without trailing zero padding (None if missing)."""
+    tids = _read_small(fid, "INDEX/trainId", _UINT64)
+    return None if tids is None else _trim_padding(tids)
 
 
 def scan_file(filename: str, st: os.stat_result | None = None) -> dict:
@@ -116,12 +130,11 @@ def scan_file(filename: str, st: os.stat_result | None = None) -> dict:
 def _scan_fid(fid, name: str, st: os.stat_result) -> dict:
     ver = _read_small(fid, "METADATA/dataFormatVersion", _VLEN_STR)
     version = "0.5" if ver is None or not len(ver) else str(fmt.decode_scalar(ver.flat[0]))
-    tids = _read_small(fid, "INDEX/trainId", _UINT64)
-    if tids is None:
+    raw_tids = _read_small(fid, "INDEX/trainId", _UINT64)
+    if raw_tids is None:
         raise FileStructureError(name, "INDEX/trainId", "no train index")
-    nonzero = np.flatnonzero(tids)
-    n = int(nonzero[-1]) + 1 if len(nonzero) else 0  # drop trailing zero padding
-    tids = tids[:n]
+    tids = _trim_padding(raw_tids)
+    n = len(tids)
 
     flag = _read_small(fid, "INDEX/flag", _INT32) if version != "0.5" else None
     if flag is None:
@@ -163,4 +176,5 @@ def _scan_fid(fid, name: str, st: os.stat_result) -> dict:
         "source_ids": source_ids, "control_sources": control,
         "instrument_sources": instrument, "legacy_sources": legacy, "index": {},
         "summary": summary, "mtime_ns": st.st_mtime_ns, "size": st.st_size,
+        "ino": st.st_ino, "ctime_ns": st.st_ctime_ns, "index_rows": len(raw_tids),
     }

@@ -9,13 +9,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from .exceptions import TrainIDError
 
 __all__ = ["by_id", "by_index", "select_train_ids", "split_ranges", "glob_matcher",
-           "sorted_unique", "find_train_ids", "train_position"]
+           "sorted_unique", "find_train_ids", "train_position", "TrainRange", "parse_trains"]
 
 
 def sorted_unique(a) -> np.ndarray:
@@ -173,3 +174,65 @@ def glob_matcher(patterns: str | Iterable[str]):
         patterns = [patterns]
     regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
     return lambda name: regex.match(name) is not None
+
+
+# -- train ranges given as text (--trains of exfel-data convert and exfel-bridge serve-run) --
+
+@dataclass(frozen=True)
+class TrainRange:
+    """A train range given as text: a slice over train positions or over train IDs.
+
+    Made by :func:`parse_trains`; ``str()`` gives the text back.
+    """
+
+    by: str  # "index" or "id"
+    slice: slice
+
+    @property
+    def selector(self) -> _ById | _ByIndex:
+        """The range as ``by_index[...]`` or ``by_id[...]``, for ``select_trains``."""
+        return by_id[self.slice] if self.by == "id" else by_index[self.slice]
+
+    def __str__(self) -> str:
+        s = self.slice
+        text = ":".join("" if v is None else str(v) for v in (s.start, s.stop))
+        if s.step is not None:
+            text += f":{s.step}"
+        return ("id:" if self.by == "id" else "") + text
+
+
+_SLICE = re.compile(r"^(-?\d+)?(?::(-?\d+)?)?(?::(-?\d+)?)?$")
+
+
+def parse_trains(text: str) -> TrainRange:
+    """Parse a train range: ``START:STOP[:STEP]`` or ``N``, or ``id:FIRST:STOP[:STEP]``.
+
+    Positions work like Python slicing (``0:100``, ``:50``, ``::10``, ``-10:``); a single
+    number ``N`` is that one train (``-1``: the last). With ``id:``, train IDs, the stop
+    excluded (``id:10000:10050``); ``id:N`` is train ID N. Steps must be positive: trains
+    are always taken in order.
+
+    Raises
+    ------
+    ValueError
+        Naming the text and showing the forms it can take.
+    """
+    text = text.strip()
+    by, body = ("id", text[3:]) if text.startswith("id:") else ("index", text)
+    m = _SLICE.match(body)
+    if not m or not body:
+        raise ValueError(f"{text!r} is not a train range; use START:STOP[:STEP] (positions, "
+                         "e.g. '0:100', ':50', '::10', '-10:', '5') or id:FIRST:STOP[:STEP] "
+                         "(train IDs, e.g. 'id:10000:10050')")
+    start, stop, step = (None if g is None else int(g) for g in m.groups())
+    if step == 0:
+        raise ValueError(f"{text!r}: a train range step cannot be 0")
+    if (step or 1) < 0:
+        raise ValueError(f"{text!r}: train ranges cannot go backwards (a negative step): "
+                         "trains are always read and sent in order")
+    if by == "id" and min(start or 0, stop or 0) < 0:
+        raise ValueError(f"{text!r}: train IDs are positive; count from the end with "
+                         "positions instead, e.g. '-10:'")
+    if ":" not in body:  # one train
+        return TrainRange(by, slice(start, (start + 1) or None))
+    return TrainRange(by, slice(start, stop, step))

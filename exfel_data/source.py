@@ -8,6 +8,7 @@ from . import format as fmt
 from .exceptions import MultiRunError, NoDataError, PropertyNameError
 from .file_access import FileAccess
 from .keydata import KeyData
+from .rowindex import train_rows
 from .selection import glob_matcher, select_train_ids, split_ranges
 
 __all__ = ["SourceData"]
@@ -126,25 +127,23 @@ class SourceData(fmt.SectionMixin):
             yield self._replace(train_ids=self.train_ids[sl])
 
     def data_counts(self, labelled: bool = True, index_group: str | None = None):
-        """Entries per train for this source (for instrument sources, the max over
-        index groups unless *index_group* is given)."""
+        """Entries per train for this source, from the INDEX alone.
+
+        For instrument sources the maximum over index groups unless *index_group* is
+        given. A file without that index group counts as 0 entries (see
+        docs/reading.md, "Damaged files").
+        """
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         counts = np.zeros(len(self.train_ids), dtype=np.uint64)
         for g in groups:
-            counts = np.maximum(counts, self._index_only_keydata(g).data_counts(labelled=False))
+            rows = train_rows(self.files, self.source, g, self.train_ids,
+                              self.inc_suspect_trains)
+            counts = np.maximum(counts, rows.count.astype(np.uint64))
         if labelled:
             import pandas as pd
 
             return pd.Series(counts, index=pd.Index(self.train_ids, name="trainId"))
         return counts
-
-    def _index_only_keydata(self, index_group: str = "") -> KeyData:
-        # Counts come from the index alone (no file opened for a key's dtype and shape):
-        # all keys of a control source, or of one index group, share them.
-        key = f"{index_group}.*" if index_group and self.is_instrument else ""
-        return KeyData(self.source, key, section=self.section, files=self.files,
-                       train_ids=self.train_ids, dtype=np.uint8, entry_shape=(),
-                       inc_suspect_trains=self.inc_suspect_trains)
 
     def drop_empty_trains(self) -> SourceData:
         return self._replace(train_ids=self.train_ids[self.data_counts(labelled=False) > 0])

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from .detectors.identify import module_sources
 from .selection import glob_matcher
 
 __all__ = ["format_info"]
@@ -108,9 +109,7 @@ def format_info(coll, details_for_sources=()) -> str:
     out.append("")
 
     dets = coll.detector_modules()
-    det_sources = set()
-    for det, mods in sorted(dets.items()):
-        det_sources |= set(mods.values())
+    for det, mods in dets.items():
         numbers = sorted(mods)
         first_src = mods[numbers[0]]
         out.append(f"{len(mods)} detector modules of {det} (modules "
@@ -121,7 +120,7 @@ def format_info(coll, details_for_sources=()) -> str:
     if dets:
         out.append("")
 
-    inst = sorted(coll.instrument_sources - det_sources)
+    inst = sorted(coll.instrument_sources - module_sources(coll.instrument_sources))
     out.append(f"{len(inst)} instrument sources (excluding detectors):")
     out += [f"  - {line}" for line in _group_sources(inst)]
     out.append("")

@@ -8,12 +8,11 @@ hands out slices, so a train costs a few dict operations per key, not an HDF5 re
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileStructureError
-from .selection import find_train_ids
+from .reading import DatasetReader
+from .rowindex import check_entries, train_rows
 
 __all__ = ["TrainIterator", "iterate_key"]
 
@@ -22,26 +21,14 @@ BLOCK_BYTES = 8 * 1024**2
 
 
 class _GroupPlan:
-    """Location of each selected train's rows for one source index group."""
+    """Each selected train's rows for one source index group, arranged for iteration."""
 
     def __init__(self, files, source: str, group: str, train_ids: np.ndarray,
                  inc_suspect: bool):
+        rows = train_rows(files, source, group, train_ids, inc_suspect)
+        self.files = rows.files
+        self.file_idx, self.first, self.count = rows.file_no, rows.first, rows.count
         n = len(train_ids)
-        self.files = list(files)
-        self.file_idx = np.full(n, -1, dtype=np.int64)
-        self.first = np.zeros(n, dtype=np.int64)
-        self.count = np.zeros(n, dtype=np.int64)
-        for j, fa in enumerate(self.files):
-            if len(fa.train_ids) == 0:
-                continue
-            firsts, counts = fa.get_index(source, group)
-            use = fa.rows_in_use(inc_suspect)
-            pos, ok = find_train_ids(train_ids, fa.train_ids[use])
-            pos = pos[ok]
-            self.file_idx[pos] = j
-            self.first[pos] = firsts[use][ok]
-            self.count[pos] = counts[use][ok]
-        self.count[self.file_idx < 0] = 0
         # Compressed view over trains with data: segments of rows contiguous in one file.
         self.nz = np.flatnonzero(self.count)
         self.nz_pos = np.full(n, -1, dtype=np.int64)
@@ -62,18 +49,22 @@ class _GroupPlan:
 class _KeyReader:
     """Reads one key in blocks of consecutive rows and hands out per-train slices."""
 
-    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi", "dsid",
-                 "dsid_file")
+    __slots__ = ("plan", "path", "budget_rows", "buf", "buf_file", "lo", "hi", "reader",
+                 "reader_file", "ref")
 
-    def __init__(self, plan: _GroupPlan, path: str, row_bytes: int):
+    def __init__(self, plan: _GroupPlan, path: str, ref_file):
         self.plan = plan
         self.path = path
+        # dtype and shape every file's dataset must have (those of the source's first file)
+        self.ref = (ref_file, *ref_file.dataset_meta(path))
+        dtype, shape = self.ref[1:]
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         self.budget_rows = max(1, BLOCK_BYTES // max(row_bytes, 1))
         self.buf = None
         self.buf_file = -1
         self.lo = self.hi = 0
-        self.dsid = None  # low-level dataset of the current file, kept between fills
-        self.dsid_file = -1
+        self.reader = None  # DatasetReader of the current file, kept between fills
+        self.reader_file = -1
 
     def rows(self, i: int) -> tuple[np.ndarray, int]:
         """(buffer, offset of train i's first row in it)."""
@@ -83,17 +74,16 @@ class _KeyReader:
             self._fill(i)
         return self.buf, a - self.lo
 
-    def _dataset(self, file_no: int):
-        if self.dsid_file != file_no:
+    def _dataset(self, file_no: int) -> DatasetReader:
+        if self.reader_file != file_no:
             fa = self.plan.files[file_no]
-            self.dsid = None  # release the previous file before opening the next
-            try:
-                self.dsid = h5py.h5d.open(fa.file.id, self.path.encode())
-            except KeyError:
-                raise FileStructureError(fa.filename, self.path,
-                                         "dataset not found") from None
-            self.dsid_file = file_no
-        return self.dsid
+            self.reader = None  # release the previous file before opening the next
+            reader = DatasetReader(fa.filename, self.path, fa.file)
+            ref_file, dtype, shape = self.ref
+            check_entries(fa, self.path, reader.dtype, reader.shape, dtype, shape[1:],
+                          ref_file)
+            self.reader, self.reader_file = reader, file_no
+        return self.reader
 
     def _fill(self, i: int) -> None:
         plan = self.plan
@@ -104,28 +94,8 @@ class _KeyReader:
         j = ic + int(np.searchsorted(plan.end_c[ic:last + 1], limit, side="right")) - 1
         hi = int(plan.end_c[max(j, ic)])
         file_no = plan.file_l[i]
-        dsid = self._dataset(file_no)
-        shape = dsid.shape
-        if hi > shape[0]:
-            raise FileStructureError(plan.files[file_no].filename, self.path,
-                                     f"INDEX points to row {hi - 1}, dataset has "
-                                     f"{shape[0]} rows")
-        if dsid.dtype.kind == "O":  # vlen strings: let h5py pick the memory type
-            buf = fmt.decode_strings(plan.files[file_no].dataset(self.path)[a:hi])
-        else:
-            # Low-level hyperslab read: the high-level path costs more than small reads.
-            count = (hi - a,) + shape[1:]
-            fspace = dsid.get_space()
-            fspace.select_hyperslab((a,) + (0,) * (len(shape) - 1), count)
-            buf = np.empty(count, dtype=dsid.dtype)
-            if buf.size:
-                dsid.read(h5py.h5s.create_simple(count), fspace, buf)
-        self.buf, self.buf_file, self.lo, self.hi = buf, file_no, a, hi
-
-
-def _row_bytes(fa, path: str) -> int:
-    dtype, shape = fa.dataset_meta(path)
-    return int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.buf = self._dataset(file_no).read_new(a, hi)
+        self.buf_file, self.lo, self.hi = file_no, a, hi
 
 
 class TrainIterator:
@@ -154,7 +124,7 @@ class TrainIterator:
                     plan = plans[group] = _GroupPlan(sd.files, src, group, tids,
                                                      coll.inc_suspect_trains)
                 path = fmt.key_to_path(sd.section, src, key)
-                reader = _KeyReader(plan, path, _row_bytes(sd.files[0], path))
+                reader = _KeyReader(plan, path, sd.files[0])
                 entries.append((key, plan.count_l, reader, sd.is_control))
             sources.append((src, entries))
             groups_used.extend(plans.values())
@@ -198,7 +168,7 @@ def iterate_key(kd, keep_dims: bool = False, include_empty: bool = False):
     """Yield (train_id, array) for one KeyData (see ``KeyData.trains``)."""
     plan = _GroupPlan(kd.files, kd.source, kd.index_group, kd.train_ids,
                       kd.inc_suspect_trains)
-    reader = _KeyReader(plan, kd.hdf5_data_path, _row_bytes(kd.files[0], kd.hdf5_data_path))
+    reader = _KeyReader(plan, kd.hdf5_data_path, kd.files[0])
     empty = np.zeros((0,) + kd.entry_shape, dtype=kd.dtype) if keep_dims else None
     for i, tid in enumerate(kd.train_ids.tolist()):
         c = plan.count_l[i]

@@ -21,10 +21,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .format import KNOWN_VERSIONS
+
 #: Check name -> one-line description (shown by ``exfel-data validate --help``).
 CHECKS: dict[str, str] = {
     "unreadable": "the file cannot be opened, or lacks INDEX/trainId or METADATA",
+    "format-version": "a METADATA/dataFormatVersion the reader does not know",
     "zero-train-ids": "train ID 0 before real train IDs (trailing zeros are padding)",
+    "no-train-ids": "INDEX/trainId holds only zeros: no data of the file can be placed",
+    "index-flag": "INDEX/flag shorter than INDEX/trainId (readers skip the file)",
     "train-id-order": "train IDs in INDEX/trainId not strictly increasing",
     "index-shape": "INDEX first/count arrays whose length differs from INDEX/trainId",
     "index-bounds": "index rows pointing beyond the end of a data set",
@@ -33,11 +38,18 @@ CHECKS: dict[str, str] = {
     "index-overlaps": "consecutive trains sharing data rows",
     "control-timestamps": "CONTROL timestamps going backwards from one train to the next",
     "duplicate-trains": "the same train ID for one source in two files",
+    "dataset-mismatch": "a key stored with another dtype or entry shape than in other files",
 }
 
 _ADVICE: dict[str, str] = {
     "unreadable": "Readers skip this file, so its trains are missing. Check that it is complete "
                   "and readable (truncated copy? on tape? permissions?) and copy it again.",
+    "format-version": "Readers read it like the newest known version (1.3) and may misread "
+                      "it; check the file's origin and the exfel-data version.",
+    "no-train-ids": "Readers cannot attribute any of this file's data to a train and leave "
+                    "it out; copy the file again or report the run.",
+    "index-flag": "exfel-data skips this file when opening the run (its trains are missing). "
+                  "Copy the file again or report the run.",
     "zero-train-ids": "Rows with train ID 0 amid real trains are corrupt; readers ignore them. "
                       "If many trains are affected, report the run to the DAQ/data team.",
     "train-id-order": "A device sent a wrong train ID. Readers drop the suspect rows "
@@ -57,6 +69,8 @@ _ADVICE: dict[str, str] = {
                           "do not rely on the timestamps of this key for ordering.",
     "duplicate-trains": "Readers cannot tell which copy is right. Open the run with only one "
                         "of the files (e.g. exclude the other) or report the run.",
+    "dataset-mismatch": "exfel-data refuses to read this key across the files (error naming "
+                        "this file); read the other files with file_filter=... or report it.",
 }
 
 
@@ -158,6 +172,8 @@ class FileReport:
     path: str
     problems: list[Problem] = field(default_factory=list)
     source_trains: dict[str, np.ndarray] = field(default_factory=dict)
+    #: dataset path -> (dtype, entry shape), to compare keys across files
+    entries: dict[str, tuple[str, tuple]] = field(default_factory=dict)
 
 
 def validate_file(path: str | os.PathLike, skip: Iterable[str] = ()) -> FileReport:
@@ -212,6 +228,7 @@ class _FileChecker:
             self.problem("unreadable", f"not a run file: missing {', '.join(missing)}")
             return
         train_ids = f["INDEX/trainId"][()].astype(np.uint64)
+        self.check_version_and_flag(train_ids)
         valid = self.check_train_ids(train_ids)
         good = valid & self.good_rows(train_ids)
         for entry in _source_entries(f):
@@ -241,6 +258,22 @@ class _FileChecker:
             return "0.5"
         v = ds[0]
         return v.decode() if isinstance(v, bytes) else str(v)
+
+    def check_version_and_flag(self, tids: np.ndarray) -> None:
+        """What makes readers misread or skip the file: its version and INDEX/flag."""
+        version = self.version()
+        if version not in KNOWN_VERSIONS:
+            self.problem("format-version", f"dataFormatVersion {version!r}; known: "
+                         f"{', '.join(KNOWN_VERSIONS[1:])} (or none for 0.5)",
+                         "METADATA/dataFormatVersion")
+        nonzero = np.flatnonzero(tids)
+        if len(tids) and not len(nonzero):
+            self.problem("no-train-ids", f"all {len(tids)} rows are 0", "INDEX/trainId")
+        n = int(nonzero[-1]) + 1 if len(nonzero) else 0
+        flag = self.f.get("INDEX/flag")
+        if version != "0.5" and flag is not None and flag.shape[0] < n:
+            self.problem("index-flag", f"{flag.shape[0]} flag(s) for {n} trains "
+                         "(INDEX/trainId without its trailing zeros)", "INDEX/flag")
 
     def check_train_ids(self, tids: np.ndarray) -> np.ndarray:
         """Check INDEX/trainId; return a mask of rows holding a real (non-zero) train ID."""
@@ -302,6 +335,9 @@ class _FileChecker:
         # (their data still occupies the rows).
         used = count > 0
         datasets = _datasets(f[data_path], data_path)
+        for ds in datasets:
+            d = f[ds]
+            self.report.entries[ds] = (str(d.dtype), tuple(d.shape[1:]))
         self.check_bounds(first[used], count[used], tids[used], datasets)
         self.check_contiguity(first[used], count[used], index_path)
         if control:
@@ -389,6 +425,19 @@ def duplicate_train_problems(reports: list[FileReport]) -> Iterator[Problem]:
             seen.setdefault(source, []).append((rep.path, trains))
 
 
+def dataset_mismatch_problems(reports: list[FileReport]) -> Iterator[Problem]:
+    """The run-level check: a key with another dtype or entry shape than in other files."""
+    seen: dict[str, tuple[str, tuple[str, tuple]]] = {}  # dataset -> (first file, meta)
+    for rep in reports:
+        for ds, meta in rep.entries.items():
+            first = seen.setdefault(ds, (rep.path, meta))
+            if first[1] != meta:
+                yield Problem(
+                    "dataset-mismatch", rep.path,
+                    f"{meta[0]} entries of shape {meta[1]} here, {first[1][0]} of shape "
+                    f"{first[1][1]} in {os.path.basename(first[0])}", ds)
+
+
 def validate_run(path: str | os.PathLike, skip: Iterable[str] = (),
                  progress: Callable[[Iterable], Iterable] | None = None) -> list[Problem]:
     """Run all checks (except ``skip``) on a run folder or a single file.
@@ -414,4 +463,6 @@ def validate_run(path: str | os.PathLike, skip: Iterable[str] = (),
     problems = [p for rep in reports for p in rep.problems]
     if "duplicate-trains" not in skip:
         problems += duplicate_train_problems(reports)
+    if "dataset-mismatch" not in skip:
+        problems += dataset_mismatch_problems(reports)
     return problems

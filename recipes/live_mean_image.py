@@ -48,8 +48,9 @@ def frames_first(image: np.ndarray, n_frames: int | None, online: bool | None = 
     """View ``image`` as (frames, ..., ss, fs) whatever order it was sent in.
 
     ``online`` order (modules, fs, ss, [gain,] frames) is recognised by its last axis matching
-    the number of frames (``len(image.cellId)``), file order (frames, modules, [gain,] ss, fs)
-    by its first. Raw data keeps only the data channel of a gain axis of length 2.
+    the number of frames (``len(image.cellId)``), file order (frames, [gain,] modules, ss, fs),
+    as ``stack_detector_data`` and ``--append-detector-modules`` give it, by its first. Raw
+    data keeps only the data channel of a gain axis (or raw LPD/DSSC's singleton axis).
     """
     if online is None:
         online = (n_frames is not None and image.shape[-1] == n_frames
@@ -61,8 +62,10 @@ def frames_first(image: np.ndarray, n_frames: int | None, online: bool | None = 
         image = np.swapaxes(image, -1, -2)
     elif n_frames is None:
         image = image[np.newaxis]                     # one frame per train (camera)
-    elif image.ndim >= 4 and image.shape[-3] == 2:
-        image = image[..., 0, :, :]                   # raw: the data channel
+    elif image.ndim == 5:
+        image = image[:, 0]                           # raw stack: the data channel
+    elif image.ndim == 4 and image.shape[-3] == 2:
+        image = image[..., 0, :, :]                   # one raw AGIPD module
     return image
 
 

@@ -21,6 +21,10 @@ LAZY_COMMANDS = {
     "convert": ("convert", "Convert a selection of RUN (a run folder or one .h5 file) to "
                            "OUTPUT."),
     "merge": ("merge", "Join PARTS written by `convert --part i/N` into one OUTPUT."),
+    "process": ("process", "Run ANALYSIS (a .py file or module, see docs/analysis.md) over the "
+                           "trains of RUN."),
+    "process-merge": ("process", "Join the part files of `exfel-data process --part i/N` into "
+                                 "OUTPUT."),
 }
 
 
@@ -33,7 +37,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in LAZY_COMMANDS and name not in self.commands:
             module = importlib.import_module(f"exfel_data.cli.{LAZY_COMMANDS[name][0]}")
-            self.add_command(getattr(module, name))
+            self.add_command(getattr(module, name.replace("-", "_")))
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,15 +25,40 @@ def conversion_errors(context: str = "") -> Iterator[None]:
 
     prefix = f"{context}: " if context else ""
     try:
-        yield
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted: no output was written (partial data removed).", err=True)
-        sys.exit(130)
+        with _notes_shown():
+            yield
+    except KeyboardInterrupt as exc:
+        from ..write.interrupt import Interrupted
+
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        what = "Interrupted" if signum == signal.SIGINT else signal.Signals(signum).name
+        click.echo(f"\n{what}: no output was written (partial data removed).", err=True)
+        sys.exit(128 + signum)
     except (ConversionError, OutputExistsError, MissingDependencyError, FileNotFoundError,
             ExfelDataError) as exc:
         raise click.ClickException(prefix + str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"{prefix}{type(exc).__name__}: {exc}") from None
+
+
+@contextmanager
+def _notes_shown() -> Iterator[None]:
+    """Print what the conversion tells the user it did (stale outputs removed) as a plain
+    line, not as a Python warning."""
+    from ..write.output import StaleOutputRemoved
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def show_note(message, category, *args, **kwargs):
+            if issubclass(category, StaleOutputRemoved):
+                click.echo(f"Note: {message}", err=True)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.simplefilter("always", StaleOutputRemoved)
+        warnings.showwarning = show_note
+        yield
 
 
 def _format_help() -> str:

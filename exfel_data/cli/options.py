@@ -6,7 +6,8 @@ import functools
 
 import click
 
-from ..write.request import parse_part, parse_selection, parse_trains
+from ..selection import parse_trains
+from ..write.request import parse_part, parse_selection
 
 
 class _ParserType(click.ParamType):

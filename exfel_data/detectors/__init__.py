@@ -8,11 +8,25 @@
 See ``docs/detectors.md``.
 """
 
-from .base import DetectorDataWarning, MultiModuleDetector, identify_multimod_detectors
-from .classes import AGIPD1M, AGIPD500K, DSSC1M, JUNGFRAU, LPD1M, open_detector
-from .errors import DetectorError, FillValueError, ModuleMismatchError, NoDetectorError
+from .base import MultiModuleDetector
+from .classes import (
+    AGIPD1M,
+    AGIPD500K,
+    DSSC1M,
+    JUNGFRAU,
+    LPD1M,
+    identify_multimod_detectors,
+    open_detector,
+)
+from .errors import (
+    DetectorDataWarning,
+    DetectorError,
+    FillValueError,
+    ModuleMismatchError,
+    NoDetectorError,
+)
 from .keydata import DetectorKeyData, MaskedDetectorKeyData
-from .stacking import ModuleStack, stack_detector_data
+from .stacking import ModuleStack, StackView, stack_data, stack_detector_data
 
 __all__ = [
     'AGIPD1M',
@@ -27,9 +41,11 @@ __all__ = [
     'MaskedDetectorKeyData',
     'ModuleMismatchError',
     'ModuleStack',
+    'StackView',
     'MultiModuleDetector',
     'NoDetectorError',
     'identify_multimod_detectors',
     'open_detector',
+    'stack_data',
     'stack_detector_data',
 ]

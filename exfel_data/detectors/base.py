@@ -9,29 +9,22 @@ read labelled arrays (numpy, xarray, dask).
 from __future__ import annotations
 
 import logging
-import warnings
-from collections import Counter
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from exfel_data.rowindex import train_rows
 from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
 
-from .errors import NoDetectorError
+from .errors import NoDetectorError, warn_user
+from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
+from .keydata import DetectorKeyData, MaskedDetectorKeyData, iterate_trains
 
-if TYPE_CHECKING:  # pandas is imported where used: `import exfel_data` stays fast
-    import pandas as pd
-
-__all__ = ['MultiModuleDetector', 'DetectorDataWarning', 'identify_multimod_detectors']
+__all__ = ['MultiModuleDetector']
 
 log = logging.getLogger(__name__)
 
 MISMATCH_POLICIES = ('fill', 'exclude')
-
-
-class DetectorDataWarning(UserWarning):
-    """Detector data is incomplete or inconsistent (missing modules, odd frame counts)."""
 
 
 def _summarise_ids(ids, limit: int = 6) -> str:
@@ -43,20 +36,18 @@ def _summarise_ids(ids, limit: int = 6) -> str:
 def _index_counts(data, source: str, group: str, tids: np.ndarray) -> np.ndarray:
     """Rows per train of one index group, from the files' cached index (no file opened)."""
     sd = data[source]
-    counts = np.zeros(len(tids), dtype=np.uint64)
-    inc_suspect = getattr(sd, 'inc_suspect_trains', True)
-    for fa in sd.files:
-        if (source, group) not in fa.index:
-            continue
-        _firsts, cnt = fa.get_index(source, group)
-        use = fa.rows_in_use(inc_suspect)
-        pos, ok = find_train_ids(tids, fa.train_ids[use])
-        counts[pos[ok]] = cnt[use][ok]
-    return counts
+    rows = train_rows(sd.files, source, group, tids, getattr(sd, 'inc_suspect_trains', True))
+    return rows.count.astype(np.uint64)
 
 
 class MultiModuleDetector:
     """Base class: one multi-module detector in a data collection.
+
+    What :class:`~.keydata.DetectorKeyData` relies on (its only view of the detector):
+    ``data`` (the collection), ``kind``, ``frames_group``, ``detector_name``, ``modules``,
+    ``modno_to_source``, ``train_ids``, ``n_modules``, ``mismatched_frames``,
+    ``entry_counts`` (trains x modules), :meth:`reference_counts`,
+    :meth:`module_keydata` and ``plan_cache`` (plans shared by the keys of one detector).
 
     Parameters
     ----------
@@ -81,8 +72,11 @@ class MultiModuleDetector:
     """
 
     kind: DetectorKind = None
-    #: Index group holding one row per frame ('image' for XTDF); None: one row per train
-    frames_group: str | None = None
+
+    @property
+    def frames_group(self) -> str | None:
+        """Index group holding one row per frame ('image' for XTDF); None: one row per train."""
+        return self.kind.frames_group
 
     def __init__(self, data, detector_name: str | None = None, modules=None, *,
                  raw: bool | None = None, min_modules: int = 1,
@@ -104,10 +98,12 @@ class MultiModuleDetector:
                     f"{sorted(self.modno_to_source)}"
                 )
             self.modno_to_source = {m: s for m, s in self.modno_to_source.items() if m in wanted}
+        self.modno_to_source = self._renumber(self.modno_to_source)
         self.mismatched_frames = mismatched_frames
         self.min_modules = min_modules
-        self._source_data = data
-        counts = self._module_counts(data)
+        self.data = data
+        tids = np.asarray(data.train_ids, dtype=np.uint64)
+        counts = self._module_counts(data, tids)
         n_present = (counts > 0).sum(axis=1)
         keep = n_present >= min_modules
         if not keep.any():
@@ -119,8 +115,10 @@ class MultiModuleDetector:
         if dropped:
             log.info("%s: leaving out %d trains with fewer than %d modules",
                      self.detector_name, dropped, min_modules)
-        self._counts = counts[keep]
-        self._plans: dict = {}
+        self._train_ids = tids[keep]
+        #: (trains, modules) entries of the main key per train and module (uint64)
+        self.entry_counts = counts[keep]
+        self.plan_cache: dict = {}
         self._warn_messy()
 
     # -- discovery ----------------------------------------------------------------
@@ -150,6 +148,10 @@ class MultiModuleDetector:
             f"Pass detector_name= to choose one."
         )
 
+    def _renumber(self, modno_to_source: dict[int, str]) -> dict[int, str]:
+        """Module numbers from source-name numbers (JUNGFRAU shifts by first_modno)."""
+        return dict(sorted(modno_to_source.items()))
+
     def _looks_raw(self, data, source: str) -> bool:
         """Raw data is integer (and for AGIPD has a data/gain axis)."""
         kd = data[source, self.kind.main_key]
@@ -172,30 +174,25 @@ class MultiModuleDetector:
             raise NoDetectorError(f"No corrected data ({name}/CORR/...) in the data; pass "
                                   f"raw=True to use the raw data")
         if raw is None and is_raw:
-            msg = (f"No corrected data ({name}/CORR/<n>CH0:output) found: using raw data "
-                   f"from {name}/DET/... Pass raw=True to silence this warning, or "
-                   f"raw=False to make it an error.")
-            log.warning(msg)
-            warnings.warn(msg, DetectorDataWarning, stacklevel=4)
+            warn_user(f"No corrected data ({name}/CORR/<n>CH0:output) found: using raw data "
+                      f"from {name}/DET/... Pass raw=True to silence this warning, or "
+                      f"raw=False to make it an error.")
         return dict(found.raw), is_raw
 
-    def _module_counts(self, data) -> pd.DataFrame:
-        """Entries per train of the main key for each module, from the index only."""
-        import pandas as pd
-        tids = np.asarray(data.train_ids, dtype=np.uint64)
+    def _module_counts(self, data, tids: np.ndarray) -> np.ndarray:
+        """(trains, modules) entries of the main key, from the index only."""
         group = self.kind.main_key.split('.', 1)[0]
-        cols = {modno: _index_counts(data, src, group, tids)
-                for modno, src in sorted(self.modno_to_source.items())}
-        return pd.DataFrame(cols, index=pd.Index(tids, name='trainId'),
-                            columns=pd.Index(sorted(cols), name='module'))
+        cols = [_index_counts(data, src, group, tids)
+                for _modno, src in sorted(self.modno_to_source.items())]
+        return np.stack(cols, axis=1) if cols else np.zeros((len(tids), 0), np.uint64)
 
     def _warn_messy(self):
-        counts = self._counts.to_numpy()
-        ref = self._reference_counts()
-        tids = self._counts.index.to_numpy()
+        counts = self.entry_counts
+        ref = self.reference_counts()
+        tids = self.train_ids
         msgs = []
         missing = (counts == 0)
-        for j, modno in enumerate(self._counts.columns):
+        for j, modno in enumerate(self.modules):
             if missing[:, j].any():
                 msgs.append(f"module {modno} has no data in {int(missing[:, j].sum())} of "
                             f"{len(tids)} trains ({_summarise_ids(tids[missing[:, j]])})")
@@ -203,7 +200,7 @@ class MultiModuleDetector:
         action = ("its frames are placed by pulse ID, gaps filled"
                   if self.mismatched_frames == 'fill'
                   else "its data in those trains is excluded (filled)")
-        for j, modno in enumerate(self._counts.columns):
+        for j, modno in enumerate(self.modules):
             if odd[:, j].any():
                 rows = np.flatnonzero(odd[:, j])
                 eg = rows[0]
@@ -215,26 +212,19 @@ class MultiModuleDetector:
                 )
         if msgs:
             msg = (f"{self.detector_name}: incomplete detector data:\n  - "
-                   + "\n  - ".join(msgs) + "\nSee .data_availability() for the full table.")
-            warnings.warn(msg, DetectorDataWarning, stacklevel=3)
+                   + "\n  - ".join(msgs) + "\nSee .data_counts() for the full table.")
+            warn_user(msg)
 
-    def _reference_counts(self) -> np.ndarray:
-        """Per train, the frame count most modules with data agree on."""
-        counts = self._counts.to_numpy()
-        nz = np.where(counts > 0, counts, 0)
-        hi = nz.max(axis=1)
-        lo = np.where(counts > 0, counts, np.iinfo(np.uint64).max).min(axis=1)
-        ref = hi.copy()
-        for t in np.flatnonzero((lo != hi) & (hi > 0)):
-            c = Counter(int(x) for x in counts[t] if x > 0).most_common()
-            ref[t] = max(v for v, n in c if n == c[0][1])
-        return ref
+    def reference_counts(self) -> np.ndarray:
+        """Per train, the frame count most modules with data agree on (0: no data)."""
+        counts = self.entry_counts
+        return majority(counts.T, counts.T > 0, empty=0).astype(np.uint64)
 
     # -- properties -----------------------------------------------------------------
     @property
     def train_ids(self) -> np.ndarray:
         """Train IDs with data from at least ``min_modules`` modules (uint64)."""
-        return self._counts.index.to_numpy()
+        return self._train_ids
 
     @property
     def modules(self) -> list[int]:
@@ -251,26 +241,38 @@ class MultiModuleDetector:
         return self.kind.n_modules
 
     @property
-    def frame_counts(self) -> pd.Series:
-        """Frames per train that most modules recorded (index: train ID)."""
+    def frame_counts(self):
+        """Frames per train that most modules recorded (pandas Series, index: train ID)."""
         import pandas as pd
-        return pd.Series(self._reference_counts(), index=self._counts.index,
-                         name='frames')
+        return pd.Series(self.reference_counts(), name='frames',
+                         index=pd.Index(self.train_ids, name='trainId'))
 
     @property
     def frames_per_train(self) -> int:
         """The frame count shared by all trains (error if it varies)."""
-        vals = set(np.unique(self._reference_counts()).tolist()) - {0}
+        vals = set(np.unique(self.reference_counts()).tolist()) - {0}
         if len(vals) != 1:
             raise ValueError(f"Varying number of frames per train: {sorted(vals)}")
         return vals.pop()
 
-    def data_availability(self, as_bool: bool = False) -> pd.DataFrame:
-        """Frames per train and module (trains x modules DataFrame).
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """(modules, frames) bool array, True where a module has a frame (EXtra-data's).
+
+        The frames axis is that of ``det[main key].ndarray()``; see :meth:`data_counts`
+        for the per-train table.
+        """
+        return self[self.kind.main_key].data_availability(module_gaps)
+
+    def data_counts(self, as_bool: bool = False):
+        """Frames per train and module (trains x modules pandas DataFrame).
 
         With ``as_bool=True``: True where a module has data in a train.
         """
-        return (self._counts > 0) if as_bool else self._counts.copy()
+        import pandas as pd
+        counts = self.entry_counts
+        return pd.DataFrame(counts > 0 if as_bool else counts.copy(),
+                            index=pd.Index(self.train_ids, name='trainId'),
+                            columns=pd.Index(self.modules, name='module'))
 
     def __repr__(self):
         kind = 'raw' if self.raw else 'corrected'
@@ -278,23 +280,27 @@ class MultiModuleDetector:
                 f"{len(self.modules)} modules, {len(self.train_ids)} trains>")
 
     def __contains__(self, key: str) -> bool:
-        return (self.modno_to_source[self.modules[0]], key) in self._source_data
+        """True if every module in use has *key*."""
+        return all((self.modno_to_source[m], key) in self.data for m in self.modules)
 
     def _entry_dims(self, key: str, ndim: int) -> list[str]:
         """Names of the per-entry axes of *key* (beyond the frame axes)."""
         return [f'dim_{i}' for i in range(ndim)]
 
-    def _keydata(self, modno: int, key: str):
+    def module_keydata(self, modno: int, key: str):
         """The reader's KeyData for one module, restricted to our trains."""
-        kd = self._source_data[self.modno_to_source[modno], key]
+        kd = self.data[self.modno_to_source[modno], key]
         return kd.select_trains(by_id[self.train_ids])
 
     # -- selections -----------------------------------------------------------------
     def _with_trains(self, tids: np.ndarray):
+        pos, found = find_train_ids(self.train_ids, np.asarray(tids, dtype=np.uint64))
+        pos = pos[found]
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        new._counts = self._counts.loc[tids]
-        new._plans = {}
+        new._train_ids = self.train_ids[pos]
+        new.entry_counts = self.entry_counts[pos]
+        new.plan_cache = {}
         return new
 
     def select_trains(self, trains):
@@ -313,7 +319,7 @@ class MultiModuleDetector:
         always contain whole trains.
         """
         if frames_per_part is not None:
-            frames = self._reference_counts().astype(np.int64)
+            frames = self.reference_counts().astype(np.int64)
             part_start, acc = 0, 0
             bounds = []
             for i, n in enumerate(frames):
@@ -336,8 +342,7 @@ class MultiModuleDetector:
                 yield self._with_trains(self.train_ids[sl])
 
     # -- data access ----------------------------------------------------------------
-    def __getitem__(self, key: str):
-        from .keydata import DetectorKeyData
+    def __getitem__(self, key: str) -> DetectorKeyData:
         return DetectorKeyData(self, key)
 
     def get_array(self, key: str | None = None, pulses=None, unstack_pulses: bool = True, *,
@@ -376,23 +381,8 @@ class MultiModuleDetector:
             for JUNGFRAU; coordinates module numbers, train IDs and pulse (or cell) IDs.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
-        arr = kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps)
-        if unstack_pulses or not kd.per_frame:
-            return arr
-        import pandas as pd
-        import xarray as xr
-        # Flatten (train, pulse) as a view, keep the slots some module recorded
-        values = arr.values.reshape((arr.shape[0], -1) + arr.shape[3:])
-        index = pd.MultiIndex.from_product(
-            [arr.coords['train'].values, arr.coords[arr.dims[2]].values],
-            names=['train', arr.dims[2]])
-        recorded = (kd.data_availability_slots() > 0).reshape(-1)
-        if not recorded.all():
-            values, index = values[:, recorded], index[recorded]
-        coords = xr.Coordinates.from_pandas_multiindex(index, 'train_pulse')
-        return xr.DataArray(values, dims=('module', 'train_pulse') + arr.dims[3:],
-                            coords={'module': arr.coords['module'].values, **coords},
-                            name=arr.name)
+        return kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
+                         unstack_pulses=unstack_pulses)
 
     def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
                        roi=(), astype=None, subtrain_index: str = 'pulseId',
@@ -405,8 +395,9 @@ class MultiModuleDetector:
         workers reopen the files.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
-        return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype,
-                             chunk_bytes=chunk_bytes, module_gaps=module_gaps)
+        return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype, labelled=True,
+                             chunk_bytes=chunk_bytes, module_gaps=module_gaps,
+                             unstack_pulses=True)
 
     def trains(self, pulses=None, require_all: bool = False, keys=None, *, fill_value=None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
@@ -425,7 +416,6 @@ class MultiModuleDetector:
         keys : str or list of str, optional
             Keys to read (default: the main data key).
         """
-        from .keydata import iterate_trains
         if keys is None:
             keys = [self.kind.main_key]
         elif isinstance(keys, str):
@@ -451,7 +441,6 @@ class MultiModuleDetector:
         MaskedDetectorKeyData
             With ``.ndarray()``, ``.xarray()`` and ``.dask_array()``.
         """
-        from .keydata import MaskedDetectorKeyData
         mask_key = self.kind.mask_key
         if self.raw or mask_key not in self:
             raise NoDetectorError(
@@ -466,30 +455,4 @@ class MultiModuleDetector:
         return MaskedDetectorKeyData(self, key or self.kind.main_key, mask_key=mask_key,
                                      mask_bits=mask_bits, masked_value=masked_value
                                      ).select_pulses(pulses, subtrain_index)
-
-
-def identify_multimod_detectors(data, detector_name: str | None = None, *,
-                                single: bool = False, clses=None):
-    """Find the multi-module detectors in a data collection (by source names only).
-
-    Returns a set of ``(detector_name, detector class)``; with ``single=True``
-    exactly one such tuple (error if none or several).
-    """
-    from . import classes
-    by_name = {c.kind.name: c for c in classes.ALL}
-    if clses is not None:
-        by_name = {c.kind.name: c for c in clses}
-    found = find_detectors(data.instrument_sources, list(by_name))
-    res = {(name, by_name[kind]) for (kind, name) in found
-           if detector_name is None or name == detector_name}
-    if single:
-        if len(res) != 1:
-            desc = ', '.join(sorted(f"{n} ({c.__name__})" for n, c in res)) or 'none'
-            raise NoDetectorError(
-                f"Expected exactly one multi-module detector, found: {desc}"
-                + (". Pass detector_name=" if len(res) > 1 else "")
-            )
-        return res.pop()
-    return res
-
 

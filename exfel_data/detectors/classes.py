@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from .base import MultiModuleDetector, identify_multimod_detectors
-from .identify import KINDS
+import numpy as np
 
-__all__ = ['AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU', 'ALL', 'open_detector']
+from .base import MultiModuleDetector
+from .errors import ModuleMismatchError, NoDetectorError
+from .identify import KINDS, find_detectors
+
+__all__ = ['AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU', 'ALL', 'open_detector',
+           'identify_multimod_detectors']
 
 
 class XtdfDetector(MultiModuleDetector):
     """AGIPD, LPD and DSSC: one row per frame in the ``image`` group of each module."""
-
-    frames_group = 'image'
 
 
 class AGIPD1M(XtdfDetector):
@@ -34,9 +36,29 @@ class AGIPD500K(AGIPD1M):
 
 
 class LPD1M(XtdfDetector):
-    """LPD-1M: 16 modules of 256 x 256 pixels."""
+    """LPD-1M: 16 modules of 256 x 256 pixels.
+
+    Extra parameter *parallel_gain* (as EXtra-data): the data was recorded in
+    parallel-gain mode, each train holding its pulses three times (high, medium, low
+    gain). Frames then get a ``gain`` dim (0-2) before the pulse dim, labelled with the
+    pulse (or cell) IDs of the first third (the others are not valid in such files);
+    pulse selections apply within each gain stage.
+    """
 
     kind = KINDS['LPD1M']
+
+    def __init__(self, data, detector_name=None, modules=None, *, parallel_gain: bool = False,
+                 **kwargs):
+        super().__init__(data, detector_name, modules, **kwargs)
+        self.parallel_gain = bool(parallel_gain)
+        if self.parallel_gain:
+            counts = self.entry_counts
+            bad = np.flatnonzero(((counts % 3) != 0).any(axis=1))
+            if bad.size:
+                raise ModuleMismatchError(
+                    f"parallel_gain=True needs the frames in each train to be divisible by 3; "
+                    f"train {int(self.train_ids[bad[0]])} has "
+                    f"{sorted(set(counts[bad[0]].tolist()))} frames per module")
 
 
 class DSSC1M(XtdfDetector):
@@ -46,23 +68,44 @@ class DSSC1M(XtdfDetector):
 
 
 class JUNGFRAU(MultiModuleDetector):
-    """JUNGFRAU: modules ``JNGFR01``.. (numbered from 1), one entry per train.
+    """JUNGFRAU: modules ``JNGFR01``.. (also ``MODULE_1``, ``RECEIVER-1``), one entry per train.
 
     ``data.adc`` entries are (memory cells, 512, 1024); arrays have dims
-    ``(module, train, cell, slow_scan, fast_scan)``.
+    ``(module, train, cell, slow_scan, fast_scan)``. Module numbers start at 1,
+    as extra-geom expects.
 
-    Extra parameter *n_modules*: modules of the full detector (for
-    ``module_gaps=True``); default the highest module number found.
+    Extra parameters (as EXtra-data's ``JUNGFRAU``):
+
+    n_modules : int, optional
+        Modules of the full detector (for ``module_gaps=True``); default up to
+        the highest module number found.
+    first_modno : int
+        Number in the source name of the detector's first module (default 1):
+        ``FXE_XAD_JF500K/DET/JNGFR03:daqOutput`` with ``first_modno=3`` is module 1.
+        *modules=* selects by the numbers in the source names.
     """
 
     kind = KINDS['JUNGFRAU']
 
-    def __init__(self, data, detector_name=None, modules=None, *, n_modules=None, **kwargs):
+    def __init__(self, data, detector_name=None, modules=None, *, n_modules=None,
+                 first_modno: int = 1, **kwargs):
+        self.first_modno = int(first_modno)
         super().__init__(data, detector_name, modules, **kwargs)
-        self._n_modules = int(n_modules) if n_modules is not None else None
-        if self._n_modules is None:
+        if n_modules is not None:
+            self._n_modules = int(n_modules)
+        else:
             found = self._find(data, self.detector_name)
-            self._n_modules = max(found.modules) - self.kind.modnos_start_at + 1
+            self._n_modules = max(found.modules) - self.first_modno + 1
+
+    def _renumber(self, modno_to_source):
+        shift = self.kind.modnos_start_at - self.first_modno
+        renumbered = {m + shift: s for m, s in sorted(modno_to_source.items())}
+        if min(renumbered) < self.kind.modnos_start_at:
+            raise NoDetectorError(
+                f"first_modno={self.first_modno} but {self.detector_name} has module "
+                f"{min(modno_to_source)} ({modno_to_source[min(modno_to_source)]}); pass "
+                f"first_modno <= {min(modno_to_source)}")
+        return renumbered
 
     @property
     def n_modules(self) -> int:
@@ -77,6 +120,28 @@ class JUNGFRAU(MultiModuleDetector):
 
 
 ALL = (AGIPD1M, AGIPD500K, LPD1M, DSSC1M, JUNGFRAU)
+
+
+def identify_multimod_detectors(data, detector_name: str | None = None, *,
+                                single: bool = False, clses=None):
+    """Find the multi-module detectors in a data collection (by source names only).
+
+    Returns a set of ``(detector_name, detector class)``; with ``single=True``
+    exactly one such tuple (error if none or several).
+    """
+    by_name = {c.kind.name: c for c in (ALL if clses is None else clses)}
+    found = find_detectors(data.instrument_sources, list(by_name))
+    res = {(name, by_name[kind]) for (kind, name) in found
+           if detector_name is None or name == detector_name}
+    if single:
+        if len(res) != 1:
+            desc = ', '.join(sorted(f"{n} ({c.__name__})" for n, c in res)) or 'none'
+            raise NoDetectorError(
+                f"Expected exactly one multi-module detector, found: {desc}"
+                + (". Pass detector_name=" if len(res) > 1 else "")
+            )
+        return res.pop()
+    return res
 
 
 def open_detector(data, detector_name: str | None = None, **kwargs) -> MultiModuleDetector:

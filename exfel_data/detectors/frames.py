@@ -15,9 +15,35 @@ import numpy as np
 
 from exfel_data.selection import by_id, by_index
 
-__all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots']
+__all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
+           'majority', 'gain_stage_labels', 'GAIN_STRIDE']
+
+#: In LPD parallel-gain data a frame's label is ``stage * GAIN_STRIDE + pulse label``, so
+#: sorted labels run through the pulses of gain stage 0, then 1, then 2.
+GAIN_STRIDE = 1 << 40
 
 _ById, _ByIndex = type(by_id), type(by_index)
+
+
+def majority(values: np.ndarray, valid: np.ndarray, empty=-1) -> np.ndarray:
+    """Per column of a (modules, trains) array, the value most valid entries share.
+
+    The one vote used wherever modules disagree in a train (frame counts, label
+    patterns, stacking a streamed train): a tie goes to the larger value (more
+    frames); columns without a valid entry get *empty*.
+    """
+    values = np.asarray(values)
+    valid = np.asarray(valid, dtype=bool)
+    if values.shape[0] == 0:
+        return np.full(values.shape[1:], empty, dtype=values.dtype)
+    info = np.iinfo(values.dtype)
+    hi = np.where(valid, values, info.min).max(axis=0)
+    lo = np.where(valid, values, info.max).min(axis=0)
+    out = np.where(valid.any(axis=0), hi, empty).astype(values.dtype)
+    for t in np.flatnonzero((lo != hi) & valid.any(axis=0)):
+        vals, n = np.unique(values[valid[:, t], t], return_counts=True)
+        out[t] = vals[n == n.max()].max()  # vals are sorted: the largest of the tied
+    return out
 
 
 class PulseSelection:
@@ -173,6 +199,7 @@ class SlotPlan:
         self.positional = positional
         self.pair_ids = pair_ids
         self.pair_blocks = pair_blocks
+        self._masks: np.ndarray | None = None
 
     @property
     def n_slots(self) -> int:
@@ -183,14 +210,17 @@ class SlotPlan:
         sizes = np.array([b[:, 2].sum() for b in self.pair_blocks] + [0], dtype=np.int64)
         return sizes[self.pair_ids]  # -1 -> the trailing 0
 
-    def slot_mask(self, mod_ix: int, t: int) -> np.ndarray:
-        """Boolean mask over the pulse axis of slots this module fills in train *t*."""
-        mask = np.zeros(self.n_slots, bool)
-        q = self.pair_ids[mod_ix, t]
-        if q >= 0:
-            for _off, slot, n in self.pair_blocks[q]:
-                mask[slot:slot + n] = True
-        return mask
+    def masks(self) -> np.ndarray:
+        """(modules, trains, slots) bool: True where a module fills a slot (computed once)."""
+        if self._masks is None:
+            out = np.zeros(self.pair_ids.shape + (self.n_slots,), bool)
+            for i, ids in enumerate(self.pair_ids):
+                for q in np.unique(ids[ids >= 0]):
+                    tix = np.flatnonzero(ids == q)
+                    for _off, slot, n in self.pair_blocks[q]:
+                        out[i, tix, slot:slot + n] = True
+            self._masks = out
+        return self._masks
 
 
 def _runs(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -203,8 +233,37 @@ def _runs(offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return np.stack([offsets[starts], slots[starts], lengths], axis=1).astype(np.int64)
 
 
+def gain_stage_labels(counts: np.ndarray, labels: np.ndarray | None, stages: int = 3
+                      ) -> np.ndarray:
+    """Labels of parallel-gain frames: each train holds *stages* runs of the same pulses.
+
+    Only the first run's labels are valid (LPD writes junk in the others), so every
+    frame gets ``stage * GAIN_STRIDE + label of the same position in the first run``.
+    *labels* None means positions in the train.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    bad = counts % stages != 0
+    if bad.any():
+        raise ValueError(f"parallel gain needs the frames in each train to be divisible by "
+                         f"{stages}; {counts[bad][0]} frames in train #{np.flatnonzero(bad)[0]}")
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.arange(total) - starts
+    per_stage = np.repeat(counts // stages, counts)
+    stage, first = np.divmod(pos, np.maximum(per_stage, 1))
+    base = first if labels is None else \
+        np.asarray(labels).astype(np.int64, copy=False).reshape(-1)[starts + first]
+    return stage * GAIN_STRIDE + base
+
+
+def _stage_positions(pulses: PulseSelection, size: int, stages: int) -> np.ndarray:
+    """by_index positions applied within each gain stage of a train of *size* frames."""
+    n = size // stages
+    return np.concatenate([g * n + pulses.positions(n) for g in range(stages)])
+
+
 def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray,
-               exclude: np.ndarray | None = None) -> SlotPlan:
+               exclude: np.ndarray | None = None, stages: int = 1) -> SlotPlan:
     """Apply a pulse selection and assign output slots.
 
     Parameters
@@ -216,7 +275,12 @@ def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray
         (the frames most modules recorded); -1 for trains without data.
     exclude : np.ndarray, optional
         (modules, trains) bool; True drops that module's frames in that train.
+    stages : int
+        Parallel-gain stages per train (labels from :func:`gain_stage_labels`):
+        ``by_index`` and ``by_id`` apply within each stage.
     """
+    def positions(size: int) -> np.ndarray:
+        return _stage_positions(pulses, size, stages) if stages > 1 else pulses.positions(size)
     ids = pat.ids if exclude is None else np.where(exclude, -1, pat.ids)
     # Selected frame offsets (and their labels) for each (pattern, reference) pair;
     # pairs are found with one unique() rather than a Python loop over (module, train).
@@ -235,12 +299,12 @@ def plan_slots(pat: LabelPatterns, pulses: PulseSelection, reference: np.ndarray
         if pulses.kind == 'all':
             offs = np.arange(seq.size)
         elif pulses.kind == 'id':
-            offs = np.flatnonzero(pulses.id_mask(seq))
+            offs = np.flatnonzero(pulses.id_mask(seq % GAIN_STRIDE if stages > 1 else seq))
         elif r < 0 or np.unique(seq).size != seq.size:
-            offs = pulses.positions(seq.size)  # no usable labels: positions in the train
+            offs = positions(seq.size)  # no usable labels: positions in the train
         else:
             ref = pat.patterns[r]
-            offs = np.flatnonzero(np.isin(seq, ref[pulses.positions(ref.size)]))
+            offs = np.flatnonzero(np.isin(seq, ref[positions(ref.size)]))
         sel_offsets.append(offs)
         sel_labels.append(seq[offs])
 

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import numpy as np
 
+from exfel_data.keydata import DASK_CHUNK_BYTES
 from exfel_data.reading import roi_shape
 from exfel_data.selection import find_train_ids
 
-from .base import DetectorDataWarning
-from .errors import FillValueError, ModuleMismatchError
-from .frames import LabelPatterns, expand_blocks, normalise_pulses, plan_slots
+from .errors import FillValueError, ModuleMismatchError, warn_user
+from .frames import (
+    GAIN_STRIDE,
+    LabelPatterns,
+    expand_blocks,
+    gain_stage_labels,
+    majority,
+    normalise_pulses,
+    plan_slots,
+)
 from .readblocks import ModuleRows, Segment, read_box
-from .stacking import checked_fill
+from .stacking import checked_fill, default_fill
 
-__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'DEFAULT_CHUNK_BYTES']
+__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'iterate_trains']
 
-DEFAULT_CHUNK_BYTES = 128 * 1024 ** 2
 SUBTRAIN_INDEXES = {'pulseId': 'pulse', 'cellId': 'cell'}
-
-
-def default_fill_value(dtype: np.dtype, fill_value=None):
-    """NaN for floats, 0 for integers unless given (and checked against the dtype)."""
-    if fill_value is None:
-        return dtype.type(np.nan) if dtype.kind in 'fc' else dtype.type(0)
-    return checked_fill(dtype, fill_value)
 
 
 class DetectorKeyData:
@@ -34,6 +33,8 @@ class DetectorKeyData:
 
     Per-frame keys (XTDF ``image.*``) get a pulse axis labelled by pulse ID
     (or cell ID); per-train keys (JUNGFRAU ``data.*``, XTDF ``header.*``) do not.
+    *det* is a :class:`~.base.MultiModuleDetector`; this class uses only the
+    attributes listed in its docstring.
     """
 
     def __init__(self, det, key: str, pulses=None, subtrain_index: str = 'pulseId'):
@@ -46,12 +47,14 @@ class DetectorKeyData:
         self.subtrain_index = subtrain_index
         group = key.split('.', 1)[0]
         self.per_frame = det.frames_group is not None and group == det.frames_group
+        # LPD parallel gain: each train's frames are 3 gain stages of the same pulses
+        self._stages = 3 if self.per_frame and getattr(det, 'parallel_gain', False) else 1
         self._check_modules_agree()
 
     def _check_modules_agree(self):
         meta = {}
         for m in self.det.modules:
-            kd = self.det._source_data[self.det.modno_to_source[m], self.key]
+            kd = self.det.data[self.det.modno_to_source[m], self.key]
             meta.setdefault((np.dtype(kd.dtype), tuple(kd.entry_shape)), []).append(m)
         if len(meta) > 1:
             groups = sorted(meta.items(), key=lambda x: -len(x[1]))
@@ -94,13 +97,13 @@ class DetectorKeyData:
     def _module_rows(self, modno: int) -> tuple[ModuleRows, np.ndarray]:
         """File segments of this key for one module and each train's first row."""
         cache_key = ('rows', self.key, modno)
-        cached = self.det._plans.get(cache_key)
+        cached = self.det.plan_cache.get(cache_key)
         if cached is not None:
             return cached
         tids = self.det.train_ids
-        kd = self.det._keydata(modno, self.key)
+        kd = self.det.module_keydata(modno, self.key)
         segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
-        for ch in kd._data_chunks():
+        for ch in kd.data_chunks():
             counts = np.asarray(ch.counts, dtype=np.int64)
             n = int(counts.sum())
             if n == 0:
@@ -110,15 +113,15 @@ class DetectorKeyData:
             vstart[pos[ok]] = starts[ok]
             segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
             v += n
-        res = self.det._plans[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
+        res = self.det.plan_cache[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
         return res
 
     def _counts(self) -> np.ndarray:
         """(modules, trains) entries of this key."""
         if self.per_frame:
-            return self.det._counts.to_numpy().T.astype(np.int64)
+            return self.det.entry_counts.T.astype(np.int64)
         return np.stack([
-            np.asarray(self.det._keydata(m, self.key).data_counts(labelled=False), np.int64)
+            np.asarray(self.det.module_keydata(m, self.key).data_counts(labelled=False), np.int64)
             for m in self.det.modules
         ])
 
@@ -127,7 +130,7 @@ class DetectorKeyData:
         det = self.det
         group = det.frames_group if self.per_frame else self.key
         cache_key = (group, self.subtrain_index, self.pulses.key())
-        plan = det._plans.get(cache_key)
+        plan = det.plan_cache.get(cache_key)
         if plan is not None:
             return plan
         counts = self._counts()
@@ -138,27 +141,35 @@ class DetectorKeyData:
         for i, m in enumerate(det.modules):
             labels = None
             if use_labels:
-                labels = det._keydata(m, label_key).ndarray().reshape(-1)
+                labels = det.module_keydata(m, label_key).ndarray().reshape(-1)
                 if labels.size != counts[i].sum():
                     raise ModuleMismatchError(
                         f"{det.modno_to_source[m]}: {labels.size} entries of {label_key!r} "
                         f"but {counts[i].sum()} of {self.key!r}; the file index is inconsistent"
                     )
+            if self._stages > 1:
+                labels = gain_stage_labels(counts[i], labels, self._stages)
             pat.add_module(i, counts[i], labels)
-        reference = _mode_per_train(pat.ids)
+        # by_index positions refer to the frames of the modules that agree with the
+        # majority frame count (the same vote as the detector's reference_counts)
+        ref_counts = majority(counts, counts > 0, empty=0)
+        agree = counts == ref_counts[None, :]
+        reference = majority(pat.ids, (pat.ids >= 0) & agree)
         exclude = None
         if det.mismatched_frames == 'exclude':
-            ref_counts = det._reference_counts() if self.per_frame else counts.max(axis=0)
-            exclude = (counts != ref_counts[None, :]) & (counts > 0)
-        plan = plan_slots(pat, self.pulses, reference, exclude)
+            exclude = ~agree & (counts > 0)
+        plan = plan_slots(pat, self.pulses, reference, exclude, self._stages)
+        if self._stages > 1 and plan.n_slots % self._stages:
+            raise ModuleMismatchError(
+                f"{det.detector_name}: parallel gain stages hold different pulses "
+                f"({plan.n_slots} slots for {self._stages} stages); read with "
+                f"parallel_gain=False")
         if plan.positional and use_labels:
-            warnings.warn(
-                f"{det.detector_name}: {label_key} values repeat within a train, so the "
-                f"pulse axis is labelled by position in the train instead", DetectorDataWarning,
-                stacklevel=4)
+            warn_user(f"{det.detector_name}: {label_key} values repeat within a train, so the "
+                      f"pulse axis is labelled by position in the train instead")
         plan.has_pulse_axis = self.per_frame or plan.n_slots > 1
         plan.use_labels = use_labels
-        det._plans[cache_key] = plan
+        det.plan_cache[cache_key] = plan
         return plan
 
     # -- shapes and labels --------------------------------------------------------------
@@ -181,8 +192,11 @@ class DetectorKeyData:
             return 'entry'
         return SUBTRAIN_INDEXES[self.subtrain_index] if plan.use_labels else 'pulse'
 
-    def dims(self, roi=()) -> tuple[str, ...]:
+    def unstacked_dims(self, roi=()) -> tuple[str, ...]:
+        """Dims of the unstacked layout: ``(module, train, [[gain,] pulse,] ...entry)``."""
         pulse = (self.pulse_dim,) if self._plan().has_pulse_axis else ()
+        if self._stages > 1:
+            pulse = ('gain',) + pulse
         return ('module', 'train') + pulse + tuple(self._entry_dims(roi))
 
     def _module_numbers(self, module_gaps: bool) -> list[int]:
@@ -191,27 +205,30 @@ class DetectorKeyData:
             return list(range(start, start + self.det.n_modules))
         return self.det.modules
 
-    def shape_for(self, roi=(), module_gaps: bool = False) -> tuple:
+    def unstacked_shape(self, roi=(), module_gaps: bool = False) -> tuple:
+        """Shape of the unstacked layout: ``(modules, trains, [[gain,] pulses,] ...entry)``."""
+        shape = self._read_shape(roi, module_gaps)
+        if self._stages > 1:
+            shape = shape[:2] + (self._stages, shape[2] // self._stages) + shape[3:]
+        return shape
+
+    def _read_shape(self, roi=(), module_gaps: bool = False) -> tuple:
+        """``(modules, trains, [slots,] ...entry)``: how reads fill the output."""
         plan = self._plan()
         roi = roi if isinstance(roi, tuple) else (roi,)
         pulse = (plan.n_slots,) if plan.has_pulse_axis else ()
         return ((len(self._module_numbers(module_gaps)), len(self.det.train_ids)) + pulse
                 + roi_shape(self.entry_shape, roi))
 
-    @property
-    def shape(self) -> tuple:
-        return self.shape_for()
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def coords(self, module_gaps: bool = False) -> dict:
+    def unstacked_coords(self, module_gaps: bool = False) -> dict:
         plan = self._plan()
         c = {'module': np.array(self._module_numbers(module_gaps)),
              'train': np.asarray(self.det.train_ids, dtype=np.uint64)}
         if plan.has_pulse_axis:
             labels = plan.labels
+            if self._stages > 1:
+                c['gain'] = np.arange(self._stages, dtype=np.uint8)
+                labels = labels[:len(labels) // self._stages] % GAIN_STRIDE
             c[self.pulse_dim] = (labels.astype(np.uint64) if plan.use_labels and
                                  not plan.positional else labels)
         return c
@@ -229,13 +246,17 @@ class DetectorKeyData:
         """(roi as a tuple, frame plan, output dtype, fill value, output shape) of a read."""
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
-        return (roi, self._plan(), dtype, default_fill_value(dtype, fill_value),
-                self.shape_for(roi, module_gaps))
+        return (roi, self._plan(), dtype, default_fill(dtype, fill_value),
+                self._read_shape(roi, module_gaps))
 
     # -- reading ----------------------------------------------------------------------
-    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
-                ) -> np.ndarray:
-        """Read into one new array of :meth:`shape_for` (no labels)."""
+    def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
+                          module_gaps: bool = False) -> np.ndarray:
+        """Read into one new array of :meth:`unstacked_shape` (the fast path, no labels).
+
+        This is what ``get_array`` labels: the train and pulse axes apart, missing
+        frames filled.
+        """
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
         n_trains, n_slots = len(self.det.train_ids), plan.n_slots
         tasks = []
@@ -247,19 +268,13 @@ class DetectorKeyData:
         full = (shape[0] == len(self.det.modules)
                 and int(plan.covered().sum()) == len(self.det.modules) * n_trains * n_slots)
         entry_ndim = len(shape) - (3 if plan.has_pulse_axis else 2)
-        return read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+        out = read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+        return out.reshape(self.unstacked_shape(roi, module_gaps))
 
-    def xarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
-        """Read into a labelled :class:`xarray.DataArray`."""
-        import xarray as xr
-        arr = self.ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                           module_gaps=module_gaps)
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
 
     def _chunking(self, roi, itemsize: int, chunk_bytes):
         """(trains per chunk, slots per chunk) keeping chunks under *chunk_bytes*."""
-        chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        chunk_bytes = DASK_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
         if chunk_bytes <= 0:
             raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
         plan = self._plan()
@@ -270,12 +285,14 @@ class DetectorKeyData:
             return max(1, chunk_bytes // per_train), n_slots
         return 1, max(1, chunk_bytes // max(frame, 1))
 
-    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = True, _chunking=None):
-        """Lazy read: a dask array (wrapped in xarray if *labelled*).
+    def unstacked_dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                             module_gaps: bool = False, labelled: bool = False,
+                             _chunking=None):
+        """Lazy :meth:`unstacked_ndarray` (wrapped in xarray if *labelled*).
 
         One chunk is one module x a block of trains (x a block of pulses when a
-        single train is bigger than *chunk_bytes*, default 128 MiB).
+        single train is bigger than *chunk_bytes*, default
+        :data:`exfel_data.keydata.DASK_CHUNK_BYTES`, 128 MiB).
         """
         import dask.array as da
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
@@ -313,37 +330,147 @@ class DetectorKeyData:
             chunks += (tuple(b - a for a, b in slot_bounds),)
         chunks += tuple((n,) for n in entry)
         arr = da.Array(dsk, name, chunks=chunks, dtype=dtype)
+        if self._stages > 1:
+            arr = arr.reshape(self.unstacked_shape(roi, module_gaps))
         if not labelled:
             return arr
+        return self._wrap_unstacked(arr, roi, module_gaps)
+
+    def _wrap_unstacked(self, arr, roi, module_gaps):
         import xarray as xr
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
+        return xr.DataArray(arr, dims=self.unstacked_dims(roi),
+                            coords=self.unstacked_coords(module_gaps), name=self.key)
 
-    def data_availability(self) -> np.ndarray:
-        """(modules, trains) number of selected frames (or entries) per module and train."""
-        return self._plan().covered()
+    # -- EXtra-data's layout: frames of all trains on one axis --------------------------
+    def _recorded(self) -> np.ndarray:
+        """Flat (train, slot) mask of the slots some module recorded: the frames axis."""
+        return self._plan().masks().any(axis=0).reshape(-1)
 
-    def data_availability_slots(self) -> np.ndarray:
-        """(trains, slots) number of modules with a frame in each pulse slot."""
-        plan = self._plan()
-        n_trains = len(self.det.train_ids)
-        out = np.zeros((n_trains, plan.n_slots), np.int64)
-        for i in range(len(self.det.modules)):
-            for q in np.unique(plan.pair_ids[i][plan.pair_ids[i] >= 0]):
-                tix = np.flatnonzero(plan.pair_ids[i] == q)
-                for _off, slot, n in plan.pair_blocks[q]:
-                    out[tix, slot:slot + n] += 1
+    def _as_frames(self, arr):
+        """(modules, trains, [gain,] slots, ...) -> (modules, frames, ...), numpy or dask."""
+        lead = 3 if self._stages == 1 else 4
+        flat = arr.reshape((arr.shape[0], -1) + tuple(arr.shape[lead:]))
+        recorded = self._recorded()
+        return flat if recorded.all() else flat[:, recorded]
+
+    def buffer_shape(self, module_gaps: bool = False, roi=()) -> tuple:
+        """Shape of :meth:`ndarray`: ``(modules, frames, ...entry)`` for per-frame keys,
+        ``(modules, trains, ...entry)`` for per-train keys (as EXtra-data)."""
+        shape = self.unstacked_shape(roi, module_gaps)
+        if not self.per_frame:
+            return shape
+        return shape[:1] + (int(self._recorded().sum()),) + shape[3:]
+
+    @property
+    def shape(self) -> tuple:
+        return self.buffer_shape()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dimensions(self) -> list[str]:
+        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys."""
+        if not self.per_frame:
+            return list(self.unstacked_dims())
+        return ['module', 'train_pulse'] + self._entry_dims()
+
+    @property
+    def modules(self) -> list[int]:
+        return self.det.modules
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        return self.det.train_ids
+
+    def train_id_coordinates(self) -> np.ndarray:
+        """Train ID of each entry on the frames (or trains) axis."""
+        if not self.per_frame:
+            return np.asarray(self.det.train_ids, dtype=np.uint64)
+        n_slots = self._plan().n_slots
+        return np.repeat(np.asarray(self.det.train_ids, np.uint64), n_slots)[self._recorded()]
+
+    def __getitem__(self, trains):
+        """Select trains by position (``kd[:10]``), as EXtra-data."""
+        return self.select_trains(trains)
+
+    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
+                ) -> np.ndarray:
+        """Read into a new array of :meth:`buffer_shape` (EXtra-data's layout).
+
+        Per-frame keys give ``(modules, frames, ...)``: the frames of all trains one
+        after another (the frames some module recorded; others filled). Use
+        ``get_array`` or :meth:`unstacked_ndarray` for separate train and pulse axes.
+        """
+        arr = self.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                     module_gaps=module_gaps)
+        return self._as_frames(arr) if self.per_frame else arr
+
+    def xarray(self, *, pulses=None, fill_value=None, roi=(), astype=None,
+               subtrain_index: str | None = None, unstack_pulses: bool = False,
+               module_gaps: bool = False):
+        """Read into a labelled :class:`xarray.DataArray`.
+
+        Per-frame keys: dims ``(module, train_pulse, ...)`` with a (train, pulse)
+        MultiIndex, as EXtra-data; ``unstack_pulses=True`` gives ``(module, train,
+        pulse, ...)`` (what ``get_array`` returns). *pulses* / *subtrain_index*
+        select as :meth:`select_pulses`.
+        """
+        kd = self if pulses is None and subtrain_index is None else \
+            self.select_pulses(pulses if pulses is not None else self.pulses, subtrain_index)
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        arr = kd.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                   module_gaps=module_gaps)
+        if unstack_pulses or not kd.per_frame:
+            return kd._wrap_unstacked(arr, roi, module_gaps)
+        return kd._wrap_frames(kd._as_frames(arr), roi, module_gaps)
+
+    def _wrap_frames(self, arr, roi, module_gaps):
+        import pandas as pd
+        import xarray as xr
+        coords = self.unstacked_coords(module_gaps)
+        names = ['train'] + (['gain'] if self._stages > 1 else []) + [self.pulse_dim]
+        index = pd.MultiIndex.from_product([coords[n] for n in names], names=names)
+        recorded = self._recorded()
+        if not recorded.all():
+            index = index[recorded]
+        frames = xr.Coordinates.from_pandas_multiindex(index, 'train_pulse')
+        return xr.DataArray(arr, dims=('module', 'train_pulse') + tuple(self._entry_dims(roi)),
+                            coords={'module': coords['module'], **frames}, name=self.key)
+
+    def dask_array(self, *, labelled: bool = False, fill_value=None, roi=(), astype=None,
+                   chunk_bytes=None, module_gaps: bool = False, unstack_pulses: bool = False):
+        """Lazy :meth:`ndarray` (labelled like :meth:`xarray` if *labelled*).
+
+        One chunk is one module x a block of trains (*chunk_bytes*, default
+        :data:`exfel_data.keydata.DASK_CHUNK_BYTES`, 128 MiB); the task graph holds
+        file names and row numbers only, so it runs on a ``dask.distributed`` cluster.
+        ``unstack_pulses=True`` keeps train and pulse axes apart (as ``get_dask_array``).
+        """
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        arr = self.unstacked_dask_array(fill_value=fill_value, roi=roi, astype=astype,
+                                        chunk_bytes=chunk_bytes, module_gaps=module_gaps)
+        if unstack_pulses or not self.per_frame:
+            return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
+        arr = self._as_frames(arr)
+        return self._wrap_frames(arr, roi, module_gaps) if labelled else arr
+
+    def data_availability(self, module_gaps: bool = False) -> np.ndarray:
+        """(modules, frames) bool: True where a module has data (EXtra-data's).
+
+        The frames axis is that of :meth:`ndarray`; for per-train keys (modules, trains).
+        """
+        if self.per_frame:
+            masks = self._plan().masks()
+            have = masks.reshape(masks.shape[0], -1)[:, self._recorded()]
+        else:
+            have = self._plan().covered() > 0
+        if not module_gaps:
+            return have
+        out = np.zeros((self.det.n_modules,) + have.shape[1:], bool)
+        out[self._module_slots(True)] = have
         return out
-
-
-def _mode_per_train(ids: np.ndarray) -> np.ndarray:
-    """Most common non-negative value in each column of a (modules, trains) array."""
-    ref = ids.max(axis=0)
-    lo = np.where(ids >= 0, ids, np.iinfo(ids.dtype).max).min(axis=0)
-    for t in np.flatnonzero((lo != ref) & (ref >= 0)):
-        vals, n = np.unique(ids[ids[:, t] >= 0, t], return_counts=True)
-        ref[t] = vals[np.argmax(n)]
-    return ref
 
 
 def _token(*parts) -> str:
@@ -377,9 +504,10 @@ class MaskedDetectorKeyData(DetectorKeyData):
         except FillValueError as e:
             raise FillValueError(f"masked_value: {e}") from None
 
-    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False):
-        data = super().ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                               module_gaps=module_gaps)
+    def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
+                          module_gaps: bool = False):
+        data = super().unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                         module_gaps=module_gaps)
         value = self._check_value(data.dtype)
         mask_kd = self._mask()
         plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
@@ -396,39 +524,35 @@ class MaskedDetectorKeyData(DetectorKeyData):
             data[slot][self._bad(mask)] = value
         return data
 
-    def dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                   module_gaps: bool = False, labelled: bool = True):
+    def unstacked_dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
+                             module_gaps: bool = False, labelled: bool = False):
         import dask.array as da
         roi = roi if isinstance(roi, tuple) else (roi,)
         dtype = self._out_dtype(astype)
         value = self._check_value(dtype)
         chunking = self._chunking(roi, dtype.itemsize, chunk_bytes)
-        data = DetectorKeyData.dask_array(self, fill_value=fill_value, roi=roi, astype=astype,
-                                          module_gaps=module_gaps, labelled=False,
-                                          _chunking=chunking)
-        mask = self._mask().dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
-                                       labelled=False, _chunking=chunking)
+        data = DetectorKeyData.unstacked_dask_array(
+            self, fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
+            _chunking=chunking)
+        mask = self._mask().unstacked_dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
+                                                 _chunking=chunking)
         arr = da.where(self._bad(mask), value, data)
-        if not labelled:
-            return arr
-        import xarray as xr
-        return xr.DataArray(arr, dims=self.dims(roi), coords=self.coords(module_gaps),
-                            name=self.key)
+        return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
 
 
 def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
     """Generator behind ``det.trains()``: read blocks of trains, yield per-train views."""
     first = det[keys[0]].select_pulses(pulses, subtrain_index)
-    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk_bytes = DASK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     frame_bytes = max(1, int(np.prod(first.entry_shape, dtype=np.int64))
                       * first.dtype.itemsize * len(det.modules))
     frames_per_part = max(1, chunk_bytes // frame_bytes)
     for part in det.split_trains(frames_per_part=frames_per_part):
         keydata = {k: part[k].select_pulses(pulses, subtrain_index) for k in keys}
-        arrays = {k: kd.xarray(fill_value=fill_value) for k, kd in keydata.items()}
+        arrays = {k: kd.xarray(fill_value=fill_value, unstack_pulses=True)
+                  for k, kd in keydata.items()}
         plans = {k: kd._plan() for k, kd in keydata.items()}
         have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
-        n_mod = len(part.modules)
         for t, tid in enumerate(part.train_ids):
             if not have[:, t].any() or (require_all and not have[:, t].all()):
                 continue
@@ -437,11 +561,9 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                 one = arr[:, t]
                 if 'train' in one.coords:
                     one = one.drop_vars('train')
-                if keydata[k].per_frame:
+                if keydata[k].per_frame and keydata[k]._stages == 1:
                     # Keep the pulse slots some module filled in this train
-                    slots = np.zeros(plans[k].n_slots, bool)
-                    for i in range(n_mod):
-                        slots |= plans[k].slot_mask(i, t)
+                    slots = plans[k].masks()[:, t].any(axis=0)
                     if not slots.all():
                         one = one[:, slots]
                 out[k] = one

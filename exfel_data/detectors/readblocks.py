@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exfel_data.reading import DatasetReader
+
 __all__ = ['Segment', 'ModuleRows', 'read_runs', 'read_box']
 
 # Runs shorter than this (on average) are read as one span into a scratch buffer
@@ -36,26 +38,6 @@ class ModuleRows:
 
     segments: tuple[Segment, ...]
     squeeze_first: bool   # entry has a leading length-1 axis we drop (raw LPD/DSSC)
-
-
-def _dataset(filename: str, path: str):
-    """Open a dataset for bulk reading, bypassing HDF5's chunk cache.
-
-    Frames are read whole and once, so the default 1 MiB chunk cache only adds a
-    copy (measured ~35% slower for one-frame chunks); a dataset access property
-    list without cache reads straight into our buffer. The file handle comes from
-    the shared, capped pool of open files.
-    """
-    import h5py
-
-    from exfel_data.file_access import _pool
-    f = _pool.get(filename)
-    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-    dapl.set_chunk_cache(0, 0, 1.0)
-    try:
-        return h5py.Dataset(h5py.h5d.open(f.id, path.encode(), dapl))
-    except KeyError:
-        return f[path]  # let h5py raise its usual error for a missing path
 
 
 def _split_at_segments(blocks: np.ndarray, segments: tuple[Segment, ...]):
@@ -100,7 +82,7 @@ def read_runs(dest: np.ndarray, blocks: np.ndarray, rows: ModuleRows, roi: tuple
         output dtype (HDF5 converts on read).
     """
     for seg, seg_blocks in _split_at_segments(blocks, rows.segments):
-        ds = _dataset(seg.filename, seg.dataset_path)
+        ds = DatasetReader(seg.filename, seg.dataset_path)
         file_roi = ((0,) if rows.squeeze_first else ()) + tuple(roi)
         frame_bytes = max(1, dest[:1].nbytes)
         span_limit = max(1, _SCRATCH_BYTES // frame_bytes)
@@ -116,15 +98,14 @@ def read_runs(dest: np.ndarray, blocks: np.ndarray, rows: ModuleRows, roi: tuple
                 _read_scattered(ds, dest, b, offset, file_roi)
             else:
                 for s, d, k in b:
-                    sel = (slice(s + offset, s + offset + k),) + file_roi
-                    ds.read_direct(dest[d:d + k], source_sel=sel)
+                    ds.read(s + offset, s + offset + k, dest[d:d + k], file_roi)
 
 
 def _read_scattered(ds, dest, blocks, offset, file_roi):
     lo = int(blocks[0, 0])
     hi = int((blocks[:, 0] + blocks[:, 2]).max())
     scratch = np.empty((hi - lo,) + dest.shape[1:], dtype=dest.dtype)
-    ds.read_direct(scratch, source_sel=(slice(lo + offset, hi + offset),) + file_roi)
+    ds.read(lo + offset, hi + offset, scratch, file_roi)
     src_rows = _concat_ranges(blocks[:, 0] - lo, blocks[:, 2])
     dst_rows = _concat_ranges(blocks[:, 1], blocks[:, 2])
     dest[dst_rows] = scratch[src_rows]

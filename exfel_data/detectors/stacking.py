@@ -12,59 +12,54 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import FillValueError, ModuleMismatchError
+from .identify import find_detectors
 
-__all__ = ['stack_detector_data', 'ModuleStack']
+__all__ = ['stack_detector_data', 'stack_data', 'ModuleStack', 'StackView']
 
-DEFAULT_PATTERN = r'/DET/(\d+)CH'
-# Tried in this order when the caller keeps the default pattern and it finds nothing:
-# corrected XTDF data (new names), then JUNGFRAU (numbered from 1).
-_FALLBACK_PATTERNS = ((r'/CORR/(\d+)CH', 0), (r'/(?:DET|CORR)/JNGFR(\d+)', 1))
+# EXtra-data's pattern, used when no known detector is recognised in the train
+GENERIC_PATTERN = r'/DET/(\d+)CH'
+GENERIC_N_MODULES = 16
 
 
-def default_fill(dtype: np.dtype, fillvalue=None, *, what: str = 'data'):
-    """Check *fillvalue* against *dtype*; NaN for floats when not given.
+def default_fill(dtype: np.dtype, fill_value=None):
+    """The fill value for missing data: NaN for floats, 0 for integers (as EXtra-data).
 
-    Integer (and bool) data has no natural "missing" value, so there it must
-    be given explicitly: putting NaN into an int array would be silently wrong.
+    A given value is checked against *dtype* (see :func:`checked_fill`).
     """
     dtype = np.dtype(dtype)
-    if fillvalue is None:
-        if dtype.kind in 'fc':
-            return dtype.type(np.nan)
-        raise FillValueError(
-            f"{what} has dtype {dtype} and some modules are missing; NaN cannot be stored "
-            f"in {dtype}. Pass fillvalue= (e.g. fillvalue=0) to choose a value for them."
-        )
-    return checked_fill(dtype, fillvalue)
+    if fill_value is None:
+        return dtype.type(np.nan) if dtype.kind in 'fc' else dtype.type(0)
+    return checked_fill(dtype, fill_value)
 
 
-def checked_fill(dtype: np.dtype, fillvalue):
-    """Convert *fillvalue* to *dtype*, refusing values that would change."""
+def checked_fill(dtype: np.dtype, fill_value):
+    """Convert *fill_value* to *dtype*, refusing values that would change."""
     dtype = np.dtype(dtype)
     if dtype.kind in 'iub':
-        if isinstance(fillvalue, float) and not float(fillvalue).is_integer():
+        if isinstance(fill_value, float) and not float(fill_value).is_integer():
             raise FillValueError(
-                f"Fill value {fillvalue!r} cannot be stored in {dtype} data"
+                f"Fill value {fill_value!r} cannot be stored in {dtype} data"
                 + (" (NaN needs a float dtype: pass astype=np.float32)"
-                   if np.isnan(fillvalue) else "")
+                   if np.isnan(fill_value) else "")
             )
         info = np.iinfo(dtype) if dtype.kind in 'iu' else None
-        if info is not None and not (info.min <= fillvalue <= info.max):
+        if info is not None and not (info.min <= fill_value <= info.max):
             raise FillValueError(
-                f"Fill value {fillvalue!r} is outside the range of {dtype} "
+                f"Fill value {fill_value!r} is outside the range of {dtype} "
                 f"({info.min}..{info.max})"
             )
     try:
-        return dtype.type(fillvalue)
+        return dtype.type(fill_value)
     except (TypeError, ValueError) as e:
-        raise FillValueError(f"Fill value {fillvalue!r} cannot be stored in {dtype} data") from e
+        raise FillValueError(f"Fill value {fill_value!r} cannot be stored in {dtype} data"
+                             ) from e
 
 
 def _match_modules(sources, pattern: str, starts_at: int) -> dict[int, str]:
-    """Map module number -> source name for the sources matching *pattern*."""
+    """Map module index (number - starts_at) -> source name for sources matching *pattern*."""
     regex = re.compile(pattern)
     found: dict[int, str] = {}
-    for src in sources:
+    for src in sorted(sources):
         m = regex.search(src)
         if not m:
             continue
@@ -85,32 +80,42 @@ def _match_modules(sources, pattern: str, starts_at: int) -> dict[int, str]:
     return found
 
 
-def find_modules(train_data: Mapping, pattern: str = DEFAULT_PATTERN,
-                 starts_at: int = 0) -> dict[int, str]:
-    """Identify detector module sources in a train dict.
+def find_modules(train_data: Mapping, pattern: str | None = None,
+                 starts_at: int | None = None) -> tuple[dict[int, str], int | None]:
+    """Detector module sources in a train dict: ``({module index: source}, n_modules)``.
 
-    Sources not matching are ignored (train dicts often carry other devices).
-    With the default pattern, corrected sources (``/CORR/<n>CH``) are preferred
-    when present and JUNGFRAU sources (``JNGFR<n>``, numbered from 1) are tried
-    when nothing else matches.
+    Module indexes count from 0 (the position on the stacked axis). Without
+    *pattern*, the module sources of the one known detector in the dict are used
+    (:func:`~.identify.find_detectors`, corrected preferred), numbered as that
+    detector's modules (JUNGFRAU from 1) unless *starts_at* is given, and
+    *n_modules* is the detector's module count (JUNGFRAU: up to the highest
+    found). Sources not matching are ignored (train dicts carry other devices).
+    With a *pattern* (or when no known detector matches) EXtra-data's rules apply
+    and *n_modules* is None (the caller's ``modules=``).
     """
     sources = [s for s in train_data if s != 'metadata']
-    if pattern != DEFAULT_PATTERN:
-        return _match_modules(sources, pattern, starts_at)
-    corr = _match_modules(sources, _FALLBACK_PATTERNS[0][0], starts_at)
-    if corr:
-        return corr
-    found = _match_modules(sources, pattern, starts_at)
+    if pattern is not None:
+        return _match_modules(sources, pattern, starts_at or 0), None
+    found = find_detectors(sources)
+    if len(found) > 1:
+        names = ', '.join(sorted(ds.detector_name for ds in found.values()))
+        raise ModuleMismatchError(
+            f"The train holds several detectors ({names}); pass only one detector's "
+            f"sources, or pattern= with its name, e.g. pattern=r'{names.split(', ')[0]}"
+            f"/DET/(\\d+)CH'")
     if not found:
-        jf_pattern, jf_start = _FALLBACK_PATTERNS[1]
-        found = _match_modules(sources, jf_pattern, starts_at or jf_start)
-    return found
+        return _match_modules(sources, GENERIC_PATTERN, starts_at or 0), None
+    ds = next(iter(found.values()))
+    start = ds.kind.modnos_start_at if starts_at is None else starts_at
+    return ({m - start: s for m, s in ds.default.items()},
+            ds.n_modules + ds.kind.modnos_start_at - start)
 
 
-def stack_detector_data(train_data: Mapping, key: str, axis: int = -3, modules: int = 16,
-                        fillvalue=None, real_array: bool = True,
-                        pattern: str = DEFAULT_PATTERN, starts_at: int = 0):
-    """Stack one key from all modules of a detector in one train.
+def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
+                        modules: int | None = None, fill_value=None,
+                        real_array: bool = True, *, pattern: str | None = None,
+                        starts_at: int | None = None, fillvalue=None):
+    r"""Stack one key from all modules of a detector in one train.
 
     Parameters
     ----------
@@ -121,23 +126,29 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3, modules: 
     key : str
         The key to stack, e.g. ``'image.data'``.
     axis : int
-        Where the new module axis goes; the default -3 gives
-        ``(pulses, modules, slow_scan, fast_scan)`` for corrected data.
-    modules : int
+        Where the new module axis goes. The default -3 gives EXtra-data's layout:
+        ``(pulses, modules, ss, fs)`` for corrected data, ``(pulses, 2, modules,
+        ss, fs)`` for raw AGIPD (data/gain axis before the modules), ``(pulses, 1,
+        modules, ss, fs)`` for raw LPD/DSSC, ``(cells, modules, ss, fs)`` for JUNGFRAU.
+    modules : int, optional
         Number of modules of the detector (the length of the module axis).
-    fillvalue : number, optional
-        Value for modules missing from this train. Default NaN for floats;
-        integer data with missing modules needs an explicit value.
+        Default: found from the source names (16 for AGIPD-1M/LPD-1M/DSSC-1M, 8 for
+        AGIPD-500K, JUNGFRAU up to its highest module number); 16 for names no
+        known detector matches.
+    fill_value : number, optional
+        Value for modules missing from this train: default NaN for floats and 0
+        for integers (as EXtra-data). ``fillvalue=`` (EXtra-data's name) also works.
     real_array : bool
         If False, return a :class:`ModuleStack` view that reads the module arrays
         on indexing instead of copying them into one new array.
-    pattern : str
-        Regex with one group capturing the module number in source names. The
-        default also finds ``/CORR/<n>CH0:output`` (preferred) and JUNGFRAU
-        ``JNGFR<n>`` sources.
-    starts_at : int
-        Module number of the first module (1 for JUNGFRAU; set automatically when
-        the default pattern falls back to JUNGFRAU names).
+    pattern : str, optional
+        Regex with one group capturing the module number in source names (as in
+        EXtra-data, e.g. ``r'/DET/(\d+)CH'``). Default: recognise the detector
+        from its source names (raw or ``/CORR/`` XTDF names, JUNGFRAU
+        ``JNGFR<n>``, ``MODULE_<n>``, ``RECEIVER-<n>``).
+    starts_at : int, optional
+        Module number of the first module. Default 0 with a *pattern*, else the
+        detector's numbering (1 for JUNGFRAU).
 
     Returns
     -------
@@ -147,25 +158,33 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3, modules: 
     Raises
     ------
     ModuleMismatchError
-        Modules have different shapes or dtypes (the message names them), or a
-        module number is outside ``0..modules-1``.
+        Modules have different shapes or dtypes (the message names them), a
+        module number is outside ``0..modules-1``, or no module source is found.
     FillValueError
-        Integer data with missing modules and no *fillvalue*.
+        A *fill_value* the data's dtype cannot hold.
     """
+    if fillvalue is not None:
+        if fill_value is not None and fill_value != fillvalue:
+            raise TypeError("Pass fill_value= or its alias fillvalue=, not both")
+        fill_value = fillvalue
     if not train_data:
         raise ValueError("Empty train dict: no detector data to stack")
-    modno_to_src = find_modules(train_data, pattern, starts_at)
+    modno_to_src, found_modules = find_modules(train_data, pattern, starts_at)
     if not modno_to_src:
         srcs = ', '.join(repr(s) for s in list(train_data)[:5])
         raise ModuleMismatchError(
-            f"No source matches the module pattern {pattern!r} (sources: {srcs}"
-            f"{', ...' if len(train_data) > 5 else ''}). Pass pattern= to match your names."
+            f"No detector module source in the train (sources: {srcs}"
+            f"{', ...' if len(train_data) > 5 else ''}). Pass pattern= (a regex with one "
+            f"group for the module number, e.g. r'/DET/(\\d+)CH') to match your names."
         )
-    out_of_range = sorted(m + starts_at for m in modno_to_src if not 0 <= m < modules)
+    if modules is None:
+        modules = found_modules or GENERIC_N_MODULES
+    out_of_range = sorted(m for m in modno_to_src if not 0 <= m < modules)
     if out_of_range:
+        srcs = ', '.join(modno_to_src[m] for m in out_of_range[:3])
         raise ModuleMismatchError(
-            f"Module number(s) {out_of_range} outside 0..{modules - 1} for a detector "
-            f"with modules={modules}; pass modules= or starts_at= to match the numbering"
+            f"Module(s) {srcs} outside the {modules} modules of the stack (positions "
+            f"{out_of_range}); pass modules= or starts_at= to match the numbering"
         )
 
     arrays: dict[int, np.ndarray] = {}
@@ -186,14 +205,37 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3, modules: 
     _check_consistent(arrays, modno_to_src, key, 'shape')
     _check_consistent(arrays, modno_to_src, key, 'dtype')
     first = arrays[min(arrays)]
-    dtype, mod_shape = first.dtype, first.shape
-    if len(arrays) < modules:
-        fill = default_fill(dtype, fillvalue, what=f"{key!r}")
-    else:
-        fill = None if fillvalue is None else checked_fill(dtype, fillvalue)
-
-    stack = ModuleStack(arrays, modules, mod_shape, dtype, fill, axis)
+    stack = ModuleStack(arrays, modules, first.shape, first.dtype,
+                        default_fill(first.dtype, fill_value), axis)
     return stack.asarray() if real_array else stack
+
+
+def stack_data(train_data: Mapping, key: str, axis: int = -3, xcept=()) -> np.ndarray:
+    """Stack one key of every source in a train dict (EXtra-data's ``stack_data``).
+
+    Sources are ordered by the numbers in their names, read as integers
+    (``'B_7_0' < 'A_12_0' < 'A_12_1'``); *xcept* lists sources to leave out. Unlike
+    :func:`stack_detector_data` nothing is filled: every source must have *key*,
+    with one dtype and shape.
+    """
+    from exfel_data.exceptions import PropertyNameError
+
+    sources = [s for s in train_data if s != 'metadata' and s not in set(xcept)]
+    if not sources:
+        raise ValueError("No sources to stack (all left out by xcept=)" if xcept
+                         else "Empty train dict: nothing to stack")
+    sources.sort(key=lambda s: [int(n) for n in re.findall(r'\d+', s)])
+    arrays = {}
+    for src in sources:
+        if key not in train_data[src]:
+            raise PropertyNameError(src, key, [k for k in train_data[src] if k != 'metadata'],
+                                    hint="stack_data needs the key in every source; "
+                                         "leave sources out with xcept=")
+        arrays[src] = np.asarray(train_data[src][key])
+    numbered = dict(enumerate(arrays.values()))
+    for attr in ('shape', 'dtype'):
+        _check_consistent(numbered, dict(enumerate(sources)), key, attr)
+    return np.stack(list(numbered.values()), axis=axis)
 
 
 def _check_consistent(arrays: dict, modno_to_src: dict, key: str, attr: str):
@@ -218,12 +260,12 @@ class ModuleStack:
     """
 
     def __init__(self, arrays: dict[int, np.ndarray], n_modules: int, mod_shape: tuple,
-                 dtype, fillvalue, axis: int = -3):
+                 dtype, fill_value, axis: int = -3):
         self._arrays = arrays
         self.n_modules = n_modules
         self.mod_shape = tuple(mod_shape)
         self.dtype = np.dtype(dtype)
-        self.fillvalue = fillvalue
+        self.fill_value = fill_value
         self.ndim = len(mod_shape) + 1
         if not -self.ndim <= axis < self.ndim:
             raise np.exceptions.AxisError(axis, self.ndim)
@@ -249,7 +291,7 @@ class ModuleStack:
         modno %= self.n_modules
         if modno in self._arrays:
             return self._arrays[modno]
-        return np.full(self.mod_shape, self.fillvalue, dtype=self.dtype)
+        return np.full(self.mod_shape, self.fill_value, dtype=self.dtype)
 
     def __getitem__(self, index):
         index = _expand_index(index, self.ndim)
@@ -263,6 +305,23 @@ class ModuleStack:
         parts = [self.module(int(m))[rest] for m in np.atleast_1d(modnos)]
         return np.stack(parts, axis=new_axis)
 
+    def squeeze(self, axis=None):
+        """Drop axes of length 1 (as ``numpy.squeeze``); a single module stays a view."""
+        if axis is None:
+            axes = [i for i, n in enumerate(self.shape) if n == 1]
+        else:
+            axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+            for ax in axes:
+                if not -self.ndim <= ax < self.ndim:
+                    raise np.exceptions.AxisError(ax, self.ndim)
+                if self.shape[ax] != 1:
+                    raise ValueError("cannot select an axis to squeeze out which has size "
+                                     "not equal to one")
+        index = [slice(None)] * self.ndim
+        for ax in axes:
+            index[ax] = 0
+        return self[tuple(index)]
+
     def asarray(self) -> np.ndarray:
         """Copy all modules into one new array."""
         out = np.empty(self.shape, dtype=self.dtype)
@@ -271,7 +330,7 @@ class ModuleStack:
             if modno in self._arrays:
                 mod_view[modno] = self._arrays[modno]
             else:
-                mod_view[modno] = self.fillvalue
+                mod_view[modno] = self.fill_value
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -294,3 +353,11 @@ def _expand_index(index, ndim: int) -> tuple:
     if len(index) > ndim:
         raise IndexError(f"too many indices: {len(index)} for {ndim} dimensions")
     return index + (slice(None),) * (ndim - len(index))
+
+
+class StackView(ModuleStack):
+    """:class:`ModuleStack` with EXtra-data's ``StackView`` constructor arguments."""
+
+    def __init__(self, data: dict[int, np.ndarray], nmodules: int, mod_shape: tuple, dtype,
+                 fillvalue, stack_axis: int = -3):
+        super().__init__(data, nmodules, mod_shape, dtype, fillvalue, stack_axis)

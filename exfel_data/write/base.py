@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .interrupt import check_interrupt
 from .plan import ConversionError, ConversionPlan, KeyPlan
 
 
@@ -60,6 +61,8 @@ class Progress:
                              leave=True)
 
     def update(self, nbytes: int) -> None:
+        """Count ``nbytes`` more as written; a safe point to stop at on Ctrl-C."""
+        check_interrupt()
         self.done += int(nbytes)
         if self._bar is not None:
             self._bar.update(int(nbytes))
@@ -109,6 +112,15 @@ class Writer:
         """Raise :class:`ConversionError` if the selection does not fit this format."""
         if not plan.keys:
             raise ConversionError(f"Nothing to write to {cls.name}: the selection has no keys")
+
+    @classmethod
+    def refuse_structured(cls, plan: ConversionPlan) -> None:
+        """Raise :class:`ConversionError` for the first key with a structured (compound)
+        dtype, for formats that cannot hold one."""
+        for kp in plan.keys:
+            if kp.dtype.names is not None:
+                raise ConversionError(f"{cls.name}: {kp} has a structured dtype {kp.dtype}; "
+                                      "use --to npz or --to exdf")
 
     def write(self) -> None:
         raise NotImplementedError

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..selection import TrainRange, parse_trains
 from .base import Progress
 from .formats import FORMATS, writer_class
+from .h5output import disk_full_message, is_disk_full
+from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
-from .output import OutputExistsError, atomic_output, check_output
-from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, KeyPlan
-from .request import TrainRange, parse_trains
+from .output import OutputExistsError, atomic_output, check_output, parts_folder, remove_stale
+from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, DiskFullError, KeyPlan
 from .select import apply_trains, as_selection, part_slice, run_name, select_keys
 
 __all__ = ["FORMATS", "convert", "merge", "build_plan", "open_input", "writer_class",
@@ -162,6 +165,17 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
     -------
     dict
         ``n_trains``, ``nbytes``, ``seconds``, ``trains_per_s``, ``mb_per_s``, ``output``.
+
+    Raises
+    ------
+    ConversionError
+        The selection does not fit the format, or a worker failed (names what and why);
+        :class:`~exfel_data.write.plan.DiskFullError` when the output's disk is full.
+    OutputExistsError
+        ``output`` exists and ``overwrite`` is false.
+    Interrupted
+        SIGINT (Ctrl-C) or SIGTERM arrived (a ``KeyboardInterrupt``). In every error case
+        nothing named ``output`` is written and the partial output is removed.
     """
     cls = writer_class(fmt)
     output = check_output(output, overwrite)
@@ -169,43 +183,43 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
         if part is not None:
             raise ConversionError("--part and --workers/--scheduler cannot be combined: "
                                   "each part is already one job")
-    # Local workers are forked now, before this process opens any HDF5 file: they start
-    # in milliseconds with exfel_data and the writer already imported, and inherit no
-    # open files.
-    pool = _local_pool(workers) if workers and workers > 1 and not scheduler else None
-    try:
-        run_path = str(run_path)
-        run = open_input(run_path)
-        plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
-                          block_bytes, run_path)
-        cls.check(plan, **options)
-        if pool is not None or scheduler:
-            kwargs = dict(select=list(select), trains=trains,
-                          append_detector_modules=append_detector_modules,
-                          block_bytes=block_bytes, **options)
-            return _convert_parallel(cls, plan, output, overwrite, quiet, workers,
-                                     scheduler, pool, kwargs)
-    except BaseException:
-        if pool is not None:
-            pool.terminate()  # also on Ctrl-C: no worker keeps writing
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {fmt}")
-    try:
-        with atomic_output(output, overwrite, directory=cls.directory) as tmp:
-            cls(plan, tmp, progress, **options).write()
-        progress.finish()
-    finally:
-        progress.close()
-    return _summary(plan.n_trains, progress, output)
+    remove_stale(output)
+    with stop_on_signals():
+        # Local workers are forked now, before this process opens any HDF5 file: they
+        # start in milliseconds with exfel_data and the writer already imported, and
+        # inherit no open files.
+        pool = _local_pool(workers) if workers and workers > 1 and not scheduler else None
+        try:
+            run_path = str(run_path)
+            run = open_input(run_path)
+            plan = build_plan(run, select, trains, part, append_detector_modules, fmt,
+                              block_bytes, run_path)
+            cls.check(plan, **options)
+            if pool is not None or scheduler:
+                kwargs = dict(select=list(select), trains=trains,
+                              append_detector_modules=append_detector_modules,
+                              block_bytes=block_bytes, **options)
+                return _convert_parallel(cls, plan, output, overwrite, quiet, workers,
+                                         scheduler, pool, kwargs)
+        except BaseException:
+            if pool is not None:
+                pool.terminate()  # also on Ctrl-C: no worker keeps writing
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+        progress = Progress(plan.nbytes, plan.n_trains, quiet, desc=f"-> {fmt}")
+        try:
+            with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+                cls(plan, tmp, progress, **options).write()
+            progress.finish()
+        finally:
+            progress.close()
+        return _summary(plan.n_trains, progress, output)
 
 
 def _summary(n_trains: int, progress: Progress, output: Path) -> dict:
-    import time
-
     seconds = time.perf_counter() - progress.start
     return {"n_trains": n_trains, "nbytes": progress.done, "seconds": seconds,
             "trains_per_s": n_trains / max(seconds, 1e-9),
@@ -219,20 +233,14 @@ def _convert_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
     return res["nbytes"]
 
 
-def _ignore_sigint() -> None:
-    import signal
-
-    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops
-    # the workers), so that it is reported once and cleaned up in one place.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _local_pool(n: int):
     """A pool of ``n`` worker processes, forked where the platform allows it."""
     import multiprocessing
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(n, initializer=_ignore_sigint)
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops
+    # the workers), so that it is reported once and cleaned up in one place.
+    return multiprocessing.get_context(method).Pool(n, initializer=mark_worker)
 
 
 def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, quiet: bool,
@@ -251,6 +259,8 @@ def _convert_parallel(cls, plan: ConversionPlan, output: Path, overwrite: bool, 
             _convert_parts(cls, plan, output, overwrite, pool, workers, scheduler, progress,
                            kwargs)
         progress.finish()
+    except DiskFullError as exc:  # a worker's message names its part: name the output
+        raise DiskFullError(disk_full_message(exc.errno, output), exc.errno) from None
     finally:
         progress.close()
     return _summary(plan.n_trains, progress, output)
@@ -260,17 +270,17 @@ def _convert_parts(cls, plan: ConversionPlan, output: Path, overwrite: bool, poo
                    workers: int | None, scheduler: str | None, progress: Progress,
                    kwargs: dict) -> None:
     """Part outputs converted by the workers, then merged into ``output``."""
-    # Part outputs live next to the output so that renaming them stays on one file system.
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    tmpdir = parts_folder(output)
     try:
         if pool is not None:
             n_parts = max(1, min(workers, plan.n_trains))
             outs = _part_names(tmpdir, n_parts, output.suffix)
-            results = [pool.apply_async(_convert_part_task, (plan.run_path, out, cls.name,
-                                                             (i, n_parts), kwargs))
-                       for i, out in enumerate(outs, 1)]
-            for res in results:
-                progress.update(_part_result(plan, res.get))
+            with _workers_stopped_on_error(pool):
+                results = [pool.apply_async(_convert_part_task, (plan.run_path, out, cls.name,
+                                                                 (i, n_parts), kwargs))
+                           for i, out in enumerate(outs, 1)]
+                for res in results:
+                    progress.update(_part_result(plan, res.ready, res.get))
         else:
             outs = _convert_on_scheduler(cls, plan, tmpdir, output.suffix, workers, scheduler,
                                          progress, kwargs)
@@ -287,16 +297,29 @@ def _convert_direct(cls, plan: ConversionPlan, output: Path, overwrite: bool, po
 
     direct = importlib.import_module(cls.direct_parallel)
     n_parts = max(1, min(workers, plan.n_trains))
-    with atomic_output(output, overwrite, directory=cls.directory) as tmp:
+    with atomic_output(output, overwrite, directory=cls.directory) as tmp, \
+            _workers_stopped_on_error(pool):
         state = direct.prepare(plan, tmp, n_parts, progress)
         pending = [pool.apply_async(_direct_part_task, (plan.run_path, str(tmp), cls.name,
                                                         (i, n_parts), kwargs, targets))
                    for i, targets in enumerate(state.targets, 1)]
         results = []
         for res in pending:
-            results.append(_part_result(plan, res.get))
+            results.append(_part_result(plan, res.ready, res.get))
             progress.update(results[-1]["nbytes"])
         direct.finish(state, tmp, results)
+
+
+@contextmanager
+def _workers_stopped_on_error(pool) -> Iterator[None]:
+    """On an error or Ctrl-C, terminate the pool's workers and wait for them to be gone,
+    so that none writes again after the caller has removed their files."""
+    try:
+        yield
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
 
 
 def _direct_part_task(run_path: str, out: str, fmt: str, part: tuple[int, int],
@@ -316,11 +339,19 @@ def _part_names(tmpdir: Path, n_parts: int, suffix: str) -> list[str]:
     return [str(tmpdir / f"part-{i:04d}{suffix}") for i in range(1, n_parts + 1)]
 
 
-def _part_result(plan: ConversionPlan, get):
-    """A worker's result, or its failure as a :class:`ConversionError`."""
+def _part_result(plan: ConversionPlan, ready, get):
+    """A worker's result (``get()`` once ``ready()``), or its failure as a
+    :class:`ConversionError`; Ctrl-C stops the wait."""
+    while not ready():
+        check_interrupt()
+        time.sleep(0.05)
     try:
         return get()
+    except DiskFullError:
+        raise
     except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(str(exc), exc.errno) from exc
         raise ConversionError(f"A part of {plan.run_path} failed on a worker: {exc}") from exc
 
 
@@ -339,8 +370,15 @@ def _convert_on_scheduler(cls, plan: ConversionPlan, tmpdir: Path, suffix: str,
         futures = [client.submit(_convert_part_task, plan.run_path, out, cls.name,
                                  (i, n_parts), kwargs, pure=False)
                    for i, out in enumerate(outs, 1)]
-        for fut in distributed.as_completed(futures):
-            progress.update(_part_result(plan, fut.result))
+        try:
+            for fut in futures:
+                progress.update(_part_result(plan, fut.done, fut.result))
+        except BaseException:
+            # Parts not started are dropped; a running one cannot be stopped and may
+            # leave files after the parts folder is removed: the next conversion to this
+            # output removes them once this process has exited.
+            client.cancel(futures)
+            raise
     return outs
 
 

@@ -29,9 +29,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..detectors.identify import detector_modules
 from .base import Progress, Writer, part_json
-from .plan import ConversionError, ConversionPlan
-from .png import frame_numbers
+from .h5output import h5_output
+from .plan import ConversionError, ConversionPlan, frame_numbers
 
 PART_ATTR = "exfel_data_part"
 _XTDF_KEYS = {"data": "image.data", "mask": "image.mask", "gain": "image.gain",
@@ -61,13 +62,18 @@ class _Module:
 
 
 def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
-    """The detector in the plan and its selected modules (sorted by number)."""
+    """The detector in the plan and its selected modules (sorted by number); worked out
+    once, in ``check``."""
+    if "cxi" not in plan.checked:
+        plan.checked["cxi"] = _find_modules(plan)
+    return plan.checked["cxi"]
+
+
+def _find_modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     selected = set(plan.sources())
     found: dict[str, list[_Module]] = {}
-    for det, modules in plan.run.detector_modules().items():
+    for det, modules in detector_modules(selected).items():
         for number, src in modules.items():
-            if src not in selected:
-                continue
             run_keys = set(plan.run.keys_for_source(src))
             if "image.data" in run_keys:  # AGIPD, LPD, DSSC
                 mapping, cells = _XTDF_KEYS, 0
@@ -80,8 +86,8 @@ def _modules(plan: ConversionPlan) -> tuple[str, list[_Module]]:
     if not found:
         raise ConversionError(
             "cxi: no detector module source (AGIPD/LPD/DSSC …/DET/<n>CH0:xtdf with image.data, "
-            "JUNGFRAU …/DET/JNGFR<n>:daqOutput with data.adc) in the selection; select one "
-            "with e.g. --select '*/DET/*'")
+            "JUNGFRAU …/DET/JNGFR<n>, MODULE_<n> or RECEIVER-<n> with data.adc) in the "
+            "selection; select one with e.g. --select '*/DET/*'")
     if len(found) > 1:
         raise ConversionError(f"cxi: the selection holds several detectors "
                               f"({', '.join(sorted(found))}); select one")
@@ -121,7 +127,7 @@ class CxiWriter(Writer):
         n_frames = int(frames_per_train.sum())
         names = [n for n in ("data", "mask", "gain") if all(n in m.keys for m in mods)]
         frame_shape = mods[0].frame_shape("data")
-        with h5py.File(self.path, "w") as f:
+        with h5_output(self.path) as f:
             info = part_json(plan)
             if info:
                 f.attrs[PART_ATTR] = info
@@ -240,7 +246,7 @@ def merge_h5_frames(parts: list[Path], out: Path, progress: Progress) -> None:
                 datasets.append(name)
 
         first.visititems_links(visit)
-        with h5py.File(out, "w") as fo:
+        with h5_output(out) as fo:
             for k, v in first.attrs.items():
                 if k != PART_ATTR:
                     fo.attrs[k] = v

@@ -91,7 +91,7 @@ class ExdfConverter(FolderWriter):
             stamp = plan.run[source, f"{base}.timestamp"]
             dtype = STRING_DTYPE if np.dtype(value.dtype).kind in "OSU" else value.dtype
             w.add_control_key(source, base, dtype, value.entry_shape,
-                              attrs=_attrs(value), chunks=_chunks(value))
+                              attrs=_attrs(value), chunks=_storage(value)["chunks"])
             for key, kd in ((f"{base}.value", value), (f"{base}.timestamp", stamp)):
                 kp = KeyPlan(source, key, "CONTROL", kd, np.dtype(kd.dtype), kd.entry_shape,
                              kd.data_counts(labelled=False).astype(np.int64))
@@ -108,10 +108,8 @@ class ExdfConverter(FolderWriter):
         w.add_instrument_source(source, groups)
         for kp in skeys:
             dtype = STRING_DTYPE if kp.is_string else kp.dtype
-            comp = _compression(kp.keydata)
-            w.add_instrument_key(source, kp.key, dtype, kp.entry_shape, chunks=_chunks(kp.keydata),
-                                 compression=comp[0], compression_opts=comp[1],
-                                 attrs=_attrs(kp.keydata))
+            w.add_instrument_key(source, kp.key, dtype, kp.entry_shape,
+                                 attrs=_attrs(kp.keydata), **_storage(kp.keydata))
             self._copy_rows(w, kp)
 
     def _copy_rows(self, w: ExdfWriter, kp: KeyPlan) -> None:
@@ -129,28 +127,21 @@ def _timestamps(plan: ConversionPlan):
     return plan.timestamps if plan.timestamps.all() else None
 
 
-def _input_dataset(kd):
+def _storage(kd) -> dict:
+    """How the input stores a key, to store it alike: ``chunks`` (clipped to the output's
+    shape; None: contiguous), ``compression`` and ``compression_opts``."""
+    out = {"chunks": None, "compression": None, "compression_opts": None}
     try:
-        return kd.files[0].dataset(kd.hdf5_data_path)
+        ds = kd.files[0].dataset(kd.hdf5_data_path)
     except (AttributeError, IndexError, KeyError, OSError):
-        return None
-
-
-def _chunks(kd):
-    """The input's chunk shape, clipped to the output's shape (None: contiguous)."""
-    ds = _input_dataset(kd)
+        return out
     rows = int(kd.data_counts(labelled=False).sum())
-    if ds is None or not ds.chunks or rows == 0:
-        return None
-    shape = (rows,) + tuple(kd.entry_shape)
-    return tuple(min(c, max(s, 1)) for c, s in zip(ds.chunks, shape, strict=True))
-
-
-def _compression(kd) -> tuple:
-    ds = _input_dataset(kd)
-    if ds is None or ds.compression is None:
-        return None, None
-    return ds.compression, ds.compression_opts
+    if ds.chunks and rows:
+        shape = (rows,) + tuple(kd.entry_shape)
+        out["chunks"] = tuple(min(c, max(s, 1)) for c, s in zip(ds.chunks, shape, strict=True))
+    if ds.compression is not None:
+        out["compression"], out["compression_opts"] = ds.compression, ds.compression_opts
+    return out
 
 
 def _attrs(kd) -> dict:

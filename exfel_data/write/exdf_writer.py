@@ -6,6 +6,10 @@ rows per train, then keys with their dtype and entry shape; datasets are created
 final shape at once and filled in row blocks with :meth:`ExdfWriter.write`, so no key has to
 be held in memory whole. ``INDEX`` and ``METADATA`` are written on :meth:`ExdfWriter.close`.
 
+For data arriving train by train (recording a live stream), keys can be declared *growable*
+and trains appended with :meth:`ExdfWriter.append_trains`; sources may then be declared at
+any time (earlier trains get zero rows).
+
 The file is written under a temporary name in the same folder and renamed when complete; if
 writing fails (or the ``with`` block raises), the temporary file is removed.
 """
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .h5output import close_after_error
 
 __all__ = ['ExdfWriter', 'ExdfWriteError', 'FORMAT_VERSIONS', 'KEY_ATTRIBUTES', 'STRING_DTYPE',
            'train_timestamps']
@@ -53,6 +59,16 @@ class _Source:
 
     def rows(self, group: str) -> int:
         return int(self.counts[group].sum())
+
+
+def _layout(shape: tuple, dtype, chunks, growable: bool) -> dict:
+    """h5py storage options: a growable dataset is chunked (about 1 MiB) with no size limit."""
+    if not growable:
+        return {'chunks': chunks}
+    if chunks is None or chunks is True:
+        row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
+        chunks = (max(1, min(1024, 2**20 // row)),) + tuple(max(1, s) for s in shape[1:])
+    return {'chunks': chunks, 'maxshape': (None,) + tuple(shape[1:])}
 
 
 def _as_counts(counts, n_trains: int, what: str) -> np.ndarray:
@@ -247,10 +263,13 @@ class ExdfWriter:
 
     # -- declaring keys ----------------------------------------------------------------
     def add_control_key(self, source: str, key: str, dtype, entry_shape=(), *,
-                        attrs: Mapping | None = None, timestamps=None, chunks=None) -> None:
+                        attrs: Mapping | None = None, timestamps=None, chunks=None,
+                        growable: bool = False) -> None:
         """Create ``value`` and ``timestamp`` datasets of a control key (dotted *key*).
 
         The timestamps default to the train timestamps; rows go in with :meth:`write`.
+        ``growable`` datasets get longer as :meth:`write` needs (for appended trains; their
+        timestamps are then written as ``key.timestamp`` like the values).
         """
         src = self._source(source)
         if src.section != 'CONTROL':
@@ -259,9 +278,11 @@ class ExdfWriter:
             raise ExdfWriteError(f"Key {key!r} of {source!r} is already declared")
         rows = src.rows('')
         grp = self._group(f"CONTROL/{source}/{key.replace('.', '/')}")
-        src.keys[key] = grp.create_dataset(
-            'value', (rows,) + tuple(entry_shape), dtype=dtype, chunks=chunks)
-        ts = grp.create_dataset('timestamp', (rows,), dtype=np.uint64)
+        shape = (rows,) + tuple(entry_shape)
+        src.keys[key] = grp.create_dataset('value', shape, dtype=dtype,
+                                           **_layout(shape, dtype, chunks, growable))
+        ts = grp.create_dataset('timestamp', (rows,), dtype=np.uint64,
+                                **_layout((rows,), np.uint64, None, growable))
         if timestamps is None:
             timestamps = np.repeat(self.timestamps, src.counts[''].astype(np.intp))
         if rows:
@@ -293,7 +314,8 @@ class ExdfWriter:
 
     def add_instrument_key(self, source: str, key: str, dtype, entry_shape=(), *,
                            rows: int | None = None, chunks=None, compression=None,
-                           compression_opts=None, attrs: Mapping | None = None) -> None:
+                           compression_opts=None, attrs: Mapping | None = None,
+                           growable: bool = False) -> None:
         """Create the dataset of an instrument key ``group.name`` with its final shape.
 
         Parameters
@@ -303,6 +325,9 @@ class ExdfWriter:
             preallocated DAQ datasets (chunked datasets do not store unwritten chunks).
         chunks : tuple or True, optional
             HDF5 chunk shape, e.g. ``(1,) + entry_shape`` for one frame per chunk.
+        growable : bool
+            The dataset gets longer as :meth:`write` needs (for appended trains); chunked
+            (default: about 1 MiB per chunk).
         """
         src = self._source(source)
         if src.section == 'CONTROL':
@@ -325,10 +350,11 @@ class ExdfWriter:
             if len(chunks) != len(full):
                 raise ExdfWriteError(f"{source} {key}: chunks {chunks} do not match {full}")
             chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, full, strict=True))
+        shape = (rows,) + tuple(entry_shape)
         ds = self._dataset(
-            f"{src.section}/{source}/{key.replace('.', '/')}", (rows,) + tuple(entry_shape),
-            dtype=dtype, chunks=chunks, compression=compression,
-            compression_opts=compression_opts)
+            f"{src.section}/{source}/{key.replace('.', '/')}", shape, dtype=dtype,
+            compression=compression, compression_opts=compression_opts,
+            **_layout(shape, dtype, chunks, growable))
         src.keys[key] = ds
         self._set_attrs(ds, attrs)
 
@@ -360,6 +386,8 @@ class ExdfWriter:
         ds = self.dataset(source, key)
         data = np.asarray(data) if ds.dtype.kind != 'O' else _encoded(data)
         stop = start + len(data)
+        if stop > ds.shape[0] and ds.maxshape[0] is None and data.shape[1:] == ds.shape[1:]:
+            ds.resize(stop, axis=0)
         if start < 0 or stop > ds.shape[0] or data.shape[1:] != ds.shape[1:]:
             raise ExdfWriteError(
                 f"{source} {key}: cannot write rows {start}:{stop} of shape {data.shape[1:]} "
@@ -367,6 +395,43 @@ class ExdfWriter:
             )
         if len(data):
             ds[start:stop] = data
+
+    def append_trains(self, train_ids, timestamps=None,
+                      counts: Mapping[str, object] | None = None) -> None:
+        """Add trains at the end of the file (for data written as it arrives).
+
+        Parameters
+        ----------
+        train_ids : array of uint64
+            The new trains, flagged good (from the time server).
+        timestamps : array of uint64, optional
+            Their ``INDEX/timestamp`` (ns since the epoch); default :func:`train_timestamps`.
+        counts : mapping, optional
+            Rows per new train of each source: ``{control source: counts}`` or
+            ``{instrument source: {index group: counts}}`` (a scalar or one value per
+            train). Sources not named, and groups not named, get 0 rows.
+        """
+        new = np.asarray(train_ids, dtype=np.uint64).reshape(-1)
+        n = len(new)
+        stamps = (train_timestamps(new) if timestamps is None
+                  else np.asarray(timestamps, dtype=np.uint64).reshape(-1))
+        if stamps.shape != (n,):
+            raise ExdfWriteError(f"{self.path.name}: {n} train IDs but {len(stamps)} timestamps")
+        counts = dict(counts or {})
+        unknown = sorted(set(counts) - set(self.sources))
+        if unknown:
+            raise ExdfWriteError(f"Sources {unknown} were not declared in {self.path.name}; "
+                                 f"declared: {sorted(self.sources)}")
+        for src in self.sources.values():
+            given = counts.get(src.name, 0)
+            for group in src.counts:
+                c = given.get(group, 0) if isinstance(given, Mapping) else given
+                src.counts[group] = np.concatenate(
+                    [src.counts[group], _as_counts(c, n, f'{src.name}/{group}')])
+        self.train_ids = np.concatenate([self.train_ids, new])
+        self.timestamps = np.concatenate([self.timestamps, stamps])
+        self.flags = np.concatenate([self.flags, np.ones(n, dtype=bool)])
+        self.origins = np.concatenate([self.origins, np.full(n, -1, dtype=np.int32)])
 
     # -- finishing ---------------------------------------------------------------------
     def _write_index(self) -> None:
@@ -399,6 +464,16 @@ class ExdfWriter:
                     self._dataset(f'{path}/status', data=padded(counts > 0, np.uint64))
                 else:
                     self._dataset(f'{path}/count', data=padded(counts, np.uint64))
+
+    def _fit_growable(self) -> None:
+        # Rows never written (a caller's gap) read as zeros instead of breaking the index.
+        for src in self.sources.values():
+            for key, ds in src.keys.items():
+                if ds.maxshape[0] is None:
+                    rows = src.rows('' if src.section == 'CONTROL' else key.partition('.')[0])
+                    ds.resize(rows, axis=0)
+                    if src.section == 'CONTROL':
+                        ds.parent['timestamp'].resize(rows, axis=0)
 
     def _write_group_train_ids(self) -> None:
         # Every index group carries a redundant trainId dataset, unless the caller wrote one.
@@ -467,6 +542,7 @@ class ExdfWriter:
         try:
             for source in sorted(self._run_sources - set(self.sources)):
                 self.add_control_source(source, counts=0)
+            self._fit_growable()
             self._write_group_train_ids()
             self._write_index()
             self._write_metadata()
@@ -480,12 +556,14 @@ class ExdfWriter:
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the temporary file without creating the final one."""
+        """Close and delete the temporary file without creating the final one.
+
+        Never raises, also after a full disk (see
+        :func:`~exfel_data.write.h5output.close_after_error`).
+        """
         if self.file is not None:
-            try:
-                self.file.close()
-            finally:
-                self.file = None
+            close_after_error(self.file)
+            self.file = None
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ExdfWriter:

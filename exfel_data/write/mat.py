@@ -49,6 +49,8 @@ class MatWriter(Writer):
     def check(cls, plan: ConversionPlan, **options) -> None:
         require("scipy.io", "formats", f"--to {cls.name}")
         super().check(plan)
+        # scipy would write them as MATLAB structs, read back with other dtypes.
+        cls.refuse_structured(plan)
         if plan.nbytes > MAX_BYTES:
             raise ConversionError(
                 f"mat: the selection holds {plan.nbytes / 1e9:.1f} GB; MAT v5 files hold at "

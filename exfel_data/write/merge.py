@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .base import PART_FILE, Progress
 from .formats import writer_class
-from .output import atomic_output, check_output
+from .interrupt import stop_on_signals
+from .output import atomic_output, check_output, remove_stale
 from .plan import ConversionError
 from .table import CSV_PART_PREFIX
 
@@ -43,6 +44,13 @@ def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     selection, trains and format).
     """
     output = check_output(output, overwrite)
+    remove_stale(output)
+    with stop_on_signals():
+        return _merge(parts, output, overwrite, quiet)
+
+
+def _merge(parts: Sequence[str | os.PathLike], output: Path, overwrite: bool,
+           quiet: bool) -> dict:
     paths = [Path(p) for p in parts]
     if not paths:
         raise ConversionError("merge needs at least one part")

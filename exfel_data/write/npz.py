@@ -14,25 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .base import Progress, Writer, fixed_strings, part_json
+from .npy import npy_bytes, npy_header, read_npy_header
 from .plan import ConversionError
 
 PART_MEMBER = "_exfel_data_part"
-
-
-def _write_header(fh, dtype: np.dtype, shape: tuple) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-              "shape": tuple(int(s) for s in shape)}
-    np.lib.format.write_array_header_2_0(fh, header)
-
-
-def _read_header(fh) -> tuple[tuple, np.dtype]:
-    version = np.lib.format.read_magic(fh)
-    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-              else np.lib.format.read_array_header_2_0)
-    shape, fortran, dtype = reader(fh)
-    if fortran:
-        raise ConversionError("Fortran-ordered arrays are not written by exfel-data")
-    return shape, dtype
 
 
 class NpzWriter(Writer):
@@ -45,23 +30,23 @@ class NpzWriter(Writer):
     def write(self) -> None:
         plan = self.plan
         with self._zip(self.path) as zf:
-            zf.writestr("trainId.npy", _npy_bytes(plan.train_ids.astype(np.uint64)))
-            zf.writestr("timestamp.npy", _npy_bytes(plan.timestamps.astype(np.uint64)))
+            zf.writestr("trainId.npy", npy_bytes(plan.train_ids.astype(np.uint64)))
+            zf.writestr("timestamp.npy", npy_bytes(plan.timestamps.astype(np.uint64)))
             info = part_json(plan)
             if info:
-                zf.writestr(f"{PART_MEMBER}.npy", _npy_bytes(np.array(info)))
+                zf.writestr(f"{PART_MEMBER}.npy", npy_bytes(np.array(info)))
             for kp in plan.keys:
                 if kp.is_string:
                     # Strings need their longest length first; string keys are small.
                     block = plan.read_key(kp)
-                    zf.writestr(f"{kp.name}.npy", _npy_bytes(fixed_strings(block.data)))
-                    zf.writestr(f"{kp.name}.trainId.npy", _npy_bytes(block.train_ids))
+                    zf.writestr(f"{kp.name}.npy", npy_bytes(fixed_strings(block.data)))
+                    zf.writestr(f"{kp.name}.trainId.npy", npy_bytes(block.train_ids))
                     self.progress.update(kp.nbytes)
                     continue
                 shape = (kp.n_rows,) + tuple(kp.entry_shape)
                 tids = np.empty(kp.n_rows, dtype=np.uint64)
                 with zf.open(f"{kp.name}.npy", "w", force_zip64=True) as fh:
-                    _write_header(fh, kp.dtype, shape)
+                    fh.write(npy_header(kp.dtype, shape))
                     row = 0
                     for block in plan.key_blocks(kp, reuse=True):  # written at once
                         fh.write(np.ascontiguousarray(block.data).data)
@@ -70,7 +55,7 @@ class NpzWriter(Writer):
                         self.progress.update(block.nbytes)
                 if row != kp.n_rows:
                     raise ConversionError(f"{kp}: expected {kp.n_rows} rows, read {row}")
-                zf.writestr(f"{kp.name}.trainId.npy", _npy_bytes(tids))
+                zf.writestr(f"{kp.name}.trainId.npy", npy_bytes(tids))
 
     @classmethod
     def read_part_info(cls, path: Path) -> dict:
@@ -96,33 +81,25 @@ class NpzWriter(Writer):
                 z.close()
 
 
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
 def _concat_member(zips: list[zipfile.ZipFile], name: str, zo: zipfile.ZipFile,
                    progress: Progress) -> None:
     """Concatenate one array along its first axis across parts, streaming the rows."""
     headers = []
     for z in zips:
         with z.open(name) as fh:
-            headers.append(_read_header(fh))
+            headers.append(read_npy_header(fh))
     dtypes = {h[1] for h in headers}
     if len(dtypes) > 1:  # e.g. strings of different widths: small, load them
         arrays = [np.load(z.open(name)) for z in zips]
-        zo.writestr(name, _npy_bytes(np.concatenate(arrays)))
+        zo.writestr(name, npy_bytes(np.concatenate(arrays)))
         return
     dtype = headers[0][1]
     shape = (sum(h[0][0] for h in headers),) + tuple(headers[0][0][1:])
     with zo.open(name, "w", force_zip64=True) as fo:
-        _write_header(fo, dtype, shape)
+        fo.write(npy_header(dtype, shape))
         for z in zips:
             with z.open(name) as fh:
-                _read_header(fh)
+                read_npy_header(fh)
                 while chunk := fh.read(16 * 1024**2):
                     fo.write(chunk)
                     progress.update(len(chunk))

@@ -13,7 +13,6 @@ slower and faster than one worker.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .base import Progress, fixed_strings
-from .npz import _npy_bytes, _write_header
+from .npy import npy_bytes, npy_header
 from .plan import ConversionError, ConversionPlan, KeyPlan
 from .select import part_slice
 from .zipstore import Member, layout, pwrite_all, write_headers
-
-
-def _npy_header(dtype: np.dtype, shape: tuple) -> bytes:
-    buf = io.BytesIO()
-    _write_header(buf, dtype, shape)
-    return buf.getvalue()
 
 
 def _row_bytes(kp: KeyPlan) -> int:
@@ -62,20 +55,20 @@ def prepare(plan: ConversionPlan, path: Path, n_parts: int, progress: Progress) 
         headers[name] = header
         members.append(Member(name, len(header) + nbytes))
 
-    whole("trainId.npy", _npy_bytes(plan.train_ids.astype(np.uint64)))
-    whole("timestamp.npy", _npy_bytes(plan.timestamps.astype(np.uint64)))
+    whole("trainId.npy", npy_bytes(plan.train_ids.astype(np.uint64)))
+    whole("timestamp.npy", npy_bytes(plan.timestamps.astype(np.uint64)))
     numeric = []
     for kp in plan.keys:
         if kp.is_string:  # need their longest length first; string keys are small
             block = plan.read_key(kp)
-            whole(f"{kp.name}.npy", _npy_bytes(fixed_strings(block.data)))
-            whole(f"{kp.name}.trainId.npy", _npy_bytes(block.train_ids))
+            whole(f"{kp.name}.npy", npy_bytes(fixed_strings(block.data)))
+            whole(f"{kp.name}.trainId.npy", npy_bytes(block.train_ids))
             progress.update(kp.nbytes)
             continue
         numeric.append(kp)
-        rows(f"{kp.name}.npy", _npy_header(kp.dtype, (kp.n_rows,) + tuple(kp.entry_shape)),
+        rows(f"{kp.name}.npy", npy_header(kp.dtype, (kp.n_rows,) + tuple(kp.entry_shape)),
              kp.n_rows * _row_bytes(kp))
-        rows(f"{kp.name}.trainId.npy", _npy_header(np.dtype(np.uint64), (kp.n_rows,)),
+        rows(f"{kp.name}.trainId.npy", npy_header(np.dtype(np.uint64), (kp.n_rows,)),
              kp.n_rows * 8)
     cd_offset = layout(members)
     by_name = {m.name: m for m in members}

@@ -1,18 +1,28 @@
 """Writing an output under a temporary name and renaming it when complete.
 
 An interrupted (Ctrl-C) or failed conversion must not leave anything that looks
-like a finished output: the data goes to a hidden ``.NAME.partial-XXXX`` sibling
-which is renamed to ``NAME`` only after the writer has closed it.
+like a finished output: the data goes to a hidden ``.NAME.partial-HOST-PID-XXXXXXXX``
+sibling which is renamed to ``NAME`` only after the writer has closed it. A process
+killed outright (SIGKILL, out of memory, a node crash) cannot clean up: the next
+conversion to ``NAME`` removes what it left (:func:`remove_stale`).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
+import socket
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .h5output import disk_full_message, is_disk_full
+from .interrupt import check_interrupt
+from .plan import DiskFullError
 
 
 class OutputExistsError(FileExistsError):
@@ -29,9 +39,70 @@ def _remove(path: Path) -> None:
             pass
 
 
+def _owner_tag() -> str:
+    """``HOST-PID-RANDOM``: whose temporary files these are, so that those of a process that
+    was killed can be recognised and removed later (:func:`remove_stale`)."""
+    return f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+
+
+_OWNER = re.compile(r"-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+#: The hidden temporary siblings of an output: ``.NAME.partial-TAG`` (being written) and
+#: ``.NAME.parts-TAG`` (part outputs of --workers / --scheduler).
+TEMPORARY_KINDS = ("partial", "parts")
+
+
 def partial_name(path: Path) -> Path:
     """A hidden sibling name for the output being written."""
-    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f".{path.name}.partial-{_owner_tag()}")
+
+
+def parts_folder(path: Path) -> Path:
+    """Create a hidden sibling folder for the part outputs of a parallel conversion (next
+    to the output, so that renaming from it stays on one file system)."""
+    folder = path.with_name(f".{path.name}.parts-{_owner_tag()}")
+    folder.mkdir()
+    return folder
+
+
+class StaleOutputRemoved(UserWarning):
+    """A partial output left by a killed conversion was removed."""
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's, running
+        return False
+    return False
+
+
+def remove_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``path`` left by conversions that were killed.
+
+    Only those made on this host by a process that no longer exists are removed (a
+    conversion to the same output on another machine sharing the folder is left alone);
+    each one removed is reported with a :class:`StaleOutputRemoved` warning.
+    """
+    path = Path(path)
+    removed = []
+    for kind in TEMPORARY_KINDS:
+        prefix = f".{path.name}.{kind}"
+        for tmp in sorted(path.parent.glob(glob.escape(prefix) + "-*")):
+            owner = _OWNER.fullmatch(tmp.name[len(prefix):])
+            if owner is None or owner["host"] != _host() or not _process_gone(int(owner["pid"])):
+                continue
+            _remove(tmp)
+            removed.append(tmp)
+            warnings.warn(f"Removed {tmp.name} from {tmp.parent}: the unfinished output of an "
+                          f"earlier conversion to {path.name} whose process "
+                          f"({owner['pid']}) was killed", StaleOutputRemoved, stacklevel=2)
+    return removed
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -71,9 +142,12 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False,
         tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+        check_interrupt()  # Ctrl-C during the last block: no output either
+    except BaseException as exc:
         # Also on KeyboardInterrupt: drop the half-written output, then re-raise.
         _remove(tmp)
+        if is_disk_full(exc):
+            raise DiskFullError(disk_full_message(exc.errno, path), exc.errno) from exc
         raise
     if path.exists() or path.is_symlink():
         if not overwrite:  # appeared while we were writing

@@ -4,7 +4,7 @@ A :class:`ConversionPlan` is built once from a selected run: for each key its dt
 entry shape and rows per train. Writers then pull data block by block -- either all
 blocks of one key (:meth:`ConversionPlan.key_blocks`) or, for row-per-train formats,
 all keys for a range of trains (:meth:`ConversionPlan.train_blocks`). Blocks are cut
-from the reader's ``_data_chunks`` so that one block holds at most ``block_bytes``
+from the reader's ``data_chunks()`` so that one block holds at most ``block_bytes``
 (but always at least one train), which keeps peak memory near one block whatever the
 size of the run.
 """
@@ -19,12 +19,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import ExfelDataError
+
 #: Default size of one block of data read and written at once.
 BLOCK_BYTES = 64 * 1024**2
 
 
-class ConversionError(ValueError):
+class ConversionError(ExfelDataError, ValueError):
     """The selection cannot be written in the requested format (names key and format)."""
+
+
+class DiskFullError(ConversionError):
+    """The output's file system ran out of space (or quota) while writing; nothing was
+    written. ``errno`` is the system's error number (ENOSPC, EDQUOT or EFBIG)."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message, errno)  # both in args: survives pickling from workers
+
+    @property
+    def errno(self) -> int:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass
@@ -111,6 +128,8 @@ class ConversionPlan:
     block_bytes: int = BLOCK_BYTES
     #: The opened run with the plan's train selection (for writers needing other keys).
     run: object = None
+    #: What a writer's ``check`` worked out, for its ``write`` to reuse (by format name).
+    checked: dict = field(default_factory=dict, repr=False)
     #: Memory reused for the blocks of ``key_blocks(reuse=True)``.
     _scratch: np.ndarray | None = field(default=None, repr=False)
 
@@ -162,7 +181,7 @@ class ConversionPlan:
             buffer = self._scratch[:nbytes].view(kp.dtype).reshape(shape)
         pending: list = []
         pending_rows = 0
-        for chunk in _split_chunks(kp.keydata._data_chunks(), max_rows):
+        for chunk in _split_chunks(kp.keydata.data_chunks(), max_rows):
             n = chunk.total_count
             if pending and pending_rows + n > max_rows:
                 yield _read(kp, pending, pending_rows, buffer)
@@ -175,7 +194,7 @@ class ConversionPlan:
     def read_key(self, kp: KeyPlan) -> Block:
         """All rows of one key in one block (for small keys, e.g. strings whose longest
         length must be known before writing)."""
-        return _read(kp, kp.keydata._data_chunks(), kp.n_rows)
+        return _read(kp, kp.keydata.data_chunks(), kp.n_rows)
 
     def train_ranges(self, keys: list[KeyPlan], budget: int | None = None) -> list[slice]:
         """Split the trains into consecutive ranges holding ~``budget`` bytes of ``keys``."""
@@ -196,7 +215,7 @@ class ConversionPlan:
     def read_trains(self, kp: KeyPlan, trains: slice) -> Block:
         """Rows of one key for the trains ``train_ids[trains]``."""
         sub = kp.keydata.select_trains(trains)  # keydata's trains are the plan's trains
-        chunks = sub._data_chunks()
+        chunks = sub.data_chunks()
         n = sum(c.total_count for c in chunks)
         return _read(kp, chunks, n)
 
@@ -205,6 +224,16 @@ class ConversionPlan:
         """For consecutive ranges of trains, the rows of every key in ``keys``."""
         for trains in self.train_ranges(keys, budget):
             yield trains, {kp.name: self.read_trains(kp, trains) for kp in keys}
+
+
+def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
+    """Position of each row within its train (rows grouped by train)."""
+    n = len(row_tids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, row_tids[1:] != row_tids[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    return np.arange(n) - np.repeat(starts, lengths)
 
 
 def _split_chunks(chunks, max_rows: int):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import FolderWriter
-from .plan import ConversionError, ConversionPlan
+from .plan import ConversionError, ConversionPlan, frame_numbers
 
 
 @dataclass(frozen=True)
@@ -96,16 +96,6 @@ def encode_png(grey: np.ndarray) -> bytes:
 
 def safe_name(source: str) -> str:
     return source.replace("/", "_").replace(":", "_")
-
-
-def frame_numbers(row_tids: np.ndarray) -> np.ndarray:
-    """Position of each row within its train (rows grouped by train)."""
-    n = len(row_tids)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, row_tids[1:] != row_tids[:-1]])
-    lengths = np.diff(np.r_[starts, n])
-    return np.arange(n) - np.repeat(starts, lengths)
 
 
 class PngWriter(FolderWriter):

@@ -1,4 +1,8 @@
-"""Parsing what to convert: selections, train ranges and parts (shared by CLI and API)."""
+"""Parsing what to convert: selections and parts (shared by CLI and API).
+
+Train ranges (``--trains``) are parsed by :func:`exfel_data.selection.parse_trains`, shared
+with ``exfel-bridge serve-run``.
+"""
 
 from __future__ import annotations
 
@@ -42,49 +46,6 @@ def parse_selection(text: str) -> Selection:
                              "parts non-empty")
         return Selection(source, key)
     return Selection(text)
-
-
-@dataclass(frozen=True)
-class TrainRange:
-    """A ``--trains`` value: a slice over train positions (``by_index``) or IDs (``by_id``)."""
-
-    by: str  # "index" or "id"
-    slice: slice
-
-    def __str__(self) -> str:
-        s = self.slice
-        text = ":".join("" if v is None else str(v) for v in (s.start, s.stop, s.step))
-        return ("id:" if self.by == "id" else "") + text.rstrip(":")
-
-
-_SLICE = re.compile(r"^(-?\d*)(?::(-?\d*))?(?::(-?\d*))?$")
-
-
-def parse_trains(text: str) -> TrainRange:
-    """Parse ``START:STOP[:STEP]`` (train positions, like Python slicing) or
-    ``id:FIRST:STOP[:STEP]`` (train IDs, stop excluded); a single number ``N``
-    means just that one train."""
-    text = text.strip()
-    by = "index"
-    if text.startswith("id:"):
-        by, text = "id", text[3:]
-    m = _SLICE.match(text)
-    if not m or not text:
-        raise ValueError(f"{text!r} is not a train range; use START:STOP[:STEP], e.g. "
-                         "'0:100', ':50', '::10', or 'id:10000:10050' for train IDs")
-    parts = [int(g) if g else None for g in m.groups()]
-    if ":" not in text:  # one train
-        if parts[0] is None:
-            raise ValueError(f"{text!r} is not a train range")
-        n = parts[0]
-        return TrainRange(by, slice(n, (n + 1) or None))
-    start, stop, step = parts
-    if step == 0:
-        raise ValueError("a train range step cannot be 0")
-    if (step or 1) < 0:
-        raise ValueError("train ranges cannot go backwards (a negative step): trains are "
-                         "always read and written in order")
-    return TrainRange(by, slice(start, stop, step))
 
 
 def parse_part(text: str) -> tuple[int, int]:

@@ -10,16 +10,20 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..detectors.identify import find_detectors
+from ..selection import TrainRange, parse_trains
 from .plan import ConversionError
-from .request import Selection, TrainRange, parse_selection, parse_trains
+from .request import Selection, parse_selection
 
 
 def _detector_siblings(run, sources: Iterable[str]) -> set[str]:
-    """All module sources of the detectors that ``sources`` include a module of."""
+    """All module sources (same detector, same raw/corrected kind) of the modules in ``sources``."""
+    sources = set(sources)
     out = set()
-    for modules in run.detector_modules().values():
-        if set(modules.values()) & set(sources):
-            out |= set(modules.values())
+    for ds in find_detectors(run.instrument_sources).values():
+        for modules in (ds.raw, ds.corr):
+            if set(modules.values()) & sources:
+                out |= set(modules.values())
     return out
 
 
@@ -85,14 +89,11 @@ def run_name(run) -> str:
 
 
 def apply_trains(run, trains: TrainRange | str | None):
-    from ..selection import by_id, by_index
-
     if trains is None:
         return run
     if isinstance(trains, str):
         trains = parse_trains(trains)
-    sel = by_id[trains.slice] if trains.by == "id" else by_index[trains.slice]
-    return run.select_trains(sel)
+    return run.select_trains(trains.selector)
 
 
 def part_slice(n_trains: int, part: tuple[int, int]) -> slice:

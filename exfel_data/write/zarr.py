@@ -44,10 +44,7 @@ class ZarrWriter(Writer):
     def check(cls, plan, **options) -> None:
         require("zarr", "formats", f"--to {cls.name}")
         super().check(plan)
-        for kp in plan.keys:
-            if kp.dtype.names is not None:
-                raise ConversionError(f"zarr: {kp} has a structured dtype {kp.dtype}; "
-                                      "use --to npz or --to exdf")
+        cls.refuse_structured(plan)
 
     def write(self) -> None:
         zarr = require("zarr", "formats", f"--to {self.name}")

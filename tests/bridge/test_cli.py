@@ -179,11 +179,28 @@ def test_glimpse_timeout_says_what_to_check():
 
 def test_monitor_count(xgm_server):
     result = CliRunner().invoke(main, ["monitor", str(xgm_server.port), "--count", "20",
-                                       "--interval", "0.1"])
+                                       "--interval", "0.1", "--no-tune-malloc"])
     assert result.exit_code == 0, result.output
     assert "Received 20 trains" in result.output
     assert "0 train IDs missing." in result.output
     assert "trains/s" in result.output
+
+
+def test_monitor_tunes_malloc_unless_told(xgm_server):
+    # A subprocess: the tuning is process-wide. monitor owns its process, so it tunes.
+    code = ("import sys, bridge.malloc\n"
+            "from bridge.cli import main\n"
+            "main(sys.argv[1:], standalone_mode=False)\n"
+            "print('tuned:', bridge.malloc._tuned)\n")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("EXFEL_BRIDGE_TUNE_MALLOC", None)
+    for flags, expected in (([], "tuned: True"), (["--no-tune-malloc"], "tuned: None")):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "monitor", xgm_server.endpoint, "--count", "2",
+             "--interval", "0.1", *flags], capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Received 2 trains" in result.stdout
+        assert result.stdout.strip().endswith(expected)
 
 
 @pytest.mark.parametrize("sock", ["REP", "PUSH"])
@@ -207,7 +224,8 @@ def test_monitor_fast(make_server, sock):
     thread.start()
     try:
         result = CliRunner().invoke(main, ["monitor", server.endpoint, "-z", sock, "--fast",
-                                           "--count", "30", "--interval", "0.1"])
+                                           "--count", "30", "--interval", "0.1",
+                                           "--no-tune-malloc"])
     finally:
         stop.set()
         thread.join(10)

@@ -100,3 +100,40 @@ def test_our_client_reads_reference_simulator(version):
                 assert props['metadata'] is meta[source]
                 tids.append(tid)
     assert tids[1] > tids[0] >= 10_000_000_000
+
+
+def _writable(data):
+    return {(src, key): value.flags.writeable for src, props in data.items()
+            for key, value in props.items() if isinstance(value, np.ndarray)}
+
+
+@pytest.mark.parametrize('version', ['2.2', '1.0'])
+@pytest.mark.parametrize('server_kind', ['ours', 'reference'])
+def test_arrays_writable_as_with_reference_client(make_server, server_kind, version):
+    """Client arrays are writable exactly where karabo_bridge.Client's are, with no copy."""
+    if server_kind == 'ours':
+        server = make_server(sock='REP', protocol_version=version)
+    else:
+        server = RefServer(LOOPBACK, sock='REP', protocol_version=version)
+        server.start()
+    try:
+        ref = RefClient(server.endpoint, sock='REQ', timeout=5)
+        try:
+            with Client(server.endpoint, sock='REQ', timeout=5) as client:
+                for tid in (1, 2):
+                    server.feed(train(tid))
+                ref_data, _ = ref.next()
+                data, _ = client.next()
+        finally:
+            ref._context.destroy(linger=0)
+    finally:
+        if server_kind == 'reference':
+            server.stop()
+    expected = _writable(ref_data)
+    assert expected and _writable(data) == expected
+    arr = data[XGM]['data.intensityTD']
+    if version == '2.2':  # arrays in their own frames: writable views, no copy
+        assert arr.flags.writeable and not arr.flags.owndata
+        before = arr.copy()
+        arr += 1  # in-place numpy, as analysis code does
+        np.testing.assert_array_equal(arr, before + 1)

@@ -241,3 +241,102 @@ def test_bad_arguments():
         TrainMatcher([('tcp://127.0.0.1:5555', 'REP')])
     with pytest.raises(ValueError, match='given twice'):
         TrainMatcher(['5555', 'tcp://127.0.0.1:5555'])
+
+
+def test_stream_running_ahead_is_held_back(make_server):
+    """Two replays served flat out: the faster one waits, nothing is dropped."""
+    fast = make_server(sock='PUSH', max_queue=2000)
+    slow = make_server(sock='REP', max_queue=2000)
+    n = 600
+    feed(fast, DET, range(1, n + 1))
+    feed(slow, XGM, range(1, n + 1))
+    with TrainMatcher([(fast.endpoint, 'PULL'), slow.endpoint], max_trains=20,
+                      receive_ahead=100) as matcher:
+        trains = collect(matcher, n)
+        stats = matcher.stats
+    assert tids_of(trains) == list(range(1, n + 1))
+    assert stats['matched'] == n and stats['dropped'] == 0 and stats['late'] == 0
+
+
+def test_cli_match_serves_matched_trains_to_the_reference_client():
+    """exfel-bridge match: two simulators in, karabo_bridge.Client reads matched trains."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from karabo_bridge import Client as RefClient
+
+    from bridge.simulation import FIRST_TRAIN_ID, Simulator, serve_simulation
+
+    stop, servers = threading.Event(), {}
+    threads = []
+    for name, detector, sock in [('xgm', 'XGM', 'REP'), ('det', 'AGIPDModule', 'PUSH')]:
+        ready = threading.Event()
+
+        def on_ready(server, name=name, ready=ready):
+            servers[name] = server
+            ready.set()
+        kw = dict(sock=sock, stop=stop, on_ready=on_ready)
+        if detector == 'AGIPDModule':
+            kw['pulses'] = 2
+        thread = threading.Thread(target=serve_simulation, args=('tcp://127.0.0.1:0', detector),
+                                  kwargs=kw, daemon=True)
+        thread.start()
+        threads.append(thread)
+        assert ready.wait(20)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'bridge', 'match', str(servers['xgm'].port),
+         f"PULL@{servers['det'].port}", '--serve', '0', '-z', 'REP'],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[0].startswith('Matching tcp://127.0.0.1:'), lines
+        endpoint = lines[1].split(' on ')[1].split()[0]
+        client = RefClient(endpoint, timeout=20)
+        trains = [client.next() for _ in range(5)]
+        client._socket.close(linger=0)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+    assert proc.returncode == 0
+    assert 'Stopped after' in output and 'matched' in output
+    xgm, module = Simulator('XGM'), Simulator('AGIPDModule', pulses=2)
+    for data, meta in trains:
+        assert set(data) == {XGM, 'SA1_XTD2_XGM/XGM/DOOCS', 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'}
+        tid, = {m['timestamp.tid'] for m in meta.values()}
+        index = tid - FIRST_TRAIN_ID
+        np.testing.assert_array_equal(data[XGM]['data.intensityTD'],
+                                      xgm.train(index)[0][XGM]['data.intensityTD'])
+        det = 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
+        np.testing.assert_array_equal(data[det]['image.data'],
+                                      module.train(index)[0][det]['image.data'])
+
+
+def test_optional_sources_join_when_their_stream_sends_them(servers):
+    """An optional XGM arriving after the required detector still joins its train; an
+    optional camera missing from its own stream's message is not waited for."""
+    cam = 'SPB_IRU_CAM/CAM/SIDEMIC:daqOutput'
+    a, b = servers(2)
+    t0 = time.monotonic()
+    with TrainMatcher([a.endpoint, b.endpoint], require=[DET], timeout=5) as matcher:
+        for tid in range(1, 5):
+            a.feed({**part(DET, tid), **(part(cam, tid, value=-tid) if tid % 2 else {})})
+        taken(a, 4)
+        time.sleep(0.2)
+        feed(b, XGM, range(1, 5))
+        trains = collect(matcher, 4)
+        stats = matcher.stats
+    assert time.monotonic() - t0 < 3          # nobody waited for the timeout
+    assert tids_of(trains) == [1, 2, 3, 4]
+    assert [sorted(d) for d, _ in trains] == [
+        sorted(s) for s in ([DET, XGM, cam], [DET, XGM], [DET, XGM, cam], [DET, XGM])]
+    check_values(trains, {DET: lambda t: t, XGM: lambda t: t, cam: lambda t: -t})
+    assert stats['matched'] == 2 and stats['incomplete'] == 2
+    assert stats['incomplete_by_source'] == {cam: 2}

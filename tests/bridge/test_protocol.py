@@ -151,7 +151,15 @@ def test_deserialized_arrays_are_views_on_frames():
     data, _ = deserialize(frames)
     arr = data['D']['a']
     assert np.shares_memory(arr, np.frombuffer(frames[3], np.uint8))
-    assert not arr.flags.writeable
+    assert not arr.flags.writeable  # bytes are immutable
+
+
+def test_arrays_writable_where_the_frames_are():
+    frames = [bytearray(f) for f in serialize({'D': {'a': np.arange(4, dtype=np.int32)}})]
+    data, _ = deserialize(frames)
+    arr = data['D']['a']
+    arr += 10  # in place, into the frame: no copy
+    assert np.frombuffer(frames[3], np.int32).tolist() == [10, 11, 12, 13]
 
 
 def test_sources_sorted_and_metadata_from_data():
@@ -321,6 +329,22 @@ def test_protocol_error_is_value_error():
     assert issubclass(ProtocolError, ValueError)
 
 
+def test_bridge_errors_in_the_project_hierarchy():
+    import exfel_data
+    from bridge import BridgeError, BridgeTimeout
+    from bridge.protocol import ProtocolError as public_name  # where users import it from
+
+    assert public_name is ProtocolError
+    with pytest.raises(exfel_data.ExfelDataError, match='Empty message'):
+        deserialize([])
+    assert issubclass(ProtocolError, BridgeError) and issubclass(ProtocolError, ValueError)
+    assert issubclass(BridgeTimeout, BridgeError) and issubclass(BridgeTimeout, TimeoutError)
+    assert issubclass(BridgeError, exfel_data.ExfelDataError)
+    for error in (ProtocolError('bad frame'), BridgeTimeout('no train'), BridgeError('x')):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+
 # More with BRIDGE_FUZZ=5000 when changing the decoder.
 N_CORRUPTIONS = int(os.environ.get('BRIDGE_FUZZ', 300))
 
@@ -361,9 +385,17 @@ def test_repeated_headers_still_checked():
         deserialize(frames[:3] + [frames[3][:-4]])
 
 
-def test_arrays_from_zmq_frames_are_read_only():
+def test_arrays_from_zmq_frames_are_writable_views():
+    # As karabo_bridge's client gives them (pyFAI and in-place numpy need it):
+    # a received frame's memory belongs to this message alone.
     import zmq
     frames = serialize({'D': {'a': np.arange(100_000.0)}}, {'D': {'timestamp.tid': 1}})
-    data, _ = deserialize([zmq.Frame(bytes(f)) for f in frames])
-    assert not data['D']['a'].flags.writeable
-    assert data['D']['a'][-1] == 99_999.0
+    zmq_frames = [zmq.Frame(bytes(f)) for f in frames]
+    for _ in range(2):  # the second time from the cache of parsed headers
+        data, _ = deserialize(zmq_frames)
+        arr = data['D']['a']
+        assert arr.flags.writeable and not arr.flags.owndata
+        assert np.shares_memory(arr, np.frombuffer(zmq_frames[3].buffer, np.uint8))
+    arr *= 2
+    assert arr[-1] == 199_998.0
+    assert np.frombuffer(zmq_frames[3].buffer, np.float64)[-1] == 199_998.0

@@ -3,21 +3,7 @@
 import numpy as np
 import pytest
 
-from bridge.serve_run import parse_train_slice, stack_detector_modules
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("5", 5), ("10:20", slice(10, 20)), (":100", slice(None, 100)), ("::10", slice(None, None, 10)),
-    ("-3:", slice(-3, None)),
-])
-def test_parse_train_slice(text, expected):
-    assert parse_train_slice(text) == expected
-
-
-@pytest.mark.parametrize("text", ["a:b", "1:2:3:4", ""])
-def test_parse_train_slice_bad(text):
-    with pytest.raises(ValueError, match="not a train index or slice"):
-        parse_train_slice(text)
+from bridge.serve_run import select_run, stack_detector_modules
 
 
 def _module(m, frames=3, raw=False, tid=1000):
@@ -44,20 +30,54 @@ def test_stack_modules_corrected_with_missing_module():
     assert d["image.data"].dtype == np.float32
     np.testing.assert_array_equal(d["image.data"][:, 5], 6)
     assert np.isnan(d["image.data"][:, 3]).all()
-    np.testing.assert_array_equal(d["image.cellId"], [0, 1, 2])
-    np.testing.assert_array_equal(d["image.pulseId"], [0, 4, 8])
-    assert d["image.trainId"].shape == (3,)
+    # per-frame labels and per-train records: the first module's, unchanged (as EXtra-data)
+    np.testing.assert_array_equal(d["image.cellId"], [[0], [1], [2]])
+    np.testing.assert_array_equal(d["image.pulseId"], [[0], [4], [8]])
+    assert d["header.pulseCount"] == 3
     assert d["modulesPresent"] == [m != 3 for m in range(16)]
     assert d["metadata"] == {"source": "SPB_DET_AGIPD1M-1/DET/APPEND", "timestamp.tid": 1000}
-    assert "header.pulseCount" not in d
 
 
-def test_stack_modules_raw_keeps_gain_axis_and_fills_zero():
+def test_stack_modules_raw_as_extra_data_and_fills_zero():
+    # regression: raw AGIPD was stacked (pulses, modules, 2, ss, fs), unlike serve-files and
+    # stack_detector_data: one order for files and streams now
+    from exfel_data.detectors import stack_detector_data
+
     train = dict(_module(m, raw=True) for m in (0, 1))
     d = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]
-    assert d["image.data"].shape == (3, 16, 2, 512, 128)
+    assert d["image.data"].shape == (3, 2, 16, 512, 128)
     assert d["image.data"].dtype == np.uint16
-    assert (d["image.data"][:, 2:] == 0).all()
+    assert (d["image.data"][:, :, 2:] == 0).all()
+    np.testing.assert_array_equal(d["image.data"], stack_detector_data(train, "image.data"))
+
+
+def test_stack_modules_online_layout():
+    train = dict(_module(m, raw=True) for m in (0, 1))
+    out = stack_detector_modules(train, layout="online")
+    d = out["SPB_DET_AGIPD1M-1/CAL/APPEND_RAW"]
+    assert d["image.data"].shape == (16, 128, 512, 2, 3)
+    assert d["image.data"].flags.c_contiguous
+    full = stack_detector_modules(train)["SPB_DET_AGIPD1M-1/DET/APPEND"]["image.data"]
+    np.testing.assert_array_equal(d["image.data"], full.transpose(2, 4, 3, 1, 0))
+    np.testing.assert_array_equal(d["image.cellId"], [0, 1, 2])
+    corr = dict(_module(m) for m in range(16))
+    d = stack_detector_modules(corr, layout="online")["SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"]
+    assert d["image.data"].shape == (16, 128, 512, 3)
+    np.testing.assert_array_equal(d["image.data"][:, 0, 0, 0], np.arange(1, 17))
+    with pytest.raises(ValueError, match="layout must be one of"):
+        stack_detector_modules(corr, layout="columns")
+
+
+def test_stack_modules_online_matches_simulator():
+    from bridge.simulation import Simulator
+
+    sim, _ = Simulator("LPD", raw=True, pulses=2).train(0)
+    expected = sim["FXE_DET_LPD1M-1/CAL/APPEND_RAW"]["image.data"]
+    lpd = {f"FXE_DET_LPD1M-1/DET/{m}CH0:xtdf": {
+        "image.data": np.zeros((2, 1, 256, 256), np.uint16), "metadata": {}} for m in range(16)}
+    d = stack_detector_modules(lpd, layout="online")["FXE_DET_LPD1M-1/CAL/APPEND_RAW"]
+    assert d["image.data"].shape == expected.shape
+    assert d["image.data"].dtype == expected.dtype
 
 
 def test_stack_modules_without_frames():
@@ -70,7 +90,7 @@ def test_stack_modules_without_frames():
     assert stack_detector_modules(no_frames) == {}
 
 
-def test_stack_modules_prefers_corr_names_and_squeezes_lpd_raw():
+def test_stack_modules_prefers_corr_names_and_keeps_lpd_raw_axis():
     train = {}
     for m in (0, 1):
         corr = f"FXE_DET_LPD1M-1/CORR/{m}CH0:output"
@@ -79,12 +99,26 @@ def test_stack_modules_prefers_corr_names_and_squeezes_lpd_raw():
         train[corr] = {"image.data": np.full((2, 1, 8, 8), m + 1, np.uint16),
                        "image.cellId": np.arange(2, dtype=np.uint16), "metadata": {}}
     out = stack_detector_modules(train)
-    assert list(out) == ["FXE_DET_LPD1M-1/DET/APPEND"]
+    # the raw-named modules are not stacked: they pass through unchanged
+    assert sorted(out) == ["FXE_DET_LPD1M-1/DET/0CH0:xtdf", "FXE_DET_LPD1M-1/DET/1CH0:xtdf",
+                           "FXE_DET_LPD1M-1/DET/APPEND"]
     d = out["FXE_DET_LPD1M-1/DET/APPEND"]
-    assert d["image.data"].shape == (2, 16, 8, 8)
-    np.testing.assert_array_equal(d["image.data"][:, 1], 2)
+    assert d["image.data"].shape == (2, 1, 16, 8, 8)
+    np.testing.assert_array_equal(d["image.data"][:, 0, 1], 2)
     assert d["sources"][:2] == ["FXE_DET_LPD1M-1/CORR/0CH0:output",
                                 "FXE_DET_LPD1M-1/CORR/1CH0:output"]
+
+
+def test_stack_modules_jungfrau_numbered_from_one():
+    train = {f"FXE_XAD_JF1M/DET/MODULE_{m}:daqOutput": {
+        "data.adc": np.full((2, 8, 8), m, np.float32),
+        "data.memoryCell": np.arange(2, dtype=np.uint8), "metadata": {}} for m in (1, 2)}
+    d = stack_detector_modules(train)["FXE_XAD_JF1M/DET/APPEND"]
+    assert d["data.adc"].shape == (2, 2, 8, 8)
+    np.testing.assert_array_equal(d["data.adc"][0, :, 0, 0], [1, 2])
+    assert d["modulesPresent"] == [True, True]
+    # online, JUNGFRAU modules stay separate sources (as the simulator sends them)
+    assert set(stack_detector_modules(train, layout="online")) == set(train)
 
 
 def test_stack_modules_odd_frame_count_is_treated_as_missing():
@@ -235,16 +269,65 @@ def test_serve_run_append_detector_modules(small_run, serve):
             assert meta[det]["timestamp.tid"] == tid
             assert {"timestamp", "timestamp.sec", "timestamp.frac"} <= set(meta[det])
             d = data[det]
-            assert d["image.data"].shape == (FRAMES, 16, 2, 64, 32)
+            assert d["image.data"].shape == (FRAMES, 2, 16, 64, 32)
             assert d["modulesPresent"] == [m in AGIPD_MODULES for m in range(16)]
             for m in AGIPD_MODULES:
                 src = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf"
                 np.testing.assert_array_equal(
-                    d["image.data"][:, m], plan.device(src).values("image.data", [tid]))
-            assert (d["image.data"][:, 2] == 0).all()
+                    d["image.data"][:, :, m], plan.device(src).values("image.data", [tid]))
+            assert (d["image.data"][:, :, 2] == 0).all()
             cell = plan.device("SPB_DET_AGIPD1M-1/DET/0CH0:xtdf").values("image.cellId", [tid])
-            np.testing.assert_array_equal(d["image.cellId"], cell.ravel())
-            assert d["image.pulseId"].shape == (FRAMES,)
+            np.testing.assert_array_equal(d["image.cellId"], cell)
+            assert d["image.pulseId"].shape == (FRAMES, 1)
+
+
+def test_append_detector_modules_as_extra_data_serve_files(small_run):
+    """Differential: the stacked source equals what extra-data's serve-files builds."""
+    import warnings
+
+    import extra_data
+    from extra_data.export import _iter_trains
+
+    import exfel_data
+    from bridge.serve_run import iter_run_trains
+
+    path, _ = small_run
+    det = "SPB_DET_AGIPD1M-1/DET/APPEND"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = list(_iter_trains(extra_data.RunDirectory(path), merge_detector=True))
+        ours = list(iter_run_trains(exfel_data.RunDirectory(path), append_detector_modules=True))
+    assert [t for t, _ in ours] == [t for t, _ in theirs]
+    for (_, a), (_, b) in zip(ours, theirs, strict=True):
+        assert set(a) == set(b)
+        assert set(b[det]) <= set(a[det])      # we add modulesPresent and sources
+        for key, value in b[det].items():
+            if key == "metadata":
+                assert a[det][key]["source"] == value["source"]
+            elif key == "header.linkId":
+                pass  # a per-module record: extra-data keeps an arbitrary module's, we module 0's
+            else:
+                np.testing.assert_array_equal(a[det][key], value, err_msg=key)
+                assert np.asarray(a[det][key]).dtype == np.asarray(value).dtype, key
+
+
+def test_serve_run_online_layout(small_run, serve):
+    from bridge.client import Client
+
+    _, plan = small_run
+    endpoint = serve(sources=["SPB_DET_AGIPD1M-1/*"], key="image.*", trains=slice(0, 1),
+                     append_detector_modules=True, layout="online")
+    name = "SPB_DET_AGIPD1M-1/CAL/APPEND_RAW"
+    with Client(endpoint, timeout=20) as client:
+        data, meta = client.next()
+    assert list(data) == [name]
+    assert {"timestamp", "timestamp.sec", "timestamp.frac"} <= set(meta[name])  # live-like
+    image = data[name]["image.data"]
+    assert image.shape == (16, 32, 64, 2, FRAMES)
+    src = "SPB_DET_AGIPD1M-1/DET/3CH0:xtdf"
+    np.testing.assert_array_equal(image[3], plan.device(src).values(
+        "image.data", [plan.train_ids[0]]).transpose(3, 2, 1, 0))
+    assert data[name]["image.cellId"].shape == (FRAMES,)
 
 
 def test_serve_run_loop_repeats_the_trains(small_run, serve):
@@ -264,18 +347,31 @@ def test_serve_run_cli(small_run):
     proc, endpoint = _start_process(
         ["-m", "bridge", "serve-run", str(path), "tcp://127.0.0.1:0", "--source",
          "SPB_DET_AGIPD1M-1/*", "--key", "image.*", "--trains", "-2:",
-         "--append-detector-modules", "--dummy-timestamps"], r"Serving on (\S+)")
+         "--append-detector-modules", "--layout", "online"], r"Serving on (\S+)")
+    name = "SPB_DET_AGIPD1M-1/CAL/APPEND_RAW"
     try:
         with karabo_bridge.Client(endpoint, timeout=20) as client:
             for tid in plan.train_ids[-2:]:
                 data, meta = client.next()
-                assert meta["SPB_DET_AGIPD1M-1/DET/APPEND"]["timestamp.tid"] == tid
-                assert "timestamp.sec" in meta["SPB_DET_AGIPD1M-1/DET/APPEND"]
+                assert meta[name]["timestamp.tid"] == tid
+                assert "timestamp.sec" in meta[name]      # on by default in the online layout
+                assert data[name]["image.data"].shape == (16, 32, 64, 2, FRAMES)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "Done: Sent 2/2 trains" in out
+
+
+def test_serve_run_cli_layout_needs_append(small_run):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    result = CliRunner().invoke(main, ["serve-run", str(small_run[0]), "0", "--layout",
+                                       "online"])
+    assert result.exit_code == 2
+    assert "--layout" in result.output and "--append-detector-modules" in result.output
 
 
 def test_serve_run_cli_bad_trains(small_run):
@@ -285,7 +381,17 @@ def test_serve_run_cli_bad_trains(small_run):
 
     result = CliRunner().invoke(main, ["serve-run", str(small_run[0]), "0", "--trains", "x"])
     assert result.exit_code == 2
-    assert "'x' is not a train index or slice" in result.output
+    assert "'x' is not a train range; use START:STOP[:STEP]" in result.output
+
+
+def test_select_run_trains_as_convert_takes_them(small_run):
+    # One syntax for --trains in exfel-data convert and exfel-bridge serve-run.
+    path, plan = small_run
+    tids = list(plan.train_ids)
+    assert list(select_run(path, trains="-2:").train_ids) == tids[-2:]
+    assert list(select_run(path, trains=f"id:{tids[1]}:{tids[4]}").train_ids) == tids[1:4]
+    assert list(select_run(path, trains="::2").train_ids) == tids[::2]
+    assert list(select_run(path, trains=3).train_ids) == [tids[3]]
 
 
 def test_serve_run_cli_unknown_source(small_run):

@@ -8,7 +8,7 @@ import pytest
 import zmq
 from bridge_helpers import CLIENT_FOR, XGM, train, wait_until
 
-import bridge.server as server_module
+import bridge.server_socket as server_socket
 from bridge import Client, ProtocolError, Server
 
 
@@ -448,7 +448,7 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
             more = flags | zmq.SNDMORE if i < len(frames) - 1 else flags
             socket.send(frame, more, copy=True)
             time.sleep(0.0002)  # let other threads run mid-message
-    monkeypatch.setattr(server_module, '_send_frames', yielding_send_frames)
+    monkeypatch.setattr(server_socket, 'send_frames', yielding_send_frames)
     senders = {'feed': 0, 'thread': 0}
 
     def counting(method, who):
@@ -457,7 +457,8 @@ def test_concurrent_feeders_never_mix_frames(make_server, monkeypatch, sock):
             senders[who] += bool(sent)
             return sent
         return wrapper
-    monkeypatch.setattr(Server, '_send_direct', counting(Server._send_direct, 'feed'))
+    monkeypatch.setattr(server_socket.SocketOwner, 'send_direct',
+                        counting(server_socket.SocketOwner.send_direct, 'feed'))
     monkeypatch.setattr(Server, '_send', counting(Server._send, 'thread'))
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)

@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata, paced
+from bridge.serving import paced
+from bridge.simulation import FIRST_TRAIN_ID, Simulator, make_metadata
 
 AGIPD = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
 
@@ -14,7 +15,7 @@ AGIPD = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
     (False, "online", (16, 128, 512, 3), np.float32),
     (False, "file", (3, 16, 512, 128), np.float32),
     (True, "online", (16, 128, 512, 2, 3), np.uint16),
-    (True, "file", (3, 16, 2, 512, 128), np.uint16),
+    (True, "file", (3, 2, 16, 512, 128), np.uint16),   # as stack_detector_data
 ])
 def test_agipd_shapes(raw, data_like, shape, dtype):
     sim = Simulator("AGIPD", raw=raw, data_like=data_like, pulses=3)

@@ -315,6 +315,35 @@ def test_cxi_jungfrau(tmp_path):
         np.testing.assert_array_equal(f["entry_1/cellId"][:, 0], cells)
 
 
+@pytest.mark.parametrize("fmt, name", [("mat", "x.mat"), ("zarr", "x.zarr")])
+def test_structured_dtype_refused_as_documented(tmp_path, fmt, name):
+    # docs/formats.md: mat and zarr take "all but structured dtypes"; mat wrote them before.
+    from exfel_data.write import ExdfWriter
+    from exfel_data.write.plan import ConversionError
+
+    run_dir = tmp_path / "r0009"
+    pair = np.dtype([("x", "f4"), ("y", "i2")])
+    with ExdfWriter(run_dir / "RAW-R0009-DA01-S00000.h5", np.arange(10000, 10004)) as w:
+        w.add_instrument_source("SPB_PAIRS/DEV/A:output", {"data": 1})
+        w.add_instrument_key("SPB_PAIRS/DEV/A:output", "data.pair", pair)
+        w.write("SPB_PAIRS/DEV/A:output", "data.pair", np.zeros(4, pair))
+    with pytest.raises(ConversionError, match=rf"^{fmt}: SPB_PAIRS/DEV/A:output data.pair "
+                                              r"has a structured dtype .*use --to npz"):
+        convert(run_dir, tmp_path / name, fmt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r0009"]
+
+
+def test_cxi_finds_the_modules_once(run_dir, tmp_path, monkeypatch):
+    # Review note: the module lookup ran in check() and again in write().
+    from exfel_data.write import cxi
+
+    calls = []
+    real = cxi._find_modules
+    monkeypatch.setattr(cxi, "_find_modules", lambda plan: calls.append(1) or real(plan))
+    convert(run_dir, tmp_path / "x.cxi", "cxi", select=["*/DET/*"])
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("kind, source, shape", [
     ("LPD", "FXE_DET_LPD1M-1/DET/{}CH0:xtdf", (1, 16, 8)),   # raw LPD: one gain plane
     ("DSSC", "SCS_DET_DSSC1M-1/DET/{}CH0:xtdf", (16, 8)),    # corrected DSSC

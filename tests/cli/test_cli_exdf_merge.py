@@ -261,3 +261,30 @@ def test_scheduler_address(run_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert ran == 3, "the parts did not run on the cluster"
     assert par.read_text() == whole.read_text()
+
+
+def test_exdf_keeps_input_chunks_and_compression(tmp_path):
+    # docs/formats.md: "datasets keep the input's chunking and compression".
+    import h5py
+    import numpy as np
+
+    from exfel_data.write import ExdfWriter
+    from exfel_data.write.convert import convert
+
+    src = "SPB_CAM/DEV/A:output"
+    run_dir = tmp_path / "r0010"
+    with ExdfWriter(run_dir / "RAW-R0010-DA01-S00000.h5", np.arange(10000, 10006),
+                    run_number=10) as w:
+        w.add_instrument_source(src, {"data": 2})
+        w.add_instrument_key(src, "data.image", np.uint16, (4, 6), chunks=(3, 4, 6),
+                             compression="gzip", compression_opts=3)
+        w.add_instrument_key(src, "data.plain", np.float32, (5,))
+        w.write(src, "data.image", np.arange(12 * 24, dtype=np.uint16).reshape(12, 4, 6))
+        w.write(src, "data.plain", np.ones((12, 5), np.float32))
+    convert(run_dir, tmp_path / "out", "exdf", trains="1:4")
+    with h5py.File(tmp_path / "out" / "RAW-R0010-DA01-S00000.h5") as f:
+        image, plain = f[f"INSTRUMENT/{src}/data/image"], f[f"INSTRUMENT/{src}/data/plain"]
+        assert image.chunks == (3, 4, 6) and image.compression == "gzip"
+        assert image.compression_opts == 3
+        np.testing.assert_array_equal(image[()], np.arange(2 * 24, 8 * 24).reshape(6, 4, 6))
+        assert plain.chunks is None and plain.compression is None

@@ -159,3 +159,51 @@ def test_help_lists_checks():
     for name in CHECKS:
         assert name in res.output
     assert "--skip" in res.output and "--quiet" in res.output
+
+
+def _set_version(f, version):
+    del f["METADATA/dataFormatVersion"]
+    f["METADATA/dataFormatVersion"] = np.array([version.encode()], dtype=object)
+
+
+def _short_flag(f):
+    flag = f["INDEX/flag"][:2]
+    del f["INDEX/flag"]
+    f["INDEX/flag"] = flag
+
+
+def _other_dtype(f):
+    path = "INSTRUMENT/SA1_XTD2_XGM/XGM/DOOCS:output/data/intensityTD"
+    data = f[path][:]
+    del f[path]
+    f[path] = data.astype(np.float64)
+
+
+def _reversed_index(f):
+    first = f["INDEX/SA1_XTD2_XGM/XGM/DOOCS:output/data/first"]
+    first[:3] = first[:3][::-1]
+
+
+def _huge_count(f):
+    f["INDEX/SA1_XTD2_XGM/XGM/DOOCS:output/data/count"][1] = 2**62
+
+
+@pytest.mark.parametrize("damage, check, text", [
+    (lambda f: _set_version(f, "banana"), "format-version", "'banana'"),
+    (_short_flag, "index-flag", "2 flag(s) for 4 trains"),
+    (lambda f: f["INDEX/trainId"].__setitem__(slice(None), 0), "no-train-ids", "rows are 0"),
+    (_other_dtype, "dataset-mismatch", "float64 entries of shape (4,) here, float32"),
+    (_reversed_index, "index-overlaps", "overlap"),
+    (_huge_count, "index-bounds", f"rows up to {2**62 + 1}"),
+])
+def test_reports_what_the_reader_refuses_or_skips(clean, tmp_path, damage, check, text):
+    """Each case is one the reader skips, refuses or warns about (tests/reader/test_bad_files)."""
+    run = tmp_path / "broken"
+    shutil.copytree(clean, run)
+    bad = run / "RAW-R0001-DA01-S00001.h5"
+    with h5py.File(bad, "r+") as f:
+        damage(f)
+    problems = [p for p in validate_run(run) if p.check == check]
+    assert problems, checks(validate_run(run))
+    assert all(p.file == str(bad) for p in problems)
+    assert any(text in p.message for p in problems), [p.message for p in problems]

@@ -202,13 +202,17 @@ def test_masked_data(agipd_corr_path, open_run):
     det = AGIPD1M(open_run(agipd_corr_path))
     data = det.get_array().values
     mask = det.get_array('image.mask').values
-    masked = det.masked_data().xarray()
+    masked = det.masked_data().xarray(unstack_pulses=True)
     expected = np.where(mask != 0, np.nan, data)
     np.testing.assert_array_equal(masked.values, expected)
-    bits = det.masked_data(mask_bits=[1, 2], masked_value=-1).ndarray()
+    bits = det.masked_data(mask_bits=[1, 2], masked_value=-1).unstacked_ndarray()
     np.testing.assert_array_equal(bits, np.where(mask & 3, -1, data))
-    lazy = det.masked_data().dask_array(chunk_bytes=20_000)
+    lazy = det.masked_data().dask_array(chunk_bytes=20_000, labelled=True, unstack_pulses=True)
     np.testing.assert_array_equal(lazy.values, expected)
+    # EXtra-data's layout: the frames of all trains on one axis
+    frames = det.masked_data().dask_array(chunk_bytes=20_000)
+    np.testing.assert_array_equal(frames.compute(), expected.reshape(frames.shape))
+    np.testing.assert_array_equal(det.masked_data().ndarray(), expected.reshape(frames.shape))
 
 
 def test_masked_data_needs_corrected(agipd_raw_path, open_run):
@@ -235,11 +239,16 @@ def test_missing_trains_and_frame_mismatch_fill(messy_path, open_run):
     msg = str(rec[0].message)
     assert 'module 3 has no data in 2 of 8 trains (10001, 10002)' in msg
     assert 'module 5 recorded a different number of frames' in msg and '10004' in msg
-    avail = det.data_availability()
+    avail = det.data_counts()
     assert avail.shape == (8, 16)
     assert list(avail.loc[[10001, 10002], 3]) == [0, 0]
     assert avail.loc[10004, 5] == 2 and avail.loc[10004, 4] == 4
-    assert det.data_availability(as_bool=True).loc[10001, 3] == False  # noqa: E712
+    assert det.data_counts(as_bool=True).loc[10001, 3] == False  # noqa: E712
+    # EXtra-data's data_availability: (modules, frames) bool, 4 frames per train
+    have = det.data_availability()
+    assert have.shape == (16, 8 * 4)
+    assert not have[3, 4:12].any() and have[3, :4].all()
+    assert have[5, 16:18].all() and not have[5, 18:20].any()
     assert len(det.train_ids) == 8  # no train dropped
 
     arr = det.get_array('image.data', fill_value=7)
@@ -344,20 +353,39 @@ def test_matches_extra_data(request, path_fixture, ed_cls, kw, open_run):
     assert a.dims == b.dims
     np.testing.assert_array_equal(a.values, b.values)
     assert list(a.indexes['train_pulse']) == list(b.indexes['train_pulse'])
+    # the key objects: EXtra-data's (modules, frames, ...) layout, also after selections
+    for sel, their_sel in [(None, None), (by_index[1:3], extra_data.by_index[1:3])]:
+        ka, kb = ours['image.data'], theirs['image.data']
+        if sel is not None:
+            ka, kb = ka.select_pulses(sel), kb.select_pulses(their_sel)
+        assert ka.shape == kb.shape and ka.ndim == kb.ndim
+        assert ka.dimensions == kb.dimensions
+        assert ka.buffer_shape(module_gaps=True) == kb.buffer_shape(module_gaps=True)
+        np.testing.assert_array_equal(ka.ndarray(), kb.ndarray())
+        xa, xb = ka.xarray(), kb.xarray()
+        assert xa.dims == xb.dims
+        assert list(xa.indexes['train_pulse']) == list(xb.indexes['train_pulse'])
+        np.testing.assert_array_equal(ka.dask_array().compute(), kb.dask_array().compute())
+        np.testing.assert_array_equal(ka.train_id_coordinates(), kb.train_id_coordinates())
+        np.testing.assert_array_equal(ka[:2].ndarray(), kb[:2].ndarray())
+    # (extra-data's key data_availability fails after select_pulses: compared without)
+    np.testing.assert_array_equal(ours.data_availability(), theirs.data_availability())
+    np.testing.assert_array_equal(ours.data_availability(module_gaps=True),
+                                  theirs.data_availability(module_gaps=True))
 
 
 def test_construction_opens_no_file(agipd_corr_path, open_run, monkeypatch):
     from exfel_data import file_access, run_map
     # Per-source indexes are read on first use and kept in the run's cache from then on.
-    AGIPD1M(open_run(agipd_corr_path)).data_availability()
+    AGIPD1M(open_run(agipd_corr_path)).data_counts()
     run_map._save_pending()
     run = open_run(agipd_corr_path)
 
     def no_open(filename):
         raise AssertionError(f"opened {filename}")
-    monkeypatch.setattr(file_access._pool, 'get', no_open)
+    monkeypatch.setattr(file_access.handle_pool, 'get', no_open)
     det = AGIPD1M(run)
-    assert det.data_availability().to_numpy().min() == 4
+    assert det.data_counts().to_numpy().min() == 4
     assert det.select_trains(np.s_[:3]).frame_counts.tolist() == [4, 4, 4]
 
 
@@ -418,7 +446,7 @@ def test_masked_data_messy(runs_dir, open_run):
         det = AGIPD1M(open_run(path))
     data = det.get_array().values
     mask = det.get_array('image.mask', fill_value=0).values
-    masked = det.masked_data().ndarray()
+    masked = det.masked_data().unstacked_ndarray()
     np.testing.assert_array_equal(masked, np.where(mask != 0, np.nan, data))
     assert np.isnan(masked[5, 1, 2:]).all()
 

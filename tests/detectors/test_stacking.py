@@ -55,17 +55,26 @@ def test_missing_float_modules_nan():
     assert (out[:, 15] == 15).all()
 
 
-def test_missing_int_modules_need_fillvalue():
+def test_missing_int_modules_filled_with_zero_as_extra_data():
+    from extra_data import stack_detector_data as theirs
+
     data = _train([0, 2], dtype=np.uint16)
-    with pytest.raises(FillValueError, match='fillvalue'):
-        stack_detector_data(data, 'image.data')
-    out = stack_detector_data(data, 'image.data', fillvalue=7)
-    assert out.dtype == np.uint16
+    only_modules = {k: v for k, v in data.items() if '/DET/' in k}
+    out = stack_detector_data(data, 'image.data')
+    assert out.dtype == np.uint16 and (out[:, 1] == 0).all() and (out[:, 2] == 2).all()
+    np.testing.assert_array_equal(out, theirs(only_modules, 'image.data'))
+    out = stack_detector_data(data, 'image.data', fill_value=7)
     assert (out[:, 1] == 7).all() and (out[:, 2] == 2).all()
+    # EXtra-data's spelling, also positional (5th argument) as there
+    np.testing.assert_array_equal(stack_detector_data(data, 'image.data', fillvalue=7), out)
+    np.testing.assert_array_equal(stack_detector_data(data, 'image.data', -3, 16, 7), out)
+    np.testing.assert_array_equal(theirs(only_modules, 'image.data', fillvalue=7), out)
+    with pytest.raises(TypeError, match='not both'):
+        stack_detector_data(data, 'image.data', fill_value=1, fillvalue=2)
     with pytest.raises(FillValueError, match='uint16'):
-        stack_detector_data(data, 'image.data', fillvalue=-1)
+        stack_detector_data(data, 'image.data', fill_value=-1)
     with pytest.raises(FillValueError, match='NaN'):
-        stack_detector_data(data, 'image.data', fillvalue=np.nan)
+        stack_detector_data(data, 'image.data', fill_value=np.nan)
 
 
 def test_complete_int_data_needs_no_fillvalue():
@@ -124,8 +133,19 @@ def test_jungfrau_numbered_from_one():
     np.testing.assert_array_equal(out, out2)
 
 
+@pytest.mark.parametrize('name', ['FXE_XAD_JF1M/DET/MODULE_{}:daqOutput',
+                                  'FXE_XAD_JF1M/DET/RECEIVER-{}:daqOutput',
+                                  'SPB_IRDA_JF4M/DET/JNGFR{:02d}:daqOutput'])
+def test_jungfrau_module_count_found(name):
+    # regression: JUNGFRAU was stacked into 16 slots unless modules= was given
+    data = _train(range(1, 5), shape=(2, 8, 6), name=name, key='data.adc')
+    out = stack_detector_data(data, 'data.adc')
+    assert out.shape == (2, 4, 8, 6)
+    np.testing.assert_array_equal(out[0, :, 0, 0], np.arange(1, 5))
+
+
 def test_module_out_of_range():
-    with pytest.raises(ModuleMismatchError, match=r'\[8, 9\].*modules=8'):
+    with pytest.raises(ModuleMismatchError, match=r'8CH0.*9CH0.*outside the 8 modules.*\[8, 9\]'):
         stack_detector_data(_train(range(10)), 'image.data', modules=8)
 
 
@@ -142,8 +162,11 @@ def test_key_absent_everywhere():
 def test_two_detectors_same_module_number():
     data = _train(range(2))
     data.update(_train(range(2), name='MID_DET_AGIPD1M-1/DET/{}CH0:xtdf', extra=False))
-    with pytest.raises(ModuleMismatchError, match='both give module 0'):
+    with pytest.raises(ModuleMismatchError,
+                       match=r'several detectors \(MID_DET_AGIPD1M-1, SPB_DET_AGIPD1M-1\)'):
         stack_detector_data(data, 'image.data')
+    with pytest.raises(ModuleMismatchError, match='both give module 0'):
+        stack_detector_data(data, 'image.data', pattern=r'/DET/(\d+)CH')
     out = stack_detector_data(data, 'image.data', pattern=r'MID_DET_AGIPD1M-1/DET/(\d+)CH')
     assert out.shape == (4, 16, 8, 6)
 
@@ -217,3 +240,48 @@ def test_stack_bridge_simulated_jungfrau():
     assert stacked.shape[:2] == (2, 3)
     srcs = sorted(s for s in data if 'JNGFR' in s)
     np.testing.assert_array_equal(stacked[:, 1], data[srcs[1]]['data.adc'])
+
+
+# -- EXtra-data's other stacking names -------------------------------------------------
+
+def test_stack_data_as_extra_data():
+    from extra_data import stack_data as theirs
+
+    from exfel_data import stack_data
+
+    data = {f'SA1_DIGI/ADC/{n}:channel_{c}': {'data.trace': np.full((5,), 10 * n + c, 'f4'),
+                                              'metadata': {}}
+            for n in (7, 12) for c in (0, 1)}
+    expected = theirs(data, 'data.trace', axis=0)
+    out = stack_data(data, 'data.trace', axis=0)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out[:, 0], [70, 71, 120, 121])   # ordered by the numbers
+    skip = ['SA1_DIGI/ADC/7:channel_0']
+    np.testing.assert_array_equal(stack_data(data, 'data.trace', xcept=skip, axis=0),
+                                  theirs(data, 'data.trace', xcept=skip, axis=0))
+    data['SA1_DIGI/ADC/12:channel_1']['data.trace'] = np.zeros(5, 'f8')
+    with pytest.raises(ModuleMismatchError, match=r'dtypes.*float64'):
+        stack_data(data, 'data.trace')
+    del data['SA1_DIGI/ADC/12:channel_1']['data.trace']
+    with pytest.raises(KeyError, match=r"No key 'data.trace' for source 'SA1_DIGI/ADC/12"):
+        stack_data(data, 'data.trace')
+
+
+def test_stack_view_as_extra_data():
+    from extra_data.stacking import StackView as TheirView
+
+    from exfel_data.detectors import StackView
+
+    arrays = {0: np.ones((3, 1, 4, 5), 'f4'), 2: np.full((3, 1, 4, 5), 2, 'f4')}
+    ours = StackView(dict(arrays), 4, (3, 1, 4, 5), np.dtype('f4'), np.nan, stack_axis=-3)
+    theirs = TheirView(dict(arrays), 4, (3, 1, 4, 5), np.dtype('f4'), np.nan, stack_axis=-3)
+    assert ours.shape == theirs.shape == (3, 1, 4, 4, 5)
+    np.testing.assert_array_equal(ours.asarray(), theirs.asarray())
+    np.testing.assert_array_equal(ours[:, :, 2], theirs[:, :, 2])
+    np.testing.assert_array_equal(ours[..., 1, :, :], theirs[..., 1, :, :])
+    squeezed = ours.squeeze()
+    assert squeezed.shape == (3, 4, 4, 5)
+    np.testing.assert_array_equal(np.asarray(squeezed), theirs.squeeze().asarray())
+    assert ours.squeeze(axis=1).shape == (3, 4, 4, 5)
+    with pytest.raises(ValueError, match='size not equal to one'):
+        ours.squeeze(axis=0)

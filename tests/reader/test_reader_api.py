@@ -102,10 +102,10 @@ def test_ndarray_out_and_read_chunks_into(small_run):
     kd = small_run[DET.format(0), "image.data"]
     out = np.zeros((2,) + kd.shape, dtype=np.float32)
     # Non-contiguous destination, dtype conversion
-    read_chunks_into(kd._data_chunks(), out[1], roi=())
+    read_chunks_into(kd.data_chunks(), out[1], roi=())
     np.testing.assert_array_equal(out[1], kd.ndarray())
     strided = np.zeros(kd.shape[:1] + (3, 8), np.uint16)[:, :, ::2]
-    read_chunks_into(kd._data_chunks(), strided)
+    read_chunks_into(kd.data_chunks(), strided)
     np.testing.assert_array_equal(strided, kd.ndarray())
     with pytest.raises(ValueError, match="needs"):
         kd.ndarray(out=np.zeros((1, 3, 4), np.uint16))
@@ -113,7 +113,7 @@ def test_ndarray_out_and_read_chunks_into(small_run):
 
 def test_data_chunks_contract(small_run):
     kd = small_run[XGM, "beamPosition.ixPos"]
-    chunks = kd._data_chunks()
+    chunks = kd.data_chunks()
     assert len(chunks) == 2
     c0, c1 = chunks
     assert c0.dataset_path == f"/CONTROL/{XGM}/beamPosition/ixPos/value"
@@ -121,7 +121,7 @@ def test_data_chunks_contract(small_run):
     np.testing.assert_array_equal(c0.train_ids, TIDS[:15])
     np.testing.assert_array_equal(c1.counts, np.ones(15))
     assert c1.file.filename.endswith("S00001.h5")
-    sel = kd.select_trains(np.s_[10:20])._data_chunks()
+    sel = kd.select_trains(np.s_[10:20]).data_chunks()
     assert [(c.first, len(c.train_ids)) for c in sel] == [(10, 5), (0, 5)]
 
 
@@ -293,14 +293,14 @@ def test_info_text(small_run, capsys):
 
 
 def test_context_manager_closes_files(small_run_dir):
-    from exfel_data.file_access import _pool
+    from exfel_data.file_access import handle_pool
 
     with ed.RunDirectory(small_run_dir) as run:
         run[CAM, "data.image.pixels"].ndarray()
         cam_files = {f.filename for f in run[CAM, "data.image.pixels"].files}
-        assert len(cam_files) == 2 and cam_files <= set(_pool._open)  # read: open
+        assert len(cam_files) == 2 and cam_files <= handle_pool.filenames()  # read: open
     names = {f.filename for f in run.files}
-    assert not names & set(_pool._open)
+    assert not names & handle_pool.filenames()
     # reopened on demand
     assert run[CAM, "data.image.pixels"].shape == (30, 4, 6)
     run[CAM, "data.image.pixels"].ndarray()

@@ -208,7 +208,7 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     orig = opening.scan_file
     monkeypatch.setattr(opening, "scan_file",
                         lambda p, st=None: scanned.append(p) or orig(p, st))
-    file_access._pool._open.clear()
+    file_access.handle_pool.forget_all()
     run = ed.RunDirectory(path)
     assert scanned == []
     assert file_access.n_open_files() == 0  # opening needs no file
@@ -251,7 +251,8 @@ def _run_facts(run):
             run.suspect_trains, dict(run._legacy),
             [(f.filename, f.format_version, f.source_ids, f.n_zero, f.n_suspect,
               f.train_span(True), f.train_span(False), f.valid.tolist(),
-              sorted(f.index)) for f in run.files])
+              sorted((s, g) for s in f.all_sources for g in f.index_groups(s)))
+     for f in run.files])
 
 
 @pytest.mark.parametrize("case", ["rogue", "legacy"])
@@ -302,7 +303,7 @@ def test_open_files_cap(tmp_path):
     plan, path = write(tmp_path, "1.3", n_trains=24)
     run = ed.RunDirectory(path, cache=False)
     assert len(run.files) > 10
-    old = file_access._pool.max_open
+    old = file_access.handle_pool.max_open
     try:
         ed.set_max_open_files(3)
         for src in run.instrument_sources:

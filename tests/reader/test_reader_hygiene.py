@@ -152,7 +152,7 @@ def test_sources_merged_across_sequence_files_and_aggregators(tmp_path):
     np.testing.assert_array_equal(run.train_ids, np.arange(95, 125))
     kd = run[XGM, "pos.x"]
     np.testing.assert_array_equal(kd.ndarray(), np.r_[np.arange(10.), np.arange(15.)])
-    assert len(kd._data_chunks()) == 2
+    assert len(kd.data_chunks()) == 2
     counts = kd.data_counts(labelled=False)
     assert counts[:5].sum() == 0 and counts[5:].all()
     tid, d = run.train_from_id(97)

@@ -6,9 +6,11 @@ import re
 import numpy as np
 import pytest
 
+from exfel_data.selection import by_id, by_index, parse_trains
 from exfel_data.write.output import OutputExistsError, atomic_output
-from exfel_data.write.png import encode_png, frame_numbers, parse_png_scale, to_grey
-from exfel_data.write.request import Selection, parse_part, parse_selection, parse_trains
+from exfel_data.write.plan import frame_numbers
+from exfel_data.write.png import encode_png, parse_png_scale, to_grey
+from exfel_data.write.request import Selection, parse_part, parse_selection
 
 
 @pytest.mark.parametrize("text, source, key", [
@@ -33,16 +35,26 @@ def test_parse_selection_errors(bad):
     ("0:10", "index", slice(0, 10)), (":5", "index", slice(None, 5)),
     ("::2", "index", slice(None, None, 2)), ("5", "index", slice(5, 6)),
     ("-1", "index", slice(-1, None)), ("id:100:200", "id", slice(100, 200)),
-    ("id:100", "id", slice(100, 101)),
+    ("id:100", "id", slice(100, 101)), ("-3:", "index", slice(-3, None)),
+    (" 10:20 ", "index", slice(10, 20)), (":", "index", slice(None, None)),
 ])
 def test_parse_trains(text, by, sl):
     tr = parse_trains(text)
     assert (tr.by, tr.slice) == (by, sl)
+    assert parse_trains(str(tr)) == tr
+    expected = (by_id if by == "id" else by_index)[sl]
+    assert type(tr.selector) is type(expected) and tr.selector.value == sl
 
 
-@pytest.mark.parametrize("bad", ["a:b", "1:2:0", "id:200:100:-1", "::-1", "", "1:2:3:4"])
-def test_parse_trains_errors(bad):
-    with pytest.raises(ValueError, match="train"):
+@pytest.mark.parametrize("bad, match", [
+    ("a:b", "'a:b' is not a train range; use START:STOP"), ("1:2:0", "step cannot be 0"),
+    ("id:200:100:-1", "cannot go backwards"), ("::-1", "cannot go backwards"),
+    ("", "is not a train range"), ("1:2:3:4", "'1:2:3:4' is not a train range"),
+    ("-:5", "is not a train range"), ("id:", "is not a train range"),
+    ("id:-5:", "train IDs are positive"),
+])
+def test_parse_trains_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
         parse_trains(bad)
 
 

@@ -1,0 +1,240 @@
+"""Analysis runners: live worker scaling, hand-over cost, reducer rate, offline engines.
+
+Measured (each prints one table row; the figures go to ``docs/benchmarks.md`` by hand):
+
+1. ``scaling``: ``LiveRunner`` (policy ``wait``) on an in-memory stream of small trains
+   with a ``process`` burning ~40 ms of CPU per train (and, to separate the runner from
+   the machine's load, sleeping 40 ms), 1 and 2 workers: results/s over the second half
+   of the results (worker start-up excluded). Target: 2 workers >= 1.8x.
+2. ``handover``: the same with a trivial ``process`` (returns a float) on small trains
+   (one XGM-like source, ~4 kB): wall time per train, end to end (feeder thread packing,
+   dispatch, worker unpacking and answering, reducer), and the CPU time the runner
+   process spends per train (getrusage). Target <= 100 us.
+3. ``reducer``: the runner's result path alone (unpickling a result + ``Reducer.add``),
+   and ``add`` alone, for both recipes: results/s. Target >= 5,000/s.
+4. ``offline``: the mean-image recipe with ~10 ms of extra CPU per train over a
+   generated run: a plain ``for tid, data in run.trains()`` loop, ``run_offline`` in
+   process, with a local pool of 2 and on a dask.distributed ``LocalCluster`` (2 worker
+   processes; cluster start-up excluded).
+
+Run ``python -m benchmarks.bench_process`` (``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BURN = """
+import time
+import numpy as np
+PARAMS = {"burn_s": 0.04, "sleep_s": 0.0}
+
+def process(train_id, data, params):
+    end = time.thread_time() + params["burn_s"]
+    while time.thread_time() < end:
+        pass
+    if params["sleep_s"]:
+        time.sleep(params["sleep_s"])
+    return {"x": float(train_id)}
+
+class Reducer:
+    def __init__(self, params):
+        self.times = []
+
+    def add(self, train_id, result):
+        self.times.append(time.perf_counter())
+
+    def partial(self):
+        # The second half only: every worker has started by then.
+        half = self.times[len(self.times) // 2:] or [0.0]
+        return {"n": len(half), "first": half[0], "last": half[-1]}
+"""
+
+
+def _small_trains(n: int):
+    from bridge.simulation import Simulator
+
+    data, meta = Simulator("XGM").train(0)
+    src = "SA1_XTD2_XGM/XGM/DOOCS:output"
+    small = {src: {"data.intensityTD": data[src]["data.intensityTD"],
+                   "metadata": dict(meta[src])}}
+    for i in range(n):
+        m = dict(small[src]["metadata"], **{"timestamp.tid": 10000 + i})
+        yield {src: {**small[src], "metadata": m}}, {src: m}
+
+
+def _live_rate(analysis: Path, n: int, workers: int, burn_s: float, sleep_s: float = 0.0
+               ) -> tuple[float, float, float]:
+    """(results/s over the second half of the results, seconds per train, CPU seconds of
+    the runner process per train)."""
+    import resource
+
+    from bridge.process import LiveRunner
+
+    runner = LiveRunner(_small_trains(n), analysis, {"burn_s": burn_s, "sleep_s": sleep_s},
+                        workers=workers, policy="wait", report=lambda m: None)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    res = runner.run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / n
+    span = res.data["last"] - res.data["first"]
+    return (res.data["n"] - 1) / span, span / (res.data["n"] - 1), cpu
+
+
+def bench_scaling(analysis: Path, n: int) -> list[str]:
+    rows = []
+    for what, burn, sleep in (("burns 40 ms CPU", 0.04, 0.0), ("sleeps 40 ms", 0.0, 0.04)):
+        one = _live_rate(analysis, n, 1, burn, sleep)[0]
+        two = _live_rate(analysis, n, 2, burn, sleep)[0]
+        rows += [f"| live, process {what}/train, 1 worker | {one:.1f} trains/s | |",
+                 f"| live, same, 2 workers | {two:.1f} trains/s | {two / one:.2f}x "
+                 "(target >= 1.8x) |"]
+    return rows
+
+
+def bench_handover(analysis: Path, n: int) -> list[str]:
+    rows = []
+    for workers in (1, 2):
+        rate, per, cpu = _live_rate(analysis, n, workers, 0.0)
+        rows.append(f"| live hand-over, trivial process, small train, {workers} worker(s): "
+                    f"wall per train (runner CPU per train) | {per * 1e6:.0f} us "
+                    f"({cpu * 1e6:.0f} us), {rate:.0f} trains/s | target <= 100 us |")
+    return rows
+
+
+def bench_reducer(n: int) -> list[str]:
+    import zmq
+
+    from bridge import process_worker as pw
+    from bridge.process import LiveRunner
+    from exfel_data.analysis import load_analysis
+
+    rows = []
+    cases = {
+        "analysis_scan.py": ({"bins": [0.0, 10.0, 50]},
+                             lambda i: {"position": (i % 100) / 10, "intensity": 1.0 * i}),
+        "analysis_mean_image.py": ({}, lambda i: {"image": np.full((64, 64), 1.0),
+                                                  "roi_norm": 0.5}),
+    }
+    for name, (params, make) in cases.items():
+        path = ROOT / "recipes" / name
+        analysis = load_analysis(path)
+        reducer = analysis.make_reducer(params | (analysis.defaults or {}) | params)
+        results = [make(i) for i in range(n)]
+        t0 = time.perf_counter()
+        for i, r in enumerate(results):
+            reducer.add(10000 + i, r)
+        add_rate = n / (time.perf_counter() - t0)
+        runner = LiveRunner([], path, params)
+        runner._reducer = analysis.make_reducer(runner.params)
+        frames = []
+        for r in results:
+            bufs: list = []
+            p = pickle.dumps(r, protocol=5, buffer_callback=bufs.append)
+            frames.append([zmq.Frame(p)] + [zmq.Frame(b.raw()) for b in bufs])
+        t0 = time.perf_counter()
+        for i, f in enumerate(frames):
+            runner._deliver(i, 10000 + i, pw.RESULT, f)
+        path_rate = n / (time.perf_counter() - t0)
+        rows.append(f"| reducer {name}: unpickle + add (runner path) / add alone | "
+                    f"{path_rate:,.0f} / {add_rate:,.0f} results/s | target >= 5,000/s |")
+    return rows
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def bench_offline(n_trains: int, tmp: Path) -> list[str]:
+    from exfel_data import RunDirectory
+    from exfel_data.analysis import load_analysis, run_offline
+    from exfel_data.testing import XGM, Camera, Motor, make_run
+
+    run = make_run(tmp / "run", n_trains=n_trains, trains_per_file=max(1, n_trains // 4),
+                   devices=[XGM(n_samples=100), Motor(), Camera(shape=(256, 256))],
+                   progress=False)
+    ana = tmp / "heavy_mean.py"
+    ana.write_text((ROOT / "recipes" / "analysis_mean_image.py").read_text().replace(
+        "def process(train_id, data, params):",
+        "def process(train_id, data, params):\n    import time\n"
+        "    end = time.thread_time() + 0.01\n    while time.thread_time() < end:\n"
+        "        pass"))
+    loaded = load_analysis(ana)
+    params = dict(loaded.defaults)
+    rows = []
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    reducer = loaded.make_reducer(params)
+    for tid, data in RunDirectory(str(run)).trains():
+        result = loaded.process(tid, data, params)
+        if result is not None:
+            reducer.add(tid, result)
+    reducer.partial()
+    plain = time.perf_counter() - t0
+    cpu = (_cpu() - cpu0) / n_trains
+    rows.append(f"| offline, {n_trains} trains (256x256 camera, ~10 ms CPU/train): plain "
+                f"loop | {n_trains / plain:.1f} trains/s, {cpu * 1e3:.1f} ms CPU/train | "
+                "1.00x |")
+    for label, kwargs in [("run_offline in process", {}),
+                          ("run_offline --workers 2 (local pool)", {"workers": 2})]:
+        cpu0 = _cpu()
+        t0 = time.perf_counter()
+        run_offline(run, ana, progress=False, **kwargs)
+        dt = time.perf_counter() - t0
+        cpu = (_cpu() - cpu0) / n_trains
+        rows.append(f"| offline: {label} | {n_trains / dt:.1f} trains/s, {cpu * 1e3:.1f} ms "
+                    f"CPU/train (all processes) | {plain / dt:.2f}x |")
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.run(lambda: None)
+        t0 = time.perf_counter()
+        run_offline(run, ana, scheduler=client, progress=False)
+        dt = time.perf_counter() - t0
+    rows.append(f"| offline: run_offline on a dask LocalCluster (2 processes) | "
+                f"{n_trains / dt:.1f} trains/s | {plain / dt:.2f}x |")
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer trains (a minute or so)")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        analysis = tmp / "burn.py"
+        analysis.write_text(textwrap.dedent(BURN))
+        rows = ["| measurement | result | vs / target |", "|---|---|---|"]
+        for part in (lambda: bench_scaling(analysis, 40 if quick else 150),
+                     lambda: bench_handover(analysis, 500 if quick else 3000),
+                     lambda: bench_reducer(5000 if quick else 50000),
+                     lambda: bench_offline(40 if quick else 160, tmp)):
+            for row in part():
+                rows.append(row)
+                print(row, flush=True)
+    load = os.getloadavg()[0]
+    print(f"\n{os.cpu_count()} CPUs, load average {load:.1f} at the end "
+          f"(python {sys.version.split()[0]})")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

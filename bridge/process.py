@@ -1,0 +1,598 @@
+"""Running an analysis live: trains to N worker processes, results to one reducer.
+
+Python API behind ``exfel-bridge process`` (the analysis contract is docs/analysis.md)::
+
+    from bridge.process import LiveRunner, client_trains
+    runner = LiveRunner(client_trains(['tcp://host:4545']), 'analysis.py', workers=4,
+                        publish='tcp://*:4600', every=1.0, out='result.h5')
+    result = runner.run()          # until the stream ends, runner.stop() or Ctrl-C
+
+One process (this one) takes trains from any iterable of ``(data, metadata)`` (a
+``bridge.Client``, the train matcher, a run's trains) in a feeder thread and hands each
+to an idle worker over a ZeroMQ ROUTER socket; workers (DEALER) ask for a train when
+idle, so no train queues behind a busy worker. When every worker is busy, ``policy``
+decides: ``drop`` (count and drop the train) or ``wait`` (stop taking trains: the
+source's server applies its own policy). Results come back on the same socket and are
+added to the one Reducer here, optionally in arrival order through a bounded reorder
+buffer; every ``every`` seconds the partial result is published as a bridge stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import zmq
+
+from bridge import process_worker as pw
+from exfel_data.analysis.contract import (
+    AnalysisError,
+    AnalysisSpec,
+    ReducerError,
+    check_result,
+    resolve_params,
+    user_traceback,
+)
+from exfel_data.analysis.result import AnalysisResult, result_from_reducer, write_result
+from exfel_data.analysis.stats import RunStats
+from exfel_data.write.output import check_output
+
+__all__ = ["LiveRunner", "client_trains", "POLICIES", "result_source"]
+
+POLICIES = ("drop", "wait")
+_TICK_S = 0.2           # how often workers are checked and a stop request noticed
+_DEATHS_WINDOW_S = 10.0
+_FEED_HWM = 2
+_TRAIN, _END, _FAILED = b"T", b"E", b"X"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def result_source(label: str) -> str:
+    """The source name of a published result (its stats and parameters: ``+ ':info'``)."""
+    return f"analysis/{label}"
+
+
+def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None,
+                  **match: Any) -> Iterator[tuple[dict, dict] | None]:
+    """Trains from bridge endpoints as ``(data, metadata)``; None while none arrives.
+
+    One endpoint is read with a :class:`bridge.Client`; several are joined by train ID
+    with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``, ``optional``,
+    ``timeout``... options). The Nones (every 0.2 s without a train) let
+    :class:`LiveRunner` notice a stop request. ``timeout``: end when nothing arrived for
+    this many seconds (default: wait forever).
+    """
+    if not endpoints:
+        raise ValueError("No endpoint given")
+    if len(endpoints) == 1 and not match:
+        from bridge.client import Client
+
+        return _trains(lambda: Client(endpoints[0], sock=sock, timeout=_TICK_S),
+                       lambda client: client.next(), timeout)
+    from bridge.match import TrainMatcher
+
+    return _trains(lambda: TrainMatcher(list(endpoints), sock=sock, **match),
+                   lambda matcher: matcher.next(timeout=_TICK_S), timeout)
+
+
+def _trains(make, take, timeout: float | None):
+    from bridge.client import BridgeTimeout
+
+    with make() as receiver:
+        last = time.monotonic()
+        while True:
+            try:
+                yield take(receiver)
+            except BridgeTimeout:
+                if timeout is not None and time.monotonic() - last > timeout:
+                    return
+                yield None
+                continue
+            last = time.monotonic()
+
+
+class _Reorder:
+    """Hands items on in sequence order, holding at most ``limit`` out-of-order ones.
+
+    When full it moves past the missing sequence numbers; those arriving later are late.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(1, limit)
+        self.pending: dict[int, Any] = {}
+        self.next = 0
+        self.late = 0
+
+    def push(self, seq: int, item) -> list:
+        if seq < self.next:
+            self.late += 1
+            return []
+        self.pending[seq] = item
+        out = self._release()
+        while len(self.pending) > self.limit:
+            self.next = min(self.pending)
+            out += self._release()
+        return out
+
+    def _release(self) -> list:
+        out = []
+        while self.next in self.pending:
+            out.append(self.pending.pop(self.next))
+            self.next += 1
+        return out
+
+    def flush(self) -> list:
+        return [self.pending.pop(s) for s in sorted(self.pending)]
+
+
+class LiveRunner:
+    """Run an analysis on a live stream with worker processes and one reducer.
+
+    Parameters
+    ----------
+    source : iterable of (data, metadata)
+        Trains, e.g. :func:`client_trains`; read in a thread of this process. It may
+        yield None while idle, so that a stop request is noticed.
+    analysis : str or path-like
+        A ``.py`` file or importable module (docs/analysis.md).
+    params : dict or iterable of 'name=value', optional
+        Parameters, checked against the analysis' ``PARAMS``.
+    workers : int
+        Worker processes running ``process``.
+    publish : str, optional
+        Endpoint to serve the partial result on (a bridge stream).
+    publish_sock : {'PUB', 'REP'}
+        Socket of that server (``PUB``: every viewer gets each update).
+    every : float
+        Seconds between published partial results (and status calls).
+    out : str or path-like, optional
+        HDF5 file for the final result, written at the end (temporary name + rename).
+    policy : {'drop', 'wait'}
+        When every worker is busy: drop the train (counted), or wait for a worker.
+    ordered : bool
+        Reduce results in the order the trains arrived (bounded by ``reorder_buffer``).
+    max_trains : int, optional
+        Stop after this many trains were received.
+    status : callable, optional
+        Called every ``every`` seconds with a dict of counts (for a status line).
+    report : callable
+        Called with messages: the first ``process`` failure, dead workers.
+    """
+
+    def __init__(self, source: Iterable, analysis, params: Mapping | Iterable[str] | None = None,
+                 *, workers: int = 1, publish: str | None = None, publish_sock: str = "PUB",
+                 every: float = 1.0, out=None, overwrite: bool = False, policy: str = "drop",
+                 ordered: bool = False, reorder_buffer: int = 100,
+                 max_trains: int | None = None, input_label: str = "",
+                 status: Callable[[dict], None] | None = None,
+                 report: Callable[[str], None] = _stderr):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.spec = AnalysisSpec.from_path_or_module(analysis)
+        self.analysis = self.spec.load()
+        self.params = resolve_params(self.analysis, params)
+        self.out = check_output(out, overwrite) if out is not None else None
+        self.source, self.n_workers, self.every = source, workers, every
+        self.publish, self.publish_sock = publish, publish_sock
+        self.overwrite, self.policy, self.max_trains = overwrite, policy, max_trains
+        self.reorder = _Reorder(reorder_buffer) if ordered else None
+        self.input_label, self.status, self.report = input_label, status, report
+        self.stats = RunStats()
+        self.received = 0
+        self.train_ids: list[int] = []
+        self._stop = threading.Event()        # the whole run
+        self._feed_stop = threading.Event()   # taking trains only
+        self._reducer = None
+        self._server = None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or the run ended)."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the run to end (from another thread or a signal handler); safe to repeat."""
+        self._stop.set()
+        self._feed_stop.set()
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> AnalysisResult:
+        """Run until the source ends, :meth:`stop` or Ctrl-C; write and return the result.
+
+        Raises
+        ------
+        ReducerError
+            The reducer raised; what was reduced before is written to ``out`` first.
+        AnalysisError
+            ``setup`` failed in a worker, or worker processes keep dying.
+        """
+        self._reducer = self.analysis.make_reducer(self.params)
+        self._tmpdir = tempfile.mkdtemp(prefix="exfel-process-")
+        self._context = zmq.Context()
+        self._workers: dict[int, tuple[bytes, subprocess.Popen]] = {}
+        self._idle: collections.deque = collections.deque()
+        self._in_flight: dict[bytes, tuple[int, int]] = {}
+        self._deaths: collections.deque = collections.deque()
+        self._seq = 0
+        self._last_tid = 0
+        error: BaseException | None = None
+        stopped = ""
+        try:
+            self._open_sockets()
+            for slot in range(self.n_workers):
+                self._start_worker(slot, 0)
+            # The feeder starts once a worker is ready: no train is dropped for start-up.
+            self._feeder = threading.Thread(target=self._feed, name="exfel-process-feeder",
+                                            daemon=True)
+            if self.publish:
+                from bridge.server import Server
+
+                self._server = Server(self.publish, sock=self.publish_sock, policy="drop")
+            self._loop()
+        except KeyboardInterrupt:
+            pass
+        except ReducerError as exc:
+            error, stopped = exc, f"the reducer failed at train {exc.train_id}"
+        except BaseException as exc:
+            error, stopped = exc, str(exc).splitlines()[0] if str(exc) else repr(exc)
+        finally:
+            self.stop()
+            self._shutdown(graceful=error is None and not self._in_flight)
+        try:
+            result = self._finish(stopped, error)
+        finally:
+            if self._server is not None:
+                self._server.stop(linger=1.0)
+        if error is not None:
+            raise error
+        return result
+
+    def _open_sockets(self) -> None:
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._endpoint = f"ipc://{self._tmpdir}/dispatch"
+        self._router.bind(self._endpoint)
+        self._feed_in = self._context.socket(zmq.PAIR)
+        self._feed_in.setsockopt(zmq.RCVHWM, _FEED_HWM)
+        self._feed_in.setsockopt(zmq.LINGER, 0)
+        self._feed_endpoint = f"inproc://feed-{id(self)}"
+        self._feed_in.bind(self._feed_endpoint)
+
+    def _start_worker(self, slot: int, generation: int) -> None:
+        identity = f"w{slot}.{generation}".encode()
+        # The runner's import path, so that the worker finds bridge (and an analysis given
+        # as a module) wherever they came from (a checkout, a notebook's sys.path).
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.Popen([sys.executable, "-m", "bridge.process_worker"],
+                                stdin=subprocess.PIPE, env=env)
+        with proc.stdin:
+            pickle.dump({"endpoint": self._endpoint, "identity": identity, "spec": self.spec,
+                         "params": self.params, "parent_pid": os.getpid()}, proc.stdin)
+        self._workers[slot] = (identity, proc)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process IDs of the current worker processes."""
+        return [proc.pid for _, proc in self._workers.values()]
+
+    def _loop(self) -> None:
+        both, router_only = zmq.Poller(), zmq.Poller()
+        both.register(self._router, zmq.POLLIN)
+        both.register(self._feed_in, zmq.POLLIN)
+        router_only.register(self._router, zmq.POLLIN)
+        ended = False
+        now = time.monotonic()
+        next_tick, next_publish = now + _TICK_S, now + self.every
+        while not self._stop.is_set():
+            accept = not ended and (self.policy == "drop" or bool(self._idle))
+            poller = both if accept else router_only
+            wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
+            events = dict(poller.poll(int(wait * 1000) + 1))
+            if self._router in events:
+                self._from_workers()
+            if self._feed_in in events:
+                ended = self._from_feeder()
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + _TICK_S
+                self._supervise()
+            if now >= next_publish:
+                next_publish = now + self.every
+                self._publish()
+                if self.status is not None:
+                    self.status(self.counts())
+            if ended and not self._in_flight:
+                break
+
+    def _from_feeder(self) -> bool:
+        """Hand waiting trains to idle workers (or drop them); True at the end of input."""
+        while self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN:
+            if self.policy == "wait" and not self._idle:
+                return False
+            msg = self._feed_in.recv_multipart(copy=False)
+            head = msg[0].bytes
+            if head == _END:
+                return True
+            if head == _FAILED:
+                self.report(f"Input failed, stopping: {msg[1].bytes.decode()}")
+                return True
+            self.received += 1
+            train_id = int.from_bytes(head[1:], "little")
+            if not self._dispatch(train_id, msg[1:]):
+                self.stats.dropped += 1
+            if self.max_trains is not None and self.received >= self.max_trains:
+                self._stop_feeder()
+                return True
+        return False
+
+    def _dispatch(self, train_id: int, frames: list) -> bool:
+        header = self._seq.to_bytes(8, "little") + train_id.to_bytes(8, "little")
+        while self._idle:
+            identity = self._idle.popleft()
+            try:
+                pw.send_frames(self._router, [identity, header, *frames])
+            except zmq.ZMQError:
+                continue  # that worker just went away; try the next one
+            self._in_flight[identity] = (self._seq, train_id)
+            self._seq += 1
+            return True
+        return False
+
+    def _from_workers(self) -> None:
+        router = self._router
+        while router.getsockopt(pw.EVENTS) & pw.POLLIN:
+            identity, kind, *rest = router.recv_multipart(copy=False)
+            identity, kind = identity.bytes, kind.bytes
+            if kind == pw.FATAL:
+                raise AnalysisError(f"setup(params) of {self.spec.name} failed in a worker "
+                                    f"process:\n{rest[0].bytes.decode()}")
+            if not self._is_current(identity):
+                continue  # a replaced worker's last words
+            if not self._feeder.is_alive() and self._feeder.ident is None:
+                self._feeder.start()
+            if kind == pw.DONE:
+                self._in_flight.pop(identity, None)
+                seq = int.from_bytes(rest[0].bytes[:8], "little")
+                train_id = int.from_bytes(rest[0].bytes[8:16], "little")
+                self._deliver(seq, train_id, rest[1].bytes, rest[2:])
+            self._idle.append(identity)
+
+    def _is_current(self, identity: bytes) -> bool:
+        return any(identity == ident for ident, _ in self._workers.values())
+
+    def _deliver(self, seq: int, train_id: int, status: bytes, payload: list) -> None:
+        if status == pw.RESULT:
+            value = pw.unpack(payload)
+        elif status == pw.ERROR:
+            value = (payload[0].bytes.decode(), payload[1].bytes.decode())
+        else:
+            value = None
+        items = [(train_id, status, value)]
+        if self.reorder is not None:
+            items = self.reorder.push(seq, items[0])
+            self.stats.late = self.reorder.late
+        for item in items:
+            self._apply(*item)
+
+    def _apply(self, train_id: int, status: bytes, value) -> None:
+        stats = self.stats
+        if status == pw.RESULT:
+            try:
+                self._reducer.add(train_id, value)
+            except Exception as exc:
+                tb = user_traceback(exc)
+                raise ReducerError(f"Reducer.add() of {self.spec.name} failed at train "
+                                   f"{train_id}:\n{tb}", train_id, tb) from None
+            stats.reduced += 1
+            stats.saw(train_id)
+            self.train_ids.append(train_id)
+            self._last_tid = train_id
+        elif status == pw.EMPTY:
+            stats.empty += 1
+        elif status == pw.ERROR:
+            stats.failure(train_id, value[0], value[1], self.report)
+
+    def _supervise(self) -> None:
+        """Replace dead workers; the trains they held are lost."""
+        for slot, (identity, proc) in list(self._workers.items()):
+            if proc.poll() is None:
+                continue
+            lost = self._in_flight.pop(identity, None)
+            if identity in self._idle:
+                self._idle.remove(identity)
+            what = f"train {lost[1]} lost" if lost else "no train lost"
+            self.report(f"Worker process {slot} (pid {proc.pid}) died ({_exit_text(proc)}); "
+                        f"{what}; starting a replacement")
+            if lost:
+                self.stats.lost += 1
+                if self.reorder is not None:
+                    for item in self.reorder.push(lost[0], (lost[1], b"lost", None)):
+                        self._apply(*item)
+            now = time.monotonic()
+            self._deaths.append(now)
+            while self._deaths and self._deaths[0] < now - _DEATHS_WINDOW_S:
+                self._deaths.popleft()
+            if len(self._deaths) > max(3, 2 * self.n_workers):
+                raise AnalysisError(f"{len(self._deaths)} worker processes died within "
+                                    f"{_DEATHS_WINDOW_S:g} s; stopping (see the messages "
+                                    "above)")
+            self._start_worker(slot, int(identity.split(b".")[1]) + 1)
+
+    # -- results --------------------------------------------------------------------------
+
+    def counts(self) -> dict:
+        """Counts so far: received, in_flight, workers and the :class:`RunStats` ones."""
+        return {"received": self.received, "in_flight": len(getattr(self, "_in_flight", ())),
+                "workers": self.n_workers, "last_train_id": self.stats.last_train_id,
+                **{k: getattr(self.stats, k) for k in RunStats.COUNTS}}
+
+    def _message(self, data: dict, final: bool) -> dict:
+        source = result_source(self.spec.label)
+        info = {k: v for k, v in self.counts().items() if v is not None}
+        info.update({"final": final, "analysis": self.spec.name,
+                     "analysis_sha256": self.spec.sha256,
+                     "params": json.dumps(self.params, default=str)})
+        return {source: dict(data), source + ":info": info}
+
+    def _publish(self, data: dict | None = None, final: bool = False) -> None:
+        if self._server is None or (data is None and not self.stats.reduced):
+            return  # partial() is first asked for once there is something reduced
+        if data is None:
+            try:
+                data = self._reducer.partial()
+            except Exception as exc:
+                tb = user_traceback(exc)
+                raise ReducerError(f"Reducer.partial() of {self.spec.name} failed:\n{tb}",
+                                   self._last_tid, tb) from None
+            data = check_result(data, "Reducer.partial()")
+        self._server.feed(self._message(data, final), train_id=self._last_tid)
+
+    def _finish(self, stopped: str, error: BaseException | None) -> AnalysisResult | None:
+        """The final result: published once more, written to ``out``; also after errors."""
+        try:
+            if self.reorder is not None:
+                for item in self.reorder.flush():
+                    self._apply(*item)
+            result = result_from_reducer(self._reducer, self.spec, self.params,
+                                         self.train_ids, self.stats, "live",
+                                         self.input_label, stopped)
+        except ReducerError:
+            if error is None:
+                raise
+            return None  # the first error is the one to report
+        result.extra["received"] = self.received
+        if self._server is not None:
+            self._publish(result.data, final=True)
+        if self.out is not None:
+            write_result(self.out, result, self.overwrite)
+            if error is not None and error.args:
+                error.args = (f"{error.args[0]}\nStopped; the {self.stats.reduced} "
+                              f"trains reduced before were written to {self.out} "
+                              "(complete=False).",)
+        return result
+
+    # -- feeder thread and shutdown ------------------------------------------------------
+
+    def _feed(self) -> None:
+        sock = self._context.socket(zmq.PAIR)
+        sock.setsockopt(zmq.SNDHWM, _FEED_HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self._feed_endpoint)
+        source = iter(self.source)
+        try:
+            for item in source:
+                if self._feed_stop.is_set():
+                    break
+                if item is None:
+                    continue  # the source is idle
+                data, metadata = item
+                tid = _train_id(data, metadata)
+                frames = [_TRAIN + tid.to_bytes(8, "little"), *pw.pack(data)]
+                if not self._send(sock, frames):
+                    break
+            else:
+                self._send(sock, [_END])
+        except Exception as exc:
+            try:
+                self._send(sock, [_FAILED, f"{type(exc).__name__}: {exc}".encode()])
+            except zmq.ZMQError:
+                pass  # the runner is shutting down anyway
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a generator's clean-up (its Client) runs in this thread
+            sock.close()
+
+    def _send(self, sock: zmq.Socket, frames: list) -> bool:
+        """Send unless stopped meanwhile (under ``wait`` the runner may not read)."""
+        while not sock.poll(int(_TICK_S * 1000), pw.POLLOUT):
+            if self._feed_stop.is_set():
+                return False
+        pw.send_frames(sock, frames)
+        return True
+
+    def _stop_feeder(self) -> None:
+        # Enough trains: the runner keeps going until the results in flight are in.
+        self._feed_stop.set()
+
+    def _shutdown(self, graceful: bool) -> None:
+        """Stop every worker (politely if idle, else terminate) and close the sockets."""
+        router = getattr(self, "_router", None)
+        workers = [proc for _, proc in self._workers.values()]
+        if graceful and router is not None:
+            for identity, proc in self._workers.values():
+                if proc.poll() is None:
+                    try:
+                        router.send_multipart([identity, pw.STOP])
+                    except zmq.ZMQError:
+                        pass
+        deadline = time.monotonic() + (5.0 if graceful else 0.0)
+        for proc in workers:
+            _wait(proc, deadline - time.monotonic())
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in workers:
+            if not _wait(proc, 2.0):
+                proc.kill()
+                _wait(proc, 2.0)
+        # Trains still held by workers stopped before they finished are lost.
+        self.stats.lost += len(self._in_flight)
+        self._in_flight.clear()
+        for sock in (router, getattr(self, "_feed_in", None)):
+            if sock is not None:
+                sock.close(linger=0)
+        feeder = getattr(self, "_feeder", None)
+        if feeder is not None and feeder.ident is not None:
+            feeder.join(2.0)
+        if feeder is None or not feeder.is_alive():
+            self._context.term()
+        # else: the source blocks in next(); its daemon thread ends with the process.
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    try:
+        proc.wait(max(0.0, timeout))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _train_id(data: dict, metadata: dict) -> int:
+    for meta in (metadata or {}).values():
+        if "timestamp.tid" in meta:
+            return int(meta["timestamp.tid"])
+    for props in data.values():
+        meta = props.get("metadata", {}) if isinstance(props, Mapping) else {}
+        if "timestamp.tid" in meta:
+            return int(meta["timestamp.tid"])
+    raise ValueError(f"A train without a train ID (timestamp.tid) in sources {sorted(data)}")
+
+
+def _exit_text(proc: subprocess.Popen) -> str:
+    code = proc.returncode
+    if code is not None and code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,103 @@
+"""Counting what happened to each train, and reporting ``process`` failures once.
+
+Both runners keep one :class:`RunStats`; its counts are stored with every output and
+published with every partial result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["RunStats"]
+
+
+@dataclass
+class RunStats:
+    """What happened to the trains of a run.
+
+    ``reduced``: results given to the reducer; ``empty``: ``process`` returned None;
+    ``failed``: ``process`` raised (by exception type in ``failures``); ``dropped``: no
+    worker was free (live, ``drop`` policy); ``lost``: held by a worker process that died;
+    ``late``: arrived after the ordered reorder buffer moved past them (not reduced).
+    """
+
+    reduced: int = 0
+    empty: int = 0
+    failed: int = 0
+    dropped: int = 0
+    lost: int = 0
+    late: int = 0
+    failures: Counter = field(default_factory=Counter)
+    first_failure: tuple[int, str] | None = None   # (train ID, traceback)
+    first_train_id: int | None = None
+    last_train_id: int | None = None
+
+    COUNTS = ("reduced", "empty", "failed", "dropped", "lost", "late")
+
+    def saw(self, train_id: int) -> None:
+        """Note a reduced train's ID (for the range stored with outputs)."""
+        if self.first_train_id is None or train_id < self.first_train_id:
+            self.first_train_id = train_id
+        if self.last_train_id is None or train_id > self.last_train_id:
+            self.last_train_id = train_id
+
+    def failure(self, train_id: int, error_type: str, tb: str,
+                report: Callable[[str], None] | None = None) -> None:
+        """Count a ``process`` exception; the first one is reported with its traceback."""
+        self.failed += 1
+        self.failures[error_type] += 1
+        if self.first_failure is None:
+            self.first_failure = (int(train_id), tb)
+            if report is not None:
+                report(f"process() failed for train {train_id} (further failures are "
+                       f"counted, not shown):\n{tb}")
+
+    def add(self, other: RunStats) -> None:
+        """Fold in the counts of a share of the trains (a worker's chunk, a part)."""
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.update(other.failures)
+        if self.first_failure is None or (other.first_failure is not None
+                                          and other.first_failure[0] < self.first_failure[0]):
+            self.first_failure = other.first_failure or self.first_failure
+        for tid in (other.first_train_id, other.last_train_id):
+            if tid is not None:
+                self.saw(tid)
+
+    def as_dict(self) -> dict:
+        """Plain counts (for HDF5 attributes and published messages)."""
+        out = {name: getattr(self, name) for name in self.COUNTS}
+        out["failures"] = dict(self.failures)
+        if self.first_failure is not None:
+            out["first_failure_train_id"] = self.first_failure[0]
+            out["first_failure"] = self.first_failure[1]
+        out["first_train_id"] = self.first_train_id
+        out["last_train_id"] = self.last_train_id
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunStats:
+        stats = cls(**{name: int(d.get(name, 0)) for name in cls.COUNTS})
+        stats.failures = Counter(d.get("failures", {}))
+        if "first_failure_train_id" in d:
+            stats.first_failure = (int(d["first_failure_train_id"]), d.get("first_failure", ""))
+        stats.first_train_id = d.get("first_train_id")
+        stats.last_train_id = d.get("last_train_id")
+        return stats
+
+    def summary(self) -> str:
+        """One line, e.g. ``'480 trains reduced, 2 failed (ValueError 2), 5 dropped'``."""
+        text = f"{self.reduced} trains reduced"
+        if self.empty:
+            text += f", {self.empty} without result (None)"
+        if self.failed:
+            kinds = ", ".join(f"{k} {n}" for k, n in self.failures.most_common())
+            text += f", {self.failed} failed in process() ({kinds}; first: train "
+            text += f"{self.first_failure[0]})" if self.first_failure else ")"
+        for name in ("dropped", "lost", "late"):
+            n = getattr(self, name)
+            if n:
+                text += f", {n} {name}"
+        return text

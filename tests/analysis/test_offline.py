@@ -1,0 +1,215 @@
+"""The offline runner: in-process, local pool, dask, parts; faults; the command line."""
+
+import glob
+import hashlib
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+from analysis_helpers import (
+    CAMERA,
+    N_TRAINS,
+    ROOT_TRAIN,
+    SETUP_ANALYSIS,
+    SUM_ANALYSIS,
+    motor_position,
+    xgm_flux,
+)
+from click.testing import CliRunner
+
+from exfel_data.analysis import (
+    AnalysisError,
+    ReducerError,
+    merge_parts,
+    read_result,
+    run_offline,
+)
+from exfel_data.cli import main as cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MEAN_IMAGE = os.path.join(ROOT, "recipes", "analysis_mean_image.py")
+SCAN = os.path.join(ROOT, "recipes", "analysis_scan.py")
+ALL_TIDS = np.arange(ROOT_TRAIN, ROOT_TRAIN + N_TRAINS, dtype=np.uint64)
+
+
+def camera_images(run_dir):
+    """(train IDs, images) of the camera, read with plain h5py."""
+    tids, images = [], []
+    for path in sorted(glob.glob(os.path.join(run_dir, "*DA02*.h5"))):
+        with h5py.File(path, "r") as f:
+            base = f"INSTRUMENT/{CAMERA}/data"
+            tids.append(f[f"{base}/trainId"][()])
+            images.append(f[f"{base}/image/pixels"][()])
+    tids, images = np.concatenate(tids), np.concatenate(images).astype(np.float64)
+    written = tids != 0  # datasets are preallocated beyond the rows written
+    return tids[written], images[written]
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_sum_against_generator(run_dir, write_analysis, workers):
+    res = run_offline(run_dir, write_analysis(SUM_ANALYSIS), workers=workers,
+                      progress=False)
+    assert res.data["total"] == pytest.approx(xgm_flux(ALL_TIDS).astype(float).sum())
+    np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
+    np.testing.assert_array_equal(res.train_ids, ALL_TIDS)
+    assert res.stats.reduced == N_TRAINS and res.complete
+
+
+def test_recipe_mean_image_offline(run_dir):
+    tids, images = camera_images(run_dir)
+    roi = [1, 5, 2, 4]
+    for workers in (None, 2):
+        res = run_offline(run_dir, MEAN_IMAGE, {"roi": roi}, workers=workers,
+                          progress=False)
+        np.testing.assert_allclose(res["mean_image"], images.mean(axis=0), rtol=1e-12)
+        np.testing.assert_array_equal(res["train_ids"], tids)
+        expect = images[:, 1:5, 2:4].sum(axis=(1, 2)) / xgm_flux(tids)
+        np.testing.assert_allclose(res["roi_norm"], expect, rtol=1e-6)
+        assert res["n_trains"] == N_TRAINS
+
+
+def test_recipe_scan_offline_with_trains_and_select(run_dir):
+    res = run_offline(run_dir, SCAN, ["bins=[1.0, 1.2, 4]"], trains="5:25",
+                      select=["SA1_XTD2_XGM/XGM/DOOCS", "SPB_IRU_MOTORS/*"],
+                      progress=False)
+    tids = ALL_TIDS[5:25]
+    pos, flux = motor_position(tids), xgm_flux(tids).astype(float)
+    edges = np.linspace(1.0, 1.2, 5)
+    idx = np.searchsorted(edges, pos, side="right") - 1
+    for i in range(4):
+        sel = idx == i
+        assert res["counts"][i] == sel.sum()
+        if sel.any():
+            assert res["scan.y"][i] == pytest.approx(flux[sel].mean())
+        else:
+            assert np.isnan(res["scan.y"][i])
+    assert res["outside"] == ((idx < 0) | (idx >= 4)).sum()
+    np.testing.assert_allclose(res["scan.x"], (edges[:-1] + edges[1:]) / 2)
+
+
+def test_dask_local_cluster(run_dir, write_analysis):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = run_offline(run_dir, write_analysis(SUM_ANALYSIS), scheduler=client,
+                          workers=2, progress=False)
+    np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_process_failures_are_counted(run_dir, write_analysis, workers):
+    messages = []
+    res = run_offline(run_dir, write_analysis(SUM_ANALYSIS),
+                      {"fail_on": [10003, 10020, 10021], "none_on": [10005]},
+                      workers=workers, progress=False, report=messages.append)
+    assert res.stats.failed == 3 and res.stats.empty == 1
+    assert res.stats.failures == {"ValueError": 3}
+    assert res.stats.reduced == N_TRAINS - 4
+    assert len(messages) == 1
+    assert "process() failed for train 10003" in messages[0]
+    assert "ValueError: bad train 10003" in messages[0] and "Traceback" in messages[0]
+    assert "3 failed in process() (ValueError 3; first: train 10003)" in res.stats.summary()
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_reducer_error_stops_and_keeps_what_was_reduced(run_dir, write_analysis, tmp_path,
+                                                        workers):
+    out = tmp_path / "res.h5"
+    with pytest.raises(ReducerError, match="(?s)failed at train 10017.*reducer broke"
+                                           ".*written to .*res.h5 \\(complete=False\\)"):
+        run_offline(run_dir, write_analysis(SUM_ANALYSIS), {"reducer_fail_on": 10017},
+                    workers=workers, out=out, progress=False, chunk_trains=4)
+    res = read_result(out)
+    assert not res.complete and "10017" in res.stopped
+    # What was reduced before the failing share is kept (whole shares with workers).
+    kept = res.data["tids"]
+    assert 0 < len(kept) <= 17 and kept[0] == ROOT_TRAIN and kept.max() < 10017
+    assert res.stats.reduced == len(kept)
+    np.testing.assert_array_equal(res.train_ids, kept)
+    assert res.data["total"] == pytest.approx(xgm_flux(kept).astype(float).sum())
+
+
+def test_parts_then_merge_equal_one_run(run_dir, write_analysis, tmp_path):
+    ana = write_analysis(SUM_ANALYSIS)
+    parts = []
+    for i in (3, 1, 2):
+        parts.append(tmp_path / f"part-{i}.h5")
+        run_offline(run_dir, ana, part=(i, 3), out=parts[-1], progress=False)
+    assert read_result(parts[0]).train_ids.tolist() == ALL_TIDS[20:].tolist()
+    with pytest.raises(AnalysisError, match=r"need each of 1..3 once \(missing: \[2\]\)"):
+        merge_parts(parts[:2], tmp_path / "bad.h5")
+    merged = merge_parts(parts, tmp_path / "all.h5")
+    whole = run_offline(run_dir, ana, progress=False)
+    assert merged.data["total"] == pytest.approx(whole.data["total"])
+    np.testing.assert_array_equal(read_result(tmp_path / "all.h5").data["tids"], ALL_TIDS)
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_part_needs_merge(run_dir, write_analysis, tmp_path):
+    ana = write_analysis(SUM_ANALYSIS.replace("def merge", "def _no_merge"))
+    with pytest.raises(AnalysisError, match=r"--part needs Reducer.merge\(other\)"):
+        run_offline(run_dir, ana, part=(1, 2), out=tmp_path / "p.h5", progress=False)
+
+
+def test_no_trains_selected(run_dir, write_analysis):
+    with pytest.raises(AnalysisError, match="No trains selected"):
+        run_offline(run_dir, write_analysis(SUM_ANALYSIS), trains="100:200",
+                    progress=False)
+
+
+def test_cli_writes_result_with_params_and_hash(run_dir, tmp_path):
+    out = tmp_path / "scan.h5"
+    res = CliRunner().invoke(cli, ["process", str(run_dir), SCAN, "-p", "bins=[1.0, 1.3, 3]",
+                                   "--workers", "2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"{N_TRAINS} trains reduced; written to {out}" in res.output
+    with h5py.File(out, "r") as f:
+        assert json.loads(f.attrs["params"])["bins"] == [1.0, 1.3, 3]
+        assert f["params"].attrs["motor"] == "SPB_IRU_MOTORS/MOTOR/X"
+        with open(SCAN, "rb") as src:
+            assert f.attrs["analysis_sha256"] == hashlib.sha256(src.read()).hexdigest()
+        assert f["result/counts"][()].sum() + f["result/outside"][()] == N_TRAINS
+        assert f.attrs["complete"]
+    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+
+
+def test_cli_errors(run_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["process", str(run_dir), SCAN, "-p", "bin=3"])
+    assert res.exit_code == 1 and "Unknown parameter 'bin'" in res.output
+    res = runner.invoke(cli, ["process", str(run_dir), str(tmp_path / "x.py")])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    res = runner.invoke(cli, ["process", str(run_dir), SCAN, "--part", "1/2"])
+    assert res.exit_code == 2 and "--part needs --out" in res.output
+
+
+def test_cli_parts_and_merge(run_dir, tmp_path):
+    runner = CliRunner()
+    for i in (1, 2):
+        res = runner.invoke(cli, ["process", str(run_dir), SCAN, "--part", f"{i}/2", "-q",
+                                  "-o", str(tmp_path / f"p{i}.h5")])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["process-merge", str(tmp_path / "p1.h5"),
+                              str(tmp_path / "p2.h5"), str(tmp_path / "all.h5")])
+    assert res.exit_code == 0, res.output
+    assert f"{N_TRAINS} trains reduced" in res.output
+    assert read_result(tmp_path / "all.h5").mode == "merged"
+
+
+def test_dead_worker_stops_offline_run(run_dir, write_analysis):
+    ana = write_analysis(SUM_ANALYSIS.replace(
+        "    if train_id in params[\"none_on\"]:",
+        "    if train_id == 10009:\n        import os\n        os.kill(os.getpid(), 9)\n"
+        "    if train_id in params[\"none_on\"]:"), name="dies_offline.py")
+    with pytest.raises(AnalysisError, match="A worker failed on trains 100.*BrokenProcessPool"):
+        run_offline(run_dir, ana, workers=2, progress=False)
+
+
+def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
+    res = run_offline(run_dir, write_analysis(SETUP_ANALYSIS, name="setup_off.py"), workers=2,
+                      progress=False, chunk_trains=3)
+    assert set(res.data["setups"]) == {1}
+    assert 1 <= len(set(res.data["pids"])) <= 2 and os.getpid() not in res.data["pids"]

@@ -1,0 +1,61 @@
+"""The viewer's panel split and the live runner's reorder buffer, in isolation."""
+
+import numpy as np
+import pytest
+
+from bridge.process import _Reorder
+from bridge.view import Viewer, split_panels
+
+
+def test_split_panels_kinds():
+    values = {
+        "image": np.arange(12.0).reshape(3, 4),
+        "stack": np.ones((5, 3, 4)),                    # mean over leading axes
+        "trace": np.arange(5),
+        "scan.x": np.array([1.0, 2.0, 3.0]),
+        "scan.y": np.array([4.0, 5.0, 6.0]),
+        "n": 7, "name": "run 12", "one": np.array([2.5]),
+        "metadata": {"timestamp.tid": 1},
+    }
+    images, lines, texts = split_panels(values)
+    assert sorted(images) == ["image", "stack"]
+    np.testing.assert_array_equal(images["stack"], np.ones((3, 4)))
+    assert sorted(lines) == ["scan", "trace"]
+    np.testing.assert_array_equal(lines["scan"][0], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(lines["scan"][1], [4.0, 5.0, 6.0])
+    assert lines["trace"][0] is None
+    assert texts == {"n": 7, "name": "run 12", "one": 2.5}
+
+
+def test_viewer_draws_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    viewer = Viewer("tcp://127.0.0.1:1", png=str(tmp_path / "v.png"))
+    viewer.fig = plt.figure()
+    msg = {"analysis/x": {"img": np.eye(4), "line": np.arange(3.0), "n": 3,
+                          "metadata": {"timestamp.tid": 5}},
+           "analysis/x:info": {"reduced": 3, "final": True}}
+    assert viewer.draw(msg) is True
+    assert "analysis/x: final result, train 5" in viewer.fig._suptitle.get_text()
+    text = viewer._artists["__text__"].get_text()
+    assert "n: 3" in text and "[reduced]: 3" in text
+    viewer.write_png()
+    assert matplotlib.image.imread(tmp_path / "v.png").shape[2] in (3, 4)
+    with pytest.raises(ValueError, match="No source 'other'.*analysis/x"):
+        Viewer("tcp://127.0.0.1:1", source="other")._pick(msg)
+    plt.close(viewer.fig)
+
+
+def test_reorder_in_sequence_and_bounded():
+    r = _Reorder(limit=2)
+    assert r.push(1, "b") == []
+    assert r.push(0, "a") == ["a", "b"]
+    assert r.push(3, "d") == [] and r.push(4, "e") == []
+    assert r.push(5, "f") == ["d", "e", "f"]   # full: moves past the missing 2
+    assert r.push(2, "c") == [] and r.late == 1
+    assert r.push(7, "h") == [] and r.flush() == ["h"]
