@@ -15,12 +15,10 @@ line just before a block's fence changes how it runs:
   the block runs (for blocks that serve until clients took the trains).
 - ``<!-- file: NAME -->``: the block is the content of file NAME (e.g. an analysis file the
   page's later blocks use); it is written, not run.
-- ``<!-- doctest -->``: the block is a ``>>>`` session; its outputs are compared too.
 """
 
 from __future__ import annotations
 
-import doctest
 import re
 import socket
 import threading
@@ -35,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTED_ELSEWHERE = {"detectors.md": "tests/detectors/test_docs_detectors.py"}
 PAGES = [ROOT / "README.md", *(p for p in sorted((ROOT / "docs").glob("*.md"))
                                if p.name not in TESTED_ELSEWHERE)]
-MARKERS = "needs|live|free port|client|file|doctest"
+MARKERS = "needs|live|free port|client|file"
 MARKER = re.compile(rf"^<!--\s*({MARKERS})\s*:?\s*(.*?)\s*-->$")
 
 
@@ -159,14 +157,6 @@ def run_block(block: Block) -> None:
         return
     if block.marker == "file":
         Path(block.argument).write_text(code, encoding="utf-8")
-        return
-    if block.marker == "doctest":
-        test = doctest.DocTestParser().get_doctest(code, namespace_of(block.page), block.id,
-                                                   str(block.page), block.line)
-        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS
-                                       | doctest.NORMALIZE_WHITESPACE)
-        runner.run(test)
-        assert runner.failures == 0, f"{block.id}: doctest output differs (see above)"
         return
     if block.marker == "live":
         endpoint, _, detector = block.argument.partition(" ")
