@@ -8,7 +8,6 @@ files); ``process`` and ``view`` (live analysis, bridge/process_cli.py).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
@@ -18,41 +17,11 @@ import numpy as np
 # Already loaded with the bridge package; bridge.serve_run (exfel_data) stays lazy.
 from bridge.client import Client
 from bridge.curve import CurveKeyError, generate_keys
+from bridge.endpoints import CLIENT_FOR, client_endpoint, server_endpoint
 from bridge.server import POLICIES
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
 from bridge.serving import stop_on_signals
 from bridge.simulation import DETECTORS, serve_simulation
-
-CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
-
-
-def server_endpoint(value: str) -> tuple[str, bool]:
-    """The address a server binds for ``value``, and whether that is loopback only.
-
-    A bare port binds loopback only: serving every interface must be asked for explicitly.
-    """
-    value = str(value).strip()
-    if value.isdigit():
-        return f"tcp://127.0.0.1:{value}", True
-    if re.fullmatch(r"(tcp|ipc)://.+", value):
-        return value, False
-    raise click.BadParameter(
-        f"{value!r} is not an endpoint. Use e.g. tcp://*:4545, tcp://127.0.0.1:4545, "
-        "ipc:///tmp/bridge or a port number.", param_hint="ENDPOINT")
-
-
-def client_endpoint(value: str) -> str:
-    """The address a client connects to: a bare port means tcp://127.0.0.1:PORT."""
-    value = str(value).strip()
-    if value.isdigit():
-        return f"tcp://127.0.0.1:{value}"
-    if re.fullmatch(r"(tcp|ipc)://.+", value):
-        return value
-    if re.fullmatch(r"[\w.\-]+:\d+", value):
-        return f"tcp://{value}"
-    raise click.BadParameter(
-        f"{value!r} is not an endpoint. Use e.g. tcp://host:4545, ipc:///tmp/bridge, "
-        "HOST:PORT or a port number.", param_hint="ENDPOINT")
 
 
 def _socket_option(what: str):
@@ -511,6 +480,17 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast, curve_server_key
     click.echo(meter.summary())
 
 
+def _stream(text: str, default_sock: str) -> tuple[str, str]:
+    """An input ``[SOCK@]ENDPOINT`` of match / record as (address, client socket)."""
+    from bridge.match import parse_stream
+
+    try:
+        endpoint, sock = parse_stream(text, default_sock)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="ENDPOINT") from None
+    return client_endpoint(endpoint), sock
+
+
 @main.command()
 @click.argument("endpoints", nargs=-1, required=True)
 @click.option("--serve", "serve_at", required=True, metavar="ENDPOINT",
@@ -546,9 +526,9 @@ def match(endpoints, serve_at, require, optional, timeout, input_socket, policy,
       exfel-bridge match tcp://det:4545 SUB@tcp://xgm:4546 --serve 4600 \\
           --require 'SPB_DET_AGIPD1M-1/*' --optional 'SA1_XTD2_XGM/*'
     """
-    from bridge.live_commands import parse_stream, run_match
+    from bridge.live_commands import run_match
 
-    streams = [parse_stream(e, input_socket) for e in endpoints]
+    streams = [_stream(e, input_socket) for e in endpoints]
     bind, loopback_only = server_endpoint(serve_at)
     try:
         run_match(streams, bind, sock=sock, policy=policy, require=list(require) or None,
@@ -579,12 +559,12 @@ def record(endpoint, out_dir, sock, sources, trains, duration, sequence_size) ->
     Ctrl-C / SIGTERM, finishing the current file; replay with
     `exfel-bridge serve-run OUT_DIR PORT`. See docs/matching-recording.md.
     """
-    from bridge.live_commands import parse_stream, run_record
+    from bridge.live_commands import run_record
     from bridge.record import RecordError
 
     if trains is not None and duration is not None:
         raise click.UsageError("Give --trains or --duration, not both.")
-    address, client_sock = parse_stream(endpoint, sock)
+    address, client_sock = _stream(endpoint, sock)
     try:
         run_record(address, out_dir, sock=client_sock, sources=sources or ("*",),
                    trains=trains, duration=duration, sequence_size=sequence_size)

@@ -1,67 +1,23 @@
 """What ``exfel-bridge match`` and ``exfel-bridge record`` do: loops, status lines, signals.
 
-Both stop cleanly on Ctrl-C or SIGTERM: the signal only asks the loop to stop, so a train is
-never cut in half; a second Ctrl-C interrupts at once.
+Both stop cleanly on Ctrl-C or SIGTERM (``bridge.serving.stop_on_signals``): the signal only
+asks the loop to stop, so a train is never cut in half; a second Ctrl-C interrupts at once.
 """
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import click
 
-from bridge.cli import client_endpoint
-from bridge.client import SOCKET_TYPES, Client
+from bridge.client import Client
 from bridge.match import TrainMatcher
 from bridge.record import Recorder
 from bridge.server import Server
+from bridge.serving import stop_on_signals
 
-__all__ = ['parse_stream', 'run_match', 'run_record']
-
-# Server socket type -> the client's, so either name may be given.
-_CLIENT_FOR = {'REP': 'REQ', 'PUB': 'SUB', 'PUSH': 'PULL'}
-
-
-def parse_stream(text: str, default_sock: str = 'REQ') -> tuple[str, str]:
-    """``'SUB@tcp://host:4545'`` -> ``('tcp://host:4545', 'SUB')``; no prefix: the default.
-
-    A bare port means ``tcp://127.0.0.1:PORT``; ``HOST:PORT`` means ``tcp://HOST:PORT``.
-    """
-    sock, at, endpoint = text.partition('@')
-    if not at:
-        sock, endpoint = default_sock, text
-    sock = _CLIENT_FOR.get(sock.upper(), sock.upper())
-    if sock not in SOCKET_TYPES:
-        raise click.BadParameter(f'{text!r}: unknown socket type {sock!r}; write e.g. '
-                                 'SUB@tcp://host:4545 (REQ, SUB or PULL)',
-                                 param_hint='ENDPOINT')
-    return client_endpoint(endpoint), sock
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by the first Ctrl-C / SIGTERM; a second Ctrl-C raises KeyboardInterrupt."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop      # signals are only delivered to the main thread
-        return
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
+__all__ = ['run_match', 'run_record']
 
 class _StatusLine:
     """A line refreshed about once a second (a new line each time when not a terminal)."""
@@ -92,7 +48,7 @@ def run_match(streams: Sequence[tuple[str, str]], serve: str, *, sock: str = 'RE
     Returns the matcher's final :attr:`~bridge.match.TrainMatcher.stats`.
     """
     status = _StatusLine()
-    with _stop_on_signals() as stop, \
+    with stop_on_signals() as stop, \
             Server(serve, sock=sock, policy=policy) as server, \
             TrainMatcher(list(streams), require=require or None, optional=optional,
                          timeout=timeout) as matcher:
@@ -147,7 +103,7 @@ def run_record(endpoint: str, out_dir: str, *, sock: str = 'REQ',
 
     click.echo(f'Recording {endpoint} ({sock}) into {recorder.out_dir}; Ctrl-C to stop.')
     try:
-        with _stop_on_signals() as stop, Client(endpoint, sock=sock, timeout=0.5) as client:
+        with stop_on_signals() as stop, Client(endpoint, sock=sock, timeout=0.5) as client:
             recorder.record(client, trains=trains, duration=duration, stop=stop,
                             on_train=lambda _: status(line))
     finally:

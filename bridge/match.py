@@ -27,7 +27,7 @@ import numpy as np
 from bridge.client import SOCKET_TYPES, BridgeTimeout, Client
 from bridge.protocol import ProtocolError
 
-__all__ = ['TrainMatcher']
+__all__ = ['TrainMatcher', 'parse_stream']
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,28 @@ _WAKE_S = 0.5
 _TICK_S = 0.05
 # Messages of a stream between checks whether it runs ahead of the others.
 _PACE_EVERY = 8
+
+
+# Server socket type -> the client's, so either name may be given.
+_CLIENT_FOR = {'REP': 'REQ', 'PUB': 'SUB', 'PUSH': 'PULL'}
+
+
+def parse_stream(text: str, default_sock: str = 'REQ') -> tuple[str, str]:
+    """``'SUB@tcp://host:4545'`` -> ``('tcp://host:4545', 'SUB')``; no prefix: the default.
+
+    The server's socket name is accepted too (``PUB@...`` means SUB); a bare port means
+    ``tcp://127.0.0.1:PORT``.
+    """
+    sock, at, endpoint = str(text).partition('@')
+    if not at:
+        sock, endpoint = default_sock, str(text)
+    sock = _CLIENT_FOR.get(sock.upper(), sock.upper())
+    if sock not in SOCKET_TYPES:
+        raise ValueError(f'{text!r}: unknown socket type {sock!r}; write e.g. '
+                         'SUB@tcp://host:4545 (REQ, SUB or PULL)')
+    if endpoint.isdigit():
+        endpoint = f'tcp://127.0.0.1:{endpoint}'
+    return endpoint, sock
 
 
 class _Stream:
@@ -91,9 +113,10 @@ class TrainMatcher:
     Parameters
     ----------
     streams : sequence
-        Each an endpoint string (socket type ``sock``), an ``(endpoint, sock)`` pair, or an
-        existing :class:`bridge.Client` (used from the matcher's thread from now on; closed by
-        you, not by :meth:`close`). A bare port means ``tcp://127.0.0.1:PORT``.
+        Each an endpoint string (socket type ``sock``, or a prefix: ``'SUB@tcp://host:4546'``),
+        an ``(endpoint, sock)`` pair, or an existing :class:`bridge.Client` (used from the
+        matcher's thread from now on; closed by you, not by :meth:`close`). A bare port means
+        ``tcp://127.0.0.1:PORT``.
     sock : {'REQ', 'SUB', 'PULL'}
         Socket type of the endpoints given as strings.
     require : sequence of glob, optional
@@ -313,15 +336,9 @@ class TrainMatcher:
                 spec.timeout = _WAKE_S   # so that the thread notices close()
             return _Stream(spec, own=False)
         if isinstance(spec, (tuple, list)):
-            endpoint, sock = spec
+            endpoint, sock = parse_stream(f'{spec[1]}@{spec[0]}')
         else:
-            endpoint = spec
-        endpoint = str(endpoint)
-        if endpoint.isdigit():
-            endpoint = f'tcp://127.0.0.1:{endpoint}'
-        if str(sock).upper() not in SOCKET_TYPES:
-            raise ValueError(f'Unknown socket type {sock!r} for {endpoint}; use one of '
-                             f'{SOCKET_TYPES}')
+            endpoint, sock = parse_stream(spec, sock)
         # One option set for all: each socket type takes the options that apply to it.
         kw = {k: v for k, v in client_kw.items()
               if k != ('receive_ahead' if str(sock).upper() == 'REQ' else 'prefetch')}

@@ -83,6 +83,16 @@ def _control_name(key: str) -> tuple[str, bool]:
     return key, False
 
 
+def _check_free(folder: Path) -> None:
+    if folder.exists():
+        if not folder.is_dir():
+            raise RecordError(f'{folder} exists and is not a folder')
+        used = sorted(p.name for p in folder.iterdir() if p.suffix == '.h5')
+        if used:
+            raise RecordError(f'{folder} already holds a run ({used[0]}, ...); '
+                              'record into a new or empty folder')
+
+
 class _Sequence:
     """One sequence file being written: its writer, layout and rows so far."""
 
@@ -130,11 +140,13 @@ class Recorder:
 
     Notes
     -----
-    A source appearing late joins the current file (earlier trains have no rows of it). A
-    source whose keys, dtypes or shapes change starts a new sequence file, with a note in
-    :attr:`notes`. Keys that cannot be stored (``None``, mixed lists; instrument keys without
-    an index group like ``image.``) are left out with a note. A train ID not above the last
-    recorded one (a restarted stream) is not recorded (counted in ``stats['skipped']``).
+    A source appearing late joins the current file (earlier trains have no rows of it). When
+    a source's keys, dtypes or shapes change, the following trains go to a new run folder
+    (``OUT_DIR_part2``, ...; :attr:`run_dirs`), with a note in :attr:`notes`: the files of one
+    run must agree on them, or readers refuse the key. Keys that cannot be stored (``None``,
+    mixed lists; instrument keys without an index group) are left out with a note. A train ID
+    not above the last recorded one (a restarted stream) is not recorded (counted in
+    ``stats['skipped']``).
     """
 
     def __init__(self, out_dir: str | os.PathLike, *, sources: Sequence[str] = ('*',),
@@ -143,14 +155,11 @@ class Recorder:
         if sequence_size < 1 or buffer_trains < 1 or buffer_bytes < 1:
             raise RecordError('sequence_size, buffer_trains and buffer_bytes must be at least 1')
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists():
-            if not self.out_dir.is_dir():
-                raise RecordError(f'{self.out_dir} exists and is not a folder')
-            used = sorted(p.name for p in self.out_dir.iterdir() if p.suffix == '.h5')
-            if used:
-                raise RecordError(f'{self.out_dir} already holds a run ({used[0]}, ...); '
-                                  'record into a new or empty folder')
+        _check_free(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        #: Run folders written: ``out_dir``, then ``out_dir_part2``... after layout changes.
+        self.run_dirs: list[Path] = [self.out_dir]
+        self._layout: dict[str, dict[str, _Spec]] = {}   # this run folder's keys
         self.sources = list(sources) or ['*']
         self.sequence_size = int(sequence_size)
         self.run = int(run)
@@ -323,11 +332,14 @@ class Recorder:
         buffer, self._buffer, self._buffered_bytes = self._buffer, [], 0
         block: list[tuple[int, int, dict]] = []
         for tid, stamp, train in buffer:
-            if self._seq is not None and (self._seq.trains + len(block) >= self.sequence_size
-                                          or self._changed(train, tid)):
+            changed = self._changed(train, tid)
+            if self._seq is not None and (changed or
+                                          self._seq.trains + len(block) >= self.sequence_size):
                 self._write_block(block)
                 block = []
                 self._finish_file()
+            if changed:
+                self._new_folder()
             if self._seq is None:
                 self._start_file()
             self._declare_new(train, tid, bool(block))
@@ -337,9 +349,9 @@ class Recorder:
             self._finish_file()
 
     def _changed(self, train: dict, tid: int) -> bool:
-        """True (with a note) if a source's keys, dtypes or shapes differ from this file's."""
+        """True (with a note) if a source's keys, dtypes or shapes differ from this run's."""
         for source, (values, _) in train.items():
-            known = self._seq.layout.get(source)
+            known = self._layout.get(source)
             if known is None:
                 continue
             layout = {k: spec for k, (_, spec) in values.items()}
@@ -351,8 +363,9 @@ class Recorder:
                     key = next(k for k in layout if layout[k] != known[k])
                     what = (f'{key} changed from {known[key].describe()} to '
                             f'{layout[key].describe()}')
-                self._note(None, f'{source}: {what} at train {tid}; starting a new sequence '
-                           'file')
+                self._note(None, f'{source}: {what} at train {tid}; the following trains go '
+                           f'to a new run folder {self._folder_name(len(self.run_dirs) + 1)} '
+                           "(a run's files must agree on every key's dtype and shape)")
                 return True
         return False
 
@@ -363,8 +376,9 @@ class Recorder:
                 if seq.trains or after_others:
                     self._note(('late', source), f'{source} first appears at train {tid}; '
                                'earlier trains of the file have no data of it')
-                seq.declare(source, {k: spec for k, (_, spec) in values.items()},
-                            self.sequence_size)
+                layout = {k: spec for k, (_, spec) in values.items()}
+                seq.declare(source, layout, self.sequence_size)
+                self._layout.setdefault(source, layout)
 
     def _write_block(self, block: list[tuple[int, int, dict]]) -> None:
         if not block:
@@ -402,10 +416,23 @@ class Recorder:
                 seq.writer.write(source, key, value[np.newaxis], start + i)
         seq.rows[(source, key)] = start + len(values)
 
+    def _folder_name(self, part: int) -> Path:
+        return self.out_dir if part == 1 else self.out_dir.with_name(
+            f'{self.out_dir.name}_part{part}')
+
+    def _new_folder(self) -> None:
+        """Go on in the next run folder (``OUT_DIR_part2``, ...): a new layout."""
+        folder = self._folder_name(len(self.run_dirs) + 1)
+        _check_free(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run_dirs.append(folder)
+        self._layout = {}
+        self._next_number = 0
+
     def _start_file(self) -> None:
         number = self._next_number
         self._next_number += 1
-        path = self.out_dir / f'RAW-R{self.run:04d}-DA01-S{number:05d}.h5'
+        path = self.run_dirs[-1] / f'RAW-R{self.run:04d}-DA01-S{number:05d}.h5'
         self._seq = _Sequence(path, number, self.run, self.proposal)
 
     def _finish_file(self) -> None:

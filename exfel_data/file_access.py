@@ -286,6 +286,11 @@ class FileAccess:
         """
         return handle_pool.get(self.filename, self.check_unchanged)
 
+    @property
+    def identity(self) -> tuple:
+        """(size, mtime_ns, inode, ctime_ns) of the file that was indexed."""
+        return self.size, self.mtime_ns, self.ino, self.ctime_ns
+
     def check_unchanged(self, f: h5py.File) -> None:
         """Raise FileChangedError if *f* is not the file whose train IDs we hold.
 
@@ -294,11 +299,7 @@ class FileAccess:
         Compares size, mtime, inode and ctime with the indexed file, and the train IDs
         in the file with ours (one small read).
         """
-        st = os.stat(self.filename)
-        now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-        then = (self.size, self.mtime_ns, self.ino, self.ctime_ns)
-        changed = [name for name, a, b in zip(("size", "mtime", "inode", "ctime"), now,
-                                              then, strict=True) if b is not None and a != b]
+        changed = changed_since(self.filename, self.identity)
         if not changed:
             tids = _read_train_ids(f.id)
             if tids is None or not np.array_equal(tids, self.train_ids):
@@ -380,6 +381,15 @@ class FileAccess:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, FileAccess) and other.filename == self.filename
+
+
+def changed_since(filename: str, identity: tuple) -> list[str]:
+    """Which of size, mtime, inode, ctime differ from *identity* (``FileAccess.identity``;
+    None entries are not compared)."""
+    st = os.stat(filename)
+    now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return [name for name, a, b in zip(("size", "mtime", "inode", "ctime"), now, identity,
+                                       strict=True) if b is not None and a != b]
 
 
 def files_with_trains(files, train_ids: np.ndarray, inc_suspect: bool) -> list[FileAccess]:

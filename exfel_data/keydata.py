@@ -306,7 +306,8 @@ class KeyData(fmt.SectionMixin):
             for start in range(ch.first, ch.first + ch.total_count, max_rows):
                 stop = min(start + max_rows, ch.first + ch.total_count)
                 task = dask.delayed(read_rows, pure=True)(
-                    ch.file.filename, ch.dataset_path, start, stop, (), dtype)
+                    ch.file.filename, ch.dataset_path, start, stop, (), dtype,
+                    ch.file.identity)
                 pieces.append(da.from_delayed(task, (stop - start,) + self.entry_shape,
                                               dtype=dtype))
         if pieces:

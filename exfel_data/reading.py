@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 
 from . import format as fmt
-from .exceptions import FileStructureError, exclude_file_hint
-from .file_access import open_h5
+from .exceptions import FileChangedError, FileStructureError, exclude_file_hint
+from .file_access import changed_since, open_h5
 from .rowindex import DataChunk
 
 __all__ = ["DatasetReader", "read_chunks_into", "read_rows", "roi_shape", "DataChunk"]
@@ -206,6 +206,14 @@ def read_chunks_into(chunks: Iterable[DataChunk], out: np.ndarray, roi=()) -> np
 
 
 def read_rows(filename: str, dataset_path: str, start: int, stop: int, roi: tuple,
-              dtype) -> np.ndarray:
-    """Read rows [start, stop) of a dataset by file name (used by dask tasks on workers)."""
+              dtype, identity: tuple | None = None) -> np.ndarray:
+    """Read rows [start, stop) of a dataset by file name (used by dask tasks on workers).
+
+    With *identity* (``FileAccess.identity``), a file changed since it was indexed
+    raises FileChangedError instead of being read (tasks may run long after planning).
+    """
+    if identity is not None:
+        changed = changed_since(filename, identity)
+        if changed:
+            raise FileChangedError(filename, changed)
     return DatasetReader(filename, dataset_path).read_new(start, stop, roi, dtype)

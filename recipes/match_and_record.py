@@ -87,15 +87,15 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     if args.simulate == bool(args.det and args.xgm):
         ap.error("give either --simulate or both --det and --xgm")
 
-    from bridge.live_commands import parse_stream
-    from bridge.match import TrainMatcher
+    from bridge.cli import client_endpoint
+    from bridge.match import TrainMatcher, parse_stream
     from bridge.record import Recorder
 
     stop = threading.Event()
     try:
         inputs = (start_simulators(args.pulses, args.rate, stop) if args.simulate
                   else [args.det, args.xgm])
-        streams = [parse_stream(text) for text in inputs]
+        streams = [(client_endpoint(e), sock) for e, sock in map(parse_stream, inputs)]
         recorder = Recorder(args.record) if args.record else None
         results = []
         t0 = time.monotonic()

@@ -43,6 +43,8 @@ AUXILIARY_SECTIONS = ('REDUCTION', 'ERRATA')
 #: dtype of variable-length string keys (read back as ``bytes``).
 STRING_DTYPE = h5py.string_dtype('ascii')
 _VLEN_BYTES = h5py.special_dtype(vlen=bytes)
+# Rows at least this big are written as raw chunks when a chunk is one row (see write()).
+_DIRECT_CHUNK_BYTES = 64 * 1024
 
 
 class ExdfWriteError(ValueError):
@@ -69,6 +71,14 @@ def _layout(shape: tuple, dtype, chunks, growable: bool) -> dict:
         row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
         chunks = (max(1, min(1024, 2**20 // row)),) + tuple(max(1, s) for s in shape[1:])
     return {'chunks': chunks, 'maxshape': (None,) + tuple(shape[1:])}
+
+
+def _whole_row_chunks(ds: h5py.Dataset, data: np.ndarray) -> bool:
+    """Whether each row of ``data`` can be written as one raw chunk of ``ds``."""
+    return (ds.chunks is not None and ds.chunks == (1,) + ds.shape[1:] and ds.ndim > 1
+            and data.dtype == ds.dtype and ds.dtype.kind in 'biufc'
+            and ds.compression is None and not ds.shuffle and not ds.fletcher32
+            and ds.scaleoffset is None and data[0].nbytes >= _DIRECT_CHUNK_BYTES)
 
 
 def _as_counts(counts, n_trains: int, what: str) -> np.ndarray:
@@ -393,7 +403,13 @@ class ExdfWriter:
                 f"{source} {key}: cannot write rows {start}:{stop} of shape {data.shape[1:]} "
                 f"into a dataset of shape {ds.shape}"
             )
-        if len(data):
+        if len(data) and _whole_row_chunks(ds, data):
+            # One chunk per row, no filters: hand each row to HDF5 as the chunk itself, which
+            # skips the chunked write path's copies (~1.5x faster for big rows).
+            origin = (0,) * (ds.ndim - 1)
+            for i, row in enumerate(data):
+                ds.id.write_direct_chunk((start + i,) + origin, np.ascontiguousarray(row))
+        elif len(data):
             ds[start:stop] = data
 
     def append_trains(self, train_ids, timestamps=None,

@@ -6,7 +6,7 @@ import pytest
 from bridge_helpers import wait_until
 
 from bridge import BridgeTimeout, Client
-from bridge.match import TrainMatcher
+from bridge.match import TrainMatcher, parse_stream
 
 DET = 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf'
 XGM = 'SA1_XTD2_XGM/XGM/DOOCS:output'
@@ -237,8 +237,10 @@ def test_existing_clients_and_iteration(servers):
 def test_bad_arguments():
     with pytest.raises(ValueError, match='list of streams'):
         TrainMatcher('tcp://127.0.0.1:5555')
-    with pytest.raises(ValueError, match="Unknown socket type 'REP'"):
-        TrainMatcher([('tcp://127.0.0.1:5555', 'REP')])
+    with pytest.raises(ValueError, match="'XYZ@4545': unknown socket type 'XYZ'; write e.g. SUB@"):
+        TrainMatcher(['XYZ@4545'])
+    assert parse_stream('PUB@4546') == ('tcp://127.0.0.1:4546', 'SUB')   # the server's name
+    assert parse_stream('tcp://h:1', 'PULL') == ('tcp://h:1', 'PULL')
     with pytest.raises(ValueError, match='given twice'):
         TrainMatcher(['5555', 'tcp://127.0.0.1:5555'])
 

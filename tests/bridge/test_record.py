@@ -123,17 +123,31 @@ def test_late_source_and_changing_shape_keep_every_train(tmp_path):
             rec.add(train)
     notes = '\n'.join(rec.notes)
     assert f'{motor} first appears at train 103' in notes
-    assert ('data.image changed from uint16 (4, 4) to uint16 (2, 8) at train 106; '
-            'starting a new sequence file') in notes
-    assert 'changed from uint16 (2, 8) to float32 (2, 8) at train 109' in notes
+    assert ('data.image changed from uint16 (4, 4) to uint16 (2, 8) at train 106; the '
+            f'following trains go to a new run folder {tmp_path}/run_part2') in notes
+    assert f'changed from uint16 (2, 8) to float32 (2, 8) at train 109; the following trains ' \
+        f'go to a new run folder {tmp_path}/run_part3' in notes
+    assert rec.run_dirs == [out, tmp_path / 'run_part2', tmp_path / 'run_part3']
     assert len(rec.files) == 3
-    assert problems(out) == []
-    run = exfel_data.RunDirectory(out)
-    assert run.train_ids == list(range(100, 112))
-    for (_, data), sent in zip(run.trains(), trains, strict=True):
-        assert_same_train(data, sent)
+    parts = [(out, range(100, 106)), (tmp_path / 'run_part2', range(106, 109)),
+             (tmp_path / 'run_part3', range(109, 112))]
+    for folder, tids in parts:
+        assert problems(folder) == []
+        run = exfel_data.RunDirectory(folder)
+        assert run.train_ids == list(tids)
+        for (_, data), sent in zip(run.trains(), trains[tids[0] - 100:tids[-1] - 99],
+                                   strict=True):
+            assert_same_train(data, sent)
     xrun = extra_data.RunDirectory(str(out))
-    assert xrun[motor, 'position'].ndarray().tolist() == [float(t) for t in range(103, 112)]
+    assert xrun[motor, 'position'].ndarray().tolist() == [float(t) for t in range(103, 106)]
+
+
+def test_layout_change_at_a_sequence_boundary_is_noticed(tmp_path):
+    with Recorder(tmp_path / 'run', sequence_size=2) as rec:
+        for tid in range(1, 5):
+            rec.add(_src('A/B/C:out', tid, **{'data.x': np.zeros(2 if tid < 3 else 3)}))
+    assert [p.parent.name for p in rec.files] == ['run', 'run_part2']
+    assert 'data.x changed from float64 (2,) to float64 (3,) at train 3' in rec.notes[0]
 
 
 def test_unstorable_keys_are_left_out_with_a_note(tmp_path):

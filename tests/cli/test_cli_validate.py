@@ -188,12 +188,17 @@ def _huge_count(f):
     f["INDEX/SA1_XTD2_XGM/XGM/DOOCS:output/data/count"][1] = 2**62
 
 
+def _zero_count(f):  # e.g. a lost chunk of the index read back as zeros
+    f["INDEX/SA1_XTD2_XGM/XGM/DOOCS:output/data/count"][1] = 0
+
+
 @pytest.mark.parametrize("damage, check, text", [
     (lambda f: _set_version(f, "banana"), "format-version", "'banana'"),
     (_short_flag, "index-flag", "2 flag(s) for 4 trains"),
     (lambda f: f["INDEX/trainId"].__setitem__(slice(None), 0), "no-train-ids", "rows are 0"),
     (_other_dtype, "dataset-mismatch", "float64 entries of shape (4,) here, float32"),
     (_reversed_index, "index-overlaps", "overlap"),
+    (_zero_count, "index-gaps", "gap"),
     (_huge_count, "index-bounds", f"rows up to {2**62 + 1}"),
 ])
 def test_reports_what_the_reader_refuses_or_skips(clean, tmp_path, damage, check, text):

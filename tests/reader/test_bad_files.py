@@ -118,6 +118,15 @@ def test_file_replaced_after_open_before_first_read(two_runs, cache):
         list(run.select(OUT).trains())
 
 
+def test_dask_task_refuses_file_replaced_after_planning(two_runs):
+    a, b = two_runs
+    run, _ = _open(a, cache=False)
+    arr = run[OUT, KEY].dask_array()  # planned (files opened, checked) before the change
+    _replace(b / BAD, a / BAD, "rename")
+    with pytest.raises(ed.FileChangedError, match=BAD):
+        arr.compute()
+
+
 def test_file_truncated_after_open(tmp_path):
     path = _run(tmp_path / "r0001")
     run, _ = _open(path)
@@ -357,3 +366,23 @@ def test_index_of_corrupt_zero_rows_is_ignored(tmp_path):
     assert any(BAD in w and "train ID 0" in w for w in warned)
     assert 10004 not in run.train_ids
     np.testing.assert_array_equal(run[OUT, KEY].ndarray(), expected)
+
+
+@pytest.mark.parametrize("count", [500, 2**62])
+def test_detector_reads_name_the_damaged_module_file(tmp_path, count):
+    from exfel_data.testing import AGIPD1M as SimAGIPD
+
+    path = make_run(tmp_path / "r0001", n_trains=6, trains_per_file=3, progress=False,
+                    devices=list(SimAGIPD(frames_per_train=2, module_shape=(8, 4),
+                                          n_modules=2, raw=False)))
+    bad = "CORR-R0001-AGIPD00-S00001.h5"
+    with h5py.File(path / bad, "r+") as f:
+        f["INDEX/SPB_DET_AGIPD1M-1/DET/0CH0:xtdf/image/count"][1] = count
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ed.RunDirectory(path)
+        with pytest.raises(ed.FileStructureError, match=bad):
+            det = ed.AGIPD1M(run)
+            det.get_array("image.data")
+        with pytest.raises(ed.FileStructureError, match=bad):
+            ed.AGIPD1M(run).get_dask_array("image.data").compute()
