@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from . import format as fmt
-from .exceptions import NoDataError
+from .exceptions import NoDataError, PropertyNameError
 from .file_access import FileAccess, files_with_trains
 from .reading import read_chunks_into, read_rows, roi_shape
 from .rowindex import DataChunk, TrainRows, train_rows
 from .selection import select_train_ids, split_ranges, train_position
 from .train_id_list import TrainIdList
 
-__all__ = ["KeyData"]
+__all__ = ["KeyData", "read_run_value"]
 
 # Largest dask chunk (bytes), for keys and detectors alike: dask's own default
 # (array.chunk-size), small enough that a worker holds a few at once.
@@ -208,10 +208,14 @@ class KeyData(fmt.SectionMixin):
 
     def run_value(self):
         """The RUN-section value of this control key (see SourceData.run_value)."""
-        from .source import SourceData
-
-        return SourceData(self.source, section=self.section, files=self.files,
-                          train_ids=self._train_ids).run_value(self.key)
+        if not self.is_control:
+            raise ValueError(f"{self.source} is an instrument source; only control "
+                             "sources have RUN values")
+        run_keys = self.files[0].run_keys(self.source)
+        if self.key not in run_keys:
+            raise PropertyNameError(self.source, self.key, run_keys,
+                                    hint="It is not in the RUN section.")
+        return read_run_value(self.files[0], self.source, self.key)
 
     def train_id_coordinates(self) -> np.ndarray:
         """Train ID of each row of ``ndarray()`` (repeated for several entries per train)."""
@@ -380,3 +384,14 @@ class KeyData(fmt.SectionMixin):
         from .trains import iterate_key
 
         yield from iterate_key(self, keep_dims=keep_dims, include_empty=include_empty)
+
+
+def read_run_value(fa: FileAccess, source: str, key: str):
+    """The RUN-section value of *key* (a full name, e.g. 'x.value') in one file."""
+    ds = fa.dataset(f"/RUN/{source}/{key.replace('.', '/')}")
+    if ds.shape and ds.shape[0] == 0:
+        raise NoDataError(source, key, "The RUN dataset is empty.")
+    value = ds[0] if ds.shape else ds[()]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return fmt.decode_strings(value)
+    return fmt.decode_scalar(value)

@@ -8,9 +8,9 @@ import numpy as np
 
 from . import format as fmt
 from .euxfel_paths import file_name_info, storage_class
-from .exceptions import IndexGroupError, MultiRunError, NoDataError, PropertyNameError
+from .exceptions import IndexGroupError, MultiRunError, PropertyNameError
 from .file_access import FileAccess, files_with_trains
-from .keydata import KeyData
+from .keydata import KeyData, read_run_value
 from .rowindex import train_rows
 from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .train_id_list import TrainIdList
@@ -290,13 +290,7 @@ class SourceData(fmt.SectionMixin):
         return self._read_run_value(key)
 
     def _read_run_value(self, key: str):
-        ds = self.files[0].dataset(f"/RUN/{self.source}/{key.replace('.', '/')}")
-        if ds.shape and ds.shape[0] == 0:
-            raise NoDataError(self.source, key, "The RUN dataset is empty.")
-        value = ds[0] if ds.shape else ds[()]
-        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
-            return fmt.decode_strings(value)
-        return fmt.decode_scalar(value)
+        return read_run_value(self.files[0], self.source, key)
 
     def run_keys(self, inc_timestamps: bool = True) -> set[str]:
         """Key names in the RUN section (not affected by key selection).

@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from reader_runs import XGM
+from reader_runs import CAM, XGM
 
 import exfel_data as ed
 from exfel_data.train_id_list import TrainIdList
@@ -189,3 +189,11 @@ def test_run_only_source_index_groups_and_single_str_value(small_run, both_spb):
     assert state[ed.by_id[[10001, 10003]]].as_single_value() == "ON"
     with pytest.raises(TypeError, match="reduce_by only applies to numbers"):
         state.as_single_value(reduce_by="mean")
+
+
+def test_key_run_value_errors(small_run):
+    assert small_run["MOTOR/X", "actualPosition"].run_value() == 2.5
+    with pytest.raises(ValueError, match="only control sources have RUN values"):
+        small_run[CAM, "data.image.pixels"].run_value()
+    with pytest.raises(ed.PropertyNameError, match="not in the RUN section"):
+        small_run[XGM, "state"].run_value()
