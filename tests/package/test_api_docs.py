@@ -63,17 +63,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.collection.DataCollection.train_timestamps',  # no Parameters section
     'exfel_data.collection.DataCollection.union',  # no Parameters section
     'exfel_data.collection.SuspectTrain',  # summary is more than one line
-    'exfel_data.detectors.base.MultiModuleDetector.data_availability',  # no Parameters section
-    'exfel_data.detectors.base.MultiModuleDetector.data_counts',  # no Parameters section
-    'exfel_data.detectors.base.MultiModuleDetector.get_dask_array',  # no Parameters section
-    'exfel_data.detectors.base.MultiModuleDetector.module_keydata',  # no Parameters section
-    'exfel_data.detectors.base.MultiModuleDetector.select_trains',  # no Parameters section
-    'exfel_data.detectors.base.MultiModuleDetector.source_to_modno',  # no docstring
-    'exfel_data.detectors.base.MultiModuleDetector.split_trains',  # no Parameters section
-    'exfel_data.detectors.classes.JUNGFRAU',  # no Parameters section
-    'exfel_data.detectors.classes.LPD1M',  # no Parameters section
-    'exfel_data.detectors.classes.identify_multimod_detectors',  # no Parameters section
-    'exfel_data.detectors.stacking.stack_data',  # no Parameters section
     'exfel_data.exceptions.DuplicateTrainError',  # no Parameters section
     'exfel_data.exceptions.FileChangedError',  # no Parameters section
     'exfel_data.exceptions.FileStructureError',  # summary is more than one line
