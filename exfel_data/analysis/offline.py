@@ -378,6 +378,27 @@ def merge_parts(parts: Sequence[str | os.PathLike], out: str | os.PathLike,
 
     Every part 1..N of one run (same analysis text, same parameters) must be given, in
     any order. The reducers are merged in part order and the merged ``final()`` written.
+
+    Parameters
+    ----------
+    parts : sequence of path
+        The part files.
+    out : path
+        The merged result file (written under a temporary name, then renamed).
+    overwrite : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    AnalysisResult
+        The merged result, as written.
+
+    Raises
+    ------
+    AnalysisError
+        A file is not a part file, parts belong to different runs, or parts are missing.
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false.
     """
     out = check_output(out, overwrite)
     loaded = []
