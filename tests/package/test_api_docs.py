@@ -92,27 +92,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.testing.detectors.JungfrauModule',  # no Parameters section
     'exfel_data.testing.detectors.MultiModuleDetector',  # no Parameters section
     'exfel_data.testing.detectors.XTDFModule.frame_counts',  # no Parameters section
-    'exfel_data.testing.devices.Camera',  # summary is more than one line
-    'exfel_data.testing.devices.Device',  # no Parameters section
-    'exfel_data.testing.devices.Device.counts',  # no Parameters section
-    'exfel_data.testing.devices.Device.derive',  # no Parameters section
-    'exfel_data.testing.devices.Device.frame_counts',  # no Parameters section
-    'exfel_data.testing.devices.Device.keys',  # no Parameters section
-    'exfel_data.testing.devices.Device.rows',  # no Parameters section
-    'exfel_data.testing.devices.Device.source_specs',  # no docstring
-    'exfel_data.testing.devices.Device.spec',  # no docstring
-    'exfel_data.testing.devices.Device.values',  # no Parameters section
-    'exfel_data.testing.devices.Device.with_key',  # no Parameters section
-    'exfel_data.testing.devices.Digitizer',  # summary is more than one line
-    'exfel_data.testing.devices.KeySpec',  # no Parameters section
-    'exfel_data.testing.devices.KeySpec.group',  # no docstring
-    'exfel_data.testing.devices.LitFrameFinder',  # no Parameters section
-    'exfel_data.testing.devices.Motor',  # summary is more than one line
-    'exfel_data.testing.devices.RunOnlySource',  # summary is more than one line
-    'exfel_data.testing.devices.RunOnlySource.counts',  # no Parameters section
-    'exfel_data.testing.devices.SourceSpec',  # no Parameters section
-    'exfel_data.testing.devices.SourceSpec.index_groups',  # no docstring
-    'exfel_data.testing.devices.XGM',  # no Parameters section
     'exfel_data.testing.runs.FilePlan',  # summary is more than one line
     'exfel_data.testing.runs.FilePlan.insert',  # no Parameters section
     'exfel_data.testing.runs.FilePlan.remove',  # no Parameters section
