@@ -88,10 +88,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.source.SourceData.select_keys',  # no Parameters section
     'exfel_data.source.SourceData.select_trains',  # no docstring
     'exfel_data.source.SourceData.split_trains',  # no docstring
-    'exfel_data.testing.detectors.JUNGFRAU',  # no Parameters section
-    'exfel_data.testing.detectors.JungfrauModule',  # no Parameters section
-    'exfel_data.testing.detectors.MultiModuleDetector',  # no Parameters section
-    'exfel_data.testing.detectors.XTDFModule.frame_counts',  # no Parameters section
     'exfel_data.testing.runs.FilePlan',  # summary is more than one line
     'exfel_data.testing.runs.FilePlan.insert',  # no Parameters section
     'exfel_data.testing.runs.FilePlan.remove',  # no Parameters section
