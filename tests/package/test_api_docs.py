@@ -88,21 +88,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.source.SourceData.select_keys',  # no Parameters section
     'exfel_data.source.SourceData.select_trains',  # no docstring
     'exfel_data.source.SourceData.split_trains',  # no docstring
-    'exfel_data.testing.runs.FilePlan',  # summary is more than one line
-    'exfel_data.testing.runs.FilePlan.insert',  # no Parameters section
-    'exfel_data.testing.runs.FilePlan.remove',  # no Parameters section
-    'exfel_data.testing.runs.FilePlan.sources',  # no docstring
-    'exfel_data.testing.runs.RunPlan.affected_train_ids',  # no Parameters section
-    'exfel_data.testing.runs.RunPlan.aggregators',  # no docstring
-    'exfel_data.testing.runs.RunPlan.device',  # no Parameters section
-    'exfel_data.testing.runs.RunPlan.file',  # no Parameters section
-    'exfel_data.testing.runs.RunPlan.replace_device',  # no docstring
-    'exfel_data.testing.runs.RunPlan.source_train_ids',  # summary is more than one line
-    'exfel_data.testing.runs.RunPlan.sources',  # no docstring
-    'exfel_data.testing.runs.RunPlan.valid_train_ids',  # no Parameters section
-    'exfel_data.testing.runs.RunPlan.write',  # no Parameters section
-    'exfel_data.testing.runs.default_devices',  # no Parameters section
-    'exfel_data.testing.runs.proposal_run_dir',  # no Parameters section
 }
 
 SECTION_HEADING = re.compile(r"^Parameters\n-{3,}$", re.MULTILINE)
