@@ -145,7 +145,26 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
 
 
 def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:
-    """Open a single EXDF HDF5 file as a collection."""
+    """Open a single EXDF HDF5 file as a collection.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.h5`` file.
+    inc_suspect_trains : bool
+        Include train IDs the file marks as suspect (default). See ``suspect_trains``.
+
+    Returns
+    -------
+    DataCollection
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ExfelDataError
+        The file cannot be read as EXDF (the message says why).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"File not found: {path}")

@@ -43,21 +43,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.collection.DataCollection.train_timestamps',  # no Parameters section
     'exfel_data.collection.DataCollection.union',  # no Parameters section
     'exfel_data.collection.SuspectTrain',  # summary is more than one line
-    'exfel_data.exceptions.DuplicateTrainError',  # no Parameters section
-    'exfel_data.exceptions.FileChangedError',  # no Parameters section
-    'exfel_data.exceptions.FileStructureError',  # summary is more than one line
-    'exfel_data.exceptions.MultiRunError',  # no Parameters section
-    'exfel_data.exceptions.NoDataError',  # no Parameters section
-    'exfel_data.exceptions.PropertyNameError',  # no Parameters section
-    'exfel_data.exceptions.SourceNameError',  # no Parameters section
-    'exfel_data.exceptions.TrainIDError',  # no Parameters section
-    'exfel_data.file_access.set_max_open_files',  # no Parameters section
-    'exfel_data.format.SectionMixin.is_control',  # no docstring
-    'exfel_data.format.SectionMixin.is_instrument',  # no docstring
-    'exfel_data.handler.RunHandler.close',  # no docstring
-    'exfel_data.handler.RunHandler.train_from_id',  # no Parameters section
-    'exfel_data.handler.RunHandler.train_from_index',  # no Parameters section
-    'exfel_data.handler.RunHandler.trains',  # no Parameters section
     'exfel_data.keydata.KeyData',  # no Parameters section
     'exfel_data.keydata.KeyData.as_single_value',  # no Parameters section
     'exfel_data.keydata.KeyData.dask_array',  # no Parameters section
@@ -75,7 +60,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.keydata.KeyData.train_from_index',  # no Parameters section
     'exfel_data.keydata.KeyData.trains',  # no Parameters section
     'exfel_data.keydata.KeyData.xarray',  # no Parameters section
-    'exfel_data.opening.H5File',  # no Parameters section
     'exfel_data.source.SourceData',  # no Parameters section
     'exfel_data.source.SourceData.data_counts',  # no Parameters section
     'exfel_data.source.SourceData.drop_empty_trains',  # no docstring
