@@ -8,7 +8,6 @@ files); ``process`` and ``view`` (live analysis, bridge/process_cli.py).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
@@ -18,41 +17,11 @@ import numpy as np
 # Already loaded with the bridge package; bridge.serve_run (exfel_data) stays lazy.
 from bridge.client import Client
 from bridge.curve import CurveKeyError, generate_keys
+from bridge.endpoints import CLIENT_FOR, client_endpoint, server_endpoint
 from bridge.server import POLICIES
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
 from bridge.serving import stop_on_signals
 from bridge.simulation import DETECTORS, serve_simulation
-
-CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
-
-
-def server_endpoint(value: str) -> tuple[str, bool]:
-    """The address a server binds for ``value``, and whether that is loopback only.
-
-    A bare port binds loopback only: serving every interface must be asked for explicitly.
-    """
-    value = str(value).strip()
-    if value.isdigit():
-        return f"tcp://127.0.0.1:{value}", True
-    if re.fullmatch(r"(tcp|ipc)://.+", value):
-        return value, False
-    raise click.BadParameter(
-        f"{value!r} is not an endpoint. Use e.g. tcp://*:4545, tcp://127.0.0.1:4545, "
-        "ipc:///tmp/bridge or a port number.", param_hint="ENDPOINT")
-
-
-def client_endpoint(value: str) -> str:
-    """The address a client connects to: a bare port means tcp://127.0.0.1:PORT."""
-    value = str(value).strip()
-    if value.isdigit():
-        return f"tcp://127.0.0.1:{value}"
-    if re.fullmatch(r"(tcp|ipc)://.+", value):
-        return value
-    if re.fullmatch(r"[\w.\-]+:\d+", value):
-        return f"tcp://{value}"
-    raise click.BadParameter(
-        f"{value!r} is not an endpoint. Use e.g. tcp://host:4545, ipc:///tmp/bridge, "
-        "HOST:PORT or a port number.", param_hint="ENDPOINT")
 
 
 def _socket_option(what: str):

@@ -29,7 +29,7 @@ from bridge.wire import ProtocolError
 
 __all__ = [
     'MAX_HEADER_BYTES', 'MAX_NESTING', 'MAX_NDIM', 'MAX_DECODED_ITEMS', 'MAX_DTYPE_CHARS',
-    'budget', 'unpack', 'check_nesting', 'show',
+    'budget', 'unpack', 'check_nesting', 'show', 'header_too_big',
 ]
 
 MAX_HEADER_BYTES = 64 * 1024

@@ -29,12 +29,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import zmq
 
 from bridge import process_worker as pw
+from bridge.process_input import TICK_S as _TICK_S
+from bridge.process_input import client_trains, train_id_of
 from exfel_data.analysis.contract import (
     AnalysisError,
     AnalysisSpec,
@@ -50,7 +52,6 @@ from exfel_data.write.output import check_output
 __all__ = ["LiveRunner", "client_trains", "POLICIES", "result_source"]
 
 POLICIES = ("drop", "wait")
-_TICK_S = 0.2           # how often workers are checked and a stop request noticed
 _DEATHS_WINDOW_S = 10.0
 _FEED_HWM = 2
 _TRAIN, _END, _FAILED = b"T", b"E", b"X"
@@ -63,45 +64,6 @@ def _stderr(message: str) -> None:
 def result_source(label: str) -> str:
     """The source name of a published result (its stats and parameters: ``+ ':info'``)."""
     return f"analysis/{label}"
-
-
-def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None,
-                  **match: Any) -> Iterator[tuple[dict, dict] | None]:
-    """Trains from bridge endpoints as ``(data, metadata)``; None while none arrives.
-
-    One endpoint is read with a :class:`bridge.Client`; several are joined by train ID
-    with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``, ``optional``,
-    ``timeout``... options). The Nones (every 0.2 s without a train) let
-    :class:`LiveRunner` notice a stop request. ``timeout``: end when nothing arrived for
-    this many seconds (default: wait forever).
-    """
-    if not endpoints:
-        raise ValueError("No endpoint given")
-    if len(endpoints) == 1 and not match:
-        from bridge.client import Client
-
-        return _trains(lambda: Client(endpoints[0], sock=sock, timeout=_TICK_S),
-                       lambda client: client.next(), timeout)
-    from bridge.match import TrainMatcher
-
-    return _trains(lambda: TrainMatcher(list(endpoints), sock=sock, **match),
-                   lambda matcher: matcher.next(timeout=_TICK_S), timeout)
-
-
-def _trains(make, take, timeout: float | None):
-    from bridge.client import BridgeTimeout
-
-    with make() as receiver:
-        last = time.monotonic()
-        while True:
-            try:
-                yield take(receiver)
-            except BridgeTimeout:
-                if timeout is not None and time.monotonic() - last > timeout:
-                    return
-                yield None
-                continue
-            last = time.monotonic()
 
 
 class _Reorder:
@@ -258,6 +220,7 @@ class LiveRunner:
             result = self._finish(stopped, error)
         finally:
             if self._server is not None:
+                self._server.drain(2.0)  # the final result leaves before the server stops
                 self._server.stop(linger=1.0)
         if error is not None:
             raise error
@@ -302,12 +265,18 @@ class LiveRunner:
         next_tick, next_publish = now + _TICK_S, now + self.every
         while not self._stop.is_set():
             accept = not ended and (self.policy == "drop" or bool(self._idle))
-            poller = both if accept else router_only
-            wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
-            events = dict(poller.poll(int(wait * 1000) + 1))
-            if self._router in events:
+            # Busy: messages already waiting are handled without a poll() system call.
+            from_workers = self._router.getsockopt(pw.EVENTS) & pw.POLLIN
+            from_feeder = accept and self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN
+            if not (from_workers or from_feeder):
+                poller = both if accept else router_only
+                wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
+                events = dict(poller.poll(int(wait * 1000) + 1))
+                from_workers = self._router in events
+                from_feeder = self._feed_in in events
+            if from_workers:
                 self._from_workers()
-            if self._feed_in in events:
+            if from_feeder:
                 ended = self._from_feeder()
             now = time.monotonic()
             if now >= next_tick:
@@ -503,7 +472,7 @@ class LiveRunner:
                 if item is None:
                     continue  # the source is idle
                 data, metadata = item
-                tid = _train_id(data, metadata)
+                tid = train_id_of(data, metadata)
                 frames = [_TRAIN + tid.to_bytes(8, "little"), *pw.pack(data)]
                 if not self._send(sock, frames):
                     break
@@ -573,17 +542,6 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return True
-
-
-def _train_id(data: dict, metadata: dict) -> int:
-    for meta in (metadata or {}).values():
-        if "timestamp.tid" in meta:
-            return int(meta["timestamp.tid"])
-    for props in data.values():
-        meta = props.get("metadata", {}) if isinstance(props, Mapping) else {}
-        if "timestamp.tid" in meta:
-            return int(meta["timestamp.tid"])
-    raise ValueError(f"A train without a train ID (timestamp.tid) in sources {sorted(data)}")
 
 
 def _exit_text(proc: subprocess.Popen) -> str:

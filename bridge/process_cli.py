@@ -108,7 +108,7 @@ def process(endpoints, analysis, params, workers, policy, ordered, reorder_buffe
           --publish tcp://*:4600 --out result.h5
       exfel-bridge view tcp://127.0.0.1:4600
     """
-    from bridge.cli import CLIENT_FOR, client_endpoint, server_endpoint
+    from bridge.endpoints import CLIENT_FOR, client_endpoint, server_endpoint
     from bridge.process import LiveRunner, client_trains
     from exfel_data.analysis import AnalysisError
     from exfel_data.write.output import OutputExistsError
@@ -171,7 +171,7 @@ def view(endpoint, sock, source, png, every, count, timeout) -> None:
     display and rewrites the PNG every --every seconds (and once more for the final
     result, then exits).
     """
-    from bridge.cli import CLIENT_FOR, client_endpoint
+    from bridge.endpoints import CLIENT_FOR, client_endpoint
     from bridge.view import Viewer
 
     address = client_endpoint(endpoint)

@@ -142,6 +142,7 @@ class Viewer:
         for key, image in images.items():
             artist, cbar = self._artists[key]
             artist.set_data(image)
+            artist.set_extent((-0.5, image.shape[1] - 0.5, -0.5, image.shape[0] - 0.5))
             finite = image[np.isfinite(image)]
             if finite.size:
                 artist.set_clim(finite.min(), finite.max())
@@ -154,8 +155,8 @@ class Viewer:
         if texts:
             self._artists["__text__"].set_text(
                 "\n".join(f"{k}: {_format(v)}" for k, v in texts.items()))
-        state = "final result" if final else "partial result"
-        self.fig.suptitle(f"{source}: {state}, train {tid}")
+        state = ("final result, " if final else "partial result, ") if info else ""
+        self.fig.suptitle(f"{source}: {state}train {tid}")
         self.fig.canvas.draw_idle()
         return final
 

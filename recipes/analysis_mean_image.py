@@ -11,8 +11,8 @@ An analysis file (docs/analysis.md): the same file runs live and offline::
         --out mean.h5 -p roi='[100, 200, 300, 400]'
 
 Result: ``mean_image`` (2-D: the mean over trains of each train's mean frame),
-``roi_norm`` / ``train_ids`` (per train: ROI sum divided by the XGM pulse energy, and its
-train ID, in train order), ``n_trains``. Trains with an XGM reading below ``min_xgm`` (no
+``roi_norm.y`` / ``roi_norm.x`` (per train: ROI sum divided by the XGM pulse energy, and
+its train ID, in train order), ``n_trains``. Trains with an XGM reading below ``min_xgm`` (no
 beam) are skipped (``process`` returns None).
 """
 
@@ -79,6 +79,7 @@ class Reducer:
         return {
             "mean_image": self.sum / self.n if self.n else np.zeros((1, 1)),
             "n_trains": self.n,
-            "train_ids": np.asarray(self.train_ids, dtype=np.uint64)[order],
-            "roi_norm": np.asarray(self.roi_norm, dtype=np.float64)[order],
+            # x and y: the viewer plots roi_norm.y against roi_norm.x (the train IDs)
+            "roi_norm": {"x": np.asarray(self.train_ids, dtype=np.uint64)[order],
+                         "y": np.asarray(self.roi_norm, dtype=np.float64)[order]},
         }

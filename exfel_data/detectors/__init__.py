@@ -25,7 +25,8 @@ from .errors import (
     ModuleMismatchError,
     NoDetectorError,
 )
-from .keydata import DetectorKeyData, MaskedDetectorKeyData
+from .keydata import DetectorKeyData
+from .masked import MaskedDetectorKeyData
 from .stacking import ModuleStack, StackView, stack_data, stack_detector_data
 
 __all__ = [

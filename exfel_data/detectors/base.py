@@ -19,7 +19,10 @@ from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_
 from .errors import NoDetectorError, warn_user
 from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
-from .keydata import DetectorKeyData, MaskedDetectorKeyData, iterate_trains
+from .iteration import iterate_trains
+from .keydata import DetectorKeyData
+from .masked import MaskedDetectorKeyData
+from .virtual_cxi import write_virtual_cxi
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -470,29 +473,48 @@ class MultiModuleDetector:
                              chunk_bytes=chunk_bytes, module_gaps=module_gaps,
                              unstack_pulses=True)
 
-    def trains(self, pulses=None, require_all: bool = False, keys=None, *, fill_value=None,
+    def trains(self, pulses=None, require_all: bool = True, keys=None, *, fill_value=None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
-        """Iterate over trains: ``(train_id, {key: DataArray (module, pulse, ...)})``.
+        """Iterate over trains: ``(train_id, {key: DataArray (module, train, pulse, ...)})``.
 
-        Reads several trains at once (about *chunk_bytes* per key) and yields
-        views, so the per-train cost stays small.
+        As EXtra-data: each array has a length-1 ``train`` dim; by default every key
+        of the main data's group (``image.*`` / JUNGFRAU ``data.*``) is read and
+        trains where a module has no data are skipped. Reads several trains at once
+        (about *chunk_bytes* in all) and yields views, so the per-train cost stays small.
 
         Parameters
         ----------
         pulses
             Pulse selection, as in :meth:`get_array`.
         require_all : bool
-            Skip trains where any module has no (selected) data. By default
-            missing modules are filled with *fill_value* (and the train is kept).
+            Skip trains where any module has no (selected) data (default). False
+            keeps them, with missing modules filled with *fill_value*.
         keys : str or list of str, optional
-            Keys to read (default: the main data key).
+            Keys to read (default: all keys of the main data's group, e.g.
+            ``image.data``, ``image.mask``, ``image.cellId``, ...).
         """
         if keys is None:
-            keys = [self.kind.main_key]
+            group = self.kind.main_key.split('.', 1)[0] + '.'
+            first = self.data[self.modno_to_source[self.modules[0]]]
+            keys = sorted(k for k in first.keys() if k.startswith(group) and k in self)
+            keys.remove(self.kind.main_key)
+            keys.insert(0, self.kind.main_key)
         elif isinstance(keys, str):
             keys = [keys]
         yield from iterate_trains(self, keys, pulses, require_all, fill_value,
                                   subtrain_index, chunk_bytes)
+
+    def write_virtual_cxi(self, filename, fillvalues: dict | None = None):
+        """Write a CXI file (version 1.5) of virtual datasets pointing into the run.
+
+        EXtra-data's layout, as CrystFEL and Cheetah read it: ``data`` (frames, modules,
+        [2,] ss, fs), ``mask`` / ``gain`` when present, ``cellId``, ``pulseId``,
+        ``trainId``, ``experiment_identifier``. *fillvalues* ``{'data': .., 'gain': ..,
+        'mask': ..}`` for missing data (default NaN or 0, 0, 0xffffffff). The file is
+        small and valid while the run's files stay where they are; ``exfel-data convert
+        --to cxi`` writes a standalone copy instead.
+        """
+        return write_virtual_cxi(self, filename, fillvalues)
 
     def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
                     pulses=None, subtrain_index: str = 'pulseId'):

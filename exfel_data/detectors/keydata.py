@@ -10,7 +10,7 @@ from exfel_data.keydata import DASK_CHUNK_BYTES
 from exfel_data.reading import roi_shape
 from exfel_data.selection import find_train_ids
 
-from .errors import FillValueError, ModuleMismatchError, warn_user
+from .errors import ModuleMismatchError, warn_user
 from .frames import (
     GAIN_STRIDE,
     LabelPatterns,
@@ -21,9 +21,9 @@ from .frames import (
     plan_slots,
 )
 from .readblocks import ModuleRows, Segment, read_box
-from .stacking import checked_fill, default_fill
+from .stacking import default_fill
 
-__all__ = ['DetectorKeyData', 'MaskedDetectorKeyData', 'iterate_trains']
+__all__ = ['DetectorKeyData']
 
 SUBTRAIN_INDEXES = {'pulseId': 'pulse', 'cellId': 'cell'}
 
@@ -478,93 +478,3 @@ def _token(*parts) -> str:
     kd = parts[0]
     return tokenize(kd.det.detector_name, kd.key, kd.pulses.key(), kd.subtrain_index,
                     kd.det.train_ids, kd.det.modules, kd.det.mismatched_frames, *parts[1:])
-
-
-class MaskedDetectorKeyData(DetectorKeyData):
-    """Detector data with bad pixels (non-zero mask bits) replaced by a value."""
-
-    def __init__(self, det, key, *, mask_key: str, mask_bits=None, masked_value=np.nan,
-                 pulses=None, subtrain_index='pulseId'):
-        super().__init__(det, key, pulses, subtrain_index)
-        self.mask_key = mask_key
-        self.mask_bits = mask_bits
-        self.masked_value = masked_value
-
-    def _mask(self) -> DetectorKeyData:
-        return DetectorKeyData(self.det, self.mask_key, self.pulses, self.subtrain_index)
-
-    def _bad(self, mask_arr):
-        if self.mask_bits is None:
-            return mask_arr != 0
-        return (mask_arr & self.mask_bits) != 0
-
-    def _check_value(self, dtype):
-        try:
-            return checked_fill(dtype, self.masked_value)
-        except FillValueError as e:
-            raise FillValueError(f"masked_value: {e}") from None
-
-    def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
-                          module_gaps: bool = False):
-        data = super().unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                                         module_gaps=module_gaps)
-        value = self._check_value(data.dtype)
-        mask_kd = self._mask()
-        plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
-        n_trains = len(self.det.train_ids)
-        one_shape = (1,) + data.shape[1:]
-        entry_ndim = len(one_shape) - (3 if plan.has_pulse_axis else 2)
-        # One module of mask at a time keeps the extra memory to one module
-        for i, (m, slot) in enumerate(zip(self.det.modules, self._module_slots(module_gaps),
-                                          strict=True)):
-            rows, vstart = mask_kd._module_rows(m)
-            runs = expand_blocks(plan, i, vstart, slice(0, n_trains), slice(0, plan.n_slots))
-            mask = read_box(((0, rows, runs),), one_shape, entry_ndim, mask_kd.dtype,
-                            mask_kd.dtype.type(0), False, roi)[0]
-            data[slot][self._bad(mask)] = value
-        return data
-
-    def unstacked_dask_array(self, *, fill_value=None, roi=(), astype=None, chunk_bytes=None,
-                             module_gaps: bool = False, labelled: bool = False):
-        import dask.array as da
-        roi = roi if isinstance(roi, tuple) else (roi,)
-        dtype = self._out_dtype(astype)
-        value = self._check_value(dtype)
-        chunking = self._chunking(roi, dtype.itemsize, chunk_bytes)
-        data = DetectorKeyData.unstacked_dask_array(
-            self, fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
-            _chunking=chunking)
-        mask = self._mask().unstacked_dask_array(fill_value=0, roi=roi, module_gaps=module_gaps,
-                                                 _chunking=chunking)
-        arr = da.where(self._bad(mask), value, data)
-        return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
-
-
-def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, chunk_bytes):
-    """Generator behind ``det.trains()``: read blocks of trains, yield per-train views."""
-    first = det[keys[0]].select_pulses(pulses, subtrain_index)
-    chunk_bytes = DASK_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    frame_bytes = max(1, int(np.prod(first.entry_shape, dtype=np.int64))
-                      * first.dtype.itemsize * len(det.modules))
-    frames_per_part = max(1, chunk_bytes // frame_bytes)
-    for part in det.split_trains(frames_per_part=frames_per_part):
-        keydata = {k: part[k].select_pulses(pulses, subtrain_index) for k in keys}
-        arrays = {k: kd.xarray(fill_value=fill_value, unstack_pulses=True)
-                  for k, kd in keydata.items()}
-        plans = {k: kd._plan() for k, kd in keydata.items()}
-        have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
-        for t, tid in enumerate(part.train_ids):
-            if not have[:, t].any() or (require_all and not have[:, t].all()):
-                continue
-            out = {}
-            for k, arr in arrays.items():
-                one = arr[:, t]
-                if 'train' in one.coords:
-                    one = one.drop_vars('train')
-                if keydata[k].per_frame and keydata[k]._stages == 1:
-                    # Keep the pulse slots some module filled in this train
-                    slots = plans[k].masks()[:, t].any(axis=0)
-                    if not slots.all():
-                        one = one[:, slots]
-                out[k] = one
-            yield int(tid), out

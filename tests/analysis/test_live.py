@@ -186,9 +186,9 @@ def test_two_endpoints_joined_by_the_matcher(run_dir):
                             workers=1, policy="wait", max_trains=N_TRAINS)
         res = runner.run()
     offline = run_offline(run_dir, MEAN_IMAGE, params, progress=False)
-    np.testing.assert_array_equal(res.data["train_ids"], ALL_TIDS)
+    np.testing.assert_array_equal(res.data["roi_norm.x"], ALL_TIDS)
     np.testing.assert_allclose(res.data["mean_image"], offline.data["mean_image"])
-    np.testing.assert_allclose(res.data["roi_norm"], offline.data["roi_norm"])
+    np.testing.assert_allclose(res.data["roi_norm.y"], offline.data["roi_norm.y"])
 
 
 def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
@@ -206,9 +206,14 @@ def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
     port = free_port()
     got = {}
 
-    def read():
+    def read():  # until the final result (the last message before the server stops)
         with karabo_bridge.Client(f"tcp://127.0.0.1:{port}", sock="SUB", timeout=60) as c:
-            got["data"], got["meta"] = c.next()
+            while True:
+                data, meta = c.next()
+                got.setdefault("partials", []).append(data)
+                if data["analysis/slow_pub:info"]["final"]:
+                    got["data"], got["meta"] = data, meta
+                    return
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -221,8 +226,10 @@ def test_karabo_bridge_client_reads_published_partials(run_dir, write_analysis):
     source = "analysis/slow_pub"
     assert {"total", "n", "tids"} <= set(got["data"][source])
     info = got["data"][source + ":info"]
-    assert info["reduced"] == got["data"][source]["n"]
-    assert got["meta"][source]["timestamp.tid"] >= ROOT_TRAIN
+    assert info["reduced"] == got["data"][source]["n"] == N_TRAINS
+    assert got["meta"][source]["timestamp.tid"] == ROOT_TRAIN + N_TRAINS - 1
+    assert len(got["partials"]) > 1  # partial results came before the final one
+    assert all(0 < p[source]["n"] for p in got["partials"])
 
 
 def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):

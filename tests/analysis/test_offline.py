@@ -64,9 +64,9 @@ def test_recipe_mean_image_offline(run_dir):
         res = run_offline(run_dir, MEAN_IMAGE, {"roi": roi}, workers=workers,
                           progress=False)
         np.testing.assert_allclose(res["mean_image"], images.mean(axis=0), rtol=1e-12)
-        np.testing.assert_array_equal(res["train_ids"], tids)
+        np.testing.assert_array_equal(res["roi_norm.x"], tids)
         expect = images[:, 1:5, 2:4].sum(axis=(1, 2)) / xgm_flux(tids)
-        np.testing.assert_allclose(res["roi_norm"], expect, rtol=1e-6)
+        np.testing.assert_allclose(res["roi_norm.y"], expect, rtol=1e-6)
         assert res["n_trains"] == N_TRAINS
 
 

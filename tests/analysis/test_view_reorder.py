@@ -44,6 +44,11 @@ def test_viewer_draws_png(tmp_path):
     assert "analysis/x: final result, train 5" in viewer.fig._suptitle.get_text()
     text = viewer._artists["__text__"].get_text()
     assert "n: 3" in text and "[reduced]: 3" in text
+    artist = viewer._artists["img"][0]
+    assert tuple(artist.get_extent()) == (-0.5, 3.5, -0.5, 3.5)  # the image's own shape
+    viewer.draw({"CAM": {"px": np.ones((2, 6)), "metadata": {"timestamp.tid": 9}}})
+    assert viewer.fig._suptitle.get_text() == "CAM: train 9"   # no result: no state
+    assert tuple(viewer._artists["px"][0].get_extent()) == (-0.5, 5.5, -0.5, 1.5)
     viewer.write_png()
     assert matplotlib.image.imread(tmp_path / "v.png").shape[2] in (3, 4)
     with pytest.raises(ValueError, match="No source 'other'.*analysis/x"):

@@ -129,8 +129,9 @@ def test_jungfrau(jungfrau_path, open_run):
     np.testing.assert_array_equal(lazy.values, arr.values)
     gaps = det.get_array('data.adc', module_gaps=True)
     assert gaps.shape[0] == 4
-    assert list(det.trains())[0][1]['data.adc'].dims == ('module', 'cell', 'slow_scan',
-                                                         'fast_scan')
+    first = list(det.trains())[0][1]
+    assert first['data.adc'].dims == ('module', 'train', 'cell', 'slow_scan', 'fast_scan')
+    assert 'data.memoryCell' in first and 'data.mask' in first
 
 
 def test_identification(agipd_corr_path, jungfrau_path, open_run):
@@ -190,12 +191,31 @@ def test_trains_iteration(agipd_corr_path, open_run):
     full = det.get_array()
     seen = []
     for tid, data in det.trains(pulses=by_index[:2], chunk_bytes=20_000):
+        assert sorted(data) == ['image.cellId', 'image.data', 'image.gain', 'image.mask',
+                                'image.pulseId', 'image.trainId']
         arr = data['image.data']
-        assert arr.dims == ('module', 'pulse', 'slow_scan', 'fast_scan')
+        assert arr.dims == ('module', 'train', 'pulse', 'slow_scan', 'fast_scan')
+        assert arr.coords['train'].values.tolist() == [tid]
         i = len(seen)
-        np.testing.assert_array_equal(arr.values, full.values[:, i, :2])
+        np.testing.assert_array_equal(arr.values[:, 0], full.values[:, i, :2])
         seen.append(tid)
     assert seen == list(det.train_ids)
+
+
+def test_trains_as_extra_data(agipd_corr_path, open_run):
+    import extra_data
+    from extra_data.components import AGIPD1M as TheirAGIPD
+
+    ours = AGIPD1M(open_run(agipd_corr_path))
+    theirs = TheirAGIPD(extra_data.RunDirectory(str(agipd_corr_path)))
+    pairs = zip(ours.trains(pulses=by_id[[20, 24]]),
+                theirs.trains(pulses=extra_data.by_id[[20, 24]]), strict=True)
+    for (ta, a), (tb, b) in pairs:
+        assert ta == tb and sorted(a) == sorted(b)
+        for key, arr in b.items():
+            assert a[key].dims == arr.dims, key
+            np.testing.assert_array_equal(a[key].values, arr.values, err_msg=key)
+            np.testing.assert_array_equal(a[key].coords['pulse'], arr.coords['pulse'])
 
 
 def test_masked_data(agipd_corr_path, open_run):
@@ -279,9 +299,9 @@ def test_frame_mismatch_exclude(messy_path, open_run):
 def test_messy_trains_require_all(messy_path, open_run):
     with pytest.warns(DetectorDataWarning):
         det = AGIPD1M(open_run(messy_path), raw=True)
-    tids = [t for t, _ in det.trains(require_all=True)]
+    tids = [t for t, _ in det.trains(keys='image.data')]   # require_all=True by default
     assert tids == [10000, 10003, 10004, 10005, 10006, 10007]
-    all_tids = [t for t, d in det.trains(fill_value=0)]
+    all_tids = [t for t, d in det.trains(keys='image.data', require_all=False, fill_value=0)]
     assert all_tids == list(range(10000, 10008))
 
 

@@ -62,5 +62,5 @@ def test_examples_run_on_the_demo_run(tmp_path, monkeypatch, other_runs):
         ran += 1
     assert ran == len(BLOCKS) - 1
     # the last frames = ... of the page: det.trains() on the raw demo data
-    assert namespace['frames'].dims == ('module', 'pulse', 'data_gain', 'slow_scan',
+    assert namespace['frames'].dims == ('module', 'train', 'pulse', 'data_gain', 'slow_scan',
                                         'fast_scan')
