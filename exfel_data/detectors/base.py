@@ -25,6 +25,9 @@ from .masked import MaskedDetectorKeyData
 from .virtual_cxi import write_virtual_cxi
 
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
     import pandas as pd
 
     from exfel_data.keydata import KeyData
@@ -504,15 +507,28 @@ class MultiModuleDetector:
         yield from iterate_trains(self, keys, pulses, require_all, fill_value,
                                   subtrain_index, chunk_bytes)
 
-    def write_virtual_cxi(self, filename, fillvalues: dict | None = None):
+    def write_virtual_cxi(self, filename: str | os.PathLike,
+                          fillvalues: dict | None = None) -> Path:
         """Write a CXI file (version 1.5) of virtual datasets pointing into the run.
 
         EXtra-data's layout, as CrystFEL and Cheetah read it: ``data`` (frames, modules,
         [2,] ss, fs), ``mask`` / ``gain`` when present, ``cellId``, ``pulseId``,
-        ``trainId``, ``experiment_identifier``. *fillvalues* ``{'data': .., 'gain': ..,
-        'mask': ..}`` for missing data (default NaN or 0, 0, 0xffffffff). The file is
-        small and valid while the run's files stay where they are; ``exfel-data convert
-        --to cxi`` writes a standalone copy instead.
+        ``trainId``, ``experiment_identifier``. The file is small and valid while the
+        run's files stay where they are; ``exfel-data convert --to cxi`` writes a
+        standalone copy instead.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            Output file (written to a temporary name, then renamed).
+        fillvalues : dict, optional
+            ``{'data': .., 'gain': .., 'mask': ..}`` for missing data (default NaN or 0,
+            0, 0xffffffff).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
         """
         return write_virtual_cxi(self, filename, fillvalues)
 
