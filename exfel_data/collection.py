@@ -38,8 +38,11 @@ from .source import SourceData
 __all__ = ["DataCollection", "SuspectTrain"]
 
 SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
-SuspectTrain.__doc__ = """A train ID the file marks as suspect (or that is out of order in
-format 0.5). ``origin`` names the source that sent it where INDEX/origin says so."""
+SuspectTrain.__doc__ = """A train ID the file marks as suspect (or out of order in format 0.5).
+
+Fields: ``file`` (its path), ``row`` (in the file's INDEX), ``train_id``, and ``origin``,
+the source that sent it where INDEX/origin says so.
+"""
 
 _Source = namedtuple("_Source", "section files keys")
 
@@ -123,18 +126,22 @@ class DataCollection:
     # -- sources and keys -----------------------------------------------------------
     @property
     def all_sources(self) -> frozenset[str]:
+        """Names of all selected sources, control and instrument."""
         return frozenset(self._sources)
 
     @property
     def control_sources(self) -> frozenset[str]:
+        """Names of the selected control (slow data) sources."""
         return frozenset(s for s, v in self._sources.items() if v.section == "CONTROL")
 
     @property
     def instrument_sources(self) -> frozenset[str]:
+        """Names of the selected instrument (fast data) sources."""
         return frozenset(s for s, v in self._sources.items() if v.section == "INSTRUMENT")
 
     @property
     def is_single_run(self) -> bool:
+        """True if the data comes from one run (RUN values and run metadata need that)."""
         return len(self._runs) <= 1
 
     def _canonical(self, source: str) -> str:

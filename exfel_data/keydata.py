@@ -50,10 +50,12 @@ class KeyData(fmt.SectionMixin):
     # -- structure ------------------------------------------------------------------
     @property
     def index_group(self) -> str:
+        """The INDEX group counting the key's entries: an instrument key's first part, else ''."""
         return fmt.index_group_of(self.section, self.key)
 
     @property
     def hdf5_data_path(self) -> str:
+        """Path of the key's dataset inside each file, e.g. ``/INSTRUMENT/<source>/data/x``."""
         return fmt.key_to_path(self.section, self.source, self.key)
 
     def train_rows(self) -> TrainRows:
@@ -82,22 +84,27 @@ class KeyData(fmt.SectionMixin):
 
     @property
     def shape(self) -> tuple:
+        """Shape of all the selected data: ``(entries,) + entry_shape``."""
         return (sum(c.total_count for c in self.data_chunks()),) + self.entry_shape
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions of :attr:`shape`."""
         return len(self.entry_shape) + 1
 
     @property
     def nbytes(self) -> int:
+        """Bytes of all the selected data in memory."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
     def size_mb(self) -> float:
+        """:attr:`nbytes` in MB (10**6 bytes)."""
         return self.nbytes / 1e6
 
     @property
     def size_gb(self) -> float:
+        """:attr:`nbytes` in GB (10**9 bytes)."""
         return self.nbytes / 1e9
 
     def __repr__(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from . import format as fmt
@@ -37,6 +39,7 @@ class SourceData(fmt.SectionMixin):
 
     @property
     def index_groups(self) -> set[str]:
+        """The source's INDEX groups in its files (e.g. ``{'data', 'image'}``)."""
         return set(self.files[0].index_groups(self.source)) if self.files else set()
 
     def keys(self, inc_timestamps: bool = True) -> set[str]:
@@ -120,9 +123,39 @@ class SourceData(fmt.SectionMixin):
         return self._replace(sel_keys=frozenset(chosen))
 
     def select_trains(self, trains) -> SourceData:
+        """A new SourceData for a subset of trains.
+
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            As for :meth:`DataCollection.select_trains`.
+
+        Returns
+        -------
+        SourceData
+        """
         return self._replace(train_ids=select_train_ids(self.train_ids, trains))
 
-    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None
+                     ) -> Iterator[SourceData]:
+        """Yield SourceData objects each covering consecutive trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        SourceData
+
+        Raises
+        ------
+        ValueError
+            Neither *parts* nor *trains_per_part* given, or *parts* below 1.
+        """
         for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
             yield self._replace(train_ids=self.train_ids[sl])
 
@@ -146,6 +179,7 @@ class SourceData(fmt.SectionMixin):
         return counts
 
     def drop_empty_trains(self) -> SourceData:
+        """A new SourceData without the trains in which this source has no data."""
         return self._replace(train_ids=self.train_ids[self.data_counts(labelled=False) > 0])
 
     # -- RUN values -----------------------------------------------------------------
