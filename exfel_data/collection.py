@@ -162,7 +162,22 @@ class DataCollection:
                           is_single_run=self.is_single_run)
 
     def keys_for_source(self, source: str) -> set[str]:
-        """Key names of a source (control keys as ``path.value`` / ``path.timestamp``)."""
+        """Key names of a source (control keys as ``path.value`` / ``path.timestamp``).
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+
+        Returns
+        -------
+        set of str
+
+        Raises
+        ------
+        SourceNameError
+            The source is not in the selection.
+        """
         return self._source_data(source).keys()
 
     def __getitem__(self, item):
@@ -270,7 +285,17 @@ class DataCollection:
         return mask
 
     def deselect(self, seln, key_glob: str = "*") -> DataCollection:
-        """New collection without the matching sources / keys (same spec as select)."""
+        """New collection without the matching sources / keys (same spec as select).
+
+        Parameters
+        ----------
+        seln, key_glob
+            As for :meth:`select`.
+
+        Returns
+        -------
+        DataCollection
+        """
         spec = self._parse_selection(seln, key_glob)
         sources = dict(self._sources)
         for s, keys in spec.items():
@@ -298,7 +323,22 @@ class DataCollection:
             yield self._replace(train_ids=self.train_ids[sl])
 
     def union(self, *others: DataCollection) -> DataCollection:
-        """Combine collections: union of files, sources, keys and trains."""
+        """Combine collections: union of files, sources, keys and trains.
+
+        Parameters
+        ----------
+        *others : DataCollection
+            The collections to combine with this one.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        DuplicateTrainError
+            A source has the same train ID in two of the files.
+        """
         files = {f.filename: f for c in (self, *others) for f in c.files}
         sources: dict[str, _Source] = {}
         for c in (self, *others):
@@ -390,6 +430,15 @@ class DataCollection:
         """Time of each selected train (``datetime64[ns]``, UTC; NaT where unknown).
 
         Uses INDEX/timestamp (format 1.0 and later).
+
+        Parameters
+        ----------
+        labelled : bool
+            Return a pandas Series indexed by train ID instead of an array.
+
+        Returns
+        -------
+        numpy.ndarray or pandas.Series
         """
         out = np.full(len(self.train_ids), np.datetime64("NaT"), dtype="datetime64[ns]")
         for j, rows, pos in file_rows(self.files, self.train_ids, self.inc_suspect_trains):
@@ -464,7 +513,15 @@ class DataCollection:
         return detector_modules(self.instrument_sources)
 
     def info(self, details_for_sources=(), file=None) -> None:
-        """Print a summary: trains, duration, train ID range, detectors, sources."""
+        """Print a summary: trains, duration, train ID range, detectors, sources.
+
+        Parameters
+        ----------
+        details_for_sources : str or iterable of str
+            Source glob patterns whose keys are listed too (entry shape and dtype).
+        file : file-like, optional
+            Where to print (default ``sys.stdout``).
+        """
         from .summary import format_info
 
         print(format_info(self, details_for_sources), file=file)
