@@ -153,7 +153,17 @@ class KeyData(fmt.SectionMixin):
                        inc_suspect_trains=self.inc_suspect_trains)
 
     def select_trains(self, trains) -> KeyData:
-        """New KeyData for a subset of trains (slice, indices, by_id[...], by_index[...])."""
+        """New KeyData for a subset of trains.
+
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            As for :meth:`DataCollection.select_trains`.
+
+        Returns
+        -------
+        KeyData
+        """
         return self._with_train_ids(select_train_ids(self.train_ids, trains))
 
     def __getitem__(self, item) -> KeyData:
@@ -162,15 +172,34 @@ class KeyData(fmt.SectionMixin):
     __iter__ = None  # a KeyData is not a sequence of rows; use .trains()
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
-        """Yield KeyData objects each covering a similar share of the selected trains."""
+        """Yield KeyData objects each covering a similar share of the selected trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        KeyData
+        """
         for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
             yield self._with_train_ids(self.train_ids[sl])
 
     def data_counts(self, labelled: bool = True):
         """Number of entries per selected train (0 where missing).
 
-        Returns a pandas Series indexed by train ID, or with ``labelled=False`` a numpy
-        array aligned with ``train_ids``.
+        Parameters
+        ----------
+        labelled : bool
+            A pandas Series indexed by train ID (default), else a numpy array aligned with
+            ``train_ids``.
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
         """
         counts = self.train_rows().count.astype(np.uint64)
         if labelled:
@@ -231,6 +260,24 @@ class KeyData(fmt.SectionMixin):
         """Read into an ``xarray.DataArray`` with a ``trainId`` coordinate (one per row).
 
         Structured dtypes give an ``xarray.Dataset`` with one variable per field.
+
+        Parameters
+        ----------
+        extra_dims : list of str, optional
+            Names of the dims after ``trainId`` (default ``dim_0``, ``dim_1``...).
+        roi : tuple
+            Basic indexing applied to each entry, as for :meth:`ndarray`.
+        name : str, optional
+            The array's name (default ``'<source>.<key>'`` without ``.value``).
+
+        Returns
+        -------
+        xarray.DataArray or xarray.Dataset
+
+        Raises
+        ------
+        ValueError
+            *extra_dims* has the wrong length.
         """
         import xarray as xr
 
@@ -263,6 +310,15 @@ class KeyData(fmt.SectionMixin):
 
         The task graph holds only file paths, dataset names and row ranges, so it is
         picklable and works on dask.distributed workers, which reopen the files.
+
+        Parameters
+        ----------
+        labelled : bool
+            Wrap it in an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
         """
         import dask
         import dask.array as da
@@ -295,9 +351,29 @@ class KeyData(fmt.SectionMixin):
     def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by="median"):
         """One value for the whole selection, if all entries agree within tolerance.
 
-        Numbers are compared with ``np.allclose`` against the reduced value (median by
-        default; any numpy function name, 'first', or a callable); other types must all
-        be equal. Raises ValueError naming the spread otherwise.
+        Numbers are compared with ``np.allclose`` against the reduced value; other types
+        must all be equal.
+
+        Parameters
+        ----------
+        rtol, atol : float
+            Relative and absolute tolerance (as ``np.allclose``).
+        reduce_by : str or callable
+            How to get the one value: a numpy function name (default ``'median'``),
+            ``'first'``, or a callable.
+
+        Returns
+        -------
+        object
+            The value (a numpy scalar, or an array for array entries).
+
+        Raises
+        ------
+        ValueError
+            The entries do not agree within tolerance (the message names the spread), or
+            an unknown *reduce_by*.
+        NoDataError
+            The selection has no entries.
         """
         data = self.ndarray()
         if len(data) == 0:
@@ -328,7 +404,24 @@ class KeyData(fmt.SectionMixin):
 
     # -- per train ------------------------------------------------------------------
     def train_from_id(self, train_id: int, keep_dims: bool = False):
-        """(train_id, array) for one train; a single entry loses its first axis."""
+        """(train_id, array) for one train; a single entry loses its first axis.
+
+        Parameters
+        ----------
+        train_id : int
+            A selected train ID.
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+
+        Returns
+        -------
+        tuple of (int, numpy.ndarray)
+
+        Raises
+        ------
+        TrainIDError
+            The train ID is not selected.
+        """
         pos = train_position(self.train_ids, train_id)
         arr = self._with_train_ids(self.train_ids[pos:pos + 1]).ndarray()
         if len(arr) == 1 and not keep_dims:
@@ -336,11 +429,36 @@ class KeyData(fmt.SectionMixin):
         return int(train_id), arr
 
     def train_from_index(self, i: int, keep_dims: bool = False):
-        """(train_id, array) for the train at position *i* of ``train_ids``."""
+        """(train_id, array) for the train at position *i* of ``train_ids``.
+
+        Parameters
+        ----------
+        i : int
+            The position (negative counts from the end).
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+
+        Returns
+        -------
+        tuple of (int, numpy.ndarray)
+        """
         return self.train_from_id(int(self.train_ids[i]), keep_dims=keep_dims)
 
     def trains(self, keep_dims: bool = False, include_empty: bool = False):
-        """Iterate over (train_id, array) for trains with data (all with include_empty)."""
+        """Iterate over (train_id, array) for trains with data.
+
+        Parameters
+        ----------
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+        include_empty : bool
+            Yield trains without data too: an array of 0 entries with *keep_dims*, else
+            None.
+
+        Yields
+        ------
+        tuple of (int, numpy.ndarray)
+        """
         from .trains import iterate_key
 
         yield from iterate_key(self, keep_dims=keep_dims, include_empty=include_empty)

@@ -34,15 +34,6 @@ NOT_YET_NUMPYDOC = {
     'exfel_data.collection.DataCollection.train_from_id',  # no Parameters section
     'exfel_data.collection.DataCollection.train_from_index',  # no Parameters section
     'exfel_data.keydata.KeyData',  # no Parameters section
-    'exfel_data.keydata.KeyData.as_single_value',  # no Parameters section
-    'exfel_data.keydata.KeyData.dask_array',  # no Parameters section
-    'exfel_data.keydata.KeyData.data_counts',  # no Parameters section
-    'exfel_data.keydata.KeyData.select_trains',  # no Parameters section
-    'exfel_data.keydata.KeyData.split_trains',  # no Parameters section
-    'exfel_data.keydata.KeyData.train_from_id',  # no Parameters section
-    'exfel_data.keydata.KeyData.train_from_index',  # no Parameters section
-    'exfel_data.keydata.KeyData.trains',  # no Parameters section
-    'exfel_data.keydata.KeyData.xarray',  # no Parameters section
     'exfel_data.source.SourceData',  # no Parameters section
     'exfel_data.source.SourceData.data_counts',  # no Parameters section
     'exfel_data.source.SourceData.keys',  # no Parameters section
