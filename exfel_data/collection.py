@@ -57,7 +57,23 @@ def _run_identity(dirname: str):
 class DataCollection:
     """Data from a set of EXDF files: sources x keys x trains.
 
-    Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`.
+    Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`; the
+    constructor is internal (see :meth:`from_files`).
+
+    Parameters
+    ----------
+    files : list of FileAccess
+        The scanned files.
+    sources : dict
+        Source name -> its section, files and selected keys.
+    train_ids : numpy.ndarray
+        The selected train IDs (sorted).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
+    runs : frozenset
+        The runs the files come from.
+    legacy_sources : dict, optional
+        Old source names -> current ones (HDF5 soft links in newer corrected files).
     """
 
     def __init__(self, files: list[FileAccess], sources: dict[str, _Source],
@@ -74,7 +90,26 @@ class DataCollection:
     @classmethod
     def from_files(cls, files: Iterable[FileAccess], *, inc_suspect_trains: bool = True,
                    runs: frozenset | None = None) -> DataCollection:
-        """Build a collection from scanned files (merging sources across files)."""
+        """Build a collection from scanned files (merging sources across files).
+
+        Parameters
+        ----------
+        files : iterable of FileAccess
+            The scanned files.
+        inc_suspect_trains : bool
+            Include train IDs the files mark as suspect.
+        runs : frozenset, optional
+            The runs the files come from.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        DuplicateTrainError
+            A source has the same train ID in two of the files.
+        """
         files = sorted({f.filename: f for f in files}.values(), key=lambda f: f.filename)
         src_files: dict[str, list[FileAccess]] = {}
         sections: dict[str, str] = {}
@@ -312,13 +347,39 @@ class DataCollection:
     def select_trains(self, trains) -> DataCollection:
         """New collection with a subset of trains.
 
-        *trains* may be a slice or indices (by position), a boolean array,
-        ``by_id[...]`` or ``by_index[...]``.
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            A slice or indices select by position, a boolean array must match the number
+            of trains; ``by_id`` selects by train ID.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        TrainIDError
+            A ``by_id`` list holds a train ID that is not selected.
+        IndexError
+            An index out of range.
         """
         return self._replace(train_ids=select_train_ids(self.train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
-        """Yield collections each covering a similar share of the trains."""
+        """Yield collections each covering a similar share of the trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        DataCollection
+        """
         for sl in split_ranges(len(self.train_ids), parts, trains_per_part):
             yield self._replace(train_ids=self.train_ids[sl])
 
@@ -366,15 +427,72 @@ class DataCollection:
 
     # -- reading --------------------------------------------------------------------
     def get_array(self, source: str, key: str, extra_dims=None, roi=(), name=None):
-        """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate."""
+        """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+        extra_dims, roi, name
+            As for :meth:`KeyData.xarray`.
+
+        Returns
+        -------
+        xarray.DataArray
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        """
         return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
 
     def get_dask_array(self, source: str, key: str, labelled: bool = False):
-        """One key as a lazy dask array (labelled: an xarray wrapping it)."""
+        """One key as a lazy dask array (labelled: an xarray wrapping it).
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+        labelled : bool
+            Wrap it in an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        """
         return self[source, key].dask_array(labelled=labelled)
 
     def get_series(self, source: str, key: str):
-        """One key with scalar entries as a pandas Series indexed by trainId."""
+        """One key with scalar entries as a pandas Series indexed by trainId.
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+
+        Returns
+        -------
+        pandas.Series
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        TypeError
+            The key's entries are not scalars.
+        """
         return self[source, key].series()
 
     def get_dataframe(self, fields=None, *, timestamps: bool = False):
@@ -407,11 +525,43 @@ class DataCollection:
         return pd.concat(columns, axis=1, join="outer")
 
     def get_run_value(self, source: str, key: str):
-        """The RUN-section value of a control key (name with or without ``.value``)."""
+        """The RUN-section value of a control key (name with or without ``.value``).
+
+        Parameters
+        ----------
+        source : str
+            A control source.
+        key : str
+            One of its RUN keys.
+
+        Returns
+        -------
+        object
+            A number, string or array.
+
+        Raises
+        ------
+        MultiRunError
+            The data combines several runs.
+        PropertyNameError
+            The source has no such RUN key.
+        """
         return self._source_data(source).run_value(key)
 
     def get_run_values(self, source: str, inc_timestamps: bool = False) -> dict:
-        """All RUN values of a control source as a dict."""
+        """All RUN values of a control source as a dict.
+
+        Parameters
+        ----------
+        source : str
+            A control source.
+        inc_timestamps : bool
+            Include the ``.timestamp`` keys.
+
+        Returns
+        -------
+        dict
+        """
         return self._source_data(source).run_values(inc_timestamps=inc_timestamps)
 
     def run_metadata(self) -> dict:
@@ -482,7 +632,24 @@ class DataCollection:
 
     def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
                       keep_dims: bool = False):
-        """``(train_id, data)`` for one train ID."""
+        """``(train_id, data)`` for one train ID.
+
+        Parameters
+        ----------
+        train_id : int
+            A selected train ID.
+        devices, flat_keys, keep_dims
+            As for :meth:`trains`.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        TrainIDError
+            The train ID is not selected.
+        """
         pos = train_position(self.train_ids, train_id)
         it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
                          keep_dims=keep_dims)
@@ -490,7 +657,24 @@ class DataCollection:
 
     def train_from_index(self, index: int, devices=None, *, flat_keys: bool = False,
                          keep_dims: bool = False):
-        """``(train_id, data)`` for the train at a position in ``train_ids``."""
+        """``(train_id, data)`` for the train at a position in ``train_ids``.
+
+        Parameters
+        ----------
+        index : int
+            The position.
+        devices, flat_keys, keep_dims
+            As for :meth:`trains`.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        IndexError
+            No train at that position.
+        """
         n = len(self.train_ids)
         if not -n <= index < n:
             raise IndexError(f"Train index {index} out of range for {n} trains")

@@ -19,7 +19,25 @@ __all__ = ["SourceData"]
 class SourceData(fmt.SectionMixin):
     """Data for one source. Get it from ``run[source]``.
 
-    ``src[key]`` gives a :class:`KeyData`; control keys may omit ``.value``.
+    ``src[key]`` gives a :class:`KeyData`; control keys may omit ``.value``. The
+    constructor is internal: collections build these.
+
+    Parameters
+    ----------
+    source : str
+        The source name.
+    section : str
+        ``'CONTROL'``, ``'INSTRUMENT'`` or an auxiliary section.
+    files : list of FileAccess
+        The files holding the source.
+    train_ids : numpy.ndarray
+        The selected train IDs.
+    sel_keys : frozenset, optional
+        The selected keys (None: all).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
+    is_single_run : bool
+        Whether the data comes from one run.
     """
 
     def __init__(self, source: str, *, section: str, files: list[FileAccess],
@@ -43,14 +61,39 @@ class SourceData(fmt.SectionMixin):
         return set(self.files[0].index_groups(self.source)) if self.files else set()
 
     def keys(self, inc_timestamps: bool = True) -> set[str]:
-        """Key names of this source (control keys as ``path.value``/``path.timestamp``)."""
+        """Key names of this source (control keys as ``path.value``/``path.timestamp``).
+
+        Parameters
+        ----------
+        inc_timestamps : bool
+            Include the control ``.timestamp`` keys.
+
+        Returns
+        -------
+        set of str
+        """
         keys = self.sel_keys if self.sel_keys is not None else self.files[0].keys(self.source)
         if not inc_timestamps and self.is_control:
             return {k for k in keys if not k.endswith(".timestamp")}
         return set(keys)
 
     def resolve_key(self, key: str) -> str:
-        """Canonical key name (adds ``.value`` to control keys given without it)."""
+        """Canonical key name (adds ``.value`` to control keys given without it).
+
+        Parameters
+        ----------
+        key : str
+            A key name.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        PropertyNameError
+            The source has no such key (the message says if it is a RUN value).
+        """
         keys = self.sel_keys
         if keys is not None:
             if key in keys:
@@ -89,7 +132,22 @@ class SourceData(fmt.SectionMixin):
                        inc_suspect_trains=self.inc_suspect_trains)
 
     def one_key(self, index_group: str | None = None) -> str:
-        """Some key of this source (in the given index group), found cheaply."""
+        """Some key of this source (in the given index group), found cheaply.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            Only a key of this index group.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        PropertyNameError
+            No key in that index group.
+        """
         for k in sorted(self.keys()):
             if index_group is None or fmt.index_group_of(self.section, k) == index_group:
                 return k
@@ -104,7 +162,22 @@ class SourceData(fmt.SectionMixin):
         return SourceData(self.source, **args)
 
     def select_keys(self, keys) -> SourceData:
-        """New SourceData with only the keys matching glob(s) or names."""
+        """New SourceData with only the keys matching glob(s) or names.
+
+        Parameters
+        ----------
+        keys : str or iterable of str
+            Key names (control keys may omit ``.value``) or glob patterns.
+
+        Returns
+        -------
+        SourceData
+
+        Raises
+        ------
+        PropertyNameError
+            A name or pattern matches no key.
+        """
         if isinstance(keys, str):
             keys = [keys]
         all_keys = self.keys()
@@ -165,6 +238,18 @@ class SourceData(fmt.SectionMixin):
         For instrument sources the maximum over index groups unless *index_group* is
         given. A file without that index group counts as 0 entries (see
         docs/reading.md, "Damaged files").
+
+        Parameters
+        ----------
+        labelled : bool
+            A pandas Series indexed by train ID (default), else a numpy array.
+        index_group : str, optional
+            Count the entries of this index group only.
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
+            uint64 counts.
         """
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         counts = np.zeros(len(self.train_ids), dtype=np.uint64)
@@ -184,7 +269,29 @@ class SourceData(fmt.SectionMixin):
 
     # -- RUN values -----------------------------------------------------------------
     def run_value(self, key: str):
-        """The RUN-section snapshot of a control key (accepts the name without .value)."""
+        """The RUN-section snapshot of a control key (accepts the name without .value).
+
+        Parameters
+        ----------
+        key : str
+            A RUN key of this source.
+
+        Returns
+        -------
+        object
+            A number, string or array.
+
+        Raises
+        ------
+        MultiRunError
+            The data combines several runs.
+        ValueError
+            This is an instrument source.
+        PropertyNameError
+            No such RUN key.
+        NoDataError
+            The RUN dataset is empty.
+        """
         if not self.is_single_run:
             raise MultiRunError("run_value()")
         if not self.is_control:
@@ -204,7 +311,17 @@ class SourceData(fmt.SectionMixin):
         return fmt.decode_scalar(value)
 
     def run_values(self, inc_timestamps: bool = False) -> dict:
-        """All RUN values of this control source as {key: value}."""
+        """All RUN values of this control source as {key: value}.
+
+        Parameters
+        ----------
+        inc_timestamps : bool
+            Include the ``.timestamp`` keys.
+
+        Returns
+        -------
+        dict
+        """
         keys = self.files[0].run_keys(self.source)
         if not inc_timestamps:
             keys = {k for k in keys if not k.endswith(".timestamp")}
