@@ -21,16 +21,25 @@ DASK_CHUNK_BYTES = 128 * 1024**2
 class KeyData(fmt.SectionMixin):
     """Data for one key of one source. Get it from ``run[source, key]``.
 
-    Attributes
+    The constructor is internal: sources build these. Its parameters are kept as the
+    attributes of the same names.
+
+    Parameters
     ----------
     source, key : str
+        The source and key names.
     section : str
-        'CONTROL' or 'INSTRUMENT'.
+        'CONTROL' or 'INSTRUMENT' (or an auxiliary section).
+    files : list of FileAccess
+        The files holding the source.
     train_ids : np.ndarray
         Selected train IDs (including trains where this key has no data).
     dtype : np.dtype
+        The key's dtype.
     entry_shape : tuple
         Shape of one entry (one row).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
     """
 
     def __init__(self, source: str, key: str, *, section: str, files: list[FileAccess],
