@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .devices import (
     Device,
@@ -93,7 +94,7 @@ class XTDFModule(Device):
         return (f'{type(self).__name__}({self.name!r}, raw={self.raw}, '
                 f'frames_per_train={self.frames_per_train}, aggregator={self.aggregator!r})')
 
-    def frame_counts(self, train_ids) -> np.ndarray:
+    def frame_counts(self, train_ids: ArrayLike) -> np.ndarray:
         out = np.full(len(train_ids), self.frames_per_train, dtype=np.int64)
         if self.frame_overrides:
             known = np.array(sorted(self.frame_overrides), dtype=np.uint64)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..write.exdf_writer import STRING_DTYPE, train_timestamps
 
@@ -314,7 +315,7 @@ class Device:
         specs = self.source_specs if source is None else [self.spec(source)]
         return sorted(k for s in specs for k in s.keys)
 
-    def frame_counts(self, train_ids) -> np.ndarray:
+    def frame_counts(self, train_ids: ArrayLike) -> np.ndarray:
         """Rows per train of frame-resolved index groups (1 for devices without frames).
 
         Parameters
@@ -329,7 +330,7 @@ class Device:
         """
         return np.ones(len(train_ids), dtype=np.int64)
 
-    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
+    def counts(self, source: str, group: str, train_ids: ArrayLike) -> np.ndarray:
         """Rows per train for one index group of one source.
 
         Parameters
@@ -359,7 +360,7 @@ class Device:
                     return s, s.keys[name], suffix
         raise KeyError(f"{self!r} has no key {key!r}; keys: {self.keys(source)}")
 
-    def values(self, key: str, train_ids, source: str | None = None) -> np.ndarray:
+    def values(self, key: str, train_ids: ArrayLike, source: str | None = None) -> np.ndarray:
         """The rows written for *key* in these trains, stacked in the given train order.
 
         Parameters
@@ -612,7 +613,7 @@ class RunOnlySource(Device):
                                     {'classId': 'RunInfo', 'sample': 'lysozyme',
                                      'photonEnergy': 9.3})
 
-    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
+    def counts(self, source: str, group: str, train_ids: ArrayLike) -> np.ndarray:
         """Rows per train: 0 for every train (see :meth:`Device.counts`).
 
         Parameters

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from ..write.exdf_writer import FORMAT_VERSIONS, ExdfWriter
@@ -112,7 +113,7 @@ class FilePlan:
         self.train_ids = np.insert(self.train_ids, position, np.uint64(train_id))
         self.flags = np.insert(self.flags, position, flag)
 
-    def remove(self, train_ids) -> bool:
+    def remove(self, train_ids: ArrayLike) -> bool:
         """Drop trains from this file.
 
         Parameters
@@ -293,7 +294,7 @@ class RunPlan:
         for f in self.files:
             f.devices = [new if d is old else d for d in f.devices]
 
-    def affected_train_ids(self, defect) -> np.ndarray:
+    def affected_train_ids(self, defect: object) -> np.ndarray:
         """Train IDs a defect touched (see its docstring for their meaning).
 
         Parameters
@@ -365,7 +366,8 @@ class RunPlan:
         return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
 
     # -- writing -----------------------------------------------------------------------
-    def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
+    def write(self, path: str | os.PathLike, progress: bool | None = None,
+              overwrite: bool = False) -> Path:
         """Write all files into the run folder *path* (created if needed); return it.
 
         Parameters
@@ -483,7 +485,8 @@ def _flatten(devices) -> list[Device]:
     return out
 
 
-def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_version: str = '1.3',
+def make_run(path: str | os.PathLike, n_trains: int = 20, first_train_id: int = 10000,
+             format_version: str = '1.3',
              devices: Iterable | None = None, trains_per_file: int | Mapping[str, int] = 10,
              run_number: int = 1, proposal: int = 700000, data_class: str | None = None,
              defects: Iterable = (), preallocate: bool = True,
@@ -515,7 +518,8 @@ proposal, data_class, defects, preallocate
 
 
 
-def proposal_run_dir(root, proposal: int = 700000, run: int = 1, *, instrument: str = 'SPB',
+def proposal_run_dir(root: str | os.PathLike, proposal: int = 700000, run: int = 1, *,
+                     instrument: str = 'SPB',
                      cycle: str = '202401', data: str = 'raw') -> Path:
     """The facility's folder for a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
 
