@@ -99,7 +99,8 @@ class TrainIDError(ExfelDataError, KeyError):
         The number of trains selected, for the message.
     """
 
-    def __init__(self, train_id, first=None, last=None, n_trains=None):
+    def __init__(self, train_id: int, first: int | None = None, last: int | None = None,
+                 n_trains: int | None = None):
         self.train_id = train_id
         self.first, self.last, self.n_trains = first, last, n_trains
         super().__init__(train_id)

@@ -11,6 +11,7 @@ import fnmatch
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
@@ -97,7 +98,8 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
                           f"{lines}{more}")
 
 
-def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, *,
+def RunDirectory(path: str | os.PathLike, include: str = "*",
+                 file_filter: Callable[[list[str]], list[str]] | None = None, *,
                  inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
@@ -204,7 +206,8 @@ def find_proposal(proposal, root: str | None = None) -> str:
         f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
 
 
-def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=None, *,
+def open_run(proposal: int | str, run: int | str, data: str = "raw", include: str = "*",
+             file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None) -> DataCollection:
     """Open a run by proposal and run number.
 
