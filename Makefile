@@ -20,9 +20,9 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Side-by-side benchmarks against extra-data / karabo-bridge / plain h5py and pyzmq.
-# All but bench_bridge rewrite their own section of docs/benchmarks.md.
+# All but bench_bridge and bench_startup rewrite their own section of docs/benchmarks.md.
 # `make bench BENCH_ARGS=--quick` for a short run.
-BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge
+BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge bench_startup
 BENCH_ARGS ?=
 
 bench: install

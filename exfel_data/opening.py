@@ -226,9 +226,10 @@ def open_run(proposal: int | str, run: int | str, data: str = "raw", include: st
     kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
     if data != "all":
         return RunDirectory(run_folder(proposal, run, data, root), **kw)
-    raw = RunDirectory(run_folder(proposal, run, "raw", root), **kw)
-    proc_dir = os.path.join(find_proposal(proposal, root), "proc",
-                            f"r{int(str(run).lstrip('r')):04d}")
+    raw_dir = run_folder(proposal, run, "raw", root)
+    raw = RunDirectory(raw_dir, **kw)
+    proc_dir = os.path.join(os.path.dirname(os.path.dirname(raw_dir)), "proc",
+                            os.path.basename(raw_dir))
     if not os.path.isdir(proc_dir):
         warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
         return raw

@@ -4,6 +4,7 @@ Which modules get imported is checked with ``python -X importtime`` in a fresh i
 speed figures themselves belong in benchmarks, not here.
 """
 
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,17 @@ def test_lazy_names_resolve():
     assert set(exfel_data.__all__) <= set(dir(exfel_data))
     with pytest.raises(AttributeError, match="has no attribute 'RunDir'"):
         exfel_data.RunDir  # noqa: B018
+
+
+def test_lazy_help_reads_as_with_every_command_loaded():
+    """`exfel-data --help` before and after the commands are imported: the same text."""
+    loaded = ("import click, sys; from exfel_data.cli import LAZY_COMMANDS, main; "
+              "ctx = click.Context(main); [main.get_command(ctx, n) for n in LAZY_COMMANDS]; "
+              "sys.argv = ['exfel-data', '--help']; main(prog_name='exfel-data')")
+    outputs = [subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "COLUMNS": "100"}).stdout
+               for args in (["-c", "from exfel_data.cli import main; "
+                                   "main(['--help'], prog_name='exfel-data')"],
+                            ["-c", loaded])]
+    assert "Commands:" in outputs[0] and "validate" in outputs[0]
+    assert outputs[0] == outputs[1]

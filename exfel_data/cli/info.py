@@ -117,8 +117,8 @@ def run_line(path: Path) -> str:
 @run_location("path")
 @click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--detail", metavar="GLOB",
-              help="For sources matching GLOB, list each key's dtype, entry shape and how "
-                   "many trains hold data.")
+              help="For sources matching GLOB, list each key's dtype, entry shape, units "
+                   "and how many trains hold data.")
 @click.option("--counts", is_flag=True,
               help="Show how many trains each source has data for.")
 def info(path: str, detail: str | None, counts: bool) -> None:

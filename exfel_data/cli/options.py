@@ -81,14 +81,14 @@ def resolve_run(path: str | None, proposal: str | None, run_number: str | None,
     if proposal is None or run_number is None:
         raise click.UsageError("--proposal and --run go together (e.g. --proposal 1234 "
                                "--run 42).")
-    from ..opening import run_folder
-
     if not run_number.lstrip("r").isdigit():
         raise click.BadParameter(f"{run_number!r} is not a run number (e.g. 42 or r0042)",
                                  param_hint="--run")
     if not proposal.lstrip("p").isdigit():
         raise click.BadParameter(f"{proposal!r} is not a proposal number (e.g. 1234 or "
                                  "p001234)", param_hint="--proposal")
+    from ..opening import run_folder
+
     try:
         return run_folder(int(proposal.lstrip("p")), int(run_number.lstrip("r")),
                           data_folder, data_root)

@@ -120,7 +120,7 @@ def test_drop_policy_counts_drops(run_dir, write_analysis):
 
 
 def test_cli_publishes_partials_and_view_writes_png(run_dir, tmp_path):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (test extra)
     port = free_port()
     png, out = tmp_path / "scan.png", tmp_path / "scan.h5"
     viewer = subprocess.Popen(EXFEL_BRIDGE + ["view", f"tcp://127.0.0.1:{port}", "--png",

@@ -90,7 +90,7 @@ def test_recipe_scan_offline_with_trains_and_select(run_dir):
 
 
 def test_dask_local_cluster(run_dir, write_analysis):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:

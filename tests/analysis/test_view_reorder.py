@@ -28,7 +28,6 @@ def test_split_panels_kinds():
 
 
 def test_viewer_draws_png(tmp_path):
-    pytest.importorskip("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")

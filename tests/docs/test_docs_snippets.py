@@ -13,12 +13,12 @@ line just before a block's fence changes how it runs:
   port (and ``tcp://*`` by the loopback address, as everywhere in these tests).
 - ``<!-- client: 4545 -->``: as ``free port``, and a REQ client reads from that port while
   the block runs (for blocks that serve until clients took the trains).
-- ``<!-- doctest -->``: the block is a ``>>>`` session; its outputs are compared too.
+- ``<!-- file: NAME -->``: the block is the content of file NAME (e.g. an analysis file the
+  page's later blocks use); it is written, not run.
 """
 
 from __future__ import annotations
 
-import doctest
 import re
 import socket
 import threading
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTED_ELSEWHERE = {"detectors.md": "tests/detectors/test_docs_detectors.py"}
 PAGES = [ROOT / "README.md", *(p for p in sorted((ROOT / "docs").glob("*.md"))
                                if p.name not in TESTED_ELSEWHERE)]
-MARKERS = "needs|live|free port|client|doctest"
+MARKERS = "needs|live|free port|client|file"
 MARKER = re.compile(rf"^<!--\s*({MARKERS})\s*:?\s*(.*?)\s*-->$")
 
 
@@ -155,13 +155,8 @@ def run_block(block: Block) -> None:
         with Reader(f"tcp://127.0.0.1:{port}"):
             exec(compile(code, block.id, "exec"), namespace_of(block.page))
         return
-    if block.marker == "doctest":
-        test = doctest.DocTestParser().get_doctest(code, namespace_of(block.page), block.id,
-                                                   str(block.page), block.line)
-        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS
-                                       | doctest.NORMALIZE_WHITESPACE)
-        runner.run(test)
-        assert runner.failures == 0, f"{block.id}: doctest output differs (see above)"
+    if block.marker == "file":
+        Path(block.argument).write_text(code, encoding="utf-8")
         return
     if block.marker == "live":
         endpoint, _, detector = block.argument.partition(" ")
@@ -201,3 +196,9 @@ def test_markers_are_well_formed():
                 assert MARKER.match(line.strip()), f"{page.name}: bad marker {line!r}"
                 if "needs" in line:
                     assert MARKER.match(line.strip()).group(2), f"{page.name}: needs what?"
+
+
+def test_pages_tested_elsewhere_have_their_test():
+    for page, test in TESTED_ELSEWHERE.items():
+        assert (ROOT / "docs" / page).exists() and (ROOT / test).exists(), (page, test)
+        assert page in (ROOT / test).read_text()  # that test reads this page
