@@ -18,6 +18,7 @@ import numpy as np
 from bridge.client import Client
 from bridge.curve import CurveKeyError, generate_keys
 from bridge.endpoints import CLIENT_FOR, client_endpoint, server_endpoint
+from bridge.protocol import ProtocolError
 from bridge.server import POLICIES
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
 from bridge.serving import stop_on_signals
@@ -347,6 +348,10 @@ def glimpse(endpoint, sock, timeout, curve_server_key, curve_secret_key) -> None
             f"(see -z)?\n{e}") from None
     except CurveKeyError as e:
         raise click.ClickException(str(e)) from None
+    except ProtocolError as e:
+        raise click.ClickException(
+            f"Received a message that is not a valid Karabo bridge message from {address}: "
+            f"{e}\nIs the server there a Karabo bridge (protocol 1.0 to 2.2)?") from None
     except KeyboardInterrupt:
         click.echo("Interrupted.")
         return
@@ -361,6 +366,7 @@ class RateMeter:
         self.nbytes = 0
         self.missing = 0       # train IDs skipped between consecutive trains
         self.out_of_order = 0
+        self.malformed = 0     # messages that were not valid bridge messages
         self.last_tid = None
         self._ages: list[float] = []
         self._window_trains = 0
@@ -398,6 +404,9 @@ class RateMeter:
                 f"{self.missing} train IDs missing")
         if self.out_of_order:
             text += f", {self.out_of_order} out of order"
+        if self.malformed:
+            text += (f"; {self.malformed} malformed message{'s' if self.malformed > 1 else ''} "
+                     "skipped")
         return text + "."
 
     def line(self) -> str:
@@ -466,6 +475,11 @@ def monitor(endpoint, sock, count, interval, tune_malloc, fast, curve_server_key
                     if not meter.trains and not told_why:
                         click.echo(f"Nothing yet: {e}", err=True)   # once: what to check
                         told_why = True
+                except ProtocolError as e:
+                    # A monitor watches a stream: count a bad message, say the first, go on.
+                    if not meter.malformed:
+                        click.echo(f"Skipping a malformed message: {e}", err=True)
+                    meter.malformed += 1
                 else:
                     meter.add(data, metadata, time.time())
                 if time.monotonic() >= next_print:

@@ -44,10 +44,27 @@ _CLIENT_FOR = {'REP': 'REQ', 'PUB': 'SUB', 'PUSH': 'PULL'}
 
 
 def parse_stream(text: str, default_sock: str = 'REQ') -> tuple[str, str]:
-    """``'SUB@tcp://host:4545'`` -> ``('tcp://host:4545', 'SUB')``; no prefix: the default.
+    """Split a stream address: ``'SUB@tcp://host:4545'`` -> ``('tcp://host:4545', 'SUB')``.
 
     The server's socket name is accepted too (``PUB@...`` means SUB); a bare port means
     ``tcp://127.0.0.1:PORT``.
+
+    Parameters
+    ----------
+    text : str
+        ``[SOCKET@]endpoint`` or a bare port number.
+    default_sock : str
+        The client socket type when ``text`` has no ``SOCKET@`` prefix.
+
+    Returns
+    -------
+    tuple of str
+        ``(endpoint, socket type)``, the socket type one of REQ, SUB, PULL.
+
+    Raises
+    ------
+    ValueError
+        An unknown socket type.
     """
     sock, at, endpoint = str(text).partition('@')
     if not at:
@@ -214,8 +231,22 @@ class TrainMatcher:
     def next(self, timeout: float | None = None) -> tuple[dict, dict]:
         """The next matched train as ``(data, metadata)``.
 
-        Raises :class:`bridge.BridgeTimeout` if none is ready within ``timeout`` seconds
-        (default: wait as long as it takes).
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for a matched train; None (default): as long as it takes.
+
+        Returns
+        -------
+        tuple of dict
+            ``(data, metadata)``, both keyed by source name.
+
+        Raises
+        ------
+        bridge.BridgeTimeout
+            No matched train within ``timeout``; the message gives each stream's status.
+        RuntimeError
+            The matcher is closed.
         """
         if self._closed:
             raise RuntimeError('TrainMatcher is closed')

@@ -185,8 +185,24 @@ class Recorder:
             metadata: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
         """Record one train dict (as from ``Client.next()``, a matcher or ``run.trains()``).
 
-        Returns False if the train was not recorded: no selected source, no train ID, or a
-        train ID not above the last recorded one.
+        Parameters
+        ----------
+        data : mapping
+            Source name -> key -> value, one train.
+        metadata : mapping, optional
+            Source name -> bridge metadata (``timestamp.tid``, ``timestamp``); without it
+            each source's ``data[source]['metadata']`` is used.
+
+        Returns
+        -------
+        bool
+            False if the train was not recorded: no selected source, no train ID (or
+            different ones), or a train ID not above the last recorded one.
+
+        Raises
+        ------
+        RuntimeError
+            The recorder is closed.
         """
         if self._closed:
             raise RuntimeError(f'Recorder of {self.out_dir} is closed')
@@ -230,12 +246,28 @@ class Recorder:
     def record(self, stream: Iterable, *, trains: int | None = None,
                duration: float | None = None, stop: threading.Event | None = None,
                on_train: Callable[[Recorder], None] | None = None) -> int:
-        """Record trains from ``stream`` (a Client, TrainMatcher or any (data, metadata) iterable).
+        """Record trains from a stream until a limit is reached or the stream ends.
 
-        Stops after ``trains`` trains, after ``duration`` seconds, when ``stop`` is set or when
-        the stream ends. A Client should have a ``timeout`` (e.g. 0.5 s) so that the time
-        limits are checked while nothing arrives. ``on_train(recorder)`` is called after each
-        train. Returns the number of trains recorded. Does not close the recorder.
+        A Client should have a ``timeout`` (e.g. 0.5 s) so that the time limits are checked
+        while nothing arrives. Does not close the recorder.
+
+        Parameters
+        ----------
+        stream : iterable
+            A Client, a TrainMatcher or any iterable of ``(data, metadata)``.
+        trains : int, optional
+            Stop after this many trains were recorded.
+        duration : float, optional
+            Stop after this many seconds.
+        stop : threading.Event, optional
+            Stop when this is set.
+        on_train : callable, optional
+            Called as ``on_train(recorder)`` after each train received.
+
+        Returns
+        -------
+        int
+            The number of trains recorded.
         """
         start = time.monotonic()
         recorded = 0

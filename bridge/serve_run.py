@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from bridge.curve import KeySource
     from bridge.server import Server
+    from exfel_data.collection import DataCollection
 
 __all__ = ["select_run", "stack_detector_modules", "iter_run_trains",
            "serve_run"]
@@ -33,13 +34,29 @@ __all__ = ["select_run", "stack_detector_modules", "iter_run_trains",
 LAYOUTS = ("file", "online")
 
 
-def select_run(run, sources: Sequence[str] = ("*",), key: str = "*",
-               trains: TrainRange | str | slice | int | Sequence[int] | None = None):
+def select_run(run: DataCollection | str | os.PathLike, sources: Sequence[str] = ("*",),
+               key: str = "*",
+               trains: TrainRange | str | slice | int | Sequence[int] | None = None
+               ) -> DataCollection:
     """Select sources (globs), keys (glob) and trains of a run or its path.
 
-    ``trains``: a range as text (:func:`exfel_data.selection.parse_trains`: positions
-    ``'10:20'``, train IDs ``'id:10000:10050'``) or parsed, or train positions (an index,
-    a slice or a list).
+    Parameters
+    ----------
+    run : DataCollection or path
+        An ``exfel_data`` run or selection, or the path of a run folder.
+    sources : sequence of str
+        Source name glob patterns (one string is one pattern).
+    key : str
+        Key glob pattern, applied to every selected source.
+    trains : str, TrainRange, int, slice or sequence of int, optional
+        A range as text (:func:`exfel_data.selection.parse_trains`: positions ``'10:20'``,
+        train IDs ``'id:10000:10050'``) or parsed, or train positions (an index, a slice or
+        a list). None: all trains.
+
+    Returns
+    -------
+    DataCollection
+        The selection.
     """
     import exfel_data
 
@@ -131,6 +148,25 @@ def _stacked_name(ds: DetectorSources, data: dict, layout: str) -> str:
 def stack_detector_modules(data: dict, layout: str = "file") -> dict:
     """Replace the module sources of each detector in a train dict by one stacked source.
 
+    Parameters
+    ----------
+    data : dict
+        A train dict (source -> key -> value).
+    layout : {'file', 'online'}
+        How the stacked source is named and its arrays laid out (below).
+
+    Returns
+    -------
+    dict
+        A new train dict; ``data`` is not modified.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout``.
+
+    Notes
+    -----
     The modules are found as everywhere in exfel_data (:func:`exfel_data.detectors.identify.
     detector_modules`: AGIPD, LPD, DSSC, JUNGFRAU, raw or corrected names; corrected preferred).
 
@@ -176,13 +212,32 @@ def _drop_unsendable(data: dict, warned: set) -> None:
                               "representation", stacklevel=3)
 
 
-def iter_run_trains(run, *, append_detector_modules: bool = False,
+def iter_run_trains(run: DataCollection, *, append_detector_modules: bool = False,
                     loop: bool = False, layout: str = "file") -> Iterator[tuple[int, dict]]:
     """Yield ``(train_id, data)`` of a (selected) run, ready to feed to a server.
 
-    Trains without any data are skipped. With ``loop`` the run starts over after its last train
-    (train IDs then repeat), forever. With ``append_detector_modules`` detector modules are
-    stacked in the given *layout* (see :func:`stack_detector_modules`).
+    Trains without any data are skipped.
+
+    Parameters
+    ----------
+    run : DataCollection
+        A run or a selection of it.
+    append_detector_modules : bool
+        Stack each detector's modules into one source (:func:`stack_detector_modules`).
+    loop : bool
+        Start over after the last train (train IDs then repeat), forever.
+    layout : {'file', 'online'}
+        The stacked layout, see :func:`stack_detector_modules`.
+
+    Yields
+    ------
+    tuple of (int, dict)
+        The train ID and its train dict.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout``, or ``loop`` over a selection without any data.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -203,7 +258,8 @@ def iter_run_trains(run, *, append_detector_modules: bool = False,
             raise ValueError("The selection holds no data to loop over")
 
 
-def serve_run(run, endpoint: str, *, sources: Sequence[str] = ("*",), key: str = "*",
+def serve_run(run: DataCollection | str | os.PathLike, endpoint: str, *,
+              sources: Sequence[str] = ("*",), key: str = "*",
               trains: slice | int | Iterable[int] | None = None,
               append_detector_modules: bool = False, layout: str = "file",
               dummy_timestamps: bool | None = None,

@@ -180,9 +180,11 @@ class Server:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: ``fed``, ``sent``, ``dropped``, ``queued`` (now),
-        ``queued_bytes`` (now), ``requests``, ``bad_requests``,
-        ``waiting_clients`` (REP requests not yet answered)."""
+        """Counters of what the server did, and its queue now.
+
+        ``fed``, ``sent``, ``dropped``, ``queued`` (now), ``queued_bytes`` (now),
+        ``requests``, ``bad_requests``, ``waiting_clients`` (REP requests not yet answered).
+        """
         with self._lock:
             return dict(self._counts, dropped=self._queue.dropped,
                         queued=len(self._queue) + self._in_flight,
@@ -262,7 +264,20 @@ class Server:
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued train was handed to a client (or dropped).
 
-        Returns False if ``timeout`` (seconds) expired first.
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; None (default): as long as it takes.
+
+        Returns
+        -------
+        bool
+            False if ``timeout`` expired first.
+
+        Raises
+        ------
+        RuntimeError
+            The server is stopped or its thread failed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
@@ -281,9 +296,14 @@ class Server:
     def stop(self, linger: float = 0.0) -> None:
         """Stop the thread and close the socket.
 
-        Trains still queued are discarded (see :meth:`drain`). ``linger``
-        (seconds) lets trains already handed to clients' connections finish
-        leaving before the socket closes. Calls after the first return at once.
+        Trains still queued are discarded (see :meth:`drain`). Calls after the first
+        return at once.
+
+        Parameters
+        ----------
+        linger : float
+            Seconds to let trains already handed to clients' connections finish leaving
+            before the socket closes.
         """
         with self._changed:
             if self._stopping:

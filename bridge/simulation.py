@@ -213,7 +213,20 @@ class Simulator:
                    if isinstance(v, np.ndarray))
 
     def train(self, index: int, timestamp: float | None = None) -> tuple[dict, dict]:
-        """The ``index``-th train (train ID ``first_train_id + index``) as (data, metadata)."""
+        """The ``index``-th train (train ID ``first_train_id + index``) as (data, metadata).
+
+        Parameters
+        ----------
+        index : int
+            Position of the train from the first (0); the arrays cycle through a few variants.
+        timestamp : float, optional
+            Seconds since the epoch for the metadata; None (default): now.
+
+        Returns
+        -------
+        tuple of dict
+            ``(data, metadata)`` keyed by source name, as a live bridge sends them.
+        """
         train_id = self.first_train_id + index
         if timestamp is None:
             timestamp = time.time()

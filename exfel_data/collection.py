@@ -12,6 +12,7 @@ import re
 import warnings
 from collections import namedtuple
 from collections.abc import Iterable
+from typing import TextIO
 
 import numpy as np
 
@@ -40,8 +41,11 @@ from .train_id_list import TrainIdList
 __all__ = ["DataCollection", "SuspectTrain"]
 
 SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
-SuspectTrain.__doc__ = """A train ID the file marks as suspect (or that is out of order in
-format 0.5). ``origin`` names the source that sent it where INDEX/origin says so."""
+SuspectTrain.__doc__ = """A train ID the file marks as suspect (or out of order in format 0.5).
+
+Fields: ``file`` (its path), ``row`` (in the file's INDEX), ``train_id``, and ``origin``,
+the source that sent it where INDEX/origin says so.
+"""
 
 _Source = namedtuple("_Source", "section files keys")
 
@@ -56,7 +60,23 @@ def _run_identity(dirname: str):
 class DataCollection:
     """Data from a set of EXDF files: sources x keys x trains.
 
-    Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`.
+    Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`; the
+    constructor is internal (see :meth:`from_files`).
+
+    Parameters
+    ----------
+    files : list of FileAccess
+        The scanned files.
+    sources : dict
+        Source name -> its section, files and selected keys.
+    train_ids : numpy.ndarray
+        The selected train IDs (sorted).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
+    runs : frozenset
+        The runs the files come from.
+    legacy_sources : dict, optional
+        Old source names -> current ones (HDF5 soft links in newer corrected files).
     """
 
     def __init__(self, files: list[FileAccess], sources: dict[str, _Source],
@@ -73,7 +93,26 @@ class DataCollection:
     @classmethod
     def from_files(cls, files: Iterable[FileAccess], *, inc_suspect_trains: bool = True,
                    runs: frozenset | None = None) -> DataCollection:
-        """Build a collection from scanned files (merging sources across files)."""
+        """Build a collection from scanned files (merging sources across files).
+
+        Parameters
+        ----------
+        files : iterable of FileAccess
+            The scanned files.
+        inc_suspect_trains : bool
+            Include train IDs the files mark as suspect.
+        runs : frozenset, optional
+            The runs the files come from.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        DuplicateTrainError
+            A source has the same train ID in two of the files.
+        """
         files = sorted({f.filename: f for f in files}.values(), key=lambda f: f.filename)
         src_files: dict[str, list[FileAccess]] = {}
         sections: dict[str, str] = {}
@@ -130,18 +169,22 @@ class DataCollection:
     # -- sources and keys -----------------------------------------------------------
     @property
     def all_sources(self) -> frozenset[str]:
+        """Names of all selected sources, control and instrument."""
         return frozenset(self._sources)
 
     @property
     def control_sources(self) -> frozenset[str]:
+        """Names of the selected control (slow data) sources."""
         return frozenset(s for s, v in self._sources.items() if v.section == "CONTROL")
 
     @property
     def instrument_sources(self) -> frozenset[str]:
+        """Names of the selected instrument (fast data) sources."""
         return frozenset(s for s, v in self._sources.items() if v.section == "INSTRUMENT")
 
     @property
     def is_single_run(self) -> bool:
+        """True if the data comes from one run (RUN values and run metadata need that)."""
         return len(self._runs) <= 1
 
     def _canonical(self, source: str) -> str:
@@ -165,7 +208,22 @@ class DataCollection:
                           legacy_name=None if canonical == source else source)
 
     def keys_for_source(self, source: str) -> set[str]:
-        """Key names of a source (control keys as ``path.value`` / ``path.timestamp``)."""
+        """Key names of a source (control keys as ``path.value`` / ``path.timestamp``).
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+
+        Returns
+        -------
+        set of str
+
+        Raises
+        ------
+        SourceNameError
+            The source is not in the selection.
+        """
         return self._source_data(source).keys()
 
     def __getitem__(self, item):
@@ -290,7 +348,17 @@ class DataCollection:
         return mask
 
     def deselect(self, seln, key_glob: str = "*") -> DataCollection:
-        """New collection without the matching sources / keys (same spec as select)."""
+        """New collection without the matching sources / keys (same spec as select).
+
+        Parameters
+        ----------
+        seln, key_glob
+            As for :meth:`select`.
+
+        Returns
+        -------
+        DataCollection
+        """
         spec = self._parse_selection(seln, key_glob)
         sources = dict(self._sources)
         for s, keys in spec.items():
@@ -307,18 +375,59 @@ class DataCollection:
     def select_trains(self, trains) -> DataCollection:
         """New collection with a subset of trains.
 
-        *trains* may be a slice or indices (by position), a boolean array,
-        ``by_id[...]`` or ``by_index[...]``.
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            A slice or indices select by position, a boolean array must match the number
+            of trains; ``by_id`` selects by train ID.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        TrainIDError
+            A ``by_id`` list holds a train ID that is not selected.
+        IndexError
+            An index out of range.
         """
         return self._replace(train_ids=select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
-        """Yield collections each covering a similar share of the trains."""
+        """Yield collections each covering a similar share of the trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        DataCollection
+        """
         for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
             yield self._replace(train_ids=self._train_ids[sl])
 
     def union(self, *others: DataCollection) -> DataCollection:
-        """Combine collections: union of files, sources, keys and trains."""
+        """Combine collections: union of files, sources, keys and trains.
+
+        Parameters
+        ----------
+        *others : DataCollection
+            The collections to combine with this one.
+
+        Returns
+        -------
+        DataCollection
+
+        Raises
+        ------
+        DuplicateTrainError
+            A source has the same train ID in two of the files.
+        """
         files = {f.filename: f for c in (self, *others) for f in c.files}
         sources: dict[str, _Source] = {}
         for c in (self, *others):
@@ -346,19 +455,82 @@ class DataCollection:
 
     # -- reading --------------------------------------------------------------------
     def get_array(self, source: str, key: str, extra_dims=None, roi=(), name=None):
-        """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate."""
+        """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+        extra_dims, roi, name
+            As for :meth:`KeyData.xarray`.
+
+        Returns
+        -------
+        xarray.DataArray
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        """
         return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
 
     def get_dask_array(self, source: str, key: str, labelled: bool = False):
-        """One key as a lazy dask array (labelled: an xarray wrapping it)."""
+        """One key as a lazy dask array (labelled: an xarray wrapping it).
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+        labelled : bool
+            Wrap it in an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        """
         return self[source, key].dask_array(labelled=labelled)
 
     def get_data_counts(self, source: str, key: str):
-        """Entries per train of one key: a pandas Series indexed by train ID."""
+        """Entries per train of one key: a pandas Series indexed by train ID.
+
+        Parameters
+        ----------
+        source, key : str
+            The source and key names.
+        """
         return self[source, key].data_counts()
 
     def get_series(self, source: str, key: str):
-        """One key with scalar entries as a pandas Series indexed by trainId."""
+        """One key with scalar entries as a pandas Series indexed by trainId.
+
+        Parameters
+        ----------
+        source : str
+            A selected source name.
+        key : str
+            One of its keys (control keys may omit ``.value``).
+
+        Returns
+        -------
+        pandas.Series
+
+        Raises
+        ------
+        SourceNameError, PropertyNameError
+            No such source or key in the selection.
+        TypeError
+            The key's entries are not scalars.
+        """
         return self[source, key].series()
 
     def get_dataframe(self, fields=None, *, timestamps: bool = False):
@@ -391,11 +563,39 @@ class DataCollection:
         return pd.concat(columns, axis=1, join="outer")
 
     def get_run_value(self, source: str, key: str):
-        """The RUN-section value of a control key (name with or without ``.value``)."""
+        """The RUN-section value of a control key (name with or without ``.value``).
+
+        Parameters
+        ----------
+        source : str
+            A control source.
+        key : str
+            One of its RUN keys.
+
+        Returns
+        -------
+        object
+            A number, string or array.
+
+        Raises
+        ------
+        MultiRunError
+            The data combines several runs.
+        PropertyNameError
+            The source has no such RUN key.
+        """
         return self._source_data(source).run_value(key)
 
     def get_run_values(self, source: str, inc_timestamps: bool = True) -> dict:
-        """All RUN values of a control source as a dict (see SourceData.run_values)."""
+        """All RUN values of a control source as a dict (see SourceData.run_values).
+
+        Parameters
+        ----------
+        source : str
+            A control source.
+        inc_timestamps : bool
+            Include the ``.timestamp`` keys; False: property names without ``.value``.
+        """
         return self._source_data(source).run_values(inc_timestamps=inc_timestamps)
 
     def run_metadata(self) -> dict:
@@ -486,7 +686,24 @@ class DataCollection:
 
     def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
                       keep_dims: bool = False):
-        """``(train_id, data)`` for one train ID."""
+        """``(train_id, data)`` for one train ID.
+
+        Parameters
+        ----------
+        train_id : int
+            A selected train ID.
+        devices, flat_keys, keep_dims
+            As for :meth:`trains`.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        TrainIDError
+            The train ID is not selected.
+        """
         pos = train_position(self._train_ids, train_id)
         it = self.trains(devices, train_range=slice(pos, pos + 1), flat_keys=flat_keys,
                          keep_dims=keep_dims)
@@ -494,7 +711,24 @@ class DataCollection:
 
     def train_from_index(self, index: int, devices=None, *, flat_keys: bool = False,
                          keep_dims: bool = False):
-        """``(train_id, data)`` for the train at a position in ``train_ids``."""
+        """``(train_id, data)`` for the train at a position in ``train_ids``.
+
+        Parameters
+        ----------
+        index : int
+            The position.
+        devices, flat_keys, keep_dims
+            As for :meth:`trains`.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        IndexError
+            No train at that position.
+        """
         n = len(self._train_ids)
         if not -n <= index < n:
             raise IndexError(f"Train index {index} out of range for {n} trains")
@@ -518,8 +752,20 @@ class DataCollection:
         return {s for mods in self.detector_modules().values() for s in mods.values()}
 
     def detector_info(self, source: str) -> dict:
-        """Pixel ``dims``, ``frames_per_train`` (most in a train) and ``total_frames``
-        (``frames_per_train`` x trains, EXtra-data's estimate) of one detector module."""
+        """Pixel dims and frame counts of one detector module, as EXtra-data gives them.
+
+        Parameters
+        ----------
+        source : str
+            A detector module source with ``image.data``.
+
+        Returns
+        -------
+        dict
+            ``dims`` (pixel shape), ``frames_per_train`` (most in a train) and
+            ``total_frames`` (``frames_per_train`` x selected trains, EXtra-data's
+            estimate).
+        """
         kd = self[source, "image.data"]
         counts = kd.data_counts(labelled=False)
         varying = set(np.unique(counts).tolist()) - {0}
@@ -530,8 +776,16 @@ class DataCollection:
         return {"dims": kd.entry_shape[-2:], "frames_per_train": fpt,
                 "total_frames": fpt * len(self._train_ids)}
 
-    def train_info(self, train_id: int, file=None) -> None:
-        """Print the sources that have data in one train."""
+    def train_info(self, train_id: int, file: TextIO | None = None) -> None:
+        """Print the sources that have data in one train.
+
+        Parameters
+        ----------
+        train_id : int
+            A selected train ID (TrainIDError otherwise).
+        file : file-like, optional
+            Where to print (default stdout).
+        """
         pos = train_position(self._train_ids, train_id)
         one = self._replace(train_ids=self._train_ids[pos:pos + 1])
         present = {s for s in one._sources
@@ -552,7 +806,15 @@ class DataCollection:
         return detector_modules(self.instrument_sources)
 
     def info(self, details_for_sources=(), file=None) -> None:
-        """Print a summary: trains, duration, train ID range, detectors, sources."""
+        """Print a summary: trains, duration, train ID range, detectors, sources.
+
+        Parameters
+        ----------
+        details_for_sources : str or iterable of str
+            Source glob patterns whose keys are listed too (entry shape and dtype).
+        file : file-like, optional
+            Where to print (default ``sys.stdout``).
+        """
         from .summary import format_info
 
         print(format_info(self, details_for_sources), file=file)

@@ -33,7 +33,15 @@ class ExfelDataError(Exception):
 
 
 class SourceNameError(ExfelDataError, KeyError):
-    """A source name that is not in the (selected) data."""
+    """A source name that is not in the (selected) data.
+
+    Parameters
+    ----------
+    source : str
+        The name asked for.
+    available : iterable of str
+        The sources there are (the message suggests close matches).
+    """
 
     def __init__(self, source: str, available: Iterable[str] = ()):
         self.source = source
@@ -49,7 +57,19 @@ class SourceNameError(ExfelDataError, KeyError):
 
 
 class PropertyNameError(ExfelDataError, KeyError):
-    """A key that a source does not have."""
+    """A key that a source does not have.
+
+    Parameters
+    ----------
+    source : str
+        The source.
+    key : str
+        The key asked for.
+    available : iterable of str
+        The source's keys (the message suggests close matches).
+    hint : str
+        Extra advice appended to the message.
+    """
 
     def __init__(self, source: str, key: str, available: Iterable[str] = (), hint: str = ""):
         self.source = source
@@ -68,9 +88,20 @@ class PropertyNameError(ExfelDataError, KeyError):
 
 
 class TrainIDError(ExfelDataError, KeyError):
-    """A train ID (or train index) that is not in the selected data."""
+    """A train ID (or train index) that is not in the selected data.
 
-    def __init__(self, train_id, first=None, last=None, n_trains=None):
+    Parameters
+    ----------
+    train_id : int
+        The train ID (or index) asked for.
+    first, last : int, optional
+        The first and last train IDs selected, for the message.
+    n_trains : int, optional
+        The number of trains selected, for the message.
+    """
+
+    def __init__(self, train_id: int, first: int | None = None, last: int | None = None,
+                 n_trains: int | None = None):
         self.train_id = train_id
         self.first, self.last, self.n_trains = first, last, n_trains
         super().__init__(train_id)
@@ -88,7 +119,17 @@ class TrainIDError(ExfelDataError, KeyError):
 
 
 class NoDataError(ExfelDataError, ValueError):
-    """A source/key that has no data in the selected trains."""
+    """A source/key that has no data in the selected trains.
+
+    Parameters
+    ----------
+    source : str
+        The source.
+    key : str, optional
+        The key (None: the source as a whole).
+    detail : str
+        More about the selection, appended to the message.
+    """
 
     def __init__(self, source: str, key: str | None = None, detail: str = ""):
         self.source, self.key, self.detail = source, key, detail
@@ -101,8 +142,21 @@ class NoDataError(ExfelDataError, ValueError):
 
 
 class FileStructureError(ExfelDataError, ValueError):
-    """A file lacks a group or dataset the EXDF format requires, or holds one that
-    cannot be read (damaged, inconsistent with the other files)."""
+    """A file lacks a group or dataset the EXDF format requires, or holds one that is bad.
+
+    Bad: it cannot be read (damaged) or is inconsistent with the other files.
+
+    Parameters
+    ----------
+    filename : str
+        The file.
+    path : str
+        The group or dataset inside it.
+    detail : str
+        What is wrong with it.
+    hint : str
+        What to do, appended to the message.
+    """
 
     def __init__(self, filename: str, path: str, detail: str = "", hint: str = ""):
         self.filename, self.path, self.detail, self.hint = filename, path, detail, hint
@@ -123,7 +177,19 @@ def exclude_file_hint(filename: str) -> str:
 
 
 class DuplicateTrainError(ExfelDataError, ValueError):
-    """The same train ID appears twice for one source (in two files or rows)."""
+    """The same train ID appears twice for one source (in two files or rows).
+
+    Parameters
+    ----------
+    source : str
+        The source.
+    train_id : int
+        The repeated train ID.
+    files : iterable of str
+        The files holding it.
+    hint : str
+        What to do, appended to the message.
+    """
 
     def __init__(self, source: str, train_id: int, files: Iterable[str], hint: str = ""):
         self.source, self.train_id = source, int(train_id)
@@ -141,7 +207,15 @@ class DuplicateTrainError(ExfelDataError, ValueError):
 
 
 class MultiRunError(ExfelDataError, ValueError):
-    """An operation that needs data from one run was given several runs."""
+    """An operation that needs data from one run was given several runs.
+
+    Parameters
+    ----------
+    what : str
+        The operation, for the message.
+    runs : iterable
+        The run numbers found.
+    """
 
     def __init__(self, what: str = "this operation", runs: Iterable = ()):
         self.what, self.runs = what, list(runs)
@@ -156,7 +230,15 @@ class MultiRunError(ExfelDataError, ValueError):
 
 
 class FileChangedError(ExfelDataError, RuntimeError):
-    """A file changed on disk after it was indexed (files are opened lazily)."""
+    """A file changed on disk after it was indexed (files are opened lazily).
+
+    Parameters
+    ----------
+    filename : str
+        The file.
+    changed : iterable of str
+        What differs (e.g. size, mtime, ``INDEX/trainId``), for the message.
+    """
 
     def __init__(self, filename: str, changed: Iterable[str]):
         self.filename, self.changed = filename, list(changed)
@@ -171,8 +253,19 @@ class FileChangedError(ExfelDataError, RuntimeError):
 
 
 class IndexGroupError(ExfelDataError, ValueError):
-    """An index group (the first part of an instrument key, e.g. 'image') that a source
-    does not have, or whose keys are not selected."""
+    """An index group a source does not have, or whose keys are not selected.
+
+    The index group is the first part of an instrument key, e.g. 'image'.
+
+    Parameters
+    ----------
+    source : str
+        The source.
+    index_group : str
+        The index group asked for.
+    available : iterable of str
+        The source's (selected) index groups.
+    """
 
     def __init__(self, source: str, index_group: str, available: Iterable[str] = ()):
         self.source, self.index_group = source, index_group

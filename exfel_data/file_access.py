@@ -121,7 +121,18 @@ def open_h5(filename: str) -> h5py.File:
 
 
 def set_max_open_files(n: int) -> None:
-    """Set the cap on simultaneously open HDF5 files (least recently used are closed)."""
+    """Set the cap on simultaneously open HDF5 files (least recently used are closed).
+
+    Parameters
+    ----------
+    n : int
+        The most files open at once, process-wide.
+
+    Raises
+    ------
+    ValueError
+        *n* is below 1.
+    """
     if n < 1:
         raise ValueError(f"max open files must be >= 1, not {n}")
     handle_pool.set_max_open(n)

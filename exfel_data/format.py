@@ -137,8 +137,10 @@ class SectionMixin:
 
     @property
     def is_control(self) -> bool:
+        """True for a control (slow data) source: section ``CONTROL``."""
         return self.section == "CONTROL"
 
     @property
     def is_instrument(self) -> bool:
+        """True for an instrument (fast data) source: section ``INSTRUMENT``."""
         return self.section == "INSTRUMENT"

@@ -56,15 +56,64 @@ class RunHandler:
         return summary
 
     def trains(self, devices=None, require_all: bool = False):
-        """Iterate over ``(train_id, data)`` (see docs/train-dict.md)."""
+        """Iterate over ``(train_id, data)`` (see docs/train-dict.md).
+
+        Parameters
+        ----------
+        devices : dict or list, optional
+            ``{source: {keys} or None}`` (None: all keys) or any selection
+            :meth:`DataCollection.select` accepts; default all sources.
+        require_all : bool
+            Skip trains in which a selected source/key has no data.
+
+        Returns
+        -------
+        iterator of (int, dict)
+        """
         return iter(self._coll(devices).trains(require_all=require_all))
 
     def train_from_id(self, train_id: int, devices=None):
-        """``(train_id, data)`` for one train ID."""
+        """``(train_id, data)`` for one train ID.
+
+        Parameters
+        ----------
+        train_id : int
+            The train ID.
+        devices : dict or list, optional
+            ``{source: {keys} or None}`` (None: all keys) or any selection
+            :meth:`DataCollection.select` accepts; default all sources.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        TrainIDError
+            The train ID is not in the run.
+        """
         return self._coll(devices).train_from_id(train_id)
 
     def train_from_index(self, index: int, devices=None):
-        """``(train_id, data)`` for the train at a position (0 = first train)."""
+        """``(train_id, data)`` for the train at a position (0 = first train).
+
+        Parameters
+        ----------
+        index : int
+            The position.
+        devices : dict or list, optional
+            ``{source: {keys} or None}`` (None: all keys) or any selection
+            :meth:`DataCollection.select` accepts; default all sources.
+
+        Returns
+        -------
+        tuple of (int, dict)
+
+        Raises
+        ------
+        IndexError
+            No train at that position.
+        """
         return self._coll(devices).train_from_index(index)
 
     @property
@@ -73,6 +122,7 @@ class RunHandler:
         return list(self.data.trains())
 
     def close(self) -> None:
+        """Close the run's files."""
         self.data.close()
 
     def __enter__(self) -> RunHandler:

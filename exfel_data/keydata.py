@@ -24,16 +24,25 @@ DASK_CHUNK_BYTES = 128 * 1024**2
 class KeyData(fmt.SectionMixin):
     """Data for one key of one source. Get it from ``run[source, key]``.
 
-    Attributes
+    The constructor is internal: sources build these. Its parameters are kept as the
+    attributes of the same names.
+
+    Parameters
     ----------
     source, key : str
+        The source and key names.
     section : str
-        'CONTROL' or 'INSTRUMENT'.
+        'CONTROL' or 'INSTRUMENT' (or an auxiliary section).
+    files : list of FileAccess
+        The files holding the source.
     train_ids : list of int
         Selected train IDs (including trains where this key has no data).
     dtype : np.dtype
+        The key's dtype.
     entry_shape : tuple
         Shape of one entry (one row).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
     """
 
     def __init__(self, source: str, key: str, *, section: str, files: list[FileAccess],
@@ -58,10 +67,12 @@ class KeyData(fmt.SectionMixin):
     # -- structure ------------------------------------------------------------------
     @property
     def index_group(self) -> str:
+        """The INDEX group counting the key's entries: an instrument key's first part, else ''."""
         return fmt.index_group_of(self.section, self.key)
 
     @property
     def hdf5_data_path(self) -> str:
+        """Path of the key's dataset inside each file, e.g. ``/INSTRUMENT/<source>/data/x``."""
         return fmt.key_to_path(self.section, self.source, self.key)
 
     def train_rows(self) -> TrainRows:
@@ -90,22 +101,27 @@ class KeyData(fmt.SectionMixin):
 
     @property
     def shape(self) -> tuple:
+        """Shape of all the selected data: ``(entries,) + entry_shape``."""
         return (sum(c.total_count for c in self.data_chunks()),) + self.entry_shape
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions of :attr:`shape`."""
         return len(self.entry_shape) + 1
 
     @property
     def nbytes(self) -> int:
+        """Bytes of all the selected data in memory."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
     def size_mb(self) -> float:
+        """:attr:`nbytes` in MB (10**6 bytes)."""
         return self.nbytes / 1e6
 
     @property
     def size_gb(self) -> float:
+        """:attr:`nbytes` in GB (10**9 bytes)."""
         return self.nbytes / 1e9
 
     def __repr__(self) -> str:
@@ -160,7 +176,17 @@ class KeyData(fmt.SectionMixin):
                        inc_suspect_trains=self.inc_suspect_trains)
 
     def select_trains(self, trains) -> KeyData:
-        """New KeyData for a subset of trains (slice, indices, by_id[...], by_index[...])."""
+        """New KeyData for a subset of trains.
+
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            As for :meth:`DataCollection.select_trains`.
+
+        Returns
+        -------
+        KeyData
+        """
         return self._with_train_ids(select_train_ids(self._train_ids, trains))
 
     def __getitem__(self, item) -> KeyData:
@@ -169,15 +195,34 @@ class KeyData(fmt.SectionMixin):
     __iter__ = None  # a KeyData is not a sequence of rows; use .trains()
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
-        """Yield KeyData objects each covering a similar share of the selected trains."""
+        """Yield KeyData objects each covering a similar share of the selected trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        KeyData
+        """
         for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
             yield self._with_train_ids(self._train_ids[sl])
 
     def data_counts(self, labelled: bool = True):
         """Number of entries per selected train (0 where missing).
 
-        Returns a pandas Series indexed by train ID, or with ``labelled=False`` a numpy
-        array aligned with ``train_ids``.
+        Parameters
+        ----------
+        labelled : bool
+            A pandas Series indexed by train ID (default), else a numpy array aligned with
+            ``train_ids``.
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
         """
         counts = self.train_rows().count.astype(np.uint64)
         if labelled:
@@ -192,6 +237,11 @@ class KeyData(fmt.SectionMixin):
 
     def train_index_bounds(self, labelled: bool = False):
         """Where each train's entries start and stop in ``ndarray()``.
+
+        Parameters
+        ----------
+        labelled : bool
+            Return a DataFrame indexed by train ID instead of two arrays.
 
         A tuple of two integer arrays aligned with ``train_ids``, or with
         ``labelled=True`` a pandas DataFrame with columns ``start`` and ``stop``.
@@ -265,6 +315,24 @@ class KeyData(fmt.SectionMixin):
         """Read into an ``xarray.DataArray`` with a ``trainId`` coordinate (one per row).
 
         Structured dtypes give an ``xarray.Dataset`` with one variable per field.
+
+        Parameters
+        ----------
+        extra_dims : list of str, optional
+            Names of the dims after ``trainId`` (default ``dim_0``, ``dim_1``...).
+        roi : tuple
+            Basic indexing applied to each entry, as for :meth:`ndarray`.
+        name : str, optional
+            The array's name (default ``'<source>.<key>'`` without ``.value``).
+
+        Returns
+        -------
+        xarray.DataArray or xarray.Dataset
+
+        Raises
+        ------
+        ValueError
+            *extra_dims* has the wrong length.
         """
         import xarray as xr
 
@@ -297,6 +365,15 @@ class KeyData(fmt.SectionMixin):
 
         The task graph holds only file paths, dataset names and row ranges, so it is
         picklable and works on dask.distributed workers, which reopen the files.
+
+        Parameters
+        ----------
+        labelled : bool
+            Wrap it in an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Returns
+        -------
+        dask.array.Array or xarray.DataArray
         """
         import dask
         import dask.array as da
@@ -329,10 +406,31 @@ class KeyData(fmt.SectionMixin):
     def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by=None):
         """One value for the whole selection, if all entries agree within tolerance.
 
-        Numbers are compared with ``np.allclose`` against the reduced value (median by
-        default; any numpy function name, 'first', or a callable); other types must all
-        be equal (and take no *reduce_by*: TypeError). Raises ValueError naming the
-        spread otherwise.
+        Numbers are compared with ``np.allclose`` against the reduced value; other types
+        must all be equal (and take no *reduce_by*).
+
+        Parameters
+        ----------
+        rtol, atol : float
+            Relative and absolute tolerance (as ``np.allclose``).
+        reduce_by : str or callable, optional
+            How to get the one value: a numpy function name (default, None:
+            ``'median'``), ``'first'``, or a callable.
+
+        Returns
+        -------
+        object
+            The value (a numpy scalar, or an array for array entries).
+
+        Raises
+        ------
+        ValueError
+            The entries do not agree within tolerance (the message names the spread), or
+            an unknown *reduce_by*.
+        NoDataError
+            The selection has no entries.
+        TypeError
+            *reduce_by* given for non-numeric entries.
         """
         data = self.ndarray()
         if len(data) == 0:
@@ -368,7 +466,24 @@ class KeyData(fmt.SectionMixin):
 
     # -- per train ------------------------------------------------------------------
     def train_from_id(self, train_id: int, keep_dims: bool = False):
-        """(train_id, array) for one train; a single entry loses its first axis."""
+        """(train_id, array) for one train; a single entry loses its first axis.
+
+        Parameters
+        ----------
+        train_id : int
+            A selected train ID.
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+
+        Returns
+        -------
+        tuple of (int, numpy.ndarray)
+
+        Raises
+        ------
+        TrainIDError
+            The train ID is not selected.
+        """
         pos = train_position(self._train_ids, train_id)
         arr = self._with_train_ids(self._train_ids[pos:pos + 1]).ndarray()
         if len(arr) == 1 and not keep_dims:
@@ -376,11 +491,36 @@ class KeyData(fmt.SectionMixin):
         return int(train_id), arr
 
     def train_from_index(self, i: int, keep_dims: bool = False):
-        """(train_id, array) for the train at position *i* of ``train_ids``."""
+        """(train_id, array) for the train at position *i* of ``train_ids``.
+
+        Parameters
+        ----------
+        i : int
+            The position (negative counts from the end).
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+
+        Returns
+        -------
+        tuple of (int, numpy.ndarray)
+        """
         return self.train_from_id(int(self._train_ids[i]), keep_dims=keep_dims)
 
     def trains(self, keep_dims: bool = False, include_empty: bool = False):
-        """Iterate over (train_id, array) for trains with data (all with include_empty)."""
+        """Iterate over (train_id, array) for trains with data.
+
+        Parameters
+        ----------
+        keep_dims : bool
+            Keep the entries axis even for a single entry.
+        include_empty : bool
+            Yield trains without data too: an array of 0 entries with *keep_dims*, else
+            None.
+
+        Yields
+        ------
+        tuple of (int, numpy.ndarray)
+        """
         from .trains import iterate_key
 
         yield from iterate_key(self, keep_dims=keep_dims, include_empty=include_empty)

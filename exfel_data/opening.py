@@ -11,6 +11,7 @@ import fnmatch
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
@@ -97,7 +98,8 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
                           f"{lines}{more}")
 
 
-def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, *,
+def RunDirectory(path: str | os.PathLike, include: str = "*",
+                 file_filter: Callable[[list[str]], list[str]] | None = None, *,
                  inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
@@ -145,7 +147,26 @@ def RunDirectory(path: str | os.PathLike, include: str = "*", file_filter=None, 
 
 
 def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:
-    """Open a single EXDF HDF5 file as a collection."""
+    """Open a single EXDF HDF5 file as a collection.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.h5`` file.
+    inc_suspect_trains : bool
+        Include train IDs the file marks as suspect (default). See ``suspect_trains``.
+
+    Returns
+    -------
+    DataCollection
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ExfelDataError
+        The file cannot be read as EXDF (the message says why).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"File not found: {path}")
@@ -185,7 +206,8 @@ def find_proposal(proposal, root: str | None = None) -> str:
         f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
 
 
-def open_run(proposal, run, data: str = "raw", include: str = "*", file_filter=None, *,
+def open_run(proposal: int | str, run: int | str, data: str = "raw", include: str = "*",
+             file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None) -> DataCollection:
     """Open a run by proposal and run number.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -21,7 +22,25 @@ __all__ = ["SourceData"]
 class SourceData(fmt.SectionMixin):
     """Data for one source. Get it from ``run[source]``.
 
-    ``src[key]`` gives a :class:`KeyData`; control keys may omit ``.value``.
+    ``src[key]`` gives a :class:`KeyData`; control keys may omit ``.value``. The
+    constructor is internal: collections build these.
+
+    Parameters
+    ----------
+    source : str
+        The source name.
+    section : str
+        ``'CONTROL'``, ``'INSTRUMENT'`` or an auxiliary section.
+    files : list of FileAccess
+        The files holding the source.
+    train_ids : numpy.ndarray
+        The selected train IDs.
+    sel_keys : frozenset, optional
+        The selected keys (None: all).
+    inc_suspect_trains : bool
+        Whether train IDs the files mark as suspect are included.
+    is_single_run : bool
+        Whether the data comes from one run.
     """
 
     def __init__(self, source: str, *, section: str, files: list[FileAccess],
@@ -102,7 +121,17 @@ class SourceData(fmt.SectionMixin):
         return set(self.files[0].index_groups(self.source)) if self.files else set()
 
     def keys(self, inc_timestamps: bool = True) -> set[str]:
-        """Key names of this source (control keys as ``path.value``/``path.timestamp``)."""
+        """Key names of this source (control keys as ``path.value``/``path.timestamp``).
+
+        Parameters
+        ----------
+        inc_timestamps : bool
+            Include the control ``.timestamp`` keys.
+
+        Returns
+        -------
+        set of str
+        """
         keys = self.sel_keys if self.sel_keys is not None else self.files[0].keys(self.source)
         if not inc_timestamps and self.is_control:
             # property names as in Karabo (EXtra-data's meaning)
@@ -110,7 +139,22 @@ class SourceData(fmt.SectionMixin):
         return set(keys)
 
     def resolve_key(self, key: str) -> str:
-        """Canonical key name (adds ``.value`` to control keys given without it)."""
+        """Canonical key name (adds ``.value`` to control keys given without it).
+
+        Parameters
+        ----------
+        key : str
+            A key name.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        PropertyNameError
+            The source has no such key (the message says if it is a RUN value).
+        """
         keys = self.sel_keys
         if keys is not None:
             if key in keys:
@@ -153,6 +197,11 @@ class SourceData(fmt.SectionMixin):
 
         None for a control source without keys (RUN values only); IndexGroupError
         (a ValueError) for an index group without selected keys.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            Only a key of this index group ('' for control sources).
         """
         for k in sorted(self.keys()):
             if index_group is None or fmt.index_group_of(self.section, k) == index_group:
@@ -176,6 +225,11 @@ class SourceData(fmt.SectionMixin):
         """New SourceData with only the keys matching glob(s) or names.
 
         ``None``, an empty set or ``'*'`` keep all keys (as in EXtra-data).
+
+        Parameters
+        ----------
+        keys : str, iterable of str or None
+            Key names or globs; control keys match with or without ``.value``.
         """
         if not keys:
             return self._replace(sel_keys=self.sel_keys)
@@ -197,9 +251,39 @@ class SourceData(fmt.SectionMixin):
         return self._replace(sel_keys=frozenset(chosen))
 
     def select_trains(self, trains) -> SourceData:
+        """A new SourceData for a subset of trains.
+
+        Parameters
+        ----------
+        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+            As for :meth:`DataCollection.select_trains`.
+
+        Returns
+        -------
+        SourceData
+        """
         return self._replace(train_ids=select_train_ids(self._train_ids, trains))
 
-    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None):
+    def split_trains(self, parts: int | None = None, trains_per_part: int | None = None
+                     ) -> Iterator[SourceData]:
+        """Yield SourceData objects each covering consecutive trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            At least this many parts (fewer if there are fewer trains).
+        trains_per_part : int, optional
+            At most this many trains in each part.
+
+        Yields
+        ------
+        SourceData
+
+        Raises
+        ------
+        ValueError
+            Neither *parts* nor *trains_per_part* given, or *parts* below 1.
+        """
         for sl in split_ranges(len(self._train_ids), parts, trains_per_part):
             yield self._replace(train_ids=self._train_ids[sl])
 
@@ -209,6 +293,18 @@ class SourceData(fmt.SectionMixin):
         For instrument sources the maximum over index groups unless *index_group* is
         given. A file without that index group counts as 0 entries (see
         docs/reading.md, "Damaged files").
+
+        Parameters
+        ----------
+        labelled : bool
+            A pandas Series indexed by train ID (default), else a numpy array.
+        index_group : str, optional
+            Count the entries of this index group only.
+
+        Returns
+        -------
+        pandas.Series or numpy.ndarray
+            uint64 counts.
         """
         if index_group is not None:
             self._check_index_group(index_group)
@@ -231,7 +327,13 @@ class SourceData(fmt.SectionMixin):
             raise IndexGroupError(self.source, index_group, self.index_groups)
 
     def drop_empty_trains(self, index_group: str | None = None) -> SourceData:
-        """New SourceData with only the trains having data (in *index_group*, or any)."""
+        """New SourceData with only the trains having data (in *index_group*, or any).
+
+        Parameters
+        ----------
+        index_group : str, optional
+            Count only this index group (IndexGroupError if the source lacks it).
+        """
         counts = self.data_counts(labelled=False, index_group=index_group)
         return self._replace(train_ids=self._train_ids[counts > 0])
 
@@ -240,6 +342,11 @@ class SourceData(fmt.SectionMixin):
 
         Without *index_group* the source's index groups must all have the same
         counts; ValueError otherwise.
+
+        Parameters
+        ----------
+        index_group : str, optional
+            The index group whose entries to label.
         """
         if index_group is None:
             groups = sorted(self.index_groups)
@@ -252,7 +359,13 @@ class SourceData(fmt.SectionMixin):
         return np.repeat(self._train_ids, counts.astype(np.intp))
 
     def union(self, *others: SourceData) -> SourceData:
-        """Combine this source's data from several selections or runs (same source)."""
+        """Combine this source's data from several selections or runs (same source).
+
+        Parameters
+        ----------
+        *others : SourceData
+            Data of the same source (ValueError otherwise).
+        """
         every = (self, *others)
         if len({sd.source for sd in every}) > 1:
             raise ValueError("SourceData.union() needs the same source, got "
@@ -281,7 +394,13 @@ class SourceData(fmt.SectionMixin):
         return self.files[0].run_keys(self.source)
 
     def run_value(self, key: str):
-        """The RUN-section snapshot of a control key (accepts the name without .value)."""
+        """The RUN-section snapshot of a control key (accepts the name without .value).
+
+        Parameters
+        ----------
+        key : str
+            A RUN key of this control source.
+        """
         run_keys = self._run_keys("run_value()")
         if key not in run_keys and key + ".value" in run_keys:
             key = key + ".value"
@@ -295,8 +414,10 @@ class SourceData(fmt.SectionMixin):
     def run_keys(self, inc_timestamps: bool = True) -> set[str]:
         """Key names in the RUN section (not affected by key selection).
 
-        With ``inc_timestamps=False``, property names without ``.value`` (as
-        :meth:`keys` gives them).
+        Parameters
+        ----------
+        inc_timestamps : bool
+            False: property names without ``.value`` (as :meth:`keys` gives them).
         """
         keys = self._run_keys("run_keys() / run_values()")
         if inc_timestamps:
@@ -306,8 +427,11 @@ class SourceData(fmt.SectionMixin):
     def run_values(self, inc_timestamps: bool = True) -> dict:
         """All RUN values of this control source as ``{key: value}``.
 
-        Keys as :meth:`run_keys` names them (``inc_timestamps=False``: without
-        ``.value`` and the timestamps), as in EXtra-data.
+        Parameters
+        ----------
+        inc_timestamps : bool
+            Keys as :meth:`run_keys` names them (False: without ``.value`` and the
+            timestamps), as in EXtra-data.
         """
         return {k: self.run_value(k) for k in sorted(self.run_keys(inc_timestamps))}
 

@@ -50,7 +50,14 @@ class AnalysisError(ExfelDataError, ValueError):
 class ReducerError(AnalysisError):
     """The reducer raised: the run stops (what was reduced before is kept).
 
-    Attributes ``train_id`` (the train being added, or None) and ``traceback`` (text).
+    Parameters
+    ----------
+    message : str
+        The error message.
+    train_id : int, optional
+        The train being added when it raised (None: not in ``add``); kept as ``train_id``.
+    tb : str
+        The reducer's traceback as text; kept as ``traceback``.
     """
 
     def __init__(self, message: str, train_id: int | None = None, tb: str = ""):
@@ -63,9 +70,14 @@ class ReducerError(AnalysisError):
 class AnalysisSpec:
     """A picklable description of an analysis: shipped to workers instead of the file.
 
-    ``name`` is the file's absolute path or the module's name; ``source`` the file's text
-    (None for an importable module, which workers import themselves); ``sha256`` the hash
-    of the text, stored with every output.
+    Parameters
+    ----------
+    name : str
+        The file's absolute path or the module's name.
+    source : str or None
+        The file's text (None for an importable module, which workers import themselves).
+    sha256 : str
+        The hash of the text, stored with every output.
     """
 
     name: str
@@ -74,7 +86,22 @@ class AnalysisSpec:
 
     @classmethod
     def from_path_or_module(cls, what: str | Path | AnalysisSpec) -> AnalysisSpec:
-        """Describe ``what``: a ``.py`` file path, or the name of an importable module."""
+        """Describe ``what``: a ``.py`` file path, or the name of an importable module.
+
+        Parameters
+        ----------
+        what : str, path or AnalysisSpec
+            A ``.py`` file, a module name, or a spec (returned as it is).
+
+        Returns
+        -------
+        AnalysisSpec
+
+        Raises
+        ------
+        AnalysisError
+            The file does not exist, or the name is neither a file nor importable.
+        """
         if isinstance(what, AnalysisSpec):
             return what
         text = str(what)
@@ -142,7 +169,21 @@ def user_traceback(exc: BaseException) -> str:
 
 
 class Analysis:
-    """A loaded analysis: its ``process``, ``Reducer``, optional ``setup`` and ``PARAMS``."""
+    """A loaded analysis: its ``process``, ``Reducer``, optional ``setup`` and ``PARAMS``.
+
+    Parameters
+    ----------
+    spec : AnalysisSpec
+        What was loaded (name, source text, hash).
+    module : module
+        The imported analysis module.
+
+    Raises
+    ------
+    AnalysisError
+        The module lacks ``process`` or ``Reducer`` (with ``add`` and ``partial``), or
+        ``PARAMS`` is not a dict.
+    """
 
     def __init__(self, spec: AnalysisSpec, module: types.ModuleType):
         self.spec = spec
@@ -172,14 +213,31 @@ class Analysis:
         return callable(getattr(self.Reducer, "merge", None))
 
     def prepare_worker(self, params: dict) -> None:
-        """Call ``setup(params)`` once per worker process (again if the parameters change)."""
+        """Call ``setup(params)`` once per worker process (again if the parameters change).
+
+        Parameters
+        ----------
+        params : dict
+            The run's parameters.
+        """
         key = repr(sorted(params.items()))
         if self.setup is not None and self._setup_done != key:
             self.setup(params)
         self._setup_done = key
 
     def make_reducer(self, params: dict):
-        """A new ``Reducer(params)``."""
+        """A new ``Reducer(params)``.
+
+        Parameters
+        ----------
+        params : dict
+            The run's parameters.
+
+        Raises
+        ------
+        ReducerError
+            ``Reducer(params)`` raised (the message holds its traceback).
+        """
         try:
             return self.Reducer(params)
         except Exception as exc:
@@ -189,7 +247,23 @@ class Analysis:
 
     def call_process(self, train_id: int, data: dict, params: dict
                      ) -> tuple[Any, str | None, str | None]:
-        """``(result, None, None)``, or ``(None, exception type, traceback)`` if it raised."""
+        """Call ``process(train_id, data, params)``, catching what it raises.
+
+        Parameters
+        ----------
+        train_id : int
+            The train's ID.
+        data : dict
+            Its train dict.
+        params : dict
+            The run's parameters.
+
+        Returns
+        -------
+        tuple
+            ``(result, None, None)``, or ``(None, exception type name, traceback)`` if
+            ``process`` raised.
+        """
         try:
             return self.process(train_id, data, params), None, None
         except Exception as exc:
@@ -198,6 +272,15 @@ class Analysis:
 
 def load_analysis(what: str | Path | AnalysisSpec) -> Analysis:
     """Load an analysis file or module and check it provides the contract.
+
+    Parameters
+    ----------
+    what : str, path or AnalysisSpec
+        A ``.py`` file, the name of an importable module, or a spec.
+
+    Returns
+    -------
+    Analysis
 
     Raises
     ------
@@ -210,8 +293,23 @@ def load_analysis(what: str | Path | AnalysisSpec) -> Analysis:
 # -- parameters ---------------------------------------------------------------------------
 
 def parse_param(text: str) -> tuple[str, Any]:
-    """Parse ``'name=value'``: the value as a Python literal (``3``, ``0.5``, ``True``,
-    ``[0, 10]``, ``None``, ``'text'``), else as a plain string."""
+    """Parse ``'name=value'`` into a name and a value.
+
+    Parameters
+    ----------
+    text : str
+        ``name=value``; the value is read as a Python literal (``3``, ``0.5``, ``True``,
+        ``[0, 10]``, ``None``, ``'text'``), else kept as a plain string.
+
+    Returns
+    -------
+    tuple of (str, object)
+
+    Raises
+    ------
+    AnalysisError
+        No ``=``, or the name is not an identifier.
+    """
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
@@ -227,9 +325,24 @@ def resolve_params(analysis: Analysis, given: Mapping[str, Any] | Iterable[str] 
                    ) -> dict[str, Any]:
     """The parameters for a run: ``PARAMS`` defaults updated by ``given``.
 
-    ``given`` is a dict or ``'name=value'`` strings (``-p``). With ``PARAMS`` declared,
-    unknown names are refused and values are converted to the default's type (an int
-    where a float is expected becomes a float).
+    With ``PARAMS`` declared, unknown names are refused and values are converted to the
+    default's type (an int where a float is expected becomes a float).
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The loaded analysis (its ``PARAMS``).
+    given : dict, iterable of str or None
+        A dict, or ``'name=value'`` strings (``-p``).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    AnalysisError
+        An unknown name, a malformed ``name=value``, or a value not convertible.
     """
     if given is None:
         given = {}
@@ -270,7 +383,22 @@ _SCALARS = (bool, int, float, str, np.generic)
 def check_result(result: Any, what: str) -> dict[str, Any]:
     """A result dict flattened (``{'a': {'b': x}}`` -> ``'a.b'``), values as numpy/str.
 
-    ``what`` names the producer in errors (e.g. ``"Reducer.partial()"``).
+    Parameters
+    ----------
+    result : dict
+        What ``process`` or the reducer returned.
+    what : str
+        The producer, named in errors (e.g. ``"Reducer.partial()"``).
+
+    Returns
+    -------
+    dict
+        Flat keys -> numpy arrays / scalars or str.
+
+    Raises
+    ------
+    AnalysisError
+        ``result`` is not a dict, or holds a value that cannot be stored.
     """
     if not isinstance(result, Mapping):
         raise AnalysisError(f"{what} must return a dict of arrays and scalars, not "

@@ -23,9 +23,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..selection import TrainRange
+
+if TYPE_CHECKING:
+    from ..collection import DataCollection
 from ..write.output import check_output
 from .contract import (
     AnalysisError,
@@ -135,7 +138,7 @@ def _open(run, select: Sequence, trains: TrainRange | str | None,
     return coll, name
 
 
-def run_offline(run, analysis: str | os.PathLike | AnalysisSpec,
+def run_offline(run: str | os.PathLike | DataCollection, analysis: str | os.PathLike | AnalysisSpec,
                 params: Mapping[str, Any] | Iterable[str] | None = None, *,
                 select: Sequence = (), trains: TrainRange | str | None = None,
                 workers: int | None = None, scheduler: str | None = None,
@@ -378,6 +381,27 @@ def merge_parts(parts: Sequence[str | os.PathLike], out: str | os.PathLike,
 
     Every part 1..N of one run (same analysis text, same parameters) must be given, in
     any order. The reducers are merged in part order and the merged ``final()`` written.
+
+    Parameters
+    ----------
+    parts : sequence of path
+        The part files.
+    out : path
+        The merged result file (written under a temporary name, then renamed).
+    overwrite : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    AnalysisResult
+        The merged result, as written.
+
+    Raises
+    ------
+    AnalysisError
+        A file is not a part file, parts belong to different runs, or parts are missing.
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false.
     """
     out = check_output(out, overwrite)
     loaded = []

@@ -36,10 +36,30 @@ FORMAT = 1
 class AnalysisResult:
     """A run's final result with what produced it.
 
-    ``data``: the reducer's final dict (flattened keys); ``params``: the parameters used;
-    ``train_ids``: trains whose results were reduced; ``stats``: :class:`RunStats`;
-    ``complete``: False if the run stopped early (reducer error, interruption), and
-    ``stopped`` says why.
+    ``result[key]`` is ``result.data[key]``.
+
+    Parameters
+    ----------
+    data : dict
+        The reducer's final dict (flattened keys).
+    params : dict
+        The parameters used.
+    analysis, analysis_sha256 : str
+        The analysis file (or module) and the hash of its text.
+    train_ids : numpy.ndarray
+        Trains whose results were reduced.
+    stats : RunStats
+        What happened to the run's trains.
+    mode : str
+        ``'offline'``, ``'part'`` (one ``--part i/N`` share) or ``'live'``.
+    input : str
+        What was processed (run folder or stream endpoint).
+    complete : bool
+        False if the run stopped early (reducer error, interruption).
+    stopped : str
+        Why it stopped early.
+    extra : dict
+        Other facts stored with the result (e.g. ``part``).
     """
 
     data: dict
@@ -70,7 +90,30 @@ def _json(value) -> str:
 
 def write_result(path: str | os.PathLike, result: AnalysisResult, overwrite: bool = False,
                  reducer_state: bytes | None = None) -> Path:
-    """Write ``result`` to the HDF5 file ``path`` (temporary name, then renamed)."""
+    """Write ``result`` to the HDF5 file ``path`` (temporary name, then renamed).
+
+    Parameters
+    ----------
+    path : path
+        The result file.
+    result : AnalysisResult
+        What to write.
+    overwrite : bool
+        Replace an existing file (only once the new one is complete).
+    reducer_state : bytes, optional
+        The pickled reducer, stored so that part files can be merged later.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    AnalysisError
+        ``result.data`` holds a value that cannot be stored.
+    """
     data = check_result(result.data, "the final result")
     path = Path(path)
     with atomic_output(path, overwrite) as tmp:
@@ -103,7 +146,22 @@ def write_result(path: str | os.PathLike, result: AnalysisResult, overwrite: boo
 
 
 def read_result(path: str | os.PathLike) -> AnalysisResult:
-    """Read a result file written by ``exfel-data process`` or ``exfel-bridge process``."""
+    """Read a result file written by ``exfel-data process`` or ``exfel-bridge process``.
+
+    Parameters
+    ----------
+    path : path
+        The result file.
+
+    Returns
+    -------
+    AnalysisResult
+
+    Raises
+    ------
+    AnalysisError
+        The file is not an analysis result file.
+    """
     result, _ = read_result_and_state(path)
     return result
 

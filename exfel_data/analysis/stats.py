@@ -17,10 +17,26 @@ __all__ = ["RunStats"]
 class RunStats:
     """What happened to the trains of a run.
 
-    ``reduced``: results given to the reducer; ``empty``: ``process`` returned None;
-    ``failed``: ``process`` raised (by exception type in ``failures``); ``dropped``: no
-    worker was free (live, ``drop`` policy); ``lost``: held by a worker process that died;
-    ``late``: arrived after the ordered reorder buffer moved past them (not reduced).
+    Parameters
+    ----------
+    reduced : int
+        Results given to the reducer.
+    empty : int
+        Trains for which ``process`` returned None.
+    failed : int
+        Trains for which ``process`` raised (by exception type in ``failures``).
+    dropped : int
+        Trains no worker was free for (live, ``drop`` policy).
+    lost : int
+        Trains held by a worker process that died.
+    late : int
+        Trains that arrived after the ordered reorder buffer moved past them (not reduced).
+    failures : collections.Counter
+        Exception type name -> count.
+    first_failure : tuple of (int, str), optional
+        Train ID and traceback of the first failure.
+    first_train_id, last_train_id : int, optional
+        The range of reduced train IDs.
     """
 
     reduced: int = 0
@@ -37,7 +53,13 @@ class RunStats:
     COUNTS = ("reduced", "empty", "failed", "dropped", "lost", "late")
 
     def saw(self, train_id: int) -> None:
-        """Note a reduced train's ID (for the range stored with outputs)."""
+        """Note a reduced train's ID (for the range stored with outputs).
+
+        Parameters
+        ----------
+        train_id : int
+            The train's ID.
+        """
         if self.first_train_id is None or train_id < self.first_train_id:
             self.first_train_id = train_id
         if self.last_train_id is None or train_id > self.last_train_id:
@@ -45,7 +67,19 @@ class RunStats:
 
     def failure(self, train_id: int, error_type: str, tb: str,
                 report: Callable[[str], None] | None = None) -> None:
-        """Count a ``process`` exception; the first one is reported with its traceback."""
+        """Count a ``process`` exception; the first one is reported with its traceback.
+
+        Parameters
+        ----------
+        train_id : int
+            The train ``process`` failed on.
+        error_type : str
+            The exception's type name.
+        tb : str
+            Its traceback as text.
+        report : callable, optional
+            Called with a message (with the traceback) for the first failure only.
+        """
         self.failed += 1
         self.failures[error_type] += 1
         if self.first_failure is None:
@@ -55,7 +89,13 @@ class RunStats:
                        f"counted, not shown):\n{tb}")
 
     def add(self, other: RunStats) -> None:
-        """Fold in the counts of a share of the trains (a worker's chunk, a part)."""
+        """Fold in the counts of a share of the trains (a worker's chunk, a part).
+
+        Parameters
+        ----------
+        other : RunStats
+            The share's counts.
+        """
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
@@ -79,6 +119,17 @@ class RunStats:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunStats:
+        """Rebuild from :meth:`as_dict` output (as stored in result files).
+
+        Parameters
+        ----------
+        d : dict
+            The stored counts; missing counts are 0.
+
+        Returns
+        -------
+        RunStats
+        """
         stats = cls(**{name: int(d.get(name, 0)) for name in cls.COUNTS})
         stats.failures = Counter(d.get("failures", {}))
         if "first_failure_train_id" in d:

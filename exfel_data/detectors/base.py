@@ -9,6 +9,7 @@ read labelled arrays (numpy, xarray, dask).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,14 @@ from .iteration import iterate_trains
 from .keydata import DetectorKeyData
 from .masked import MaskedDetectorKeyData
 from .virtual_cxi import write_virtual_cxi
+
+if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from exfel_data.keydata import KeyData
 
 __all__ = ['MultiModuleDetector']
 
@@ -236,6 +245,7 @@ class MultiModuleDetector:
 
     @property
     def source_to_modno(self) -> dict[str, int]:
+        """Source name -> module number (the inverse of ``modno_to_source``)."""
         return {s: m for m, s in self.modno_to_source.items()}
 
     @property
@@ -263,13 +273,32 @@ class MultiModuleDetector:
 
         The frames axis is that of ``det[main key].ndarray()``; see :meth:`data_counts`
         for the per-train table.
+
+        Parameters
+        ----------
+        module_gaps : bool
+            One row for every module of the detector (missing ones all False), not only
+            for the modules found.
+
+        Returns
+        -------
+        numpy.ndarray
+            bool, shape (modules, frames).
         """
         return self[self.kind.main_key].data_availability(module_gaps)
 
-    def data_counts(self, as_bool: bool = False):
+    def data_counts(self, as_bool: bool = False) -> pd.DataFrame:
         """Frames per train and module (trains x modules pandas DataFrame).
 
-        With ``as_bool=True``: True where a module has data in a train.
+        Parameters
+        ----------
+        as_bool : bool
+            True where a module has data in a train, instead of the counts.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``trainId``, columns ``module``.
         """
         import pandas as pd
         counts = self.entry_counts
@@ -290,8 +319,20 @@ class MultiModuleDetector:
         """Names of the per-entry axes of *key* (beyond the frame axes)."""
         return [f'dim_{i}' for i in range(ndim)]
 
-    def module_keydata(self, modno: int, key: str):
-        """The reader's KeyData for one module, restricted to our trains."""
+    def module_keydata(self, modno: int, key: str) -> KeyData:
+        """The reader's KeyData for one module, restricted to this object's trains.
+
+        Parameters
+        ----------
+        modno : int
+            Module number (as in :attr:`modules`).
+        key : str
+            Key of the module's source, e.g. ``'image.data'``.
+
+        Returns
+        -------
+        KeyData
+        """
         kd = self.data[self.modno_to_source[modno], key]
         return kd.select_trains(by_id[self.train_ids])
 
@@ -306,11 +347,19 @@ class MultiModuleDetector:
         new.plan_cache = {}
         return new
 
-    def select_trains(self, trains):
+    def select_trains(self, trains) -> MultiModuleDetector:
         """New detector object for a subset of trains.
 
-        *trains*: slice / indices / boolean array (by position), ``by_index[...]``
-        or ``by_id[...]`` (by train ID).
+        Parameters
+        ----------
+        trains : slice, sequence of int, bool array, by_index[...] or by_id[...]
+            By position (slice, indices, boolean array, ``by_index``) or by train ID
+            (``by_id``).
+
+        Returns
+        -------
+        MultiModuleDetector
+            Of the same class, for those trains.
         """
         return self._with_trains(select_train_ids(self.train_ids, trains))
 
@@ -318,8 +367,22 @@ class MultiModuleDetector:
                      frames_per_part: int | None = None):
         """Yield detector objects each covering a share of the trains.
 
-        *frames_per_part* bounds the frames (per module) in each part; parts
-        always contain whole trains.
+        Parts always contain whole trains.
+
+        Parameters
+        ----------
+        parts : int, optional
+            Split into (at least) this many parts.
+        trains_per_part : int, optional
+            At most this many trains in each part.
+        frames_per_part : int, optional
+            At most this many frames (per module) in each part (a single train may
+            exceed it).
+
+        Yields
+        ------
+        MultiModuleDetector
+            Of the same class, for the trains of one part.
         """
         if frames_per_part is not None:
             frames = self.reference_counts().astype(np.int64)
@@ -392,10 +455,21 @@ class MultiModuleDetector:
                        chunk_bytes: int | None = None, module_gaps: bool = False):
         """Like :meth:`get_array`, but lazy (an xarray wrapping a dask array).
 
-        Chunks are one module by a bounded number of frames (*chunk_bytes*,
-        default 128 MiB). The task graph holds file names, dataset paths and
-        row numbers only, so it can run on a ``dask.distributed`` cluster whose
-        workers reopen the files.
+        The task graph holds file names, dataset paths and row numbers only, so it can
+        run on a ``dask.distributed`` cluster whose workers reopen the files.
+
+        Parameters
+        ----------
+        key, pulses, fill_value, roi, astype, subtrain_index, module_gaps
+            As for :meth:`get_array`.
+        chunk_bytes : int, optional
+            Bound on the bytes of one chunk (one module by a number of frames); default
+            128 MiB.
+
+        Returns
+        -------
+        xarray.DataArray
+            Labelled like :meth:`get_array`'s result, wrapping a dask array.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
         return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype, labelled=True,
@@ -433,15 +507,28 @@ class MultiModuleDetector:
         yield from iterate_trains(self, keys, pulses, require_all, fill_value,
                                   subtrain_index, chunk_bytes)
 
-    def write_virtual_cxi(self, filename, fillvalues: dict | None = None):
+    def write_virtual_cxi(self, filename: str | os.PathLike,
+                          fillvalues: dict | None = None) -> Path:
         """Write a CXI file (version 1.5) of virtual datasets pointing into the run.
 
         EXtra-data's layout, as CrystFEL and Cheetah read it: ``data`` (frames, modules,
         [2,] ss, fs), ``mask`` / ``gain`` when present, ``cellId``, ``pulseId``,
-        ``trainId``, ``experiment_identifier``. *fillvalues* ``{'data': .., 'gain': ..,
-        'mask': ..}`` for missing data (default NaN or 0, 0, 0xffffffff). The file is
-        small and valid while the run's files stay where they are; ``exfel-data convert
-        --to cxi`` writes a standalone copy instead.
+        ``trainId``, ``experiment_identifier``. The file is small and valid while the
+        run's files stay where they are; ``exfel-data convert --to cxi`` writes a
+        standalone copy instead.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            Output file (written to a temporary name, then renamed).
+        fillvalues : dict, optional
+            ``{'data': .., 'gain': .., 'mask': ..}`` for missing data (default NaN or 0,
+            0, 0xffffffff).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
         """
         return write_virtual_cxi(self, filename, fillvalues)
 

@@ -38,11 +38,16 @@ class AGIPD500K(AGIPD1M):
 class LPD1M(XtdfDetector):
     """LPD-1M: 16 modules of 256 x 256 pixels.
 
-    Extra parameter *parallel_gain* (as EXtra-data): the data was recorded in
-    parallel-gain mode, each train holding its pulses three times (high, medium, low
-    gain). Frames then get a ``gain`` dim (0-2) before the pulse dim, labelled with the
-    pulse (or cell) IDs of the first third (the others are not valid in such files);
-    pulse selections apply within each gain stage.
+    Parameters
+    ----------
+    data, detector_name, modules, **kwargs
+        As for :class:`~exfel_data.detectors.base.MultiModuleDetector`.
+    parallel_gain : bool
+        As EXtra-data: the data was recorded in parallel-gain mode, each train holding
+        its pulses three times (high, medium, low gain). Frames then get a ``gain`` dim
+        (0-2) before the pulse dim, labelled with the pulse (or cell) IDs of the first
+        third (the others are not valid in such files); pulse selections apply within
+        each gain stage.
     """
 
     kind = KINDS['LPD1M']
@@ -74,8 +79,10 @@ class JUNGFRAU(MultiModuleDetector):
     ``(module, train, cell, slow_scan, fast_scan)``. Module numbers start at 1,
     as extra-geom expects.
 
-    Extra parameters (as EXtra-data's ``JUNGFRAU``):
-
+    Parameters
+    ----------
+    data, detector_name, modules, **kwargs
+        As for :class:`~exfel_data.detectors.base.MultiModuleDetector`.
     n_modules : int, optional
         Modules of the full detector (for ``module_gaps=True``); default up to
         the highest module number found.
@@ -126,8 +133,26 @@ def identify_multimod_detectors(data, detector_name: str | None = None, *,
                                 single: bool = False, clses=None):
     """Find the multi-module detectors in a data collection (by source names only).
 
-    Returns a set of ``(detector_name, detector class)``; with ``single=True``
-    exactly one such tuple (error if none or several).
+    Parameters
+    ----------
+    data : DataCollection
+        The run or selection to look in (its instrument sources).
+    detector_name : str, optional
+        Only detectors of this name.
+    single : bool
+        Expect exactly one detector and return its tuple, not a set.
+    clses : iterable of classes, optional
+        Detector classes to look for (default: all of this module's).
+
+    Returns
+    -------
+    set of (str, type) or (str, type)
+        ``(detector_name, detector class)`` tuples; one tuple with ``single=True``.
+
+    Raises
+    ------
+    NoDetectorError
+        ``single=True`` and none or several detectors were found.
     """
     by_name = {c.kind.name: c for c in (ALL if clses is None else clses)}
     found = find_detectors(data.instrument_sources, list(by_name))

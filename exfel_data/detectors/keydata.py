@@ -111,7 +111,8 @@ class DetectorKeyData:
             pos, ok = find_train_ids(tids, ch.train_ids)
             starts = v + np.cumsum(counts) - counts
             vstart[pos[ok]] = starts[ok]
-            segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first)))
+            segments.append(Segment(v, n, ch.file.filename, ch.dataset_path, int(ch.first),
+                                    ch.file.identity))
             v += n
         res = self.det.plan_cache[cache_key] = (ModuleRows(tuple(segments), self._squeeze), vstart)
         return res

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exfel_data.exceptions import FileChangedError
+from exfel_data.file_access import changed_since
 from exfel_data.reading import DatasetReader
 
 __all__ = ['Segment', 'ModuleRows', 'read_runs', 'read_box']
@@ -30,6 +32,9 @@ class Segment:
     filename: str
     dataset_path: str
     first: int
+    #: ``FileAccess.identity`` of the indexed file: a task reopening the file by name
+    #: (on a dask worker, or after its handle was closed) refuses a replaced file.
+    identity: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ def read_runs(dest: np.ndarray, blocks: np.ndarray, rows: ModuleRows, roi: tuple
         output dtype (HDF5 converts on read).
     """
     for seg, seg_blocks in _split_at_segments(blocks, rows.segments):
+        if seg.identity is not None:
+            changed = changed_since(seg.filename, seg.identity)
+            if changed:
+                raise FileChangedError(seg.filename, changed)
         ds = DatasetReader(seg.filename, seg.dataset_path)
         file_roi = ((0,) if rows.squeeze_first else ()) + tuple(roi)
         frame_bytes = max(1, dest[:1].nbytes)

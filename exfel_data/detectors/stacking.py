@@ -217,6 +217,30 @@ def stack_data(train_data: Mapping, key: str, axis: int = -3, xcept=()) -> np.nd
     (``'B_7_0' < 'A_12_0' < 'A_12_1'``); *xcept* lists sources to leave out. Unlike
     :func:`stack_detector_data` nothing is filled: every source must have *key*,
     with one dtype and shape.
+
+    Parameters
+    ----------
+    train_data : mapping
+        A train dict (source -> key -> value).
+    key : str
+        The key to stack.
+    axis : int
+        Position of the new sources axis in the result.
+    xcept : iterable of str
+        Sources to leave out.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        No sources left to stack.
+    ModuleMismatchError
+        Arrays of different dtype or shape (the message names the sources).
+    PropertyNameError
+        A source lacks *key*.
     """
     from exfel_data.exceptions import PropertyNameError
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .devices import (
     Device,
@@ -93,7 +94,7 @@ class XTDFModule(Device):
         return (f'{type(self).__name__}({self.name!r}, raw={self.raw}, '
                 f'frames_per_train={self.frames_per_train}, aggregator={self.aggregator!r})')
 
-    def frame_counts(self, train_ids) -> np.ndarray:
+    def frame_counts(self, train_ids: ArrayLike) -> np.ndarray:
         out = np.full(len(train_ids), self.frames_per_train, dtype=np.int64)
         if self.frame_overrides:
             known = np.array(sorted(self.frame_overrides), dtype=np.uint64)
@@ -168,6 +169,21 @@ class JungfrauModule(Device):
     ``data.mask`` uint32 (corrected only), ``data.memoryCell`` (T, cells) uint8
     (= cell index), ``data.frameNumber`` (T, cells) uint64, ``data.timestamp`` (T, cells)
     float64, ``data.trainId`` (T,) uint64.
+
+    Parameters
+    ----------
+    detector : str
+        Detector device domain, e.g. ``'SPB_IRDA_JF4M'``.
+    module : int
+        Module number (``JNGFR<nn>``, from 1).
+    raw : bool
+        Raw (uint16) instead of corrected (float32, with ``data.mask``) data.
+    cells : int
+        Memory cells (entries) per train.
+    module_shape : tuple of int
+        ``(H, W)`` of one module.
+    aggregator : str, optional
+        The files' aggregator (default ``JNGFR<nn>``).
     """
 
     def __init__(self, detector: str, module: int, *, raw: bool = True, cells: int = 16,
@@ -206,9 +222,21 @@ class JungfrauModule(Device):
 class MultiModuleDetector:
     """A detector preset: a sequence of module devices (iterate, index, or ``.modules``).
 
-    Parameters (XTDF presets) are passed on to each :class:`XTDFModule`; *modules* picks
-    module numbers (default all *n_modules*); *frame_counts* ``{train_id: frames}`` changes
-    the frame count of some trains in every module (as when the pulse pattern changes).
+    Parameters
+    ----------
+    name : str, optional
+        Detector device domain (default: the preset's, e.g. ``'SPB_DET_AGIPD1M-1'``).
+    raw, frames_per_train, corrected_naming, compression
+        Passed on to each :class:`XTDFModule`.
+    n_modules : int, optional
+        Modules of the detector (default: the preset's).
+    modules : iterable of int, optional
+        Module numbers to write (default: all *n_modules*).
+    module_shape : tuple of int, optional
+        ``(H, W)`` of one module (default: the preset's).
+    frame_counts : mapping, optional
+        ``{train_id: frames}`` changing the frame count of some trains in every module
+        (as when the pulse pattern changes).
     """
 
     detector_name = ''
@@ -283,7 +311,15 @@ class DSSC1M(MultiModuleDetector):
 
 
 class JUNGFRAU(MultiModuleDetector):
-    """JUNGFRAU: modules numbered from 1 (``JNGFR01``..), (T, cells, 512, 1024) per module."""
+    """JUNGFRAU: modules numbered from 1 (``JNGFR01``..), (T, cells, 512, 1024) per module.
+
+    Parameters
+    ----------
+    name, n_modules, modules, module_shape
+        As for :class:`MultiModuleDetector` (default 8 modules of (512, 1024)).
+    raw, cells
+        Passed on to each :class:`JungfrauModule`.
+    """
 
     detector_name = 'SPB_IRDA_JF4M'
     n_modules_default = 8

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..write.exdf_writer import STRING_DTYPE, train_timestamps
 
@@ -26,7 +27,25 @@ Fill = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class KeySpec:
-    """One key of a source: dtype, shape of one entry, how to fill rows, storage hints."""
+    """One key of a source: dtype, shape of one entry, how to fill rows, storage hints.
+
+    Parameters
+    ----------
+    name : str
+        The key, e.g. ``'data.image.pixels'`` (control keys without ``.value``).
+    dtype : numpy dtype
+        Its dtype.
+    entry_shape : tuple
+        Shape of one row.
+    fill : callable
+        ``fill(train_ids, frames)`` -> the rows (deterministic values).
+    chunks : tuple, optional
+        HDF5 chunk shape (e.g. one frame per chunk).
+    attrs : mapping, optional
+        Karabo metadata attributes (format 1.3).
+    compression : str, optional
+        HDF5 filter, e.g. ``'gzip'``.
+    """
 
     name: str
     dtype: object
@@ -38,12 +57,30 @@ class KeySpec:
 
     @property
     def group(self) -> str:
+        """The key's first name part, its index group in instrument sources (``'data'``)."""
         return self.name.partition('.')[0]
 
 
 @dataclass
 class SourceSpec:
-    """One data source of a device (``section``: 'CONTROL', 'INSTRUMENT', 'REDUCTION'...)."""
+    """One data source of a device.
+
+    Parameters
+    ----------
+    name : str
+        The source name.
+    section : str
+        ``'CONTROL'``, ``'INSTRUMENT'``, ``'REDUCTION'``...
+    keys : dict of str to KeySpec
+        Its keys.
+    frame_groups : frozenset of str
+        Index groups with one row per frame (the others have one row per train).
+    run_values : dict
+        Run-level values (``RUN`` section).
+    legacy_name : str, optional
+        Old source name (e.g. ``AGIPD/DET/0CH0:xtdf``) written as HDF5 soft links in INDEX
+        and INSTRUMENT, as newer corrected files do.
+    """
 
     name: str
     section: str
@@ -54,6 +91,7 @@ class SourceSpec:
 
     @property
     def index_groups(self) -> list[str]:
+        """The source's INDEX groups: ``['']`` for control sources, else its key groups."""
         if self.section == 'CONTROL':
             return ['']
         return sorted({k.group for k in self.keys.values()})
@@ -159,6 +197,13 @@ class Device:
     """Base of simulated devices: one or more sources with deterministic keys.
 
     Subclasses build their :class:`SourceSpec` list in :meth:`_build`.
+
+    Parameters
+    ----------
+    name : str
+        The (control) source name.
+    aggregator : str, optional
+        The files' aggregator (default: the class's ``default_aggregator``).
     """
 
     default_aggregator = 'DA01'
@@ -177,6 +222,7 @@ class Device:
 
     @property
     def source_specs(self) -> list[SourceSpec]:
+        """The device's sources with their keys (built once, extra keys included)."""
         if self._specs is None:
             specs = self._build()
             for spec in specs:
@@ -185,7 +231,17 @@ class Device:
         return self._specs
 
     def derive(self, **attrs) -> Device:
-        """A copy with some attributes changed (its sources and keys are rebuilt)."""
+        """A copy with some attributes changed (its sources and keys are rebuilt).
+
+        Parameters
+        ----------
+        **attrs
+            Attribute names and their new values.
+
+        Returns
+        -------
+        Device
+        """
         new = copy.copy(self)
         new.extra_keys = {s: dict(k) for s, k in self.extra_keys.items()}
         for name, value in attrs.items():
@@ -194,7 +250,24 @@ class Device:
         return new
 
     def with_key(self, source: str, kspec: KeySpec) -> Device:
-        """A copy with one more key in *source*."""
+        """A copy with one more key in *source*.
+
+        Parameters
+        ----------
+        source : str
+            One of the device's sources.
+        kspec : KeySpec
+            The key to add.
+
+        Returns
+        -------
+        Device
+
+        Raises
+        ------
+        KeyError
+            The device has no such source.
+        """
         self.spec(source)   # check the source exists
         new = self.derive()
         new.extra_keys.setdefault(source, {})[kspec.name] = kspec
@@ -206,22 +279,74 @@ class Device:
         return [s.name for s in self.source_specs]
 
     def spec(self, source: str) -> SourceSpec:
+        """The :class:`SourceSpec` of one source.
+
+        Parameters
+        ----------
+        source : str
+            One of the device's sources.
+
+        Returns
+        -------
+        SourceSpec
+
+        Raises
+        ------
+        KeyError
+            The device has no such source (the message lists its sources).
+        """
         for s in self.source_specs:
             if s.name == source:
                 return s
         raise KeyError(f"{self!r} has no source {source!r}; it has {self.sources}")
 
     def keys(self, source: str | None = None) -> list[str]:
-        """Sorted key names (control keys without ``.value``) of one or all sources."""
+        """Sorted key names (control keys without ``.value``) of one or all sources.
+
+        Parameters
+        ----------
+        source : str, optional
+            One source (default: all the device's sources).
+
+        Returns
+        -------
+        list of str
+        """
         specs = self.source_specs if source is None else [self.spec(source)]
         return sorted(k for s in specs for k in s.keys)
 
-    def frame_counts(self, train_ids) -> np.ndarray:
-        """Rows per train of frame-resolved index groups (1 for devices without frames)."""
+    def frame_counts(self, train_ids: ArrayLike) -> np.ndarray:
+        """Rows per train of frame-resolved index groups (1 for devices without frames).
+
+        Parameters
+        ----------
+        train_ids : array_like
+            The trains.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, one count per train.
+        """
         return np.ones(len(train_ids), dtype=np.int64)
 
-    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
-        """Rows per train for one index group of one source."""
+    def counts(self, source: str, group: str, train_ids: ArrayLike) -> np.ndarray:
+        """Rows per train for one index group of one source.
+
+        Parameters
+        ----------
+        source : str
+            One of the device's sources.
+        group : str
+            Its index group (``''`` for control sources).
+        train_ids : array_like
+            The trains.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, one count per train.
+        """
         if group in self.spec(source).frame_groups:
             return self.frame_counts(train_ids)
         return np.ones(len(train_ids), dtype=np.int64)
@@ -235,11 +360,27 @@ class Device:
                     return s, s.keys[name], suffix
         raise KeyError(f"{self!r} has no key {key!r}; keys: {self.keys(source)}")
 
-    def values(self, key: str, train_ids, source: str | None = None) -> np.ndarray:
+    def values(self, key: str, train_ids: ArrayLike, source: str | None = None) -> np.ndarray:
         """The rows written for *key* in these trains, stacked in the given train order.
 
-        Control keys accept ``path``, ``path.value`` and ``path.timestamp``; *source* is only
-        needed if two sources of the device share a key name.
+        Parameters
+        ----------
+        key : str
+            The key; control keys accept ``path``, ``path.value`` and ``path.timestamp``.
+        train_ids : array_like
+            The trains, in the order wanted.
+        source : str, optional
+            Needed only if two sources of the device share a key name.
+
+        Returns
+        -------
+        numpy.ndarray
+            The rows, as written to the files.
+
+        Raises
+        ------
+        KeyError
+            No such key (or source) in the device.
         """
         train_ids = np.asarray(train_ids, dtype=np.uint64).ravel()
         spec, kspec, suffix = self._find_key(key, source)
@@ -251,7 +392,21 @@ class Device:
 
     @staticmethod
     def rows(kspec: KeySpec, train_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """Rows of *kspec* for trains with *counts* rows each (frames numbered per train)."""
+        """Rows of *kspec* for trains with *counts* rows each (frames numbered per train).
+
+        Parameters
+        ----------
+        kspec : KeySpec
+            The key.
+        train_ids : numpy.ndarray
+            The trains.
+        counts : numpy.ndarray
+            Rows of each train.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         counts = np.asarray(counts, dtype=np.int64)
         tids = np.repeat(np.asarray(train_ids, dtype=np.uint64), counts)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
@@ -273,7 +428,17 @@ class XGM(Device):
     Control keys: ``beamPosition.ixPos``, ``beamPosition.iyPos``, ``pulseEnergy.photonFlux``,
     ``pulseEnergy.wavelengthUsed`` (float), ``pulseEnergy.numberOfBunchesActual`` (int32),
     ``location`` (vlen string). Instrument keys ``data.intensityTD``,
-    ``data.intensitySa1TD``, ``data.intensityAUXTD`` (T, 1000) float32, ``data.trainId``.
+    ``data.intensitySa1TD``, ``data.intensityAUXTD`` (T, n_samples) float32,
+    ``data.trainId``.
+
+    Parameters
+    ----------
+    name : str
+        The (control) source name.
+    aggregator : str, optional
+        The files' aggregator (default: the class's ``default_aggregator``).
+    n_samples : int
+        Samples of each trace.
     """
 
     def __init__(self, name: str = 'SA1_XTD2_XGM/XGM/DOOCS', aggregator: str | None = None,
@@ -312,8 +477,20 @@ class XGM(Device):
 
 
 class Motor(Device):
-    """A motor: control keys ``actualPosition`` (float64), ``encoderPosition`` (float64),
-    ``isMoving`` (bool as uint8) and run values ``classId``, ``velocity``."""
+    """A motor: control keys and run values of one motor axis.
+
+    Control keys ``actualPosition`` (float64), ``encoderPosition`` (float64), ``isMoving``
+    (bool as uint8); run values ``classId``, ``velocity``.
+
+    Parameters
+    ----------
+    name : str
+        The (control) source name.
+    aggregator : str, optional
+        The files' aggregator (default: the class's ``default_aggregator``).
+    offset : float
+        Added to the positions (to tell motors apart).
+    """
 
     def __init__(self, name: str = 'SPB_IRU_MOTORS/MOTOR/X', aggregator: str | None = None,
                  offset: float = 1.0):
@@ -335,9 +512,20 @@ class Motor(Device):
 
 
 class Camera(Device):
-    """A camera: control source (``exposureTime``, ``frameRate``) and
-    ``<name>:daqOutput`` with ``data.image.pixels`` (T, H, W) uint16 and
-    ``data.image.dims`` (T, 2) uint64."""
+    """A camera: control source and ``<name>:daqOutput`` with one image per train.
+
+    Control keys ``exposureTime``, ``frameRate``; instrument keys ``data.image.pixels``
+    (T, H, W) uint16 and ``data.image.dims`` (T, 2) uint64.
+
+    Parameters
+    ----------
+    name : str
+        The control source name.
+    shape : tuple of int
+        ``(H, W)`` of the image.
+    aggregator : str, optional
+        The files' aggregator (default ``'DA02'``).
+    """
 
     default_aggregator = 'DA02'
 
@@ -367,8 +555,20 @@ class Camera(Device):
 
 
 class Digitizer(Device):
-    """A digitizer: control source (``sampleRate``, ``delay``) and ``<name>:output`` with
-    ``data.rawData`` (T, n_samples) int16 and ``data.trainId``."""
+    """A digitizer: control source and ``<name>:output`` with one trace per train.
+
+    Control keys ``sampleRate``, ``delay``; instrument keys ``data.rawData``
+    (T, n_samples) int16 and ``data.trainId``.
+
+    Parameters
+    ----------
+    name : str
+        The control source name.
+    n_samples : int
+        Samples of each trace.
+    aggregator : str, optional
+        The files' aggregator (default ``'DA01'``).
+    """
 
     def __init__(self, name: str = 'SQS_DIGITIZER_UTC1/ADC/1', n_samples: int = 2000,
                  aggregator: str | None = None):
@@ -391,11 +591,19 @@ class Digitizer(Device):
 
 
 class RunOnlySource(Device):
-    """A source with only run-level values (``RUN`` section), no per-train data: listed as a
-    control source with ``INDEX`` counts of 0 and an empty ``CONTROL`` group.
+    """A source with only run-level values (``RUN`` section), no per-train data.
 
-    *run_values* maps key names to values (str, number or array), e.g.
-    ``RunOnlySource('SPB_RR_SYS/MDL/RUN_INFO', {'sample': 'lysozyme', 'energy': 9.3})``.
+    Listed as a control source with ``INDEX`` counts of 0 and an empty ``CONTROL`` group,
+    e.g. ``RunOnlySource('SPB_RR_SYS/MDL/RUN_INFO', {'sample': 'lysozyme', 'energy': 9.3})``.
+
+    Parameters
+    ----------
+    name : str
+        The source name.
+    run_values : mapping, optional
+        Key names -> values (str, number or array); default a few run-info values.
+    aggregator : str, optional
+        The files' aggregator (default ``'DA01'``).
     """
 
     def __init__(self, name: str = 'SPB_RR_SYS/MDL/RUN_INFO',
@@ -405,7 +613,14 @@ class RunOnlySource(Device):
                                     {'classId': 'RunInfo', 'sample': 'lysozyme',
                                      'photonEnergy': 9.3})
 
-    def counts(self, source: str, group: str, train_ids) -> np.ndarray:
+    def counts(self, source: str, group: str, train_ids: ArrayLike) -> np.ndarray:
+        """Rows per train: 0 for every train (see :meth:`Device.counts`).
+
+        Parameters
+        ----------
+        source, group, train_ids
+            As for :meth:`Device.counts`.
+        """
         return np.zeros(len(train_ids), dtype=np.int64)
 
     def _build(self) -> list[SourceSpec]:
@@ -418,6 +633,15 @@ class LitFrameFinder(Device):
     Source ``<name>:daqFilter`` with ``data.dataFramePattern`` (T, n_cells) uint8: 1 for the
     memory cells with a lit frame, ``(cell + train ID) % 4 == 0``. It is listed in
     ``METADATA/auxiliarySources/REDUCTION``, not among the data sources.
+
+    Parameters
+    ----------
+    name : str
+        The (control) source name.
+    aggregator : str, optional
+        The files' aggregator (default: the class's ``default_aggregator``).
+    n_cells : int
+        Memory cells per train (entries of the pattern).
     """
 
     def __init__(self, name: str = 'SPB_DET_AGIPD1M-1/REDU/LITFRM',

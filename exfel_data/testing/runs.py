@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from ..write.exdf_writer import FORMAT_VERSIONS, ExdfWriter
@@ -32,6 +33,20 @@ def default_devices(frames_per_train: int = 64, module_shape: tuple = (512, 128)
     The defaults are the real sizes: 16 modules x 64 frames x (2, 512, 128) uint16 is 256 MB
     per train. For quick test runs shrink them, e.g.
     ``default_devices(frames_per_train=2, module_shape=(32, 16), camera_shape=(8, 8))``.
+
+    Parameters
+    ----------
+    frames_per_train : int
+        AGIPD frames per train.
+    module_shape : tuple of int
+        ``(H, W)`` of one AGIPD module.
+    camera_shape : tuple of int
+        ``(H, W)`` of the camera image.
+
+    Returns
+    -------
+    list of Device
+        The devices, the AGIPD modules one by one.
     """
     return [XGM(), Motor('SPB_IRU_MOTORS/MOTOR/X'),
             Motor('SPB_IRU_MOTORS/MOTOR/Y', aggregator='DA02', offset=-2.0),
@@ -41,8 +56,33 @@ def default_devices(frames_per_train: int = 64, module_shape: tuple = (512, 128)
 
 @dataclass
 class FilePlan:
-    """One file of the run: aggregator, sequence number, INDEX train IDs and flags, and the
-    devices whose sources it holds."""
+    """One file of a planned run: what it holds and which defects change it.
+
+    Parameters
+    ----------
+    aggregator : str
+        E.g. ``'DA01'``, ``'AGIPD00'``.
+    sequence : int
+        The sequence number.
+    train_ids, flags : numpy.ndarray
+        ``INDEX/trainId`` (uint64) and good (True) or suspect (False) per row.
+    devices : list of Device
+        The devices whose sources the file holds.
+    name : str
+        The file name (``RAW-R0001-DA01-S00000.h5``).
+    index_padding : int
+        Zero rows appended to every INDEX dataset.
+    legacy_index : bool
+        Write INDEX ``first``/``last``/``status`` (format 0.5).
+    source_list_padding : int
+        Empty entries appended to the METADATA source lists.
+    empty_sources : set of str
+        Sources listed without any data.
+    source_gaps : dict
+        Source -> train IDs in which it has no data.
+    truncate : float, optional
+        Cut the file to this share of its size after writing.
+    """
 
     aggregator: str
     sequence: int
@@ -58,18 +98,41 @@ class FilePlan:
     truncate: float | None = None
 
     def insert(self, position: int, train_id: int, flag: bool) -> None:
-        """Add a train to INDEX at *position* (rogue or repeated IDs)."""
+        """Add a train to INDEX at *position* (rogue or repeated IDs).
+
+        Parameters
+        ----------
+        position : int
+            Row of ``INDEX/trainId`` to insert at.
+        train_id : int
+            The train ID.
+        flag : bool
+            True for a good train, False for one flagged suspect (the writer stores it
+            as the format's ``INDEX/flag`` value).
+        """
         self.train_ids = np.insert(self.train_ids, position, np.uint64(train_id))
         self.flags = np.insert(self.flags, position, flag)
 
-    def remove(self, train_ids) -> bool:
-        """Drop trains from this file; True if any was there."""
+    def remove(self, train_ids: ArrayLike) -> bool:
+        """Drop trains from this file.
+
+        Parameters
+        ----------
+        train_ids : array_like
+            The train IDs to drop.
+
+        Returns
+        -------
+        bool
+            True if any of them was in the file.
+        """
         keep = ~np.isin(self.train_ids, train_ids)
         self.train_ids, self.flags = self.train_ids[keep], self.flags[keep]
         return not keep.all()
 
     @property
     def sources(self) -> list[str]:
+        """Sorted names of the sources the file holds."""
         return sorted(s for d in self.devices for s in d.sources)
 
 
@@ -142,10 +205,12 @@ class RunPlan:
 
     @property
     def aggregators(self) -> list[str]:
+        """Sorted aggregator names of the run's devices."""
         return sorted({d.aggregator for d in self.devices})
 
     @property
     def sources(self) -> list[str]:
+        """Sorted names of all the run's sources."""
         return sorted(s for d in self.devices for s in d.sources)
 
     def _layout(self, trains_per_file) -> list[FilePlan]:
@@ -167,7 +232,24 @@ class RunPlan:
         return files
 
     def file(self, aggregator: str, sequence: int) -> FilePlan:
-        """The planned file of one aggregator and sequence number."""
+        """The planned file of one aggregator and sequence number.
+
+        Parameters
+        ----------
+        aggregator : str
+            E.g. ``'DA01'``.
+        sequence : int
+            The sequence number.
+
+        Returns
+        -------
+        FilePlan
+
+        Raises
+        ------
+        ValueError
+            No such file is planned (the message lists the planned ones).
+        """
         for f in self.files:
             if f.aggregator == aggregator and f.sequence == sequence:
                 return f
@@ -176,20 +258,60 @@ class RunPlan:
                          f"planned: {have}")
 
     def device(self, source: str) -> Device:
-        """The device (after defects) that writes *source*."""
+        """The device (after defects) that writes *source*.
+
+        Parameters
+        ----------
+        source : str
+            A source name of the run.
+
+        Returns
+        -------
+        Device
+
+        Raises
+        ------
+        KeyError
+            No device writes it (the message lists the run's sources).
+        """
         for d in self.devices:
             if source in d.sources:
                 return d
         raise KeyError(f"No device writes source {source!r}; sources: {self.sources}")
 
     def replace_device(self, index: int, new: Device) -> None:
+        """Put *new* in place of device *index*, in the plan and in its files (for defects).
+
+        Parameters
+        ----------
+        index : int
+            Position in :attr:`devices`.
+        new : Device
+            The replacement (usually ``old.derive(...)``).
+        """
         old = self.devices[index]
         self.devices[index] = new
         for f in self.files:
             f.devices = [new if d is old else d for d in f.devices]
 
-    def affected_train_ids(self, defect) -> np.ndarray:
-        """Train IDs a defect touched (see its docstring for their meaning)."""
+    def affected_train_ids(self, defect: object) -> np.ndarray:
+        """Train IDs a defect touched (see its docstring for their meaning).
+
+        Parameters
+        ----------
+        defect : object
+            One of the plan's defects.
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted unique uint64 train IDs.
+
+        Raises
+        ------
+        ValueError
+            *defect* is not one of the plan's.
+        """
         recs = [r.train_ids for r in self.defect_log if r.defect == defect]
         if not recs:
             raise ValueError(f"{defect!r} is not a defect of this plan")
@@ -200,14 +322,38 @@ class RunPlan:
 
         Leaves out train IDs flagged suspect (rogue, repeated copies, zeros), padding, and
         (unless *include_unreadable*) the trains only held by truncated files.
+
+        Parameters
+        ----------
+        include_unreadable : bool
+            Count the trains of truncated files too.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64.
         """
         tids = [f.train_ids[f.flags] for f in self.files
                 if include_unreadable or f.truncate is None]
         return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
 
     def source_train_ids(self, source: str, include_unreadable: bool = False) -> np.ndarray:
-        """Sorted good train IDs in which *source* has data (a non-zero count in some index
-        group), over readable files unless *include_unreadable*."""
+        """Sorted good train IDs in which *source* has data.
+
+        A train counts when the source has a non-zero count in some index group.
+
+        Parameters
+        ----------
+        source : str
+            A source name of the run.
+        include_unreadable : bool
+            Count the trains of truncated files too.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint64.
+        """
         dev = self.device(source)
         spec = dev.spec(source)
         tids = []
@@ -220,12 +366,27 @@ class RunPlan:
         return np.unique(np.concatenate(tids)) if tids else np.array([], np.uint64)
 
     # -- writing -----------------------------------------------------------------------
-    def write(self, path, progress: bool | None = None, overwrite: bool = False) -> Path:
+    def write(self, path: str | os.PathLike, progress: bool | None = None,
+              overwrite: bool = False) -> Path:
         """Write all files into the run folder *path* (created if needed); return it.
 
-        *progress*: show a tqdm bar (None: only on a terminal). A folder that already holds
-        ``.h5`` files is refused unless *overwrite* is True, which deletes them first (so
-        runs are never mixed).
+        Parameters
+        ----------
+        path : path
+            The run folder.
+        progress : bool, optional
+            Show a tqdm bar (None: only on a terminal).
+        overwrite : bool
+            Delete the ``.h5`` files already in the folder first (so runs are never mixed).
+
+        Returns
+        -------
+        pathlib.Path
+
+        Raises
+        ------
+        FileExistsError
+            The folder holds ``.h5`` files and *overwrite* is False.
         """
         run_dir = Path(path)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +485,8 @@ def _flatten(devices) -> list[Device]:
     return out
 
 
-def make_run(path, n_trains: int = 20, first_train_id: int = 10000, format_version: str = '1.3',
+def make_run(path: str | os.PathLike, n_trains: int = 20, first_train_id: int = 10000,
+             format_version: str = '1.3',
              devices: Iterable | None = None, trains_per_file: int | Mapping[str, int] = 10,
              run_number: int = 1, proposal: int = 700000, data_class: str | None = None,
              defects: Iterable = (), preallocate: bool = True,
@@ -356,12 +518,35 @@ proposal, data_class, defects, preallocate
 
 
 
-def proposal_run_dir(root, proposal: int = 700000, run: int = 1, *, instrument: str = 'SPB',
+def proposal_run_dir(root: str | os.PathLike, proposal: int = 700000, run: int = 1, *,
+                     instrument: str = 'SPB',
                      cycle: str = '202401', data: str = 'raw') -> Path:
     """The facility's folder for a run: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>/<data>/r<NNNN>``.
 
-    *data* is ``'raw'``, ``'proc'``, ``'usr'`` or ``'scratch'``. Use it as ``make_run``'s
-    path to test code that finds runs by proposal and run number.
+    Use it as ``make_run``'s path to test code that finds runs by proposal and run number.
+    The folder is not created.
+
+    Parameters
+    ----------
+    root : path
+        Stands for the facility's data root.
+    proposal, run : int
+        Proposal and run number.
+    instrument : str
+        E.g. ``'SPB'``.
+    cycle : str
+        E.g. ``'202401'``.
+    data : {'raw', 'proc', 'usr', 'scratch'}
+        The data class folder.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        An unknown *data*.
     """
     if data not in ('raw', 'proc', 'usr', 'scratch'):
         raise ValueError(f"data={data!r}; choose 'raw', 'proc', 'usr' or 'scratch'")

@@ -254,3 +254,48 @@ def test_rate_meter_counts_gaps_and_age():
     line = meter.line()
     assert "2 missing, 1 out of order" in line
     assert "age 500 ms" in line
+
+
+@pytest.fixture
+def garbage_server():
+    """A raw REP socket answering every request with a malformed message, then a real train."""
+    import zmq
+
+    from bridge.protocol import serialize
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+    good = serialize({"A/B/C:out": {"x": np.arange(3)}}, {"A/B/C:out": {"timestamp.tid": 7}})
+
+    def serve():
+        n = 0
+        while not stop.is_set():
+            if sock.poll(50):
+                sock.recv_multipart()
+                # Every other reply is bad: a header that is not msgpack, then a good train.
+                sock.send_multipart([b"\xc1not msgpack"] if n % 2 == 0 else good)
+                n += 1
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{port}"
+    stop.set()
+    thread.join(5)
+    sock.close(linger=0)
+    ctx.term()
+
+
+def test_glimpse_malformed_message_is_a_clear_error(garbage_server):
+    result = CliRunner().invoke(main, ["glimpse", garbage_server, "--timeout", "5"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert re.search(rf"not a valid Karabo bridge message from {garbage_server}", result.output)
+
+
+def test_monitor_counts_malformed_messages_and_goes_on(garbage_server):
+    result = CliRunner().invoke(main, ["monitor", garbage_server, "--count", "3",
+                                       "--interval", "0.1", "--no-tune-malloc"])
+    assert result.exit_code == 0, result.output
+    assert "Received 3 trains" in result.output
+    assert re.search(r"[34] malformed messages? skipped", result.output)

@@ -479,3 +479,31 @@ def test_empty_selections(agipd_corr_path, open_run):
     assert list(none.trains()) == []
     no_pulse = det.get_dask_array(pulses=by_id[[999]])
     assert no_pulse.compute().shape == (16, N_TRAINS, 0) + SHAPE
+
+
+def test_dask_task_refuses_module_file_replaced_after_planning(tmp_path):
+    """A dask task reopens its file by name (on a worker, or after the handle was closed):
+    a file replaced since the run was indexed must not be read under the old train IDs."""
+    import os
+    import shutil
+
+    from exfel_data import FileChangedError, RunDirectory
+    from exfel_data.detectors import AGIPD1M
+    from exfel_data.file_access import handle_pool
+
+    def agipd(path, first):
+        return make_run(path, n_trains=4, trains_per_file=4, first_train_id=first,
+                        devices=[SimAGIPD(raw=False, frames_per_train=2, n_modules=2,
+                                          module_shape=(8, 4))], progress=False)
+
+    a, b = agipd(tmp_path / 'a' / 'r0001', 10000), agipd(tmp_path / 'b' / 'r0001', 20000)
+    name = sorted(p.name for p in a.glob('*AGIPD01*.h5'))[0]
+    det = AGIPD1M(RunDirectory(a, cache=False))
+    arr = det.get_dask_array('image.data')      # planned: files indexed and checked
+    st = os.stat(a / name)
+    shutil.copyfile(b / name, a / (name + '.tmp'))  # rsync -t style: renamed into place
+    os.replace(a / (name + '.tmp'), a / name)
+    os.utime(a / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    handle_pool.forget_all()                     # as on a worker: nothing open yet
+    with pytest.raises(FileChangedError, match=name):
+        arr.compute(scheduler='synchronous')
