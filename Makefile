@@ -20,9 +20,11 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Side-by-side benchmarks against extra-data / karabo-bridge / plain h5py and pyzmq.
-# All but bench_bridge and bench_startup rewrite their own section of docs/benchmarks.md.
+# bench_reader, bench_detectors, bench_convert and bench_match rewrite their own section of
+# docs/benchmarks.md; the others print tables that are copied there by hand.
 # `make bench BENCH_ARGS=--quick` for a short run.
-BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge bench_startup
+BENCHMARKS := bench_reader bench_detectors bench_convert bench_bridge bench_startup \
+	bench_match bench_process
 BENCH_ARGS ?=
 
 bench: install
