@@ -9,6 +9,7 @@ import time
 import click
 
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
+from bridge.serving import stop_on_signals
 
 # As in `exfel-data process` (not imported from there: importing exfel_data is slow).
 PARAM_HELP = ("Parameter name=value (repeatable); the value is a Python literal (3, 0.5, "
@@ -37,15 +38,13 @@ class _Status:
             click.echo(err=True)
 
 
-def _on_signals(runner) -> dict:
-    """First Ctrl-C / SIGTERM: stop cleanly (results written); a second: abort."""
-    def handler(signum, frame):
-        if runner.stopping:
-            raise KeyboardInterrupt
+def _stop_runner(runner):
+    """First Ctrl-C / SIGTERM (see ``stop_on_signals``): stop cleanly, results written."""
+    def on_stop(signum: int) -> None:
         click.echo(f"\n{signal.Signals(signum).name}: stopping (again to abort)...", err=True)
         runner.stop()
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return on_stop
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,17 +130,15 @@ def process(endpoints, analysis, params, workers, policy, ordered, reorder_buffe
         click.echo(f"Processing {' '.join(addresses)} with {workers} worker(s)"
                    + (f"; publishing on {publish_at}" if publish_at else "")
                    + "; Ctrl-C to stop.", err=True)
-    previous = _on_signals(runner)
     try:
-        result = runner.run()
+        with stop_on_signals(on_stop=_stop_runner(runner)):
+            result = runner.run()
     except AnalysisError as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second signal
         click.echo("Aborted.", err=True)
         sys.exit(130)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if status is not None:
             status.done()
     click.echo(f"Done: {runner.received} trains received; {result.stats.summary()}"

@@ -26,13 +26,22 @@ _POLL_S = 0.2
 
 
 @contextlib.contextmanager
-def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[threading.Event]:
+def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM),
+                    on_stop: Callable[[int], None] | None = None) -> Iterator[threading.Event]:
     """Turn SIGINT (Ctrl-C) and SIGTERM into an event that the serving loop watches.
 
     A ``KeyboardInterrupt`` raised wherever the main thread happens to be can be lost (h5py and
     weakref callbacks swallow it: the server then goes on); an event is checked at least every
     0.2 s instead, so serving stops within a second. A second signal raises
     ``KeyboardInterrupt`` as usual. Outside the main thread nothing is installed.
+
+    Parameters
+    ----------
+    signals : tuple of signal.Signals
+        The signals to catch.
+    on_stop : callable, optional
+        Called with the signal number on the first signal, after the event is set (e.g. to
+        tell a runner that does not watch the event to stop).
 
     Yields
     ------
@@ -48,6 +57,8 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[threadi
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        if on_stop is not None:
+            on_stop(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
