@@ -7,9 +7,12 @@ Measured (each prints one table row; the figures go to ``docs/benchmarks.md`` by
    the machine's load, sleeping 40 ms), 1 and 2 workers: results/s over the second half
    of the results (worker start-up excluded). Target: 2 workers >= 1.8x.
 2. ``handover``: the same with a trivial ``process`` (returns a float) on small trains
-   (one XGM-like source, ~4 kB): wall time per train, end to end (feeder thread packing,
-   dispatch, worker unpacking and answering, reducer), and the CPU time the runner
-   process spends per train (getrusage). Target <= 100 us.
+   (one XGM-like source, ~4 kB): wall time per train, end to end, and the CPU time the
+   runner process spends per train (all its threads), both over the second half of the
+   trains (start-up excluded). Target <= 100 us. Two inputs: a bridge
+   stream (``client_trains``: another process PUSHes the encoded trains, the runner
+   reads them in its dispatch loop and passes the frames on undecoded; the live case),
+   and a Python iterable of train dicts (read in a feeder thread, pickled).
 3. ``reducer``: the runner's result path alone (unpickling a result + ``Reducer.add``),
    and ``add`` alone, for both recipes: results/s. Target >= 5,000/s.
 4. ``offline``: the mean-image recipe with ~10 ms of extra CPU per train over a
@@ -52,12 +55,14 @@ class Reducer:
         self.times = []
 
     def add(self, train_id, result):
-        self.times.append(time.perf_counter())
+        # Wall time, and CPU time of the runner process (this one: all its threads).
+        self.times.append((time.perf_counter(), time.process_time()))
 
     def partial(self):
         # The second half only: every worker has started by then.
-        half = self.times[len(self.times) // 2:] or [0.0]
-        return {"n": len(half), "first": half[0], "last": half[-1]}
+        half = self.times[len(self.times) // 2:] or [(0.0, 0.0)]
+        return {"n": len(half), "first": half[0][0], "last": half[-1][0],
+                "cpu": half[-1][1] - half[0][1]}
 """
 
 
@@ -73,22 +78,58 @@ def _small_trains(n: int):
         yield {src: {**small[src], "metadata": m}}, {src: m}
 
 
-def _live_rate(analysis: Path, n: int, workers: int, burn_s: float, sleep_s: float = 0.0
-               ) -> tuple[float, float, float]:
-    """(results/s over the second half of the results, seconds per train, CPU seconds of
-    the runner process per train)."""
-    import resource
+PUSHER = """
+import sys
+import zmq
+from bridge.protocol import serialize
+sys.path.insert(0, sys.argv[3])
+from benchmarks.bench_process import _small_trains
 
+n = int(sys.argv[2])
+messages = [serialize(data, meta) for data, meta in _small_trains(n)]
+sock = zmq.Context().socket(zmq.PUSH)
+sock.bind(sys.argv[1])
+for frames in messages:
+    sock.send_multipart(frames)
+sys.stdin.read()  # connected until the runner is done: a client drops what it holds
+sock.close(linger=-1)  # when its server disconnects
+"""
+
+
+def _pushed_trains(n: int):
+    """The trains of :func:`_small_trains`, encoded and PUSHed by another process."""
+    import socket
+    import subprocess
+
+    from bridge.process import client_trains
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    proc = subprocess.Popen([sys.executable, "-c", PUSHER, endpoint, str(n), str(ROOT)],
+                            stdin=subprocess.PIPE)
+    return client_trains([endpoint], sock="PULL", timeout=60), proc
+
+
+def _live_rate(analysis: Path, n: int, workers: int, burn_s: float, sleep_s: float = 0.0,
+               bridge_input: bool = False) -> tuple[float, float, float]:
+    """(results/s, seconds per train, CPU seconds of the runner process per train), over
+    the second half of the results (start-up, imports and worker start excluded)."""
     from bridge.process import LiveRunner
 
-    runner = LiveRunner(_small_trains(n), analysis, {"burn_s": burn_s, "sleep_s": sleep_s},
-                        workers=workers, policy="wait", report=lambda m: None)
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    proc = None
+    if bridge_input:
+        source, proc = _pushed_trains(n)
+    else:
+        source = _small_trains(n)
+    runner = LiveRunner(source, analysis, {"burn_s": burn_s, "sleep_s": sleep_s},
+                        workers=workers, policy="wait", report=lambda m: None, max_trains=n)
     res = runner.run()
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / n
+    if proc is not None:
+        proc.communicate(timeout=30)
     span = res.data["last"] - res.data["first"]
-    return (res.data["n"] - 1) / span, span / (res.data["n"] - 1), cpu
+    return ((res.data["n"] - 1) / span, span / (res.data["n"] - 1),
+            res.data["cpu"] / (res.data["n"] - 1))
 
 
 def bench_scaling(analysis: Path, n: int) -> list[str]:
@@ -104,11 +145,13 @@ def bench_scaling(analysis: Path, n: int) -> list[str]:
 
 def bench_handover(analysis: Path, n: int) -> list[str]:
     rows = []
-    for workers in (1, 2):
-        rate, per, cpu = _live_rate(analysis, n, workers, 0.0)
-        rows.append(f"| live hand-over, trivial process, small train, {workers} worker(s): "
-                    f"wall per train (runner CPU per train) | {per * 1e6:.0f} us "
-                    f"({cpu * 1e6:.0f} us), {rate:.0f} trains/s | target <= 100 us |")
+    for bridge_input, what in ((True, "bridge stream"), (False, "Python iterable")):
+        for workers in (1, 2):
+            rate, per, cpu = _live_rate(analysis, n, workers, 0.0, bridge_input=bridge_input)
+            rows.append(f"| live hand-over, {what} of small trains, trivial process, "
+                        f"{workers} worker(s): wall per train (runner CPU per train) | "
+                        f"{per * 1e6:.0f} us ({cpu * 1e6:.0f} us), {rate:.0f} trains/s | "
+                        "target <= 100 us |")
     return rows
 
 

@@ -174,6 +174,20 @@ class Client:
         ProtocolError
             The message was malformed; the client stays usable.
         """
+        return deserialize(self.next_frames())
+
+    def next_frames(self) -> list[zmq.Frame]:
+        """Receive the next train undecoded: its ZeroMQ frames, as the server sent them.
+
+        For passing a train on to another process without decoding it here;
+        ``bridge.protocol.deserialize(frames)`` gives what :meth:`next` returns.
+        Waits, times out and recovers as :meth:`next` does.
+
+        Raises
+        ------
+        BridgeTimeout
+            Nothing arrived within ``timeout`` (a ``TimeoutError``).
+        """
         if self._socket is None:
             raise RuntimeError('Client is closed')
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -194,12 +208,12 @@ class Client:
             if self._socket.getsockopt(_EVENTS) & _POLLIN:
                 # A message is complete (ZeroMQ delivers all parts at once):
                 # skip the poll, as when trains arrive faster than we decode.
-                return deserialize(self._receive())
+                return self._receive()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             wait_ms = None if remaining is None else int(remaining * 1000) + 1
             ready = dict(self._poller.poll(wait_ms))
             if self._socket in ready:
-                return deserialize(self._receive())
+                return self._receive()
             if self._monitor in ready:
                 self._handle_events()
             if deadline is not None and time.monotonic() >= deadline and not ready:

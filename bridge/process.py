@@ -7,9 +7,10 @@ Python API behind ``exfel-bridge process`` (the analysis contract is docs/analys
                         publish='tcp://*:4600', every=1.0, out='result.h5')
     result = runner.run()          # until the stream ends, runner.stop() or Ctrl-C
 
-One process (this one) takes trains from any iterable of ``(data, metadata)`` (a
-``bridge.Client``, the train matcher, a run's trains) in a feeder thread and hands each
-to an idle worker over a ZeroMQ ROUTER socket; workers (DEALER) ask for a train when
+One process (this one) takes trains from any iterable of ``(data, metadata)`` or
+:class:`EncodedTrain` (:func:`client_trains`: a ``bridge.Client``'s trains, passed on
+undecoded; the train matcher; a run's trains) in a feeder thread and hands each to an
+idle worker over a ZeroMQ ROUTER socket; workers (DEALER) ask for a train when
 idle, so no train queues behind a busy worker. When every worker is busy, ``policy``
 decides: ``drop`` (count and drop the train) or ``wait`` (stop taking trains: the
 source's server applies its own policy). Results come back on the same socket and are
@@ -36,7 +37,7 @@ import zmq
 
 from bridge import process_worker as pw
 from bridge.process_input import TICK_S as _TICK_S
-from bridge.process_input import client_trains, train_id_of
+from bridge.process_input import EncodedTrain, client_trains, train_id_of
 from exfel_data.analysis.contract import (
     AnalysisError,
     AnalysisSpec,
@@ -49,12 +50,12 @@ from exfel_data.analysis.result import AnalysisResult, result_from_reducer, writ
 from exfel_data.analysis.stats import RunStats
 from exfel_data.write.output import check_output
 
-__all__ = ["LiveRunner", "client_trains", "POLICIES", "result_source"]
+__all__ = ["LiveRunner", "client_trains", "EncodedTrain", "POLICIES", "result_source"]
 
 POLICIES = ("drop", "wait")
 _DEATHS_WINDOW_S = 10.0
 _FEED_HWM = 2
-_TRAIN, _END, _FAILED = b"T", b"E", b"X"
+_END, _FAILED = b"E", b"X"  # feeder -> runner, besides the encodings of trains
 
 
 def _stderr(message: str) -> None:
@@ -105,7 +106,7 @@ class LiveRunner:
 
     Parameters
     ----------
-    source : iterable of (data, metadata)
+    source : iterable of (data, metadata) or EncodedTrain
         Trains, e.g. :func:`client_trains`; read in a thread of this process. It may
         yield None while idle, so that a stop request is noticed.
     analysis : str or path-like
@@ -161,6 +162,10 @@ class LiveRunner:
         self._feed_stop = threading.Event()   # taking trains only
         self._reducer = None
         self._server = None
+        # A source that returns within a tick even when idle is read in the dispatch
+        # loop itself: no feeder thread sharing the GIL, no hop between threads.
+        self._inline = bool(getattr(source, "returns_when_idle", False))
+        self._source_iter = None
 
     @property
     def stopping(self) -> bool:
@@ -189,7 +194,8 @@ class LiveRunner:
         self._context = zmq.Context()
         self._workers: dict[int, tuple[bytes, subprocess.Popen]] = {}
         self._idle: collections.deque = collections.deque()
-        self._in_flight: dict[bytes, tuple[int, int]] = {}
+        self._in_flight: dict[bytes, tuple[int, int, list | None]] = {}
+        self._current: set[bytes] = set()  # identities of the workers running now
         self._deaths: collections.deque = collections.deque()
         self._seq = 0
         self._last_tid = 0
@@ -199,14 +205,18 @@ class LiveRunner:
             self._open_sockets()
             for slot in range(self.n_workers):
                 self._start_worker(slot, 0)
-            # The feeder starts once a worker is ready: no train is dropped for start-up.
-            self._feeder = threading.Thread(target=self._feed, name="exfel-process-feeder",
-                                            daemon=True)
+            # Trains are taken once a worker is ready: none is dropped for start-up.
+            self._ready = False
+            self._feeder = None if self._inline else threading.Thread(
+                target=self._feed, name="exfel-process-feeder", daemon=True)
             if self.publish:
                 from bridge.server import Server
 
                 self._server = Server(self.publish, sock=self.publish_sock, policy="drop")
-            self._loop()
+            if self._inline:
+                self._loop_inline()
+            else:
+                self._loop()
         except KeyboardInterrupt:
             pass
         except ReducerError as exc:
@@ -248,7 +258,11 @@ class LiveRunner:
         with proc.stdin:
             pickle.dump({"endpoint": self._endpoint, "identity": identity, "spec": self.spec,
                          "params": self.params, "parent_pid": os.getpid()}, proc.stdin)
+        old = self._workers.get(slot)
+        if old is not None:
+            self._current.discard(old[0])
         self._workers[slot] = (identity, proc)
+        self._current.add(identity)
 
     @property
     def worker_pids(self) -> list[int]:
@@ -256,95 +270,163 @@ class LiveRunner:
         return [proc.pid for _, proc in self._workers.values()]
 
     def _loop(self) -> None:
+        """The dispatch loop, with the source read by the feeder thread."""
         both, router_only = zmq.Poller(), zmq.Poller()
         both.register(self._router, zmq.POLLIN)
         both.register(self._feed_in, zmq.POLLIN)
         router_only.register(self._router, zmq.POLLIN)
+        router_events = self._router.getsockopt
+        feed_events = self._feed_in.getsockopt
+        events_opt, pollin = pw.EVENTS, pw.POLLIN
+        drop = self.policy == "drop"
         ended = False
-        now = time.monotonic()
-        next_tick, next_publish = now + _TICK_S, now + self.every
+        self._start_clock()
         while not self._stop.is_set():
-            accept = not ended and (self.policy == "drop" or bool(self._idle))
+            accept = not ended and (drop or bool(self._idle))
             # Busy: messages already waiting are handled without a poll() system call.
-            from_workers = self._router.getsockopt(pw.EVENTS) & pw.POLLIN
-            from_feeder = accept and self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN
+            from_workers = router_events(events_opt) & pollin
+            from_feeder = accept and feed_events(events_opt) & pollin
             if not (from_workers or from_feeder):
                 poller = both if accept else router_only
-                wait = max(0.0, min(next_tick, next_publish) - time.monotonic())
+                wait = max(0.0, self._next_check - time.monotonic())
                 events = dict(poller.poll(int(wait * 1000) + 1))
                 from_workers = self._router in events
                 from_feeder = self._feed_in in events
             if from_workers:
-                self._from_workers()
+                while router_events(events_opt) & pollin:
+                    self._from_worker()
             if from_feeder:
                 ended = self._from_feeder()
-            now = time.monotonic()
-            if now >= next_tick:
-                next_tick = now + _TICK_S
-                self._supervise()
-            if now >= next_publish:
-                next_publish = now + self.every
-                self._publish()
-                if self.status is not None:
-                    self.status(self.counts())
+            if time.monotonic() >= self._next_check:
+                self._on_time()
             if ended and not self._in_flight:
                 break
 
+    def _loop_inline(self) -> None:
+        """The dispatch loop reading the source itself, between worker messages.
+
+        Per train: one check of each socket for waiting messages (each such check costs
+        as much as a send), one receive from the source, one send to a worker, one
+        receive of the result.
+        """
+        router = self._router
+        router_events = router.getsockopt
+        events_opt, pollin = pw.EVENTS, pw.POLLIN
+        wait = self.policy == "wait"
+        source = self._source_iter = iter(self.source)
+        ended = False
+        self._start_clock()
+        while not self._stop.is_set():
+            if router_events(events_opt) & pollin:
+                self._from_worker()
+            elif ended or not self._ready or (wait and not self._idle):
+                if ended and not self._in_flight:
+                    break
+                router.poll(int(max(0.0, self._next_check - time.monotonic()) * 1000) + 1)
+            else:
+                try:
+                    item = next(source)
+                    train = None if item is None else _encode(item)
+                except StopIteration:
+                    ended, train = True, None
+                except Exception as exc:
+                    self.report(f"Input failed, stopping: {type(exc).__name__}: {exc}")
+                    ended, train = True, None
+                if train is not None:
+                    self.received += 1
+                    if not self._idle and router_events(events_opt) & pollin:
+                        self._from_worker()  # a worker may have asked meanwhile
+                    if not self._dispatch(*train):
+                        self.stats.dropped += 1
+                    if self.max_trains is not None and self.received >= self.max_trains:
+                        ended = True
+            if time.monotonic() >= self._next_check:
+                self._on_time()
+
+    def _start_clock(self) -> None:
+        now = time.monotonic()
+        self._next_tick, self._next_publish = now + _TICK_S, now + self.every
+        self._next_check = min(self._next_tick, self._next_publish)
+
+    def _on_time(self) -> None:
+        """Every tick: replace dead workers; every ``every`` s: publish, call status."""
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + _TICK_S
+            self._supervise()
+        if now >= self._next_publish:
+            self._next_publish = now + self.every
+            self._publish()
+            if self.status is not None:
+                self.status(self.counts())
+        self._next_check = min(self._next_tick, self._next_publish)
+
     def _from_feeder(self) -> bool:
         """Hand waiting trains to idle workers (or drop them); True at the end of input."""
-        while self._feed_in.getsockopt(pw.EVENTS) & pw.POLLIN:
-            if self.policy == "wait" and not self._idle:
+        feed = self._feed_in
+        recv, events = feed.recv, feed.getsockopt
+        wait = self.policy == "wait"
+        while events(pw.EVENTS) & pw.POLLIN:
+            if wait and not self._idle:
                 return False
-            msg = self._feed_in.recv_multipart(copy=False)
-            head = msg[0].bytes
-            if head == _END:
+            head = recv(copy=False)
+            frames = pw.recv_more(recv, head)  # passed on without copies
+            head = head.bytes
+            kind = head[:1]
+            if kind == _END:
                 return True
-            if head == _FAILED:
-                self.report(f"Input failed, stopping: {msg[1].bytes.decode()}")
+            if kind == _FAILED:
+                self.report(f"Input failed, stopping: {frames[0].bytes.decode()}")
                 return True
             self.received += 1
             train_id = int.from_bytes(head[1:], "little")
-            if not self._dispatch(train_id, msg[1:]):
+            if not self._dispatch(train_id, kind, frames):
                 self.stats.dropped += 1
             if self.max_trains is not None and self.received >= self.max_trains:
                 self._stop_feeder()
                 return True
         return False
 
-    def _dispatch(self, train_id: int, frames: list) -> bool:
-        header = self._seq.to_bytes(8, "little") + train_id.to_bytes(8, "little")
+    def _dispatch(self, train_id: int, kind: bytes, frames: list) -> bool:
+        header = pw.header(self._seq, train_id, kind)
+        send = self._router.send
         while self._idle:
             identity = self._idle.popleft()
             try:
-                pw.send_frames(self._router, [identity, header, *frames])
+                send(identity, pw.SNDMORE)
             except zmq.ZMQError:
                 continue  # that worker just went away; try the next one
-            self._in_flight[identity] = (self._seq, train_id)
+            send(header, pw.SNDMORE)
+            last = len(frames) - 1
+            for i, frame in enumerate(frames):
+                send(frame, pw.SNDMORE if i < last else 0, copy=False)
+            # Undecoded frames are kept: if the worker dies, they say which train it was.
+            self._in_flight[identity] = (self._seq, train_id,
+                                         frames if kind == pw.BRIDGE else None)
             self._seq += 1
             return True
         return False
 
-    def _from_workers(self) -> None:
-        router = self._router
-        while router.getsockopt(pw.EVENTS) & pw.POLLIN:
-            identity, kind, *rest = router.recv_multipart(copy=False)
-            identity, kind = identity.bytes, kind.bytes
-            if kind == pw.FATAL:
-                raise AnalysisError(f"setup(params) of {self.spec.name} failed in a worker "
-                                    f"process:\n{rest[0].bytes.decode()}")
-            if not self._is_current(identity):
-                continue  # a replaced worker's last words
-            if not self._feeder.is_alive() and self._feeder.ident is None:
+    def _from_worker(self) -> None:
+        """Handle one waiting message from a worker."""
+        recv = self._router.recv
+        identity = recv()
+        head = recv(copy=False)
+        rest = pw.recv_more(recv, head)
+        head = head.bytes
+        if head == pw.FATAL:
+            raise AnalysisError(f"setup(params) of {self.spec.name} failed in a worker "
+                                f"process:\n{rest[0].bytes.decode()}")
+        if identity not in self._current:
+            return  # a replaced worker's last words
+        if not self._ready:
+            self._ready = True
+            if self._feeder is not None:
                 self._feeder.start()
-            if kind == pw.DONE:
-                self._in_flight.pop(identity, None)
-                seq = int.from_bytes(rest[0].bytes[:8], "little")
-                train_id = int.from_bytes(rest[0].bytes[8:16], "little")
-                self._deliver(seq, train_id, rest[1].bytes, rest[2:])
-            self._idle.append(identity)
-
-    def _is_current(self, identity: bytes) -> bool:
-        return any(identity == ident for ident, _ in self._workers.values())
+        if len(head) == pw.HEADER_SIZE:
+            del self._in_flight[identity]
+            self._deliver(*pw.parse_header(head), rest)
+        self._idle.append(identity)
 
     def _deliver(self, seq: int, train_id: int, status: bytes, payload: list) -> None:
         if status == pw.RESULT:
@@ -386,11 +468,13 @@ class LiveRunner:
             lost = self._in_flight.pop(identity, None)
             if identity in self._idle:
                 self._idle.remove(identity)
+            if lost:
+                lost = (lost[0], _train_id(*lost[1:]))
+                self.stats.lose(lost[1])
             what = f"train {lost[1]} lost" if lost else "no train lost"
             self.report(f"Worker process {slot} (pid {proc.pid}) died ({_exit_text(proc)}); "
                         f"{what}; starting a replacement")
             if lost:
-                self.stats.lost += 1
                 if self.reorder is not None:
                     for item in self.reorder.push(lost[0], (lost[1], b"lost", None)):
                         self._apply(*item)
@@ -471,10 +555,8 @@ class LiveRunner:
                     break
                 if item is None:
                     continue  # the source is idle
-                data, metadata = item
-                tid = train_id_of(data, metadata)
-                frames = [_TRAIN + tid.to_bytes(8, "little"), *pw.pack(data)]
-                if not self._send(sock, frames):
+                tid, kind, frames = _encode(item)
+                if not self._send(sock, [kind + tid.to_bytes(8, "little"), *frames]):
                     break
             else:
                 self._send(sock, [_END])
@@ -491,9 +573,10 @@ class LiveRunner:
 
     def _send(self, sock: zmq.Socket, frames: list) -> bool:
         """Send unless stopped meanwhile (under ``wait`` the runner may not read)."""
-        while not sock.poll(int(_TICK_S * 1000), pw.POLLOUT):
-            if self._feed_stop.is_set():
-                return False
+        if not sock.getsockopt(pw.EVENTS) & pw.POLLOUT:
+            while not sock.poll(int(_TICK_S * 1000), pw.POLLOUT):
+                if self._feed_stop.is_set():
+                    return False
         pw.send_frames(sock, frames)
         return True
 
@@ -522,11 +605,15 @@ class LiveRunner:
                 proc.kill()
                 _wait(proc, 2.0)
         # Trains still held by workers stopped before they finished are lost.
-        self.stats.lost += len(self._in_flight)
+        for _, train_id, frames in self._in_flight.values():
+            self.stats.lose(_train_id(train_id, frames))
         self._in_flight.clear()
         for sock in (router, getattr(self, "_feed_in", None)):
             if sock is not None:
                 sock.close(linger=0)
+        close = getattr(self._source_iter, "close", None)
+        if close is not None:
+            close()  # read here (inline): its clean-up (its Client) runs here too
         feeder = getattr(self, "_feeder", None)
         if feeder is not None and feeder.ident is not None:
             feeder.join(2.0)
@@ -534,6 +621,24 @@ class LiveRunner:
             self._context.term()
         # else: the source blocks in next(); its daemon thread ends with the process.
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def _encode(item) -> tuple[int, bytes, list]:
+    """``(train ID or 0, encoding, frames)`` of a source's item, for a worker."""
+    if isinstance(item, EncodedTrain):
+        return 0, pw.BRIDGE, item.frames  # passed on undecoded: the worker decodes
+    data, metadata = item
+    return train_id_of(data, metadata), pw.PACKED, pw.pack(data)
+
+
+def _train_id(train_id: int, frames: list | None) -> int:
+    """The ID of a train handed to a worker (decoding its frames if it was not)."""
+    if frames is None:
+        return train_id
+    try:
+        return EncodedTrain(frames).train_id
+    except Exception:
+        return 0  # undecodable: the worker would have failed it
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> bool:

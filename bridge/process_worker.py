@@ -3,11 +3,15 @@
 The wire between the runner (a ROUTER socket) and each worker (a DEALER) carries:
 
 - worker -> runner: ``[b'R']`` ready (once, after ``setup``); ``[b'F', traceback]`` setup
-  failed; ``[b'D', header, status, ...]`` done with a train, which also asks for the next:
-  status ``b'0'`` + the packed result, ``b'N'`` (process returned None), ``b'E'`` +
-  exception type + traceback.
-- runner -> worker: ``[header, *packed train dict]`` (``header`` = sequence number and
-  train ID as two little-endian uint64) or ``[b'S']`` stop.
+  failed; ``[done, ...]`` done with a train, which also asks for the next: ``done`` is
+  the train's header (below) with a status byte instead of the encoding: ``b'0'`` + the
+  packed result, ``b'N'`` (process returned None), ``b'E'`` + exception type +
+  traceback.
+- runner -> worker: ``[header, *train]`` or ``[b'S']`` stop. ``header``: sequence
+  number and train ID (two little-endian uint64; the ID 0 if the runner did not decode
+  the train) and how the train is encoded: ``b'P'`` packed ``data`` dict, ``b'B'`` the
+  frames of a bridge message as a client received them (the runner passes them on
+  without decoding; the worker decodes them and reports the train ID).
 
 Packed: pickle protocol 5; arrays of 64 kB and more travel as frames of their own,
 without copies, and arrive read-only as from a ``bridge.Client``; smaller ones inside the
@@ -27,14 +31,37 @@ import sys
 
 import zmq
 
-READY, FATAL, DONE, STOP = b"R", b"F", b"D", b"S"
+READY, FATAL, STOP = b"R", b"F", b"S"
 RESULT, EMPTY, ERROR = b"0", b"N", b"E"
+PACKED, BRIDGE = b"P", b"B"
+HEADER_SIZE = 17
 _POLL_MS = 500
 # Plain ints: pyzmq's enum constants cost microseconds per use.
 SNDMORE = int(zmq.SNDMORE)
 EVENTS = int(zmq.EVENTS)
 POLLIN = int(zmq.POLLIN)
 POLLOUT = int(zmq.POLLOUT)
+
+
+def header(seq: int, train_id: int, kind: bytes) -> bytes:
+    """The first frame of a train (``kind``: encoding) or of its answer (status)."""
+    return seq.to_bytes(8, "little") + train_id.to_bytes(8, "little") + kind
+
+
+def parse_header(head: bytes) -> tuple[int, int, bytes]:
+    """``(seq, train_id, kind)`` of a :func:`header`."""
+    return (int.from_bytes(head[:8], "little"), int.from_bytes(head[8:16], "little"),
+            head[16:17])
+
+
+def recv_more(recv, frame: zmq.Frame) -> list:
+    """The remaining parts of a message whose part ``frame`` was just received, as
+    ``zmq.Frame`` objects (no copies; ``frame.more`` is cheaper than ``RCVMORE``)."""
+    frames = []
+    while frame.more:
+        frame = recv(copy=False)
+        frames.append(frame)
+    return frames
 
 
 def send_frames(sock: zmq.Socket, frames: list) -> None:
@@ -93,27 +120,49 @@ def worker_main(endpoint: str, identity: bytes, spec, params: dict, parent_pid: 
 
 
 def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
+    # A blocking receive with a timeout: cheaper per train than poll() then recv().
+    sock.setsockopt(zmq.RCVTIMEO, _POLL_MS)
+    recv = sock.recv
     while True:
-        if not sock.poll(_POLL_MS):
+        try:
+            head = recv(copy=False)
+        except zmq.Again:
             if not _parent_alive(parent_pid) or os.getppid() == 1:
                 sock.setsockopt(zmq.LINGER, 0)  # nobody will read what is unsent
                 return  # the runner is gone: do not linger as an orphan
             continue
-        frames = sock.recv_multipart(copy=False)
-        header = frames[0].bytes
-        if header == STOP:
+        frames = recv_more(recv, head)
+        head = head.bytes
+        if head == STOP:
             return
-        train_id = int.from_bytes(header[8:16], "little")
-        data = unpack(frames[1:])
-        result, error_type, tb = analysis.call_process(train_id, data, params)
+        seq, train_id, kind = parse_header(head)
+        try:
+            data = _decode(kind, frames)
+        except Exception as exc:  # a malformed message fails this train only
+            result, error_type, tb = None, type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        else:
+            if kind == BRIDGE:
+                data, train_id = data
+            result, error_type, tb = analysis.call_process(train_id, data, params)
         del data, frames  # free the train's frames before the result goes out
         if error_type is not None:
-            reply = [DONE, header, ERROR, error_type.encode(), tb.encode()]
+            reply = [header(seq, train_id, ERROR), error_type.encode(), tb.encode()]
         elif result is None:
-            reply = [DONE, header, EMPTY]
+            reply = [header(seq, train_id, EMPTY)]
         else:
-            reply = _result_frames(header, result)
+            reply = _result_frames(header(seq, train_id, RESULT), result)
         send_frames(sock, reply)
+
+
+def _decode(kind: bytes, frames: list):
+    """The packed ``data`` dict, or for bridge frames ``(data, train_id)``."""
+    if kind == BRIDGE:
+        from bridge.process_input import train_id_of
+        from bridge.protocol import deserialize
+
+        data, metadata = deserialize(frames)
+        return data, train_id_of(data, metadata)
+    return unpack(frames)
 
 
 def pack(obj) -> list:
@@ -138,13 +187,13 @@ def unpack(frames: list):
     return pickle.loads(frames[0].buffer, buffers=[f.buffer for f in frames[1:]])
 
 
-def _result_frames(header: bytes, result) -> list:
+def _result_frames(done: bytes, result) -> list:
     try:
-        return [DONE, header, RESULT, *pack(result)]
+        return [done, *pack(result)]
     except Exception as exc:
         text = (f"process() returned a {type(result).__name__} that cannot be sent to the "
                 f"reducer (not picklable): {exc}")
-        return [DONE, header, ERROR, type(exc).__name__.encode(), text.encode()]
+        return [done[:16] + ERROR, type(exc).__name__.encode(), text.encode()]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class RunStats:
     dropped : int
         Trains no worker was free for (live, ``drop`` policy).
     lost : int
-        Trains held by a worker process that died.
+        Trains held by a worker process that died (their IDs in ``lost_ranges``).
     late : int
         Trains that arrived after the ordered reorder buffer moved past them (not reduced).
     failures : collections.Counter
@@ -37,6 +37,8 @@ class RunStats:
         Train ID and traceback of the first failure.
     first_train_id, last_train_id : int, optional
         The range of reduced train IDs.
+    lost_ranges : list of [int, int]
+        First and last train ID of each group of lost trains.
     """
 
     reduced: int = 0
@@ -49,6 +51,7 @@ class RunStats:
     first_failure: tuple[int, str] | None = None   # (train ID, traceback)
     first_train_id: int | None = None
     last_train_id: int | None = None
+    lost_ranges: list = field(default_factory=list)
 
     COUNTS = ("reduced", "empty", "failed", "dropped", "lost", "late")
 
@@ -64,6 +67,24 @@ class RunStats:
             self.first_train_id = train_id
         if self.last_train_id is None or train_id > self.last_train_id:
             self.last_train_id = train_id
+
+    def lose(self, first: int, last: int | None = None, n: int = 1) -> None:
+        """Count trains lost with a worker process that died.
+
+        Parameters
+        ----------
+        first, last : int
+            Train IDs of the first and last of them (``last`` default: ``first``).
+        n : int
+            How many trains (IDs between the two may be missing from the run).
+        """
+        first, last = int(first), int(first if last is None else last)
+        self.lost += n
+        ranges = self.lost_ranges
+        if ranges and ranges[-1][1] + 1 == first:
+            ranges[-1][1] = last  # consecutive trains: one range
+        else:
+            ranges.append([first, last])
 
     def failure(self, train_id: int, error_type: str, tb: str,
                 report: Callable[[str], None] | None = None) -> None:
@@ -105,6 +126,7 @@ class RunStats:
         for tid in (other.first_train_id, other.last_train_id):
             if tid is not None:
                 self.saw(tid)
+        self.lost_ranges.extend([list(r) for r in other.lost_ranges])
 
     def as_dict(self) -> dict:
         """Plain counts (for HDF5 attributes and published messages)."""
@@ -115,6 +137,7 @@ class RunStats:
             out["first_failure"] = self.first_failure[1]
         out["first_train_id"] = self.first_train_id
         out["last_train_id"] = self.last_train_id
+        out["lost_ranges"] = [list(r) for r in self.lost_ranges]
         return out
 
     @classmethod
@@ -136,6 +159,7 @@ class RunStats:
             stats.first_failure = (int(d["first_failure_train_id"]), d.get("first_failure", ""))
         stats.first_train_id = d.get("first_train_id")
         stats.last_train_id = d.get("last_train_id")
+        stats.lost_ranges = [[int(a), int(b)] for a, b in d.get("lost_ranges", [])]
         return stats
 
     def summary(self) -> str:
@@ -151,4 +175,13 @@ class RunStats:
             n = getattr(self, name)
             if n:
                 text += f", {n} {name}"
+            if name == "lost" and self.lost_ranges:
+                text += f" (trains {self.lost_text()})"
         return text
+
+    def lost_text(self, most: int = 5) -> str:
+        """The lost train IDs as ranges, e.g. ``'10008-10015, 10040'``."""
+        parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in self.lost_ranges[:most]]
+        if len(self.lost_ranges) > most:
+            parts.append(f"... ({len(self.lost_ranges) - most} more ranges)")
+        return ", ".join(parts)
