@@ -46,6 +46,7 @@ from exfel_data.analysis.contract import (
     resolve_params,
     user_traceback,
 )
+from exfel_data.analysis.pool import exit_text
 from exfel_data.analysis.result import AnalysisResult, result_from_reducer, write_result
 from exfel_data.analysis.stats import RunStats
 from exfel_data.write.output import check_output
@@ -472,8 +473,8 @@ class LiveRunner:
                 lost = (lost[0], _train_id(*lost[1:]))
                 self.stats.lose(lost[1])
             what = f"train {lost[1]} lost" if lost else "no train lost"
-            self.report(f"Worker process {slot} (pid {proc.pid}) died ({_exit_text(proc)}); "
-                        f"{what}; starting a replacement")
+            self.report(f"Worker process {slot} (pid {proc.pid}) died "
+                        f"({exit_text(proc.returncode)}); {what}; starting a replacement")
             if lost:
                 if self.reorder is not None:
                     for item in self.reorder.push(lost[0], (lost[1], b"lost", None)):
@@ -647,15 +648,3 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return True
-
-
-def _exit_text(proc: subprocess.Popen) -> str:
-    code = proc.returncode
-    if code is not None and code < 0:
-        import signal
-
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"

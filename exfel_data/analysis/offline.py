@@ -11,15 +11,19 @@ Workers read their own trains from the files: each task is a share of consecutiv
 ``Reducer.merge`` each task reduces its share and only the small reducer comes back
 (a tree of two levels); without it, per-train results stream back and one reducer adds
 them in train order. At most ``2 x workers`` shares are in flight, so memory stays
-bounded however long the run.
+bounded however long the run. A local worker process that dies loses its share (counted
+``lost``, by train ID) and is replaced; the run goes on.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
 import os
 import pickle
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ from .contract import (
     resolve_params,
     user_traceback,
 )
+from .pool import LocalPool, WorkerDied, exit_text
 from .result import (
     AnalysisResult,
     pickle_reducer,
@@ -47,6 +52,8 @@ from .result import (
 from .stats import RunStats
 
 __all__ = ["run_offline", "merge_parts"]
+
+_DEATHS_WINDOW_S = 10.0
 
 
 def _stderr(message: str) -> None:
@@ -200,7 +207,17 @@ def run_offline(run: str | os.PathLike | DataCollection, analysis: str | os.Path
     if out is not None:
         out = check_output(out, overwrite)
     local = bool(workers and workers > 1 and scheduler is None)
-    pool = _local_pool(workers) if local else None  # forked before files are opened
+    from ..write.interrupt import stop_on_signals
+
+    # With local workers SIGTERM, like Ctrl-C, stops them (no orphans) and then us.
+    with stop_on_signals() if local else contextlib.nullcontext():
+        return _run(spec, loaded, params, run, select, trains, workers, scheduler, part,
+                    out, overwrite, progress, chunk_trains, report, local)
+
+
+def _run(spec, loaded, params, run, select, trains, workers, scheduler, part, out,
+         overwrite, progress, chunk_trains, report, local) -> AnalysisResult:
+    pool = LocalPool(workers) if local else None  # forked before files are opened
     try:
         coll, name = _open(run, select, trains, part)
         reducer = loaded.make_reducer(params)
@@ -239,37 +256,12 @@ def run_offline(run: str | os.PathLike | DataCollection, analysis: str | os.Path
         return result
     except BaseException:
         if pool is not None:
-            _stop_pool(pool, terminate=True)
+            pool.shutdown(terminate=True)
             pool = None
         raise
     finally:
         if pool is not None:
-            _stop_pool(pool, terminate=False)
-
-
-def _local_pool(n: int):
-    """N worker processes, forked now (before files are opened) where the platform can.
-
-    A ``ProcessPoolExecutor``, not ``multiprocessing.Pool``: a worker that dies fails its
-    tasks (BrokenProcessPool) instead of leaving the run waiting forever.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from ..write.interrupt import mark_worker  # the parent alone handles Ctrl-C
-
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method),
-                               initializer=mark_worker)
-    pool.submit(int).result()  # starts every worker process (all at once with fork)
-    return pool
-
-
-def _stop_pool(pool, terminate: bool) -> None:
-    if terminate:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()  # also on Ctrl-C: no worker keeps reading
-    pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown()
 
 
 def _bar(total: int, show: bool, label: str):
@@ -299,9 +291,16 @@ def _run_parallel(spec, params, coll, merge, reducer, pool, scheduler, workers,
                                      pure=False).result
         else:
             def submit(share):
-                return pool.submit(process_share, spec, params, share, merge).result
+                future = pool.submit(process_share, spec, params, share, merge)
+                return lambda: pool.result(future)
         reported = False
+        deaths: collections.deque = collections.deque()
         for i, share in _in_order(submit, shares, 2 * workers):
+            if isinstance(share, WorkerDied):
+                _lost_share(share, shares[i].train_ids, stats, deaths, workers, report)
+                if bar is not None:
+                    bar.update(len(shares[i].train_ids))
+                continue
             if share.error is not None:
                 return share.error  # its trains are not merged, nor counted
             stats.add(share.stats)
@@ -346,6 +345,8 @@ def _in_order(submit, items: list, window: int) -> Iterator[tuple[int, Any]]:
         getter = getters.pop(next_yield)
         try:
             value = getter()
+        except WorkerDied as exc:
+            value = exc  # its share is lost; the others go on
         except (ReducerError, AnalysisError):
             raise
         except Exception as exc:
@@ -354,6 +355,25 @@ def _in_order(submit, items: list, window: int) -> Iterator[tuple[int, Any]]:
                                 f"{type(exc).__name__}: {exc}") from exc
         yield next_yield, value
         next_yield += 1
+
+
+def _lost_share(died: WorkerDied, train_ids, stats: RunStats, deaths: collections.deque,
+                workers: int, report) -> None:
+    """Count the trains of a dead worker's share lost; stop if workers keep dying."""
+    train_ids = list(train_ids)
+    stats.lose(train_ids[0], train_ids[-1], len(train_ids))
+    if report is not None:
+        report(f"Worker process {died.pid} died ({exit_text(died.exitcode)}) on trains "
+               f"{train_ids[0]}-{train_ids[-1]}; its {len(train_ids)} trains are counted "
+               "lost; a replacement takes the next trains")
+    now = time.monotonic()
+    deaths.append(now)
+    while deaths[0] < now - _DEATHS_WINDOW_S:
+        deaths.popleft()
+    if len(deaths) > max(3, 2 * workers):
+        raise AnalysisError(f"{len(deaths)} worker processes died within "
+                            f"{_DEATHS_WINDOW_S:g} s (last on trains {train_ids[0]}-"
+                            f"{train_ids[-1]}); stopping")
 
 
 def _client_type():

@@ -53,9 +53,12 @@ def served_run(run_dir, **kwargs):
 # An analysis summing the XGM pulse energy and keeping train IDs; fails on request.
 SUM_ANALYSIS = """
 import numpy as np
-PARAMS = {"fail_on": [], "reducer_fail_on": -1, "none_on": []}
+PARAMS = {"fail_on": [], "reducer_fail_on": -1, "none_on": [], "die_on": []}
 
 def process(train_id, data, params):
+    if train_id in params["die_on"]:
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies
     if train_id in params["fail_on"]:
         raise ValueError(f"bad train {train_id}")
     if train_id in params["none_on"]:

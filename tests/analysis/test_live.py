@@ -74,13 +74,12 @@ def test_process_failures_and_none_are_counted(run_dir, write_analysis):
 
 
 def test_dead_worker_is_replaced_and_its_train_lost(run_dir, write_analysis):
-    ana = write_analysis(SUM_ANALYSIS.replace(
-        "    if train_id in params[\"none_on\"]:",
-        "    if train_id == 10009:\n        import os\n        os.kill(os.getpid(), 9)\n"
-        "    if train_id in params[\"none_on\"]:"), name="dies.py")
+    ana = write_analysis(SUM_ANALYSIS, name="dies.py")
     messages = []
-    _, res = live(run_dir, ana, workers=2, report=messages.append)
+    _, res = live(run_dir, ana, {"die_on": [10009]}, workers=2, report=messages.append)
     assert res.stats.lost == 1 and res.stats.reduced == N_TRAINS - 1
+    assert res.stats.lost_ranges == [[10009, 10009]]
+    assert "1 lost (trains 10009)" in res.stats.summary()
     assert 10009 not in res.data["tids"]
     died = [m for m in messages if "died" in m]
     assert len(died) == 1

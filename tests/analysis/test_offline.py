@@ -4,9 +4,15 @@ import glob
 import hashlib
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import h5py
 import numpy as np
+import psutil
 import pytest
 from analysis_helpers import (
     CAMERA,
@@ -199,13 +205,39 @@ def test_cli_parts_and_merge(run_dir, tmp_path):
     assert read_result(tmp_path / "all.h5").mode == "merged"
 
 
-def test_dead_worker_stops_offline_run(run_dir, write_analysis):
-    ana = write_analysis(SUM_ANALYSIS.replace(
-        "    if train_id in params[\"none_on\"]:",
-        "    if train_id == 10009:\n        import os\n        os.kill(os.getpid(), 9)\n"
-        "    if train_id in params[\"none_on\"]:"), name="dies_offline.py")
-    with pytest.raises(AnalysisError, match="A worker failed on trains 100.*BrokenProcessPool"):
-        run_offline(run_dir, ana, workers=2, progress=False)
+def test_dead_worker_is_replaced_and_its_share_lost(run_dir, write_analysis, tmp_path):
+    ana = write_analysis(SUM_ANALYSIS, name="dies_offline.py")
+    messages = []
+    res = run_offline(run_dir, ana, {"die_on": [10009]}, workers=2, chunk_trains=4,
+                      progress=False, report=messages.append, out=tmp_path / "d.h5")
+    # The share 10008-10011 was held by the worker that died: lost; the rest reduced.
+    lost = [10008, 10009, 10010, 10011]
+    kept = np.setdiff1d(ALL_TIDS, lost)
+    assert res.stats.lost == 4 and res.stats.lost_ranges == [[10008, 10011]]
+    assert res.stats.reduced == N_TRAINS - 4
+    np.testing.assert_array_equal(res.data["tids"], kept)
+    assert res.data["total"] == pytest.approx(xgm_flux(kept).astype(float).sum())
+    assert "4 lost (trains 10008-10011)" in res.stats.summary()
+    died = [m for m in messages if "died" in m]
+    assert len(died) == 1 and "(killed by SIGKILL) on trains 10008-10011" in died[0]
+    stored = read_result(tmp_path / "d.h5")
+    assert stored.stats.lost == 4 and stored.stats.lost_ranges == [[10008, 10011]]
+
+
+def test_dead_worker_summary_on_the_command_line(run_dir, write_analysis):
+    ana = write_analysis(SUM_ANALYSIS, name="dies_cli.py")
+    res = CliRunner().invoke(cli, ["process", str(run_dir), str(ana), "--workers", "2",
+                                   "-p", "die_on=[10020]"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"\d+ trains reduced, \d+ lost \(trains 100(1[6-9]|20)-100(2[0-4])\)",
+                     res.output), res.output
+
+
+def test_workers_that_keep_dying_stop_the_run(run_dir, write_analysis):
+    ana = write_analysis(SUM_ANALYSIS, name="always_dies.py")
+    with pytest.raises(AnalysisError, match="5 worker processes died within 10 s"):
+        run_offline(run_dir, ana, {"die_on": ALL_TIDS.tolist()}, workers=2, chunk_trains=3,
+                    progress=False, report=None)
 
 
 def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
@@ -213,3 +245,35 @@ def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
                       progress=False, chunk_trains=3)
     assert set(res.data["setups"]) == {1}
     assert 1 <= len(set(res.data["pids"])) <= 2 and os.getpid() not in res.data["pids"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signal_stops_every_offline_process(run_dir, write_analysis, tmp_path, sig):
+    """Ctrl-C / SIGTERM: workers stopped, nothing written, exit 128 + signal; SIGKILL of
+    the parent: its workers notice and exit by themselves. No process is left."""
+    marker = tmp_path / "started"
+    ana = write_analysis(SUM_ANALYSIS.replace(
+        "def process(train_id, data, params):",
+        f"def process(train_id, data, params):\n    import time\n"
+        f"    open({str(marker)!r}, 'a').close()\n    time.sleep(0.2)"), name="slow_off.py")
+    out = tmp_path / "never.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "exfel_data", "process", str(run_dir),
+                             str(ana), "--workers", "2", "-q", "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) == 2
+        proc.send_signal(sig)
+        code = proc.wait(30)
+    finally:
+        proc.kill()
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive
+    assert code == (-sig if sig == signal.SIGKILL else 128 + sig)
+    if sig != signal.SIGKILL:
+        assert "no output was written" in proc.stderr.read()
+    assert not out.exists() and not list(tmp_path.glob(".never.h5*"))
