@@ -1,5 +1,7 @@
 """The viewer's panel split and the live runner's reorder buffer, in isolation."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,62 @@ def test_reorder_in_sequence_and_bounded():
     assert r.push(5, "f") == ["d", "e", "f"]   # full: moves past the missing 2
     assert r.push(2, "c") == [] and r.late == 1
     assert r.push(7, "h") == [] and r.flush() == ["h"]
+
+
+def test_viewer_window_updates_in_place(monkeypatch):
+    """The windowed mode's loop (``png=None``) on a non-interactive backend: one figure,
+    shown without blocking, its artists updated in place from each message; it ends
+    when the window is closed."""
+    import threading
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bridge.server import Server
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda **kw: shown.append(kw))
+    server = Server("tcp://127.0.0.1:0", sock="PUB", policy="drop")
+    stop = threading.Event()
+
+    def publish():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            server.feed({"analysis/x": {"img": np.full((3, 4), float(i)),
+                                        "line": np.arange(5.0) * i, "n": i},
+                         "analysis/x:info": {"reduced": i, "final": False}}, train_id=i)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    viewer = Viewer(f"tcp://127.0.0.1:{server.port}", sock="SUB", timeout=30)
+    drawn, draw = [], viewer.draw
+
+    def draw_and_record(data):
+        final = draw(data)
+        image, _ = viewer._artists["img"]
+        drawn.append((viewer.fig, id(image), image.get_array().max(),
+                      viewer._artists["line"].get_ydata()[1], data["analysis/x"]["n"]))
+        if len(drawn) == 3:
+            plt.close(viewer.fig)  # the user closes the window
+        return final
+
+    monkeypatch.setattr(viewer, "draw", draw_and_record)
+    try:
+        viewer.run()
+    finally:
+        stop.set()
+        thread.join(5)
+        server.stop()
+    # Shown without blocking (plt.pause shows again while the loop waits).
+    assert shown and all(kw == {"block": False} for kw in shown)
+    assert viewer.png is None and viewer.writes == 0
+    assert len(drawn) == 3
+    assert len({fig for fig, *_ in drawn}) == 1          # one figure ...
+    assert len({artist for _, artist, *_ in drawn}) == 1  # ... its image updated in place
+    for _, _, image_max, line_y1, n in drawn:
+        assert image_max == n and line_y1 == n            # showing each message's values
+    assert drawn[0][-1] < drawn[-1][-1]
