@@ -8,10 +8,11 @@ Python API behind ``exfel-bridge process`` (the analysis contract is docs/analys
     result = runner.run()          # until the stream ends, runner.stop() or Ctrl-C
 
 One process (this one) takes trains from any iterable of ``(data, metadata)`` or
-:class:`EncodedTrain` (:func:`client_trains`: a ``bridge.Client``'s trains, passed on
-undecoded; the train matcher; a run's trains) in a feeder thread and hands each to an
-idle worker over a ZeroMQ ROUTER socket; workers (DEALER) ask for a train when
-idle, so no train queues behind a busy worker. When every worker is busy, ``policy``
+:class:`EncodedTrain` and hands each to an idle worker over a ZeroMQ ROUTER socket.
+:func:`client_trains` (a ``bridge.Client``'s trains, passed on undecoded, or the train
+matcher's) is read in the dispatch loop itself; other iterables (a run's trains, a
+generator) in a feeder thread, their trains pickled. Workers (DEALER) ask for a train
+when idle, so no train queues behind a busy worker. When every worker is busy, ``policy``
 decides: ``drop`` (count and drop the train) or ``wait`` (stop taking trains: the
 source's server applies its own policy). Results come back on the same socket and are
 added to the one Reducer here, optionally in arrival order through a bounded reorder
