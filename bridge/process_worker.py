@@ -139,7 +139,8 @@ def _serve(sock: zmq.Socket, analysis, params: dict, parent_pid: int) -> None:
         try:
             data = _decode(kind, frames)
         except Exception as exc:  # a malformed message fails this train only
-            result, error_type, tb = None, type(exc).__name__, f"{type(exc).__name__}: {exc}"
+            data, result, error_type = None, None, type(exc).__name__
+            tb = f"The train could not be decoded: {error_type}: {exc}"
         else:
             if kind == BRIDGE:
                 data, train_id = data

@@ -242,3 +242,47 @@ def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):
     np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
     assert res.data["total"] == pytest.approx(offline.data["total"])
     assert res.analysis == "mypkg.xgm_sum"
+
+
+def test_malformed_message_fails_that_train_only(write_analysis):
+    """Trains reach the workers undecoded: a message that does not decode is counted
+    as a failed train (ProtocolError) and the run goes on."""
+    import threading
+
+    import zmq
+
+    from bridge.protocol import serialize
+
+    ana = write_analysis(SUM_ANALYSIS, name="bad_message.py")
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    src = "SA1_XTD2_XGM/XGM/DOOCS"
+    messages = []
+    for tid in (1, 2, 3):
+        meta = {"timestamp.tid": tid}
+        messages.append(serialize({src: {"pulseEnergy.photonFlux.value": float(tid),
+                                         "metadata": meta}}, {src: meta}))
+    messages[1] = [b"\x92", b"\x00", b"odd"]  # 3 frames: not a bridge message
+
+    def send():  # PUSH waits for the runner's client to connect
+        for frames in messages:
+            push.send_multipart(frames)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    reports = []
+    try:
+        runner = LiveRunner(client_trains([f"tcp://127.0.0.1:{port}"], sock="PULL",
+                                          timeout=30), ana, workers=1, policy="wait",
+                            max_trains=3, report=reports.append)
+        res = runner.run()
+    finally:
+        sender.join(5)
+        push.close(linger=0)
+        ctx.term()
+    assert res.stats.reduced == 2 and res.stats.failed == 1
+    assert dict(res.stats.failures) == {"ProtocolError": 1}
+    np.testing.assert_array_equal(res.data["tids"], [1, 3])
+    assert res.data["total"] == 4.0
+    assert any("ProtocolError" in m and "3 frames" in m for m in reports)

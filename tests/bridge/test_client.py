@@ -12,6 +12,7 @@ import zmq
 from bridge_helpers import CLIENT_FOR, XGM, train, wait_until
 
 from bridge import BridgeTimeout, Client, ProtocolError, Server, serialize
+from bridge.protocol import deserialize
 
 BRIDGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -202,6 +203,18 @@ def test_malformed_message_raises_and_client_survives(raw_socket):
             client.next()
         push.send_multipart(good)
         assert client.next()[1]['S']['timestamp.tid'] == 3
+
+
+def test_next_frames_gives_the_message_as_sent(raw_socket):
+    push, endpoint = raw_socket(zmq.PUSH)
+    sent = serialize({'S': {'x': np.arange(5.0), 'metadata': {'timestamp.tid': 7}}})
+    with Client(endpoint, sock='PULL', timeout=5) as client:
+        push.send_multipart(sent)
+        frames = client.next_frames()
+    assert [f.bytes for f in frames] == [bytes(f) for f in sent]
+    data, meta = deserialize(frames)
+    assert meta['S']['timestamp.tid'] == 7
+    np.testing.assert_array_equal(data['S']['x'], np.arange(5.0))
 
 
 def test_req_malformed_reply_then_recovers(raw_socket):
