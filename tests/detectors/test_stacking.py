@@ -197,7 +197,7 @@ def test_module_stack_view():
     np.testing.assert_array_equal(part[0, :, 0, 0], [1, np.nan])
     assert stack[2].shape == (16, 8, 6)
     assert stack[:, -1].shape == (4, 8, 6)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match='Module 16 out of range for 16 modules'):
         stack[:, 16]
 
 
