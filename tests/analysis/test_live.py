@@ -243,3 +243,29 @@ def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):
     np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
     assert res.data["total"] == pytest.approx(offline.data["total"])
     assert res.analysis == "mypkg.xgm_sum"
+
+
+def test_cli_idle_timeout_ordered_and_matcher_options(run_dir, tmp_path):
+    """--idle-timeout ends the run once the streams go quiet; --ordered/--reorder-buffer
+    reduce in train order with 2 workers; --require/--optional/--match-timeout reach the
+    matcher (a required source that never comes: every train is dropped)."""
+    out = tmp_path / "m.h5"
+    common = ["-q", "--policy", "wait", "--idle-timeout", "1", "--match-timeout", "0.3",
+              "-p", "roi=[0, 3, 0, 3]"]
+    with served_run(run_dir, sources=["SPB_XTD9_CAM/*"]) as camera, \
+            served_run(run_dir, sources=["SA1_XTD2_XGM/*"]) as xgm:
+        proc = subprocess.run(
+            EXFEL_BRIDGE + ["process", camera, xgm, MEAN_IMAGE, *common, "--workers", "2",
+                            "--ordered", "--reorder-buffer", "5", "--require",
+                            "SPB_XTD9_CAM/*", "--optional", "SA1_XTD2_XGM/*", "-o", str(out)],
+            capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Done: {N_TRAINS} trains received; {N_TRAINS} trains reduced" in proc.stderr
+    np.testing.assert_array_equal(read_result(out).data["roi_norm.x"], ALL_TIDS)
+    with served_run(run_dir, sources=["SPB_XTD9_CAM/*"]) as camera, \
+            served_run(run_dir, sources=["SA1_XTD2_XGM/*"]) as xgm:
+        proc = subprocess.run(
+            EXFEL_BRIDGE + ["process", camera, xgm, MEAN_IMAGE, *common, "--require",
+                            "SPB_NOSUCH/*"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Done: 0 trains received" in proc.stderr

@@ -70,6 +70,21 @@ def test_serve_sim_rejects_unknown_policy():
     assert res.exit_code == 2 and "'never' is not one of 'wait', 'drop', 'queue'" in res.output
 
 
+def test_serve_sim_jungfrau_modules(recorder):
+    res = invoke("serve-sim", "0", "-d", "JUNGFRAU", "--modules", "3", "-n", "2",
+                 "--ntrains", "1")
+    assert res.exit_code == 0, res.output
+    _, trains, _ = recorder.calls[0]
+    _, data, _ = trains[0]
+    modules = sorted(s for s in data if "JNGFR" in s)
+    assert modules == [f"SPB_IRDA_JF4M/DET/JNGFR{m:02d}:daqOutput" for m in (1, 2, 3)]
+    assert all(data[s]["data.adc"].shape[0] == 2 for s in modules)   # -n: memory cells
+    res = invoke("serve-sim", "0", "-d", "AGIPD", "--modules", "3")
+    assert res.exit_code == 1 and "modules= applies to JUNGFRAU only, not AGIPD" in res.output
+    res = invoke("serve-sim", "0", "-d", "JUNGFRAU", "--modules", "33")
+    assert res.exit_code == 2 and "--modules" in res.output
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     from exfel_data.testing import XGM, make_run
