@@ -114,3 +114,26 @@ def test_serve_run_loop_starts_over(recorder, run_dir):
     tids = [tid for tid, *_ in recorder.calls[0][1]]
     assert len(tids) == recorder.n_trains  # endless: the recorder stopped taking
     assert tids[:6] == [10001, 10002, 10001, 10002, 10001, 10002]
+
+
+def test_match_options_reach_the_matcher(monkeypatch):
+    import bridge.live_commands
+
+    calls = []
+    monkeypatch.setattr(bridge.live_commands, "run_match",
+                        lambda streams, bind, **kw: calls.append((streams, bind, kw)))
+    res = invoke("match", "4545", "SUB@tcp://127.0.0.1:4546", "--serve", "4600",
+                 "-i", "PULL", "--require", "SPB_DET_*", "--require", "SA1_*",
+                 "--optional", "CAM/*", "--timeout", "0.25", "--policy", "drop", "-z", "PUB")
+    assert res.exit_code == 0, res.output
+    (streams, bind, kw), = calls
+    # -i applies to ENDPOINTs without a SOCK@ prefix only
+    assert streams == [("tcp://127.0.0.1:4545", "PULL"), ("tcp://127.0.0.1:4546", "SUB")]
+    assert bind == "tcp://127.0.0.1:4600"
+    assert kw == dict(sock="PUB", policy="drop", require=["SPB_DET_*", "SA1_*"],
+                      optional=["CAM/*"], timeout=0.25, loopback_only=True)
+    calls.clear()
+    assert invoke("match", "4545", "--serve", "4600").exit_code == 0
+    (streams, _, kw), = calls
+    assert streams == [("tcp://127.0.0.1:4545", "REQ")]
+    assert kw["require"] is None and kw["optional"] == [] and kw["timeout"] == 1.0
