@@ -137,3 +137,21 @@ def test_match_options_reach_the_matcher(monkeypatch):
     (streams, _, kw), = calls
     assert streams == [("tcp://127.0.0.1:4545", "REQ")]
     assert kw["require"] is None and kw["optional"] == [] and kw["timeout"] == 1.0
+
+
+@pytest.mark.parametrize("args, sock", [
+    ([], "REQ"), (["-z", "PUB"], "SUB"), (["-z", "PUSH"], "PULL"), (["-z", "SUB"], "SUB"),
+    (["-z", "REP"], "REQ"),
+])
+def test_record_socket_option(monkeypatch, tmp_path, args, sock):
+    import bridge.live_commands
+
+    calls = []
+    monkeypatch.setattr(bridge.live_commands, "run_record",
+                        lambda endpoint, out_dir, **kw: calls.append((endpoint, out_dir, kw)))
+    res = invoke("record", "4545", tmp_path / "rec", *args, "--source", "SA1_*",
+                 "--trains", "7", "--sequence-size", "3")
+    assert res.exit_code == 0, res.output
+    (endpoint, out_dir, kw), = calls
+    assert endpoint == "tcp://127.0.0.1:4545" and out_dir == str(tmp_path / "rec")
+    assert kw == dict(sock=sock, sources=("SA1_*",), trains=7, duration=None, sequence_size=3)
