@@ -24,7 +24,7 @@ FIRST_TID = 10000
 FRAME_COUNTS = {FIRST_TID + 1: 3}
 
 CASES = {
-    # name: (preset, detector domain, module count of the detector, modules written)
+    # name: (preset, detector domain, modules of the detector, modules written, raw)
     "dssc_raw": (DSSC1M, "SCS_DET_DSSC1M-1", 16, [0, 2, 15], True),
     "dssc_corr": (DSSC1M, "SCS_DET_DSSC1M-1", 16, [1, 5], False),
     "agipd500k_raw": (AGIPD500K, "HED_DET_AGIPD500K2G", 8, [0, 3, 7], True),
