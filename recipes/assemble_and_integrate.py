@@ -124,10 +124,7 @@ def integrate(image: np.ndarray, centre, pixel_size: float, *, distance: float =
     correction, no pixel splitting: each pixel goes whole into the bin of its centre's q.
     """
     from pyFAI.detectors import Detector
-    try:
-        from pyFAI.integrator.azimuthal import AzimuthalIntegrator
-    except ImportError:   # pyFAI < 2024
-        from pyFAI.azimuthalIntegrator import AzimuthalIntegrator
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
     detector = Detector(pixel1=pixel_size, pixel2=pixel_size, max_shape=image.shape)
     # PONI: the beam centre from the detector's corner, in metres (pyFAI's axis 1 is y).
