@@ -8,12 +8,14 @@ The same two steps on frames from three places, which give the same images:
   the facility's bridge with the same layout) through ``bridge.Client``.
 
 extra-geom places every module tile on a 2D pixel grid (``position_modules``); pyFAI then
-bins the assembled frame by momentum transfer q, with a flat detector perpendicular to the
-beam at ``--distance``, its pixel size the geometry's and the beam at the geometry's centre.
-Without ``--geometry`` the idealised example geometry of extra-geom is used (AGIPD-1M, LPD-1M
-and DSSC-1M from quadrant positions, JUNGFRAU modules stacked); give a CrystFEL ``.geom`` file
-for real positions. DSSC's hexagonal pixels are assembled but not integrated here (use
-extra-geom's ``to_pyfai_detector()`` on unassembled data for that).
+bins by momentum transfer q, with the detector at ``--distance`` from the sample and the beam
+through the geometry's origin. ``--integrate image`` (default) integrates the assembled frame
+as a flat detector of square pixels of the geometry's size; ``--integrate modules`` integrates
+the module data with every pixel where the geometry puts it (extra-geom's
+``to_pyfai_detector()``): no snapping to the grid, and DSSC's hexagonal pixels (which only
+this way supports). Without ``--geometry`` the idealised example geometry of extra-geom is used
+(AGIPD-1M, LPD-1M and DSSC-1M from quadrant positions, JUNGFRAU modules stacked); give a
+CrystFEL ``.geom`` file for real positions.
 
     python recipes/assemble_and_integrate.py --run /data/r0238 --detector AGIPD1M --png q.png
     exfel-bridge serve-run /data/r0238 4545 --append-detector-modules &
@@ -131,8 +133,40 @@ def integrate(image: np.ndarray, centre, pixel_size: float, *, distance: float =
     ai = AzimuthalIntegrator(dist=distance, poni1=centre[0] * pixel_size,
                              poni2=centre[1] * pixel_size, detector=detector,
                              wavelength=HC_KEV_ANGSTROM / energy_kev * 1e-10)
-    mask = ~np.isfinite(image)
-    result = ai.integrate1d(np.where(mask, 0, image), npt, unit="q_nm^-1", mask=mask,
+    return _integrate(ai, image, npt)
+
+
+def integrate_modules(geom, frame, *, distance: float = 0.5, energy_kev: float = 9.3,
+                      npt: int = 200):
+    """Azimuthal average of module data (modules, ss, fs) at the geometry's pixel positions.
+
+    extra-geom's ``to_pyfai_detector()`` gives pyFAI every pixel's corners (the beam through
+    the geometry's origin); missing modules (NaN) are masked. Same corrections as
+    :func:`integrate`.
+    """
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    detector = geom.to_pyfai_detector()
+    ai = AzimuthalIntegrator(dist=distance, poni1=0, poni2=0, detector=detector,
+                             wavelength=HC_KEV_ANGSTROM / energy_kev * 1e-10)
+    return _integrate(ai, all_modules(geom, frame).reshape(detector.max_shape), npt)
+
+
+def all_modules(geom, frame) -> np.ndarray:
+    """Every module of the geometry as float32 (modules, ss, fs); absent ones NaN."""
+    import xarray as xr
+
+    if not isinstance(frame, xr.DataArray):
+        return np.asarray(frame, dtype=np.float32)
+    out = np.full(geom.expected_data_shape, np.nan, np.float32)
+    first = 1 if type(geom).__name__ == "JUNGFRAUGeometry" else 0   # JUNGFRAU counts from 1
+    out[frame.coords["module"].values - first] = frame.transpose("module", ...).values
+    return out
+
+
+def _integrate(ai, data: np.ndarray, npt: int):
+    mask = ~np.isfinite(data)
+    result = ai.integrate1d(np.where(mask, 0, data), npt, unit="q_nm^-1", mask=mask,
                             method=("no", "histogram", "cython"), correctSolidAngle=False)
     return result.radial, result.intensity
 
@@ -202,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(default: extra-geom's example layout)")
     ap.add_argument("--frame", type=int, default=0, help="frame (pulse/cell) index in a train")
     ap.add_argument("--count", type=int, help="stop after N trains")
-    ap.add_argument("--no-integrate", action="store_true", help="assemble only (no pyFAI)")
+    ap.add_argument("--integrate", choices=["image", "modules", "none"], default="image",
+                    help="pyFAI on the assembled image (default), on the module data at the "
+                    "geometry's pixel positions, or not at all")
     ap.add_argument("--distance", type=float, default=0.5, help="sample-detector distance, m")
     ap.add_argument("--energy", type=float, default=9.3, help="photon energy, keV")
     ap.add_argument("--npt", type=int, default=200, help="q bins")
@@ -211,10 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if bool(args.endpoint) == bool(args.run):
         ap.error("give either ENDPOINT (live) or --run RUN_DIR (files)")
-    integrate_it = not args.no_integrate
-    if integrate_it and args.detector == "DSSC1M":
-        ap.error("DSSC's hexagonal pixels are not integrated on the assembled image; use "
-                 "--no-integrate, or extra-geom's to_pyfai_detector() on module data")
+    if args.integrate == "image" and args.detector == "DSSC1M":
+        ap.error("DSSC's pixels are hexagonal: the assembled image does not have square "
+                 "pixels to integrate; use --integrate modules (or none)")
 
     frames = (offline_frames(args.run, args.detector, args.via, args.frame, args.count,
                              args.detector_name) if args.run else
@@ -232,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             image, centre = assemble(geom, frame)
             line = (f"train {tid}: image {image.shape}, mean {np.nanmean(image):.4f}, "
                     f"centre ({centre[0]:.1f}, {centre[1]:.1f})")
-            if integrate_it:
-                q, intensity = integrate(image, centre, geom.pixel_size, distance=args.distance,
-                                         energy_kev=args.energy, npt=args.npt)
+            options = dict(distance=args.distance, energy_kev=args.energy, npt=args.npt)
+            if args.integrate == "image":
+                q, intensity = integrate(image, centre, geom.pixel_size, **options)
+            elif args.integrate == "modules":
+                q, intensity = integrate_modules(geom, frame, **options)
+            if args.integrate != "none":
                 peak = int(np.nanargmax(intensity))
                 line += f"; I(q) max {intensity[peak]:.4f} at q={q[peak]:.4f}/nm"
             print(line, flush=True)
