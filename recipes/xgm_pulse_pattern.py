@@ -52,7 +52,7 @@ def generated_run(folder: Path, n_trains: int = 10) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", nargs="?", help="run folder (default: generate one)")
-    ap.add_argument("--xgm", help="XGM device name or unique part of it (default: the only one)")
+    ap.add_argument("--xgm", help="XGM device name (default: the only one in the run)")
     ap.add_argument("--timeserver", help="timeserver source (default: found by EXtra)")
     ap.add_argument("--sase", type=int, choices=[1, 2, 3], help="default: from the sources")
     args = ap.parse_args(argv)
