@@ -83,3 +83,11 @@ def test_no_xgm_is_explained(recipe, tmp_path):
     run = RunDirectory(make_run(tmp_path / 'r0002', n_trains=2, devices=[Timeserver()]))
     with pytest.raises(RuntimeError, match="Couldn't find an XGM"):
         recipe.energy_by_pulse_id(run)
+
+
+def test_main_with_named_sources(recipe, run_dir, capsys):
+    assert recipe.main([str(run_dir), '--xgm', 'SA1_XTD2_XGM/XGM/DOOCS', '--timeserver',
+                        'SPB_RR_SYS/TSYS/TIMESERVER:outputBunchPattern', '--sase', '1']) == 0
+    out = capsys.readouterr().out
+    assert '6 trains, 10-10 X-ray pulses per train to SASE1' in out
+    assert '300    ' in out   # the first pulse ID heads the per-pulse table
