@@ -15,7 +15,8 @@ the module data with every pixel where the geometry puts it (extra-geom's
 ``to_pyfai_detector()``): no snapping to the grid, and DSSC's hexagonal pixels (which only
 this way supports). Without ``--geometry`` the idealised example geometry of extra-geom is used
 (AGIPD-1M, LPD-1M and DSSC-1M from quadrant positions, JUNGFRAU modules stacked); give a
-CrystFEL ``.geom`` file for real positions.
+CrystFEL ``.geom`` file for real positions. Raw data: the data plane is used (not gain), and
+modules missing from a train dict or stream are 0 there (integer data), not masked.
 
     python recipes/assemble_and_integrate.py --run /data/r0238 --detector AGIPD1M --png q.png
     exfel-bridge serve-run /data/r0238 4545 --append-detector-modules &

@@ -212,3 +212,14 @@ def test_refusals(recipe, run_dir, capsys):
     assert 'I(q) max' in capsys.readouterr().out
     with pytest.raises(KeyError, match="No module source with 'data.adc'"):
         recipe.frame_from_train({'X/DET/0CH0:xtdf': {'image.data': None}}, 'JUNGFRAU')
+
+
+def test_raw_agipd_uses_the_data_plane(recipe, tmp_path):
+    """Raw AGIPD stacks (frames, 2, modules, ss, fs): the data plane (not gain) is assembled."""
+    raw = AGIPD1M(raw=True, frames_per_train=2, modules=[3])
+    run = RunDirectory(make_run(tmp_path / 'r0003', n_trains=1, devices=list(raw)))
+    tid, data = run.train_from_index(0)
+    frame = recipe.frame_from_train(data, 'AGIPD1M', 1)
+    assert frame.shape == (16, 512, 128)
+    np.testing.assert_array_equal(frame[3], raw[0].values('image.data', [tid])[1, 0])
+    assert (frame[0] == 0).all()   # integer data: missing modules are 0, as extra-data fills
