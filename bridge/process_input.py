@@ -42,19 +42,23 @@ class EncodedTrain:
 
 
 def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None,
+                  *, match_timeout: float | None = None,
                   **match: Any) -> Iterator[EncodedTrain | tuple[dict, dict] | None]:
     """Trains from bridge endpoints; None while none arrives.
 
     One endpoint is read with a :class:`bridge.Client` and its trains come as
     :class:`EncodedTrain` (frames decoded by the worker); several are joined by train
     ID with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``,
-    ``optional``, ``timeout``... options) and come as ``(data, metadata)``. The Nones
+    ``optional``... options; ``match_timeout``: its ``timeout``, how long a train waits
+    for missing sources) and come as ``(data, metadata)``. The Nones
     (every 0.2 s without a train) let :class:`LiveRunner` notice a stop request, and
     read the source in its dispatch loop. ``timeout``: end when nothing arrived for
     this many seconds (default: wait forever).
     """
     if not endpoints:
         raise ValueError("No endpoint given")
+    if match_timeout is not None:
+        match["timeout"] = match_timeout
     if len(endpoints) == 1 and not match:
         from bridge.client import Client
 

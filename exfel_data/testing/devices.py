@@ -112,24 +112,26 @@ def _pattern(shape: tuple, dtype: str) -> np.ndarray:
     return pat
 
 
-def _row_offset(tids, frames, modulus: int) -> np.ndarray:
+def _row_offset(tids, frames, modulus: int, module: int = 0) -> np.ndarray:
     tids = np.asarray(tids, dtype=np.int64)
-    return (tids * 31 + np.asarray(frames, dtype=np.int64) * 7 + 1) % modulus
+    return (tids * 31 + np.asarray(frames, dtype=np.int64) * 7 + 1 + 101 * module) % modulus
 
 
-def image_fill(entry_shape: tuple, dtype, *, scale: int = 0) -> Fill:
-    """Entries = position pattern + per-row offset (train, frame); fits any integer dtype."""
+def image_fill(entry_shape: tuple, dtype, *, scale: int = 0, module: int = 0) -> Fill:
+    """Entries = position pattern + per-row offset (train, frame, module); fits any integer
+    dtype. *module* makes each detector module's images differ (a module stacked in the wrong
+    place must show)."""
     dt = np.dtype(dtype)
 
     def fill(tids, frames):
         pat = _pattern(tuple(entry_shape), dt.name)
         if dt.kind == 'f':
-            offset = (_row_offset(tids, frames, 4000) * 0.5 + scale).astype(dt)
+            offset = (_row_offset(tids, frames, 4000, module) * 0.5 + scale).astype(dt)
         else:
             room = int(np.iinfo(dt).max) - 251     # the pattern takes values 1..251
             modulus = min(2000, room + 1)
             step = max(1, min(32, room // modulus))
-            offset = (_row_offset(tids, frames, modulus) * step).astype(dt)
+            offset = (_row_offset(tids, frames, modulus, module) * step).astype(dt)
         out = np.empty((len(offset),) + tuple(entry_shape), dtype=dt)
         np.add(pat, offset.reshape((-1,) + (1,) * len(entry_shape)), out=out)
         return out
@@ -167,11 +169,12 @@ def constant_fill(dtype, entry_shape: tuple, value) -> Fill:
     return fill
 
 
-def modulo_fill(entry_shape: tuple, dtype, modulus: int, equal: int | None = None) -> Fill:
+def modulo_fill(entry_shape: tuple, dtype, modulus: int, equal: int | None = None, *,
+                module: int = 0) -> Fill:
     """(pattern + row offset) % modulus, or (that == equal) as 0/1 when *equal* is given."""
     def fill(tids, frames):
         pat = _pattern(tuple(entry_shape), 'int32')
-        off = _row_offset(tids, frames, modulus).astype(np.int32)
+        off = _row_offset(tids, frames, modulus, module).astype(np.int32)
         x = (pat + off.reshape((-1,) + (1,) * len(entry_shape))) % modulus
         return (x == equal if equal is not None else x).astype(dtype)
     return fill
@@ -439,12 +442,54 @@ class XGM(Device):
         The files' aggregator (default: the class's ``default_aggregator``).
     n_samples : int
         Samples of each trace.
+    pulses : int, optional
+        Laid out as a real XGM records pulse energies: the first *pulses* entries of each
+        ``data.intensity*TD`` row are energies in uJ (``pulse_energies``), the rest is 1.0,
+        the XGM's fill value for "no pulse", and ``pulseEnergy.numberOfBunchesActual`` is
+        *pulses*. Default (None): position-pattern traces, 64 bunches.
     """
 
     def __init__(self, name: str = 'SA1_XTD2_XGM/XGM/DOOCS', aggregator: str | None = None,
-                 n_samples: int = 1000):
+                 n_samples: int = 1000, pulses: int | None = None):
         super().__init__(name, aggregator)
         self.n_samples = n_samples
+        if pulses is not None and not 0 <= pulses <= n_samples:
+            raise ValueError(f"pulses={pulses} must be in 0..n_samples ({n_samples})")
+        self.pulses = pulses
+
+    @staticmethod
+    def pulse_energies(train_ids: ArrayLike, pulses: int, trace: int = 0) -> np.ndarray:
+        """Pulse energies (uJ) written with ``pulses=``: (trains, pulses) float32.
+
+        ``500 + 100 * trace + 2 * (train ID % 97) + 0.5 * pulse``, never 0 or 1 (the XGM's
+        "no pulse" values). *trace* is 0, 1, 2 for intensityTD, intensitySa1TD, intensityAUXTD.
+
+        Parameters
+        ----------
+        train_ids : array_like
+            The trains.
+        pulses : int
+            Pulses per train.
+        trace : int
+            Which trace (see above).
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        tids = np.asarray(train_ids, dtype=np.int64).reshape(-1, 1)
+        energy = 500.0 + 100.0 * trace + 2.0 * (tids % 97) + 0.5 * np.arange(pulses)
+        return energy.astype(np.float32)
+
+    def _trace_fill(self, trace: int) -> Fill:
+        if self.pulses is None:
+            return image_fill((self.n_samples,), np.float32, scale=trace)
+
+        def fill(tids, frames):
+            out = np.ones((len(tids), self.n_samples), np.float32)
+            out[:, :self.pulses] = self.pulse_energies(tids, self.pulses, trace)
+            return out
+        return fill
 
     def _build(self) -> list[SourceSpec]:
         trace = (self.n_samples,)
@@ -459,12 +504,13 @@ class XGM(Device):
              constant_fill(np.float32, (), 0.1333), None,
              units('m', 'meter', 'n', 'nano', 'Wavelength')),
             ('pulseEnergy.numberOfBunchesActual', np.int32, (),
-             constant_fill(np.int32, (), 64), None, None),
+             constant_fill(np.int32, (), 64 if self.pulses is None else self.pulses), None,
+             None),
             ('location', STRING_DTYPE, (), constant_fill(object, (), b'SASE1 XTD2'), None,
              None),
         ])
         output = {k.name: k for k in [
-            KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i),
+            KeySpec(f'data.{name}', np.float32, trace, self._trace_fill(i),
                     attrs=units('J', 'joule', 'u', 'micro', f'Digitizer trace {name}'))
             for i, name in enumerate(['intensityTD', 'intensitySa1TD', 'intensityAUXTD'])
         ] + [KeySpec('data.trainId', np.uint64, (), train_id_fill())]}
