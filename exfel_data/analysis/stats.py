@@ -180,7 +180,17 @@ class RunStats:
         return text
 
     def lost_text(self, most: int = 5) -> str:
-        """The lost train IDs as ranges, e.g. ``'10008-10015, 10040'``."""
+        """The lost train IDs as ranges, e.g. ``'10008-10015, 10040'``.
+
+        Parameters
+        ----------
+        most : int
+            Ranges shown at most; more are counted.
+
+        Returns
+        -------
+        str
+        """
         parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in self.lost_ranges[:most]]
         if len(self.lost_ranges) > most:
             parts.append(f"... ({len(self.lost_ranges) - most} more ranges)")
