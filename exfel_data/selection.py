@@ -38,16 +38,16 @@ class _SelectorBase:
         return f"{type(self).__name__.lstrip('_')}[{self.value!r}]"
 
 
-class _ById(_SelectorBase):
+class ById(_SelectorBase):
     """Select trains by train ID: ``by_id[10000:10050]``, ``by_id[[10001, 10003]]``."""
 
 
-class _ByIndex(_SelectorBase):
+class ByIndex(_SelectorBase):
     """Select trains by position: ``by_index[:10]``, ``by_index[[0, 5]]``."""
 
 
-by_id = _ById()
-by_index = _ByIndex()
+by_id = ById()
+by_index = ByIndex()
 
 
 def _not_found(train_id: int, train_ids: np.ndarray) -> TrainIDError:
@@ -99,7 +99,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
         The selected train IDs (sorted, unique, uint64).
     """
     train_ids = np.asarray(train_ids, dtype=np.uint64)
-    if isinstance(sel, _ById):
+    if isinstance(sel, ById):
         v = sel.value
         if isinstance(v, slice):
             start = train_ids[0] if v.start is None else v.start
@@ -118,7 +118,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
                                               else v, dtype=np.uint64))
         _check_present(wanted, train_ids)
         return wanted
-    if isinstance(sel, _ByIndex):
+    if isinstance(sel, ByIndex):
         sel = sel.value
     if isinstance(sel, slice):
         return train_ids[sel]
@@ -189,7 +189,7 @@ class TrainRange:
     slice: slice
 
     @property
-    def selector(self) -> _ById | _ByIndex:
+    def selector(self) -> ById | ByIndex:
         """The range as ``by_index[...]`` or ``by_id[...]``, for ``select_trains``."""
         return by_id[self.slice] if self.by == "id" else by_index[self.slice]
 

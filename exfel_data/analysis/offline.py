@@ -256,7 +256,7 @@ def _local_pool(n: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from ..write.interrupt import mark_worker  # the parent alone handles Ctrl-C
+    from ..signals import mark_worker  # the parent alone handles Ctrl-C
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method),

@@ -26,10 +26,15 @@ from .virtual_cxi import write_virtual_cxi
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     import pandas as pd
+    import xarray as xr
+    from numpy.typing import DTypeLike
 
+    from exfel_data.collection import DataCollection
+    from exfel_data.hints import PulseSpec, Roi, TrainSelection
     from exfel_data.keydata import KeyData
 
 __all__ = ['MultiModuleDetector']
@@ -90,7 +95,8 @@ class MultiModuleDetector:
         """Index group holding one row per frame ('image' for XTDF); None: one row per train."""
         return self.kind.frames_group
 
-    def __init__(self, data, detector_name: str | None = None, modules=None, *,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *,
                  raw: bool | None = None, min_modules: int = 1,
                  mismatched_frames: str = 'fill'):
         if mismatched_frames not in MISMATCH_POLICIES:
@@ -347,7 +353,7 @@ class MultiModuleDetector:
         new.plan_cache = {}
         return new
 
-    def select_trains(self, trains) -> MultiModuleDetector:
+    def select_trains(self, trains: TrainSelection) -> MultiModuleDetector:
         """New detector object for a subset of trains.
 
         Parameters
@@ -411,9 +417,10 @@ class MultiModuleDetector:
     def __getitem__(self, key: str) -> DetectorKeyData:
         return DetectorKeyData(self, key)
 
-    def get_array(self, key: str | None = None, pulses=None, unstack_pulses: bool = True, *,
-                  fill_value=None, roi=(), astype=None, subtrain_index: str = 'pulseId',
-                  module_gaps: bool = False):
+    def get_array(self, key: str | None = None, pulses: PulseSpec | None = None,
+                  unstack_pulses: bool = True, *, fill_value: float | None = None,
+                  roi: Roi = (), astype: DTypeLike | None = None,
+                  subtrain_index: str = 'pulseId', module_gaps: bool = False) -> xr.DataArray:
         """Read one key of all modules into a labelled array.
 
         Parameters
@@ -450,9 +457,11 @@ class MultiModuleDetector:
         return kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
                          unstack_pulses=unstack_pulses)
 
-    def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
-                       roi=(), astype=None, subtrain_index: str = 'pulseId',
-                       chunk_bytes: int | None = None, module_gaps: bool = False):
+    def get_dask_array(self, key: str | None = None, *, pulses: PulseSpec | None = None,
+                       fill_value: float | None = None, roi: Roi = (),
+                       astype: DTypeLike | None = None, subtrain_index: str = 'pulseId',
+                       chunk_bytes: int | None = None,
+                       module_gaps: bool = False) -> xr.DataArray:
         """Like :meth:`get_array`, but lazy (an xarray wrapping a dask array).
 
         The task graph holds file names, dataset paths and row numbers only, so it can
@@ -476,7 +485,8 @@ class MultiModuleDetector:
                              chunk_bytes=chunk_bytes, module_gaps=module_gaps,
                              unstack_pulses=True)
 
-    def trains(self, pulses=None, require_all: bool = True, keys=None, *, fill_value=None,
+    def trains(self, pulses: PulseSpec | None = None, require_all: bool = True,
+               keys: str | Sequence[str] | None = None, *, fill_value: float | None = None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
         """Iterate over trains: ``(train_id, {key: DataArray (module, train, pulse, ...)})``.
 
@@ -532,8 +542,9 @@ class MultiModuleDetector:
         """
         return write_virtual_cxi(self, filename, fillvalues)
 
-    def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
-                    pulses=None, subtrain_index: str = 'pulseId'):
+    def masked_data(self, key: str | None = None, *, mask_bits: int | Sequence[int] | None = None,
+                    masked_value: float = np.nan, pulses: PulseSpec | None = None,
+                    subtrain_index: str = 'pulseId'):
         """Corrected data with bad pixels (per the mask key) replaced by *masked_value*.
 
         Parameters

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import MultiModuleDetector
 from .errors import ModuleMismatchError, NoDetectorError
 from .identify import KINDS, find_detectors
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from exfel_data.collection import DataCollection
 
 __all__ = ['AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU', 'ALL', 'open_detector',
            'identify_multimod_detectors']
@@ -52,7 +59,8 @@ class LPD1M(XtdfDetector):
 
     kind = KINDS['LPD1M']
 
-    def __init__(self, data, detector_name=None, modules=None, *, parallel_gain: bool = False,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *, parallel_gain: bool = False,
                  **kwargs):
         super().__init__(data, detector_name, modules, **kwargs)
         self.parallel_gain = bool(parallel_gain)
@@ -94,7 +102,8 @@ class JUNGFRAU(MultiModuleDetector):
 
     kind = KINDS['JUNGFRAU']
 
-    def __init__(self, data, detector_name=None, modules=None, *, n_modules=None,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *, n_modules: int | None = None,
                  first_modno: int = 1, **kwargs):
         self.first_modno = int(first_modno)
         super().__init__(data, detector_name, modules, **kwargs)
@@ -129,8 +138,9 @@ class JUNGFRAU(MultiModuleDetector):
 ALL = (AGIPD1M, AGIPD500K, LPD1M, DSSC1M, JUNGFRAU)
 
 
-def identify_multimod_detectors(data, detector_name: str | None = None, *,
-                                single: bool = False, clses=None):
+def identify_multimod_detectors(data: DataCollection, detector_name: str | None = None, *,
+                                single: bool = False,
+                                clses: Iterable[type[MultiModuleDetector]] | None = None):
     """Find the multi-module detectors in a data collection (by source names only).
 
     Parameters

@@ -7,7 +7,7 @@ Works on the train dict contract (``docs/train-dict.md``): the dicts yielded by
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -112,9 +112,9 @@ def find_modules(train_data: Mapping, pattern: str | None = None,
 
 
 def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
-                        modules: int | None = None, fill_value=None,
+                        modules: int | None = None, fill_value: float | None = None,
                         real_array: bool = True, *, pattern: str | None = None,
-                        starts_at: int | None = None, fillvalue=None):
+                        starts_at: int | None = None, fillvalue: float | None = None):
     r"""Stack one key from all modules of a detector in one train.
 
     Parameters
@@ -210,7 +210,8 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
     return stack.asarray() if real_array else stack
 
 
-def stack_data(train_data: Mapping, key: str, axis: int = -3, xcept=()) -> np.ndarray:
+def stack_data(train_data: Mapping, key: str, axis: int = -3,
+               xcept: Iterable[str] = ()) -> np.ndarray:
     """Stack one key of every source in a train dict (EXtra-data's ``stack_data``).
 
     Sources are ordered by the numbers in their names, read as integers

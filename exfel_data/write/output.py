@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..signals import check_interrupt
 from ..tempnames import left_by_dead_process, owner_tag, parse_owner_tag
 from .h5output import disk_full_message, is_disk_full
-from .interrupt import check_interrupt
 from .plan import DiskFullError
 
 
