@@ -8,7 +8,6 @@ files. Selections return new collections and never modify this one.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from . import format as fmt
 from .detectors.identify import detector_modules
+from .euxfel_paths import run_identity
 from .exceptions import (
     DuplicateTrainError,
     MultiRunError,
@@ -54,14 +54,6 @@ the source that sent it where INDEX/origin says so.
 """
 
 _Source = namedtuple("_Source", "section files keys")
-
-_RUN_PATH_RE = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
-
-
-def _run_identity(dirname: str):
-    m = _RUN_PATH_RE.search(dirname)
-    return (int(m[1]), int(m[2])) if m else dirname
-
 
 class DataCollection:
     """Data from a set of EXDF files: sources x keys x trains.
@@ -138,7 +130,7 @@ class DataCollection:
                    for s, fs in src_files.items()}
         _check_duplicates(sources, inc_suspect_trains)
         if runs is None:
-            runs = frozenset(_run_identity(d) for d in {os.path.dirname(f.filename)
+            runs = frozenset(run_identity(d) for d in {os.path.dirname(f.filename)
                                                         for f in files})
         return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
                    runs=runs, legacy_sources=legacy)
@@ -748,7 +740,7 @@ class DataCollection:
     @property
     def suspect_trains(self) -> list[SuspectTrain]:
         """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
-        return _suspect_trains(self.files)
+        return suspect_trains_of(self.files)
 
     @property
     def selection(self) -> dict[str, frozenset | None]:
@@ -899,7 +891,9 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
     return f"source #{origin}"
 
 
-def _suspect_trains(files) -> list[SuspectTrain]:
+def suspect_trains_of(files: Iterable[FileAccess]) -> list[SuspectTrain]:
+    """The train IDs *files* mark as suspect (``DataCollection.suspect_trains``; also the
+    open-time warning, before a collection exists)."""
     out = []
     for fa in files:
         if not fa.n_suspect:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["file_name_info", "storage_class", "proposal_scratch"]
+__all__ = ["file_name_info", "storage_class", "proposal_scratch", "run_identity"]
 
 #: Where proposals live: ``$EXFEL_DATA_ROOT/<INSTRUMENT>/<CYCLE>/p<NNNNNN>``.
 DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
@@ -18,6 +18,8 @@ _FILE_NAME = re.compile(r"([A-Z]+)-R(\d{4})-(\w+?)(?:-S(\d{5}))?\.h5$")
 _EXP_PATH = re.compile(r"/gpfs/exfel/exp/\w+/\d{6}/p\d{6}/([a-z]+)/r\d{4}$")
 _DIRECT_PATH = re.compile(
     r"/(?:gpfs/exfel/[du]|pnfs/xfel\.eu/exfel/archive/XFEL)/([a-z]+)/\w+/\d{6}/p\d{6}/r\d{4}$")
+# A run folder of a proposal, however the path above it goes: pNNNNNN/<class>/rNNNN
+_PROPOSAL_RUN = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
 # The same two, naming the parts a proposal's scratch folder is found from.
 _RUN_IN_PROPOSAL = re.compile(r"(?P<prop>.+/p\d{6})/(?P<cls>[a-z]+)/(?P<run>r\d{4})")
 _RUN_IN_STORAGE = re.compile(
@@ -57,3 +59,14 @@ def proposal_scratch(run_dir: str) -> tuple[str, str] | None:
         root = os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
         scratch = os.path.join(root, m["inst"], m["cycle"], m["prop"], "scratch")
     return (scratch, f"{m['cls']}_{m['run']}") if os.path.isdir(scratch) else None
+
+
+def run_identity(run_dir: str) -> tuple[int, int] | str:
+    """``(proposal, run)`` of a folder ``.../pNNNNNN/<class>/rNNNN``, else the path itself.
+
+    What makes two folders one run: a collection whose files come from one identity is a
+    single run (``run_metadata()`` works; raw and proc of one run are one run), else
+    ``MultiRunError``.
+    """
+    m = _PROPOSAL_RUN.search(run_dir)
+    return (int(m[1]), int(m[2])) if m else run_dir

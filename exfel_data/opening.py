@@ -14,8 +14,8 @@ import warnings
 from collections.abc import Callable
 from functools import partial
 
-from .collection import DataCollection, _run_identity, _suspect_trains
-from .euxfel_paths import DATA_ROOT_ENV, DEFAULT_DATA_ROOT
+from .collection import DataCollection, suspect_trains_of
+from .euxfel_paths import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, run_identity
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
 from .format import KNOWN_VERSIONS
@@ -80,7 +80,7 @@ def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
                 f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
                 f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
                 f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
-    suspect = _suspect_trains(files)
+    suspect = suspect_trains_of(files)
     if suspect:
         nfiles = len({s.file for s in suspect})
         s0 = suspect[0]
@@ -158,7 +158,7 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
         run_map.save()
     _report_bad_trains(files, inc_suspect_trains)
     # (a file_filter may return paths elsewhere)
-    runs = frozenset([_run_identity(path)]) if file_filter is None else None
+    runs = frozenset([run_identity(path)]) if file_filter is None else None
     return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .frames import expand_blocks
-from .readblocks import _split_at_segments
+from .readblocks import split_at_segments
 
 __all__ = ['write_virtual_cxi']
 
@@ -39,7 +39,7 @@ def _module_runs(kd, i: int, m: int):
     rows, vstart = kd._module_rows(m)
     runs = expand_blocks(plan, i, vstart, slice(0, len(kd.det.train_ids)),
                          slice(0, plan.n_slots))
-    return rows, _split_at_segments(runs, rows.segments)
+    return rows, split_at_segments(runs, rows.segments)
 
 
 def _layout(kd, n_frames: int, module_ix: list[int], n_modules: int, cells: int,
