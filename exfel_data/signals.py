@@ -54,8 +54,17 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopRequest(threading.Event):
-    """Set by the first SIGINT/SIGTERM while :func:`stop_on_signals` is active (or by the
-    program, with :meth:`set`): a ``threading.Event`` that also knows which signal.
+    """An event set by the first SIGINT/SIGTERM of a :func:`stop_on_signals` block.
+
+    A ``threading.Event`` (the program may :meth:`set` it too) that also knows which signal
+    set it. Made by :func:`stop_on_signals`.
+
+    Parameters
+    ----------
+    on_stop : callable, optional
+        Called with the signal number when a signal sets it.
+    checkpoints : bool
+        Whether :func:`check_interrupt` raises once a signal set it.
 
     Attributes
     ----------
@@ -64,8 +73,6 @@ class StopRequest(threading.Event):
     installed : bool
         Whether signal handlers were installed for it (False outside the main thread, in a
         local worker, or where the application's own handlers stay in charge).
-    checkpoints : bool
-        Whether :func:`check_interrupt` raises once it is set by a signal.
     """
 
     def __init__(self, on_stop: Callable[[int], None] | None = None, checkpoints: bool = False):
@@ -97,10 +104,9 @@ def _handle(signum: int, frame) -> None:
 
 
 def check_interrupt() -> None:
-    """Raise :class:`Interrupted` if SIGINT/SIGTERM arrived during an active
-    ``stop_on_signals(checkpoints=True)`` block (call it between blocks of work).
+    """Raise :class:`Interrupted` if a signal arrived in a ``checkpoints=True`` block.
 
-    Blocks without checkpoints are not looked at: there the signal asked a loop watching
+    Call it between blocks of work. Blocks without checkpoints are not looked at: there the signal asked a loop watching
     the event to stop, and what it does next (e.g. write its results) must not be refused.
     """
     for request in _active:
@@ -110,8 +116,10 @@ def check_interrupt() -> None:
 
 
 def mark_worker() -> None:
-    """In a local worker process: ignore SIGINT, die on SIGTERM (the parent stops it), and
-    let :func:`stop_on_signals` install nothing."""
+    """Prepare a local worker process: the parent alone handles Ctrl-C and stops it.
+
+    SIGINT is ignored, SIGTERM ends the worker, and :func:`stop_on_signals` installs nothing.
+    """
     global _in_worker
     _in_worker = True
     _active.clear()  # the parent's requests, inherited by fork
@@ -123,8 +131,10 @@ def mark_worker() -> None:
 def stop_on_signals(signals: Iterable[int] = STOP_SIGNALS, *,
                     on_stop: Callable[[int], None] | None = None,
                     checkpoints: bool = False) -> Iterator[StopRequest]:
-    """Within: the first SIGINT/SIGTERM sets the yielded :class:`StopRequest`, a second one
-    raises :class:`Interrupted`; the previous handlers are restored after.
+    """Turn SIGINT (Ctrl-C) and SIGTERM into a stop request within the block.
+
+    The first signal sets the yielded :class:`StopRequest`, a second one raises
+    :class:`Interrupted`; the previous handlers are restored after.
 
     Parameters
     ----------
