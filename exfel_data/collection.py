@@ -892,8 +892,10 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
 
 
 def suspect_trains_of(files: Iterable[FileAccess]) -> list[SuspectTrain]:
-    """The train IDs *files* mark as suspect (``DataCollection.suspect_trains``; also the
-    open-time warning, before a collection exists)."""
+    """The train IDs *files* mark as suspect.
+
+    ``DataCollection.suspect_trains``, and the warning at open (before a collection exists).
+    """
     out = []
     for fa in files:
         if not fa.n_suspect:

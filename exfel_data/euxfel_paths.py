@@ -18,13 +18,13 @@ _FILE_NAME = re.compile(r"([A-Z]+)-R(\d{4})-(\w+?)(?:-S(\d{5}))?\.h5$")
 _EXP_PATH = re.compile(r"/gpfs/exfel/exp/\w+/\d{6}/p\d{6}/([a-z]+)/r\d{4}$")
 _DIRECT_PATH = re.compile(
     r"/(?:gpfs/exfel/[du]|pnfs/xfel\.eu/exfel/archive/XFEL)/([a-z]+)/\w+/\d{6}/p\d{6}/r\d{4}$")
-# A run folder of a proposal, however the path above it goes: pNNNNNN/<class>/rNNNN
-_PROPOSAL_RUN = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
 # The same two, naming the parts a proposal's scratch folder is found from.
 _RUN_IN_PROPOSAL = re.compile(r"(?P<prop>.+/p\d{6})/(?P<cls>[a-z]+)/(?P<run>r\d{4})")
 _RUN_IN_STORAGE = re.compile(
     r"/(?:gpfs/exfel/[du]|pnfs/xfel\.eu/exfel/archive/XFEL)/(?P<cls>[a-z]+)/(?P<inst>\w+)/"
     r"(?P<cycle>\d{6})/(?P<prop>p\d{6})/(?P<run>r\d{4})")
+# A run folder of a proposal, however the path above it goes: pNNNNNN/<class>/rNNNN
+_PROPOSAL_RUN = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
 
 
 def file_name_info(filename: str) -> tuple[str | None, str | None]:

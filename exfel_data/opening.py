@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from functools import partial
+from typing import Literal
 
 from .collection import DataCollection, suspect_trains_of
 from .euxfel_paths import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, run_identity
@@ -102,7 +103,8 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
 
 def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
-                 inc_suspect_trains: bool = True, cache: bool | str = True) -> DataCollection:
+                 inc_suspect_trains: bool = True,
+                 cache: bool | Literal['read'] = True) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
     Parameters

@@ -43,6 +43,7 @@ import os
 import threading
 import time
 from functools import partial
+from typing import Literal
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def user_cache_dir() -> str:
     return os.path.join(xdg, "exfel_data", "run_maps")
 
 
-def cache_mode(cache: bool | str = True) -> tuple[str, str]:
+def cache_mode(cache: bool | Literal["read"] = True) -> tuple[str, str]:
     """``(mode, why)``: 'on', 'read' or 'off', from ``RunDirectory(cache=)`` and the
     ``EXFEL_DATA_RUN_CACHE`` environment variable (the more restrictive wins).
 

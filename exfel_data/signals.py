@@ -106,8 +106,9 @@ def _handle(signum: int, frame) -> None:
 def check_interrupt() -> None:
     """Raise :class:`Interrupted` if a signal arrived in a ``checkpoints=True`` block.
 
-    Call it between blocks of work. Blocks without checkpoints are not looked at: there the signal asked a loop watching
-    the event to stop, and what it does next (e.g. write its results) must not be refused.
+    Call it between blocks of work. Blocks without checkpoints are not looked at: there the
+    signal asked a loop watching the event to stop, and what it does next (e.g. write its
+    results) must not be refused.
     """
     for request in _active:
         if request.checkpoints and request.signum is not None:
