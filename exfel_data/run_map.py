@@ -16,7 +16,8 @@ of them that is writable. Source files are never modified; the cache is written 
 temporary name (tagged with host and pid, see :mod:`tempnames`) and renamed.
 
 When: at open after a scan, and at interpreter exit for per-source INDEX arrays read after
-that (lazily, from the files). The exit write runs in a daemon thread given at most
+that (lazily, from the files). The exit write runs in a daemon thread (started, idle, when
+a cache first has something to add: Python 3.12 starts no thread at exit) given at most
 ``EXIT_BUDGET_S`` seconds in all: a slow folder cannot delay the exit, and a write
 abandoned there leaves a temporary file that the next write to that folder removes.
 A folder found unwritable (read-only, permission) is not tried again. Errors are never
@@ -242,6 +243,10 @@ class RunMap:
         if not self.changed:
             self.changed = True
             _pending.add(self)
+            try:
+                _exit_writer()
+            except RuntimeError:  # no thread now (interpreter shutting down): tried at exit
+                pass
 
     # -- writing --------------------------------------------------------------------
     def _pack(self) -> tuple[bytes, np.ndarray]:
@@ -395,20 +400,52 @@ def _save_all(run_maps: list[RunMap]) -> None:
             log.debug("run cache of %s not written: %s", run_map.run_dir, e)
 
 
+class _ExitWriter:
+    """An idle daemon thread that writes the pending caches when told to, at exit.
+
+    Started when a cache first has something to add, not at exit: Python 3.12 refuses to
+    start threads in atexit handlers. A daemon thread, so one stuck on a slow or hung file
+    system does not keep Python alive.
+    """
+
+    def __init__(self):
+        self.go = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name="exfel_data run cache")
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.go.wait()
+        _save_all(list(_pending))
+
+    def usable(self) -> bool:
+        return self.thread.is_alive() and not self.go.is_set()  # (not alive after a fork)
+
+
+_writer: _ExitWriter | None = None
+
+
+def _exit_writer() -> _ExitWriter:
+    global _writer
+    if _writer is None or not _writer.usable():
+        _writer = _ExitWriter()
+    return _writer
+
+
 @atexit.register
 def _save_pending(budget: float | None = None) -> bool:
     """Write the pending caches, waiting at most *budget* s (``EXIT_BUDGET_S``); return
     whether they were all written in time (else the writing thread is abandoned)."""
     if not _pending:
         return True
-    budget = EXIT_BUDGET_S if budget is None else budget
-    # A daemon thread: one stuck on a slow or hung file system does not keep Python alive.
-    writer = threading.Thread(target=_save_all, args=(list(_pending),), daemon=True,
-                              name="exfel_data run cache")
+    try:
+        writer = _exit_writer()
+    except RuntimeError:  # no thread can be started at interpreter shutdown (3.12)
+        return False
     start = time.monotonic()
-    writer.start()
-    writer.join(budget)
-    if writer.is_alive():
+    writer.go.set()
+    writer.thread.join(EXIT_BUDGET_S if budget is None else budget)
+    if writer.thread.is_alive():
         log.debug("run cache writing abandoned after %.1f s", time.monotonic() - start)
         return False
     return True

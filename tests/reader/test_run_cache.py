@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -21,6 +22,7 @@ MOTOR = "SA1_XTD2_MOTOR/MDL/M1"
 def run_path(tmp_path, monkeypatch):
     monkeypatch.delenv(run_map.MODE_ENV, raising=False)
     monkeypatch.setattr(run_map, "_pending", set())  # none of earlier tests
+    monkeypatch.setattr(run_map, "_writer", None)
     monkeypatch.setenv("EXFEL_DATA_CACHE_DIR", str(tmp_path / "usercache"))
     return T.make_run(tmp_path / "r0001", n_trains=6, devices=[T.Motor(MOTOR)])
 
@@ -130,6 +132,38 @@ def test_temporary_file_of_a_dead_writer_removed(run_path):
     assert (run_path / run_map.CACHE_NAME).exists()
     assert not left.exists()
     assert alive.exists() and other_host.exists()  # may still be being written
+
+
+def test_exit_write_needs_no_new_thread(run_path, monkeypatch):
+    # Python 3.12 refuses to start a thread in an atexit handler ("can't create new thread
+    # at interpreter shutdown"): the writer is started when the cache first has something
+    # to add, and the exit only wakes it.
+    run = ed.RunDirectory(run_path)
+    run[MOTOR, "actualPosition"].ndarray()
+    assert run_map._pending
+
+    def refuse(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert run_map._save_pending() is True
+    assert not run_map._pending
+    run[MOTOR, "encoderPosition"].ndarray()  # same index: nothing new, no thread needed
+    assert run_map._save_pending() is True
+
+
+def test_no_thread_at_all_means_no_write_and_no_error(run_path, monkeypatch):
+    run = ed.RunDirectory(run_path)
+    stamp = (run_path / run_map.CACHE_NAME).stat().st_mtime_ns
+
+    def refuse(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    np_values = run[MOTOR, "actualPosition"].ndarray()  # reading is not disturbed
+    assert len(np_values) == 6
+    assert run_map._save_pending() is False  # not written: a cache is never worth an error
+    assert (run_path / run_map.CACHE_NAME).stat().st_mtime_ns == stamp
 
 
 # -- exits: a subprocess that opens a run, reads an index (a cache update pending) and ends
