@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exfel_data.selection import ById, ByIndex
+from exfel_data.selection import ById, ByIndex, own_selector
 
 __all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
            'majority', 'gain_stage_labels', 'GAIN_STRIDE']
@@ -93,6 +93,7 @@ def normalise_pulses(pulses) -> PulseSelection:
     if pulses is None or isinstance(pulses, PulseSelection):
         return pulses or PulseSelection('all', None)
     kind = 'index'
+    pulses = own_selector(pulses)
     if isinstance(pulses, ById):
         kind, pulses = 'id', pulses.value
     elif isinstance(pulses, ByIndex):
