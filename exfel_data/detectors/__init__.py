@@ -22,6 +22,7 @@ from .errors import (
     DetectorDataWarning,
     DetectorError,
     FillValueError,
+    ModuleIndexError,
     ModuleMismatchError,
     NoDetectorError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     'DetectorKeyData',
     'FillValueError',
     'MaskedDetectorKeyData',
+    'ModuleIndexError',
     'ModuleMismatchError',
     'ModuleStack',
     'StackView',

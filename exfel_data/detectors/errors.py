@@ -13,8 +13,8 @@ import warnings
 
 from exfel_data.exceptions import ExfelDataError
 
-__all__ = ['DetectorError', 'ModuleMismatchError', 'FillValueError', 'NoDetectorError',
-           'DetectorDataWarning', 'warn_user']
+__all__ = ['DetectorError', 'ModuleMismatchError', 'ModuleIndexError', 'FillValueError',
+           'NoDetectorError', 'DetectorDataWarning', 'warn_user']
 
 
 class DetectorError(ExfelDataError, ValueError):
@@ -23,6 +23,10 @@ class DetectorError(ExfelDataError, ValueError):
 
 class ModuleMismatchError(DetectorError):
     """Modules disagree (shape, dtype, numbering) in a way that cannot be filled."""
+
+
+class ModuleIndexError(ModuleMismatchError, IndexError):
+    """A module number outside the detector's modules (an ``IndexError``, as EXtra-data)."""
 
 
 class FillValueError(DetectorError):
