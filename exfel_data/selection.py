@@ -179,7 +179,7 @@ def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None =
             raise ValueError(f"trains_per_part must be >= 1, not {trains_per_part}")
         n_parts = max(n_parts, -(-n // trains_per_part))
     n_parts = max(1, min(n_parts, max(n, 1)))
-    bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
+    bounds = [i * n // n_parts for i in range(n_parts + 1)]  # EXtra-data's boundaries
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a or n == 0]
 
 

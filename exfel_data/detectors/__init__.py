@@ -25,6 +25,7 @@ from .errors import (
     ModuleIndexError,
     ModuleMismatchError,
     NoDetectorError,
+    NoMaskError,
 )
 from .keydata import DetectorKeyData
 from .masked import MaskedDetectorKeyData
@@ -47,6 +48,7 @@ __all__ = [
     'StackView',
     'MultiModuleDetector',
     'NoDetectorError',
+    'NoMaskError',
     'identify_multimod_detectors',
     'open_detector',
     'stack_data',

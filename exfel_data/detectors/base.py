@@ -15,8 +15,9 @@ import numpy as np
 
 from exfel_data.rowindex import train_rows
 from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
+from exfel_data.train_id_list import TrainIdList
 
-from .errors import NoDetectorError, warn_user
+from .errors import NoDetectorError, NoMaskError, warn_user
 from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
 from .iteration import iterate_trains
@@ -57,7 +58,7 @@ class MultiModuleDetector:
 
     What :class:`~.keydata.DetectorKeyData` relies on (its only view of the detector):
     ``data`` (the collection), ``kind``, ``frames_group``, ``detector_name``, ``modules``,
-    ``modno_to_source``, ``train_ids``, ``n_modules``, ``mismatched_frames``,
+    ``modno_to_source``, ``_train_ids`` (uint64 array), ``n_modules``, ``mismatched_frames``,
     ``entry_counts`` (trains x modules), :meth:`reference_counts`,
     :meth:`module_keydata` and ``plan_cache`` (plans shared by the keys of one detector).
 
@@ -113,6 +114,8 @@ class MultiModuleDetector:
         self.modno_to_source = self._renumber(self.modno_to_source)
         self.mismatched_frames = mismatched_frames
         self.min_modules = min_modules
+        # Only the detector's module sources, as EXtra-data's ``det.data``
+        data = data.select([(src, '*') for src in self.modno_to_source.values()])
         self.data = data
         tids = np.asarray(data.train_ids, dtype=np.uint64)
         counts = self._module_counts(data, tids)
@@ -201,7 +204,7 @@ class MultiModuleDetector:
     def _warn_messy(self):
         counts = self.entry_counts
         ref = self.reference_counts()
-        tids = self.train_ids
+        tids = self._train_ids
         msgs = []
         missing = (counts == 0)
         for j, modno in enumerate(self.modules):
@@ -234,9 +237,12 @@ class MultiModuleDetector:
 
     # -- properties -----------------------------------------------------------------
     @property
-    def train_ids(self) -> np.ndarray:
-        """Train IDs with data from at least ``min_modules`` modules (uint64)."""
-        return self._train_ids
+    def train_ids(self) -> TrainIdList:
+        """Train IDs with data from at least ``min_modules`` modules.
+
+        A list of ints, as a collection's ``train_ids`` (``np.asarray()`` gives uint64).
+        """
+        return TrainIdList(self._train_ids)
 
     @property
     def modules(self) -> list[int]:
@@ -258,7 +264,7 @@ class MultiModuleDetector:
         """Frames per train that most modules recorded (pandas Series, index: train ID)."""
         import pandas as pd
         return pd.Series(self.reference_counts(), name='frames',
-                         index=pd.Index(self.train_ids, name='trainId'))
+                         index=pd.Index(self._train_ids, name='trainId'))
 
     @property
     def frames_per_train(self) -> int:
@@ -303,13 +309,13 @@ class MultiModuleDetector:
         import pandas as pd
         counts = self.entry_counts
         return pd.DataFrame(counts > 0 if as_bool else counts.copy(),
-                            index=pd.Index(self.train_ids, name='trainId'),
+                            index=pd.Index(self._train_ids, name='trainId'),
                             columns=pd.Index(self.modules, name='module'))
 
     def __repr__(self):
-        kind = 'raw' if self.raw else 'corrected'
+        kind = 'raw' if self.raw else 'proc'  # corrected data, 'proc' as EXtra-data
         return (f"<{type(self).__name__} {self.detector_name!r}: {kind} data, "
-                f"{len(self.modules)} modules, {len(self.train_ids)} trains>")
+                f"{len(self.modules)} modules, {len(self._train_ids)} trains>")
 
     def __contains__(self, key: str) -> bool:
         """True if every module in use has *key*."""
@@ -334,15 +340,15 @@ class MultiModuleDetector:
         KeyData
         """
         kd = self.data[self.modno_to_source[modno], key]
-        return kd.select_trains(by_id[self.train_ids])
+        return kd.select_trains(by_id[self._train_ids])
 
     # -- selections -----------------------------------------------------------------
     def _with_trains(self, tids: np.ndarray):
-        pos, found = find_train_ids(self.train_ids, np.asarray(tids, dtype=np.uint64))
+        pos, found = find_train_ids(self._train_ids, np.asarray(tids, dtype=np.uint64))
         pos = pos[found]
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        new._train_ids = self.train_ids[pos]
+        new._train_ids = self._train_ids[pos]
         new.entry_counts = self.entry_counts[pos]
         new.plan_cache = {}
         return new
@@ -361,7 +367,7 @@ class MultiModuleDetector:
         MultiModuleDetector
             Of the same class, for those trains.
         """
-        return self._with_trains(select_train_ids(self.train_ids, trains))
+        return self._with_trains(select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None):
@@ -385,6 +391,15 @@ class MultiModuleDetector:
             Of the same class, for the trains of one part.
         """
         if frames_per_part is not None:
+            try:  # a fixed frame count: even parts of whole trains, as EXtra-data
+                per_train = self.frames_per_train
+            except ValueError:
+                pass
+            else:
+                n = max(1, frames_per_part // max(per_train, 1))
+                trains_per_part = min(n, trains_per_part or n)
+                frames_per_part = None
+        if frames_per_part is not None:
             frames = self.reference_counts().astype(np.int64)
             part_start, acc = 0, 0
             bounds = []
@@ -402,10 +417,10 @@ class MultiModuleDetector:
                           for b in bounds
                           for s in split_ranges(b.stop - b.start, None, trains_per_part)]
         else:
-            bounds = split_ranges(len(self.train_ids), parts, trains_per_part)
+            bounds = split_ranges(len(self._train_ids), parts, trains_per_part)
         for sl in bounds:
             if sl.stop > sl.start:
-                yield self._with_trains(self.train_ids[sl])
+                yield self._with_trains(self._train_ids[sl])
 
     # -- data access ----------------------------------------------------------------
     def __getitem__(self, key: str) -> DetectorKeyData:
@@ -472,6 +487,7 @@ class MultiModuleDetector:
             Labelled like :meth:`get_array`'s result, wrapping a dask array.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
+        kd = kd.drop_unselected_trains()
         return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype, labelled=True,
                              chunk_bytes=chunk_bytes, module_gaps=module_gaps,
                              unstack_pulses=True)
@@ -552,7 +568,7 @@ class MultiModuleDetector:
         """
         mask_key = self.kind.mask_key
         if self.raw or mask_key not in self:
-            raise NoDetectorError(
+            raise NoMaskError(
                 f"No mask ({mask_key!r}) in {self.detector_name} data: masks come with "
                 f"corrected data, and this is {'raw' if self.raw else 'corrected without mask'}"
             )

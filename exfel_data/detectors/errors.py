@@ -14,7 +14,7 @@ import warnings
 from exfel_data.exceptions import ExfelDataError
 
 __all__ = ['DetectorError', 'ModuleMismatchError', 'ModuleIndexError', 'FillValueError',
-           'NoDetectorError', 'DetectorDataWarning', 'warn_user']
+           'NoDetectorError', 'NoMaskError', 'DetectorDataWarning', 'warn_user']
 
 
 class DetectorError(ExfelDataError, ValueError):
@@ -38,6 +38,11 @@ class NoDetectorError(DetectorError, KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0]) if self.args else ''
+
+
+class NoMaskError(NoDetectorError, RuntimeError):
+    """``masked_data()`` on data without a mask key (raw data); a ``RuntimeError`` as
+    EXtra-data raises there."""
 
 
 class DetectorDataWarning(UserWarning):

@@ -21,7 +21,7 @@ def iterate_trains(det, keys, pulses, require_all, fill_value, subtrain_index, c
                   for k, kd in keydata.items()}
         plans = {k: kd._plan() for k, kd in keydata.items()}
         have = plans[keys[0]].pair_ids >= 0  # (modules, trains)
-        for t, tid in enumerate(part.train_ids):
+        for t, tid in enumerate(part._train_ids):
             if not have[:, t].any() or (require_all and not have[:, t].all()):
                 continue
             out = {}

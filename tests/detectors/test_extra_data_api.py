@@ -1,0 +1,118 @@
+"""Detector API details code written for EXtra-data 1.25 relies on, checked against the real
+extra-data on the same generated runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import extra_data
+import extra_data.components as theirs
+import numpy as np
+import pytest
+
+from exfel_data import by_id, by_index
+from exfel_data.detectors import AGIPD1M, JUNGFRAU, LPD1M, NoMaskError
+
+N_TRAINS = 12  # as tests/detectors/conftest.py generates
+
+
+def _their_run(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return extra_data.RunDirectory(path)
+
+
+def _quiet(cls, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return cls(*args, **kw)
+
+
+def test_train_ids_are_a_list(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    ref = theirs.AGIPD1M(_their_run(agipd_corr_path))
+    assert det.train_ids == ref.train_ids
+    assert det['image.data'].train_ids == ref['image.data'].train_ids
+    parts = list(det.split_trains(parts=3))
+    assert sum([p.train_ids for p in parts], []) == det.train_ids
+    assert np.asarray(det.train_ids).dtype == np.uint64
+
+
+def test_det_data_holds_only_module_sources(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    ref = theirs.AGIPD1M(_their_run(agipd_corr_path))
+    assert det.data.all_sources == ref.data.all_sources
+    assert 'proc data' in repr(det)
+
+
+def test_pulse_and_cell_id_coordinates(agipd_corr_path, open_run):
+    kd = AGIPD1M(open_run(agipd_corr_path))['image.data']
+    ref = theirs.AGIPD1M(_their_run(agipd_corr_path))['image.data']
+    np.testing.assert_array_equal(kd.pulse_id_coordinates(), ref.pulse_id_coordinates())
+    np.testing.assert_array_equal(kd.cell_id_coordinates(), ref.cell_id_coordinates())
+    sel, ref_sel = kd.select_pulses(np.s_[1:3]), ref.select_pulses(np.s_[1:3])
+    np.testing.assert_array_equal(sel.pulse_id_coordinates(), ref_sel.pulse_id_coordinates())
+    np.testing.assert_array_equal(sel.train_id_coordinates(), ref_sel.train_id_coordinates())
+
+
+def test_empty_pulse_selection_drops_trains(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path)).select_trains(by_index[:3])
+    ref = theirs.AGIPD1M(_their_run(agipd_corr_path)).select_trains(np.s_[:3])
+    for sel in ('by_id[:0]', 'by_index[:0]', 'by_id[[1000]]', 'by_id[[20, 24]]'):
+        ours = det.get_array('image.data', pulses=eval(sel, {'by_id': by_id,
+                                                              'by_index': by_index}))
+        expected = ref.get_array('image.data', pulses=eval(sel, vars(extra_data)))
+        assert ours.shape == expected.shape, sel
+        np.testing.assert_array_equal(ours, expected)
+
+
+def test_key_is_not_iterable(agipd_corr_path, open_run):
+    kd = AGIPD1M(open_run(agipd_corr_path))['image.data']
+    assert len(kd[:2].train_ids) == 2
+    with pytest.raises(TypeError):
+        iter(kd)
+
+
+def test_ndarray_out_and_decompress_threads(agipd_corr_path, lpd_raw_path, open_run):
+    for cls, ref_cls, path in ((AGIPD1M, theirs.AGIPD1M, agipd_corr_path),
+                               (LPD1M, theirs.LPD1M, lpd_raw_path)):
+        kd = _quiet(cls, open_run(path))['image.data']
+        expected = _quiet(ref_cls, _their_run(path))['image.data'].ndarray()
+        out = np.full(kd.shape, 7, dtype=np.float64)
+        assert kd.ndarray(out=out, decompress_threads=4) is out
+        np.testing.assert_array_equal(out, expected)
+        sel = kd.select_pulses(np.s_[1:])  # frames axis not a plain reshape: copied in
+        out = np.zeros(sel.shape, expected.dtype)
+        np.testing.assert_array_equal(sel.ndarray(out=out), sel.ndarray())
+        with pytest.raises(ValueError, match=r'out= must have shape'):
+            kd.ndarray(out=np.zeros((1, 2)))
+
+
+def test_masked_data_of_raw_is_runtime_error(agipd_raw_path, open_run):
+    det = _quiet(AGIPD1M, open_run(agipd_raw_path))
+    with pytest.raises(RuntimeError, match='image.mask'):
+        det.masked_data()
+    with pytest.raises(NoMaskError, match='raw'):
+        det.masked_data()
+
+
+def test_jungfrau_cells(jungfrau_path, open_run):
+    jf = JUNGFRAU(open_run(jungfrau_path))
+    with pytest.raises(ValueError, match='one entry per train'):
+        jf['data.adc'].pulse_id_coordinates()
+    ref = theirs.JUNGFRAU(_their_run(jungfrau_path))
+    assert jf.frames_per_train == ref.frames_per_train == 2
+    np.testing.assert_array_equal(jf.cell_ids(), ref.cell_ids())
+    assert jf.cell_ids().dtype == ref.cell_ids().dtype
+    assert [len(p.train_ids) for p in jf.split_trains(frames_per_part=4)] == \
+        [len(p.train_ids) for p in ref.split_trains(frames_per_part=4)]
+
+
+def test_split_trains_like_extra_data(agipd_corr_path, open_run):
+    det = AGIPD1M(open_run(agipd_corr_path))
+    ref = theirs.AGIPD1M(_their_run(agipd_corr_path))
+    for kw in (dict(parts=5, frames_per_part=16), dict(trains_per_part=3, frames_per_part=16),
+               dict(frames_per_part=4), dict(frames_per_part=1000), dict(parts=4)):
+        assert [p.train_ids for p in det.split_trains(**kw)] == \
+            [p.train_ids for p in ref.split_trains(**kw)], kw
+    assert sum(len(p.train_ids) for p in det.split_trains(parts=5)) == N_TRAINS
