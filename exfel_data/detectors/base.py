@@ -24,6 +24,7 @@ from .iteration import iterate_trains
 from .keydata import DetectorKeyData
 from .masked import MaskedDetectorKeyData
 from .virtual_cxi import write_virtual_cxi
+from .write_frames import write_frames
 
 if TYPE_CHECKING:
     import os
@@ -547,6 +548,37 @@ class MultiModuleDetector:
             The file written.
         """
         return write_virtual_cxi(self, filename, fillvalues)
+
+    def write_frames(self, filename: str | os.PathLike, trains, pulses) -> Path:
+        """Write selected frames of every module to a new EXDF (EuXFEL HDF5) file.
+
+        As EXtra-data's ``write_frames``: frame *i* is ``(trains[i], pulses[i])``, a train
+        ID and a pulse ID as the detector recorded it (``image.pulseId``). Every key of
+        each module source is written: the frame group's keys for the chosen frames, the
+        other groups (``header``, ``trailer``, ...) whole; the file has all the detector's
+        trains (those without a chosen frame have none). It opens with ``H5File`` and
+        keeps the source names. Reads one key of one module at a time.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            Output file (written to a temporary name, then renamed).
+        trains, pulses : array-like of int
+            1-D, one entry per frame.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        ValueError
+            *trains* and *pulses* are not 1-D arrays of the same length.
+        TrainIDError
+            A train ID not in this detector's trains (names the first one).
+        """
+        return write_frames(self, filename, trains, pulses)
 
     def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
                     pulses=None, subtrain_index: str = 'pulseId'):

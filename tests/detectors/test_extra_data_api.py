@@ -116,3 +116,32 @@ def test_split_trains_like_extra_data(agipd_corr_path, open_run):
         assert [p.train_ids for p in det.split_trains(**kw)] == \
             [p.train_ids for p in ref.split_trains(**kw)], kw
     assert sum(len(p.train_ids) for p in det.split_trains(parts=5)) == N_TRAINS
+
+
+def test_write_frames_as_extra_data(agipd_raw_path, open_run, tmp_path):
+    from exfel_data import H5File
+    from exfel_data.exceptions import TrainIDError
+
+    det = _quiet(AGIPD1M, open_run(agipd_raw_path))
+    ref = _quiet(theirs.AGIPD1M, _their_run(agipd_raw_path))
+    tids = np.asarray(det.train_ids)
+    pulse_ids = det['image.data'].pulse_id_coordinates()[:4]  # this run's first 4 pulse IDs
+    trains = np.repeat(tids[[1, 3, 4]], 2)
+    pulses = np.tile(pulse_ids[[0, 2]], 3)
+    ours = det.write_frames(tmp_path / 'ours.h5', trains, pulses)
+    ref.write_frames(tmp_path / 'theirs.h5', trains, pulses)
+    with H5File(ours) as mine, extra_data.H5File(tmp_path / 'theirs.h5') as other:
+        assert mine.instrument_sources == other.instrument_sources
+        assert mine.train_ids == other.train_ids
+        for src in sorted(other.instrument_sources)[:3]:
+            for key in sorted(other[src].keys()):
+                np.testing.assert_array_equal(mine[src, key].ndarray(),
+                                              other[src, key].ndarray(), err_msg=key)
+                np.testing.assert_array_equal(mine[src, key].data_counts(labelled=False),
+                                              other[src, key].data_counts(labelled=False))
+    assert not list(tmp_path.glob('.*tmp'))
+    with pytest.raises(ValueError, match='same length|one entry per frame'):
+        det.write_frames(tmp_path / 'bad.h5', trains, pulses[:-1])
+    with pytest.raises(TrainIDError, match='123'):
+        det.write_frames(tmp_path / 'bad.h5', [123], [0])
+    assert not (tmp_path / 'bad.h5').exists()
