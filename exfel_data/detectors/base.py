@@ -497,7 +497,8 @@ class MultiModuleDetector:
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
         """Iterate over trains: ``(train_id, {key: DataArray (module, train, pulse, ...)})``.
 
-        As EXtra-data: each array has a length-1 ``train`` dim; by default every key
+        As EXtra-data: each array has a length-1 ``train`` dim (none for JUNGFRAU,
+        whose arrays are ``(module, cell, slow_scan, fast_scan)``); by default every key
         of the main data's group (``image.*`` / JUNGFRAU ``data.*``) is read and
         trains where a module has no data are skipped. Reads several trains at once
         (about *chunk_bytes* in all) and yields views, so the per-train cost stays small.

@@ -386,9 +386,10 @@ class DetectorKeyData:
 
     @property
     def dimensions(self) -> list[str]:
-        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys."""
+        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys,
+        ``module, trainId, ...`` for per-train keys (as EXtra-data)."""
         if not self.per_frame:
-            return list(self.unstacked_dims())
+            return ['module', 'trainId'] + list(self.unstacked_dims()[2:])
         return ['module', 'train_pulse'] + self._entry_dims()
 
     @property
@@ -484,8 +485,9 @@ class DetectorKeyData:
 
         Per-frame keys: dims ``(module, train_pulse, ...)`` with a (train, pulse)
         MultiIndex, as EXtra-data; ``unstack_pulses=True`` gives ``(module, train,
-        pulse, ...)`` (what ``get_array`` returns). *pulses* / *subtrain_index*
-        select as :meth:`select_pulses`.
+        pulse, ...)`` (what ``get_array`` returns). Per-train keys (JUNGFRAU): dims
+        ``(module, trainId, ...)`` (``train`` with ``unstack_pulses=True``).
+        *pulses* / *subtrain_index* select as :meth:`select_pulses`.
         """
         kd = self if pulses is None and subtrain_index is None else \
             self.select_pulses(pulses if pulses is not None else self.pulses, subtrain_index)
@@ -494,9 +496,15 @@ class DetectorKeyData:
         roi = roi if isinstance(roi, tuple) else (roi,)
         arr = kd.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
                                    module_gaps=module_gaps)
-        if unstack_pulses or not kd.per_frame:
+        if unstack_pulses:
             return kd._wrap_unstacked(arr, roi, module_gaps)
+        if not kd.per_frame:
+            return kd._wrap_per_train(arr, roi, module_gaps)
         return kd._wrap_frames(kd._as_frames(arr), roi, module_gaps)
+
+    def _wrap_per_train(self, arr, roi, module_gaps):
+        # EXtra-data's key-level layout names the train dim after its coordinate
+        return self._wrap_unstacked(arr, roi, module_gaps).rename(train='trainId')
 
     def _wrap_frames(self, arr, roi, module_gaps):
         import pandas as pd
@@ -523,8 +531,10 @@ class DetectorKeyData:
         roi = roi if isinstance(roi, tuple) else (roi,)
         arr = self.unstacked_dask_array(fill_value=fill_value, roi=roi, astype=astype,
                                         chunk_bytes=chunk_bytes, module_gaps=module_gaps)
-        if unstack_pulses or not self.per_frame:
+        if unstack_pulses:
             return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
+        if not self.per_frame:
+            return self._wrap_per_train(arr, roi, module_gaps) if labelled else arr
         arr = self._as_frames(arr)
         return self._wrap_frames(arr, roi, module_gaps) if labelled else arr
 

@@ -69,10 +69,10 @@ def _layout(kd, n_frames: int, module_ix: list[int], n_modules: int, cells: int,
                     seg.filename, seg.dataset_path, shape=shape, dtype=kd.dtype)
             for src, dst, n in blocks.tolist():
                 row = src - seg.vstart + seg.first
-                if cells:  # one entry per train holding `cells` frames: one strided map per cell
-                    for c in range(cells):
-                        layout[dst * cells + c:(dst + n) * cells:cells, module_ix[i]] = \
-                            vsrc[row:row + n, c]
+                if cells:
+                    # One entry per train holding `cells` frames, so n trains are n * cells
+                    # consecutive frames: one mapping (HDF5 pairs the elements in order)
+                    layout[dst * cells:(dst + n) * cells, module_ix[i]] = vsrc[row:row + n]
                     continue
                 f0 = int(frame_of[dst])
                 if rows.squeeze_first and not keep_axis:

@@ -130,7 +130,9 @@ def test_jungfrau(jungfrau_path, open_run):
     gaps = det.get_array('data.adc', module_gaps=True)
     assert gaps.shape[0] == 4
     first = list(det.trains())[0][1]
-    assert first['data.adc'].dims == ('module', 'train', 'cell', 'slow_scan', 'fast_scan')
+    # no train dim in JUNGFRAU trains(), as EXtra-data
+    assert first['data.adc'].dims == ('module', 'cell', 'slow_scan', 'fast_scan')
+    np.testing.assert_array_equal(first['data.adc'], arr[:, 0])
     assert 'data.memoryCell' in first and 'data.mask' in first
 
 

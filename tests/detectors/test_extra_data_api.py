@@ -106,6 +106,17 @@ def test_jungfrau_cells(jungfrau_path, open_run):
     assert jf.cell_ids().dtype == ref.cell_ids().dtype
     assert [len(p.train_ids) for p in jf.split_trains(frames_per_part=4)] == \
         [len(p.train_ids) for p in ref.split_trains(frames_per_part=4)]
+    (tid, ours), (ref_tid, expected) = next(iter(jf.trains())), next(iter(ref.trains()))
+    assert tid == ref_tid
+    assert ours['data.adc'].dims == expected['data.adc'].dims
+    np.testing.assert_array_equal(ours['data.adc'], expected['data.adc'])
+    for kd, ref_kd in ((jf['data.adc'], ref['data.adc']),
+                       (jf.masked_data(), ref.masked_data())):
+        assert kd.xarray().dims[:2] == ref_kd.xarray().dims[:2] == ('module', 'trainId')
+        np.testing.assert_array_equal(kd.xarray(), ref_kd.xarray())
+        np.testing.assert_array_equal(kd.xarray().coords['trainId'],
+                                      ref_kd.xarray().coords['trainId'])
+        assert kd.dimensions[:2] == ref_kd.dimensions[:2]
 
 
 def test_split_trains_like_extra_data(agipd_corr_path, open_run):
@@ -145,3 +156,14 @@ def test_write_frames_as_extra_data(agipd_raw_path, open_run, tmp_path):
     with pytest.raises(TrainIDError, match='123'):
         det.write_frames(tmp_path / 'bad.h5', [123], [0])
     assert not (tmp_path / 'bad.h5').exists()
+
+
+def test_jungfrau_virtual_cxi_maps_each_file_once(jungfrau_path, open_run, tmp_path):
+    import h5py
+
+    JUNGFRAU(open_run(jungfrau_path)).write_virtual_cxi(tmp_path / 'ours.cxi')
+    theirs.JUNGFRAU(_their_run(jungfrau_path)).write_virtual_cxi(str(tmp_path / 'theirs.cxi'))
+    path = 'entry_1/instrument_1/detector_1/data'
+    with h5py.File(tmp_path / 'ours.cxi') as mine, h5py.File(tmp_path / 'theirs.cxi') as other:
+        assert len(mine[path].virtual_sources()) == len(other[path].virtual_sources()) == 8
+        np.testing.assert_array_equal(mine[path][()], other[path][()])
