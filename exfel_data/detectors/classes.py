@@ -148,10 +148,11 @@ class JUNGFRAU(MultiModuleDetector):
         missing = np.iinfo(np.int64).max
         cells = first[key].ndarray(fill_value=missing, astype=np.int64)[:, 0]  # (modules, n)
         if (cells == missing).any() or (cells != cells[0]).any():
-            per_mod = {m: c.tolist() for m, c in zip(first.modules, cells, strict=True)}
+            per_mod = {m: None if (c == missing).all() else c.tolist()
+                       for m, c in zip(first.modules, cells, strict=True)}
             raise ModuleMismatchError(
                 f"{self.detector_name}: modules disagree on {key!r} in train "
-                f"{first.train_ids[0]} (missing: {missing}): {per_mod}")
+                f"{first.train_ids[0]} (None: no data): {per_mod}")
         return cells[0].astype(self.data[self.modno_to_source[self.modules[0]], key].dtype)
 
     def _entry_dims(self, key: str, ndim: int) -> list[str]:

@@ -173,3 +173,19 @@ def test_jungfrau_virtual_cxi_maps_each_file_once(jungfrau_path, open_run, tmp_p
         adc = det.get_array('data.adc').values  # (module, train, cell, ss, fs)
         np.testing.assert_array_equal(data[()], np.concatenate(
             adc.swapaxes(0, 1).swapaxes(1, 2)))
+
+
+def test_jungfrau_cell_ids_need_every_module(tmp_path, open_run):
+    from exfel_data.detectors import ModuleMismatchError
+    from exfel_data.testing import JUNGFRAU as SimJF
+    from exfel_data.testing import MissingTrains, make_run
+
+    path = make_run(tmp_path / 'jf', n_trains=3, progress=False,
+                    devices=[*SimJF(raw=False, cells=2, n_modules=2, module_shape=(4, 8))],
+                    defects=[MissingTrains('JNGFR02', (0,))])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        jf = JUNGFRAU(open_run(path))
+    with pytest.raises(ModuleMismatchError, match=r"memoryCell.* 10000 .*2: None"):
+        jf.cell_ids()
+    np.testing.assert_array_equal(jf.select_trains(np.s_[1:]).cell_ids(), [0, 1])
