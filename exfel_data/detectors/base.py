@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pandas as pd
+    from numpy.typing import ArrayLike
 
     from exfel_data.keydata import KeyData
 
@@ -550,7 +551,8 @@ class MultiModuleDetector:
         """
         return write_virtual_cxi(self, filename, fillvalues)
 
-    def write_frames(self, filename: str | os.PathLike, trains, pulses) -> Path:
+    def write_frames(self, filename: str | os.PathLike, trains: ArrayLike, pulses: ArrayLike
+                     ) -> Path:
         """Write selected frames of every module to a new EXDF (EuXFEL HDF5) file.
 
         As EXtra-data's ``write_frames``: frame *i* is ``(trains[i], pulses[i])``, a train
