@@ -35,7 +35,22 @@ class _SelectorBase:
         return type(self)(item)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__.lstrip('_')}[{self.value!r}]"
+        # EXtra-data's canonical form: by_id[4::2, 7], by_index[..., ::-1]
+        name = "by_id" if isinstance(self, _ById) else "by_index"
+        parts = self.value if isinstance(self.value, tuple) else (self.value,)
+        return f"{name}[{', '.join(_format_index(p) for p in parts)}]"
+
+
+def _format_index(part) -> str:
+    """One index as written in brackets: ``:2``, ``0:10:2``, ``...``, ``[1, 2]``."""
+    if part is Ellipsis:
+        return "..."
+    if isinstance(part, slice):
+        text = ":".join("" if v is None else repr(v) for v in (part.start, part.stop))
+        return text if part.step is None else f"{text}:{part.step!r}"
+    if isinstance(part, np.ndarray):
+        return repr(part.tolist())
+    return repr(part)
 
 
 class ById(_SelectorBase):
@@ -175,7 +190,7 @@ def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None =
             raise ValueError(f"trains_per_part must be >= 1, not {trains_per_part}")
         n_parts = max(n_parts, -(-n // trains_per_part))
     n_parts = max(1, min(n_parts, max(n, 1)))
-    bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
+    bounds = [i * n // n_parts for i in range(n_parts + 1)]  # EXtra-data's boundaries
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a or n == 0]
 
 

@@ -70,7 +70,7 @@ class LPD1M(XtdfDetector):
             if bad.size:
                 raise ModuleMismatchError(
                     f"parallel_gain=True needs the frames in each train to be divisible by 3; "
-                    f"train {int(self.train_ids[bad[0]])} has "
+                    f"train {int(self._train_ids[bad[0]])} has "
                     f"{sorted(set(counts[bad[0]].tolist()))} frames per module")
 
 
@@ -126,6 +126,43 @@ class JUNGFRAU(MultiModuleDetector):
     @property
     def n_modules(self) -> int:
         return self._n_modules
+
+    @property
+    def frames_per_train(self) -> int:
+        """Memory cells per train: each train's entry holds that many frames."""
+        return super().frames_per_train * self._cells_per_entry()
+
+    def _cells_per_entry(self) -> int:
+        shape = self[self.kind.main_key].entry_shape
+        return int(shape[0]) if len(shape) == 3 else 1
+
+    def cell_ids(self) -> np.ndarray:
+        """Memory cell of each frame in a train (``data.memoryCell`` of the first train).
+
+        Returns
+        -------
+        numpy.ndarray
+            One cell number per frame (the ``cell`` axis of ``get_array``).
+
+        Raises
+        ------
+        ModuleMismatchError
+            Modules disagree on the cells, or a module has no cell numbers.
+        """
+        key = 'data.memoryCell'
+        if key not in self:
+            raise ModuleMismatchError(f"{self.detector_name}: no {key!r} in every module; "
+                                      f"the cells cannot be told")
+        first = self.select_trains(np.s_[:1])
+        missing = np.iinfo(np.int64).max
+        cells = first[key].ndarray(fill_value=missing, astype=np.int64)[:, 0]  # (modules, n)
+        if (cells == missing).any() or (cells != cells[0]).any():
+            per_mod = {m: None if (c == missing).all() else c.tolist()
+                       for m, c in zip(first.modules, cells, strict=True)}
+            raise ModuleMismatchError(
+                f"{self.detector_name}: modules disagree on {key!r} in train "
+                f"{first.train_ids[0]} (None: no data): {per_mod}")
+        return cells[0].astype(self.data[self.modno_to_source[self.modules[0]], key].dtype)
 
     def _entry_dims(self, key: str, ndim: int) -> list[str]:
         if ndim == 3:

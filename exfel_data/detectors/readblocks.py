@@ -131,14 +131,18 @@ def new_output(shape: tuple, dtype, fill, full: bool) -> np.ndarray:
 
 
 def read_box(tasks: tuple, shape: tuple, entry_ndim: int, dtype, fill, full: bool,
-             roi: tuple) -> np.ndarray:
+             roi: tuple, out: np.ndarray | None = None) -> np.ndarray:
     """Read one output block (a dask chunk, or the whole ``get_array`` result).
 
     *shape* is ``(modules, trains, [slots,] *entry)`` with *entry_ndim* entry
     axes; *tasks* is ``((module offset, ModuleRows, runs), ...)`` where each
     module's runs give destination frames in the flattened ``trains * slots`` space.
+    *out*, if given, is a C-contiguous array of *shape* and *dtype* to fill instead.
     """
-    out = new_output(shape, dtype, fill, full)
+    if out is None:
+        out = new_output(shape, dtype, fill, full)
+    elif not full:
+        out[...] = fill
     entry = tuple(shape[len(shape) - entry_ndim:])
     for mod_off, rows, runs in tasks:
         read_runs(out[mod_off].reshape((-1,) + entry), runs, rows, roi)
