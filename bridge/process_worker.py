@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import sys
 
 import zmq
+
+from exfel_data.signals import mark_worker
 
 READY, FATAL, STOP = b"R", b"F", b"S"
 RESULT, EMPTY, ERROR = b"0", b"N", b"E"
@@ -92,7 +93,7 @@ def main() -> None:
     imported again in the worker, and no thread or socket of the runner is inherited.
     """
     # Ctrl-C reaches the whole process group: the runner alone handles it and stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_worker()
     worker_main(**pickle.load(sys.stdin.buffer))
 
 

@@ -7,15 +7,14 @@ queued trains.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from bridge.curve import KeySource
 from bridge.server import Server
+from exfel_data.signals import stop_on_signals  # SIGINT/SIGTERM -> the stop event
 
 __all__ = ["finish", "paced", "serve_trains", "stop_on_signals"]
 
@@ -23,49 +22,6 @@ __all__ = ["finish", "paced", "serve_trains", "stop_on_signals"]
 _FLUSH_LINGER_S = 10.0
 # How often waits look at the stop event: the bound on how late a stop is noticed.
 _POLL_S = 0.2
-
-
-@contextlib.contextmanager
-def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM),
-                    on_stop: Callable[[int], None] | None = None) -> Iterator[threading.Event]:
-    """Turn SIGINT (Ctrl-C) and SIGTERM into an event that the serving loop watches.
-
-    A ``KeyboardInterrupt`` raised wherever the main thread happens to be can be lost (h5py and
-    weakref callbacks swallow it: the server then goes on); an event is checked at least every
-    0.2 s instead, so serving stops within a second. A second signal raises
-    ``KeyboardInterrupt`` as usual. Outside the main thread nothing is installed.
-
-    Parameters
-    ----------
-    signals : tuple of signal.Signals
-        The signals to catch.
-    on_stop : callable, optional
-        Called with the signal number on the first signal, after the event is set (e.g. to
-        tell a runner that does not watch the event to stop).
-
-    Yields
-    ------
-    threading.Event
-        Set by the first signal; pass it as ``stop=``.
-    """
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        if on_stop is not None:
-            on_stop(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def paced(trains: Iterable, rate: float | None,

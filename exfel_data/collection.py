@@ -8,16 +8,16 @@ files. Selections return new collections and never modify this one.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import namedtuple
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO, TypeAlias
 
 import numpy as np
 
 from . import format as fmt
 from .detectors.identify import detector_modules
+from .euxfel_paths import run_identity
 from .exceptions import (
     DuplicateTrainError,
     MultiRunError,
@@ -38,6 +38,12 @@ from .selection import (
 from .source import SourceData
 from .train_id_list import TrainIdList
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+    from .hints import Roi, TrainSelection
+
 __all__ = ["DataCollection", "SuspectTrain"]
 
 SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
@@ -48,14 +54,6 @@ the source that sent it where INDEX/origin says so.
 """
 
 _Source = namedtuple("_Source", "section files keys")
-
-_RUN_PATH_RE = re.compile(r"p(\d{6})/[^/]+/r(\d{4})$")
-
-
-def _run_identity(dirname: str):
-    m = _RUN_PATH_RE.search(dirname)
-    return (int(m[1]), int(m[2])) if m else dirname
-
 
 class DataCollection:
     """Data from a set of EXDF files: sources x keys x trains.
@@ -132,7 +130,7 @@ class DataCollection:
                    for s, fs in src_files.items()}
         _check_duplicates(sources, inc_suspect_trains)
         if runs is None:
-            runs = frozenset(_run_identity(d) for d in {os.path.dirname(f.filename)
+            runs = frozenset(run_identity(d) for d in {os.path.dirname(f.filename)
                                                         for f in files})
         return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
                    runs=runs, legacy_sources=legacy)
@@ -301,7 +299,7 @@ class DataCollection:
                 raise PropertyNameError(src_pat, key_pat)
         return result
 
-    def select(self, seln, key_glob: str = "*", require_all: bool = False,
+    def select(self, seln: SourceSelection, key_glob: str = "*", require_all: bool = False,
                require_any: bool = False) -> DataCollection:
         """New collection with only the matching sources / keys.
 
@@ -347,7 +345,7 @@ class DataCollection:
                 mask = (mask | has) if any_ else (mask & has)
         return mask
 
-    def deselect(self, seln, key_glob: str = "*") -> DataCollection:
+    def deselect(self, seln: SourceSelection, key_glob: str = "*") -> DataCollection:
         """New collection without the matching sources / keys (same spec as select).
 
         Parameters
@@ -372,7 +370,7 @@ class DataCollection:
                 del sources[s]
         return self._replace(sources=sources)
 
-    def select_trains(self, trains) -> DataCollection:
+    def select_trains(self, trains: TrainSelection) -> DataCollection:
         """New collection with a subset of trains.
 
         Parameters
@@ -454,7 +452,8 @@ class DataCollection:
     __or__ = union
 
     # -- reading --------------------------------------------------------------------
-    def get_array(self, source: str, key: str, extra_dims=None, roi=(), name=None):
+    def get_array(self, source: str, key: str, extra_dims: Sequence[str] | None = None,
+                  roi: Roi = (), name: str | None = None) -> xr.DataArray:
         """Read one key as an ``xarray.DataArray`` with a ``trainId`` coordinate.
 
         Parameters
@@ -533,7 +532,8 @@ class DataCollection:
         """
         return self[source, key].series()
 
-    def get_dataframe(self, fields=None, *, timestamps: bool = False):
+    def get_dataframe(self, fields: SourceSelection | None = None, *,
+                      timestamps: bool = False) -> pd.DataFrame:
         """A pandas DataFrame of scalar keys (one column per key), indexed by trainId.
 
         Parameters
@@ -659,7 +659,8 @@ class DataCollection:
         return out
 
     # -- trains ---------------------------------------------------------------------
-    def trains(self, devices=None, train_range=None, *, require_all: bool = False,
+    def trains(self, devices: SourceSelection | None = None,
+               train_range: TrainSelection | None = None, *, require_all: bool = False,
                flat_keys: bool = False, keep_dims: bool = False):
         """Iterate over ``(train_id, data)`` pairs; see docs/train-dict.md.
 
@@ -684,8 +685,8 @@ class DataCollection:
         return TrainIterator(coll, require_all=require_all, flat_keys=flat_keys,
                              keep_dims=keep_dims)
 
-    def train_from_id(self, train_id: int, devices=None, *, flat_keys: bool = False,
-                      keep_dims: bool = False):
+    def train_from_id(self, train_id: int, devices: SourceSelection | None = None, *,
+                      flat_keys: bool = False, keep_dims: bool = False) -> tuple[int, dict]:
         """``(train_id, data)`` for one train ID.
 
         Parameters
@@ -709,8 +710,8 @@ class DataCollection:
                          keep_dims=keep_dims)
         return next(iter(it))
 
-    def train_from_index(self, index: int, devices=None, *, flat_keys: bool = False,
-                         keep_dims: bool = False):
+    def train_from_index(self, index: int, devices: SourceSelection | None = None, *,
+                         flat_keys: bool = False, keep_dims: bool = False) -> tuple[int, dict]:
         """``(train_id, data)`` for the train at a position in ``train_ids``.
 
         Parameters
@@ -739,7 +740,7 @@ class DataCollection:
     @property
     def suspect_trains(self) -> list[SuspectTrain]:
         """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
-        return _suspect_trains(self.files)
+        return suspect_trains_of(self.files)
 
     @property
     def selection(self) -> dict[str, frozenset | None]:
@@ -805,7 +806,8 @@ class DataCollection:
         """
         return detector_modules(self.instrument_sources)
 
-    def info(self, details_for_sources=(), file=None) -> None:
+    def info(self, details_for_sources: str | Iterable[str] = (),
+             file: TextIO | None = None) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
@@ -889,7 +891,11 @@ def _origin_name(fa: FileAccess, origin: int) -> str:
     return f"source #{origin}"
 
 
-def _suspect_trains(files) -> list[SuspectTrain]:
+def suspect_trains_of(files: Iterable[FileAccess]) -> list[SuspectTrain]:
+    """The train IDs *files* mark as suspect.
+
+    ``DataCollection.suspect_trains``, and the warning at open (before a collection exists).
+    """
     out = []
     for fa in files:
         if not fa.n_suspect:
@@ -900,3 +906,11 @@ def _suspect_trains(files) -> list[SuspectTrain]:
                 origin = _origin_name(fa, int(fa.origin[row]))
             out.append(SuspectTrain(fa.filename, int(row), int(fa.train_ids[row]), origin))
     return out
+
+
+#: Sources and keys to select (``select``, ``deselect``, ``trains(devices=)``...): a source
+#: glob, a list of source globs or ``(source_glob, key_glob)`` pairs, a dict
+#: ``{source: keys or None}``, or a collection / source / key whose selection is copied.
+SourceSelection: TypeAlias = (str | Iterable[str | tuple[str, str]]
+                              | Mapping[str, Iterable[str] | None]
+                              | DataCollection | SourceData | KeyData)

@@ -12,6 +12,7 @@ import os
 import resource
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -166,6 +167,9 @@ class FileAccess:
         self._groups_cache: dict[str, list[str]] | None = None
         # Called with this FileAccess after an index was read from the file (run map).
         self.index_listener = None
+        # Says where the run cache this file's metadata came from is, or that it is off
+        # (set by RunDirectory; shown by info()).
+        self.cache_status: Callable[[], str] | None = None
         if info is None:
             info = scan_file(self.filename)
         self._set_info(info)
@@ -382,6 +386,7 @@ class FileAccess:
         state = self.__dict__.copy()
         state["_ds_meta"] = {}
         state["index_listener"] = None
+        state["cache_status"] = None
         return state
 
     def __repr__(self) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .opening import RunDirectory
+
+if TYPE_CHECKING:
+    from .collection import SourceSelection
 
 __all__ = ["RunHandler"]
 
@@ -55,7 +59,7 @@ class RunHandler:
         self.data.info()
         return summary
 
-    def trains(self, devices=None, require_all: bool = False):
+    def trains(self, devices: SourceSelection | None = None, require_all: bool = False):
         """Iterate over ``(train_id, data)`` (see docs/train-dict.md).
 
         Parameters
@@ -72,7 +76,7 @@ class RunHandler:
         """
         return iter(self._coll(devices).trains(require_all=require_all))
 
-    def train_from_id(self, train_id: int, devices=None):
+    def train_from_id(self, train_id: int, devices: SourceSelection | None = None):
         """``(train_id, data)`` for one train ID.
 
         Parameters
@@ -94,7 +98,7 @@ class RunHandler:
         """
         return self._coll(devices).train_from_id(train_id)
 
-    def train_from_index(self, index: int, devices=None):
+    def train_from_index(self, index: int, devices: SourceSelection | None = None):
         """``(train_id, data)`` for the train at a position (0 = first train).
 
         Parameters

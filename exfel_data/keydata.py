@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +15,11 @@ from .reading import read_chunks_into, read_rows, roi_shape
 from .rowindex import DataChunk, TrainRows, train_rows
 from .selection import select_train_ids, split_ranges, train_position
 from .train_id_list import TrainIdList
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from .hints import Roi, TrainSelection
 
 __all__ = ["KeyData", "read_run_value"]
 
@@ -46,7 +53,7 @@ class KeyData(fmt.SectionMixin):
     """
 
     def __init__(self, source: str, key: str, *, section: str, files: list[FileAccess],
-                 train_ids: np.ndarray, dtype, entry_shape: tuple,
+                 train_ids: np.ndarray, dtype: np.dtype, entry_shape: tuple,
                  inc_suspect_trains: bool = True):
         self.source = source
         self.key = key
@@ -175,7 +182,7 @@ class KeyData(fmt.SectionMixin):
                        train_ids=tids, dtype=self.dtype, entry_shape=self.entry_shape,
                        inc_suspect_trains=self.inc_suspect_trains)
 
-    def select_trains(self, trains) -> KeyData:
+    def select_trains(self, trains: TrainSelection) -> KeyData:
         """New KeyData for a subset of trains.
 
         Parameters
@@ -279,7 +286,7 @@ class KeyData(fmt.SectionMixin):
     def _out_dtype(self) -> np.dtype:
         return np.dtype(object) if self.dtype.kind == "O" else self.dtype
 
-    def ndarray(self, roi=(), out: np.ndarray | None = None) -> np.ndarray:
+    def ndarray(self, roi: Roi = (), out: np.ndarray | None = None) -> np.ndarray:
         """Read all selected entries into one numpy array (rows ordered by train).
 
         Parameters
@@ -311,7 +318,8 @@ class KeyData(fmt.SectionMixin):
             name = name[:-6]
         return name
 
-    def xarray(self, extra_dims=None, roi=(), name: str | None = None):
+    def xarray(self, extra_dims: Sequence[str] | None = None, roi: Roi = (),
+               name: str | None = None) -> xr.DataArray:
         """Read into an ``xarray.DataArray`` with a ``trainId`` coordinate (one per row).
 
         Structured dtypes give an ``xarray.Dataset`` with one variable per field.
@@ -403,7 +411,8 @@ class KeyData(fmt.SectionMixin):
                                 name=self._default_name("."))
         return arr
 
-    def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by=None):
+    def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0,
+                        reduce_by: str | Callable[..., Any] | None = None) -> Any:
         """One value for the whole selection, if all entries agree within tolerance.
 
         Numbers are compared with ``np.allclose`` against the reduced value; other types

@@ -12,12 +12,15 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from functools import partial
+from typing import Literal
 
-from .collection import DataCollection, _run_identity, _suspect_trains
+from .collection import DataCollection, suspect_trains_of
+from .euxfel_paths import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, run_identity
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
 from .format import KNOWN_VERSIONS
-from .run_map import RunMap
+from .run_map import RunMap, cache_mode, describe_cache
 from .scan import scan_file
 
 __all__ = ["RunDirectory", "H5File", "open_run", "find_proposal"]
@@ -78,7 +81,7 @@ def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
                 f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
                 f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
                 f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
-    suspect = _suspect_trains(files)
+    suspect = suspect_trains_of(files)
     if suspect:
         nfiles = len({s.file for s in suspect})
         s0 = suspect[0]
@@ -100,7 +103,8 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
 
 def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
-                 inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
+                 inc_suspect_trains: bool = True,
+                 cache: bool | Literal['read'] = True) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
     Parameters
@@ -113,10 +117,21 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
         Takes and returns a list of paths, to choose files.
     inc_suspect_trains : bool
         Include train IDs the files mark as suspect (default). See ``suspect_trains``.
-    cache : bool
-        Use and update the per-run cache of file indexes (see :mod:`run_map`).
+    cache : bool or 'read'
+        Use and update the per-run cache of file indexes (where it is: ``info()``, and
+        docs/reading.md "Fast reopening"); ``'read'`` uses it but never writes one;
+        ``False`` neither. ``$EXFEL_DATA_RUN_CACHE`` (``0``, ``read``) can restrict this.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder, or no ``.h5`` file in it matching *include* / *file_filter*.
+    ExfelDataError
+        No file could be read (each one's error is listed), or *cache* or
+        ``$EXFEL_DATA_RUN_CACHE`` has a value not understood.
     """
     path = os.path.abspath(os.fspath(path))
+    mode, why = cache_mode(cache)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Run folder not found: {path}")
     names = sorted(n for n in os.listdir(path) if n.endswith(".h5"))
@@ -132,17 +147,20 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
                                     f"matching {include!r} in {path}")
     if not paths:
         raise FileNotFoundError(f"No .h5 files matching {include!r} in {path}")
-    run_map = RunMap(path) if cache else None
+    run_map = RunMap(path, writable=mode == "on") if mode != "off" else None
     files, skipped = _open_files(paths, run_map)
     if not files:
         raise _no_readable(path, skipped)
+    status = partial(describe_cache, run_map, why)
+    for fa in files:
+        fa.cache_status = status
     if run_map is not None:
         if include == "*" and file_filter is None:
             run_map.drop_missing(set(names))
         run_map.save()
     _report_bad_trains(files, inc_suspect_trains)
     # (a file_filter may return paths elsewhere)
-    runs = frozenset([_run_identity(path)]) if file_filter is None else None
+    runs = frozenset([run_identity(path)]) if file_filter is None else None
     return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
 
 
@@ -176,9 +194,6 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataC
     _report_bad_trains(files, inc_suspect_trains)
     return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
 
-
-DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
-DEFAULT_DATA_ROOT = "/gpfs/exfel/exp"
 
 
 def find_proposal(proposal, root: str | None = None) -> str:

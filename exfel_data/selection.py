@@ -35,23 +35,38 @@ class _SelectorBase:
         return type(self)(item)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__.lstrip('_')}[{self.value!r}]"
+        # EXtra-data's canonical form: by_id[4::2, 7], by_index[..., ::-1]
+        name = "by_id" if isinstance(self, ById) else "by_index"
+        parts = self.value if isinstance(self.value, tuple) else (self.value,)
+        return f"{name}[{', '.join(_format_index(p) for p in parts)}]"
 
 
-class _ById(_SelectorBase):
+def _format_index(part) -> str:
+    """One index as written in brackets: ``:2``, ``0:10:2``, ``...``, ``[1, 2]``."""
+    if part is Ellipsis:
+        return "..."
+    if isinstance(part, slice):
+        text = ":".join("" if v is None else repr(v) for v in (part.start, part.stop))
+        return text if part.step is None else f"{text}:{part.step!r}"
+    if isinstance(part, np.ndarray):
+        return repr(part.tolist())
+    return repr(part)
+
+
+class ById(_SelectorBase):
     """Select trains by train ID: ``by_id[10000:10050]``, ``by_id[[10001, 10003]]``."""
 
 
-class _ByIndex(_SelectorBase):
+class ByIndex(_SelectorBase):
     """Select trains by position: ``by_index[:10]``, ``by_index[[0, 5]]``."""
 
 
-by_id = _ById()
-by_index = _ByIndex()
+by_id = ById()
+by_index = ByIndex()
 
 # extra-data's selector classes, which libraries built on it (EXtra) pass to our objects.
-_PEER_SELECTORS = {("extra_data.read_machinery", "by_id"): _ById,
-                   ("extra_data.read_machinery", "by_index"): _ByIndex}
+_PEER_SELECTORS = {("extra_data.read_machinery", "by_id"): ById,
+                   ("extra_data.read_machinery", "by_index"): ByIndex}
 
 
 def own_selector(sel):
@@ -110,7 +125,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
     """
     train_ids = np.asarray(train_ids, dtype=np.uint64)
     sel = own_selector(sel)
-    if isinstance(sel, _ById):
+    if isinstance(sel, ById):
         v = sel.value
         if isinstance(v, slice):
             start = train_ids[0] if v.start is None else v.start
@@ -129,7 +144,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
                                               else v, dtype=np.uint64))
         _check_present(wanted, train_ids)
         return wanted
-    if isinstance(sel, _ByIndex):
+    if isinstance(sel, ByIndex):
         sel = sel.value
     if isinstance(sel, slice):
         return train_ids[sel]
@@ -175,7 +190,7 @@ def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None =
             raise ValueError(f"trains_per_part must be >= 1, not {trains_per_part}")
         n_parts = max(n_parts, -(-n // trains_per_part))
     n_parts = max(1, min(n_parts, max(n, 1)))
-    bounds = np.linspace(0, n, n_parts + 1).round().astype(int)
+    bounds = [i * n // n_parts for i in range(n_parts + 1)]  # EXtra-data's boundaries
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a or n == 0]
 
 
@@ -200,7 +215,7 @@ class TrainRange:
     slice: slice
 
     @property
-    def selector(self) -> _ById | _ByIndex:
+    def selector(self) -> ById | ByIndex:
         """The range as ``by_index[...]`` or ``by_id[...]``, for ``select_trains``."""
         return by_id[self.slice] if self.by == "id" else by_index[self.slice]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .keydata import KeyData, read_run_value
 from .rowindex import train_rows
 from .selection import glob_matcher, select_train_ids, sorted_unique, split_ranges
 from .train_id_list import TrainIdList
+
+if TYPE_CHECKING:
+    from .hints import KeySelection, TrainSelection
 
 __all__ = ["SourceData"]
 
@@ -221,7 +225,7 @@ class SourceData(fmt.SectionMixin):
                                               self.inc_suspect_trains) or self.files[:1]
         return SourceData(self.source, **args)
 
-    def select_keys(self, keys) -> SourceData:
+    def select_keys(self, keys: KeySelection) -> SourceData:
         """New SourceData with only the keys matching glob(s) or names.
 
         ``None``, an empty set or ``'*'`` keep all keys (as in EXtra-data).
@@ -250,7 +254,7 @@ class SourceData(fmt.SectionMixin):
                 chosen |= found
         return self._replace(sel_keys=frozenset(chosen))
 
-    def select_trains(self, trains) -> SourceData:
+    def select_trains(self, trains: TrainSelection) -> SourceData:
         """A new SourceData for a subset of trains.
 
         Parameters

@@ -103,6 +103,11 @@ def format_info(coll, details_for_sources=()) -> str:
                       for v, c in sorted(versions.items()))
     dirs = sorted({os.path.dirname(f.filename) for f in coll.files})
     out.append(f"Files:          {len(coll.files)} in {', '.join(dirs)} (format {vtext})")
+    cache_status = {}
+    for f in coll.files:
+        if f.cache_status is not None:
+            cache_status.setdefault(os.path.dirname(f.filename), f.cache_status)
+    out += [f"Index cache:    {cache_status[d]()}" for d in dirs if d in cache_status]
     if suspect:
         what = "included" if coll.inc_suspect_trains else "excluded"
         out.append(f"Suspect trains: {len(suspect)} {what} (see run.suspect_trains)")

@@ -207,10 +207,10 @@ def run_offline(run: str | os.PathLike | DataCollection, analysis: str | os.Path
     if out is not None:
         out = check_output(out, overwrite)
     local = bool(workers and workers > 1 and scheduler is None)
-    from ..write.interrupt import stop_on_signals
+    from ..signals import stop_on_signals
 
     # With local workers SIGTERM, like Ctrl-C, stops them (no orphans) and then us.
-    with stop_on_signals() if local else contextlib.nullcontext():
+    with stop_on_signals(checkpoints=True) if local else contextlib.nullcontext():
         return _run(spec, loaded, params, run, select, trains, workers, scheduler, part,
                     out, overwrite, progress, chunk_trains, report, local)
 

@@ -16,7 +16,7 @@ import signal
 from concurrent.futures import Future
 from multiprocessing.connection import wait
 
-from ..write.interrupt import check_interrupt, mark_worker
+from ..signals import check_interrupt, mark_worker
 
 __all__ = ["LocalPool", "WorkerDied"]
 

@@ -28,7 +28,7 @@ def conversion_errors(context: str = "") -> Iterator[None]:
         with _notes_shown():
             yield
     except KeyboardInterrupt as exc:
-        from ..write.interrupt import Interrupted
+        from ..signals import Interrupted
 
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         what = "Interrupted" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -22,8 +22,10 @@ from .errors import (
     DetectorDataWarning,
     DetectorError,
     FillValueError,
+    ModuleIndexError,
     ModuleMismatchError,
     NoDetectorError,
+    NoMaskError,
 )
 from .keydata import DetectorKeyData
 from .masked import MaskedDetectorKeyData
@@ -40,11 +42,13 @@ __all__ = [
     'DetectorKeyData',
     'FillValueError',
     'MaskedDetectorKeyData',
+    'ModuleIndexError',
     'ModuleMismatchError',
     'ModuleStack',
     'StackView',
     'MultiModuleDetector',
     'NoDetectorError',
+    'NoMaskError',
     'identify_multimod_detectors',
     'open_detector',
     'stack_data',

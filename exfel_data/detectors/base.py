@@ -15,21 +15,28 @@ import numpy as np
 
 from exfel_data.rowindex import train_rows
 from exfel_data.selection import by_id, find_train_ids, select_train_ids, split_ranges
+from exfel_data.train_id_list import TrainIdList
 
-from .errors import NoDetectorError, warn_user
+from .errors import NoDetectorError, NoMaskError, warn_user
 from .frames import majority
 from .identify import DetectorKind, DetectorSources, find_detectors
 from .iteration import iterate_trains
 from .keydata import DetectorKeyData
 from .masked import MaskedDetectorKeyData
 from .virtual_cxi import write_virtual_cxi
+from .write_frames import write_frames
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     import pandas as pd
+    import xarray as xr
+    from numpy.typing import ArrayLike, DTypeLike
 
+    from exfel_data.collection import DataCollection
+    from exfel_data.hints import PulseSpec, Roi, TrainSelection
     from exfel_data.keydata import KeyData
 
 __all__ = ['MultiModuleDetector']
@@ -57,7 +64,7 @@ class MultiModuleDetector:
 
     What :class:`~.keydata.DetectorKeyData` relies on (its only view of the detector):
     ``data`` (the collection), ``kind``, ``frames_group``, ``detector_name``, ``modules``,
-    ``modno_to_source``, ``train_ids``, ``n_modules``, ``mismatched_frames``,
+    ``modno_to_source``, ``_train_ids`` (uint64 array), ``n_modules``, ``mismatched_frames``,
     ``entry_counts`` (trains x modules), :meth:`reference_counts`,
     :meth:`module_keydata` and ``plan_cache`` (plans shared by the keys of one detector).
 
@@ -90,7 +97,8 @@ class MultiModuleDetector:
         """Index group holding one row per frame ('image' for XTDF); None: one row per train."""
         return self.kind.frames_group
 
-    def __init__(self, data, detector_name: str | None = None, modules=None, *,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *,
                  raw: bool | None = None, min_modules: int = 1,
                  mismatched_frames: str = 'fill'):
         if mismatched_frames not in MISMATCH_POLICIES:
@@ -113,6 +121,8 @@ class MultiModuleDetector:
         self.modno_to_source = self._renumber(self.modno_to_source)
         self.mismatched_frames = mismatched_frames
         self.min_modules = min_modules
+        # Only the detector's module sources, as EXtra-data's ``det.data``
+        data = data.select([(src, '*') for src in self.modno_to_source.values()])
         self.data = data
         tids = np.asarray(data.train_ids, dtype=np.uint64)
         counts = self._module_counts(data, tids)
@@ -201,7 +211,7 @@ class MultiModuleDetector:
     def _warn_messy(self):
         counts = self.entry_counts
         ref = self.reference_counts()
-        tids = self.train_ids
+        tids = self._train_ids
         msgs = []
         missing = (counts == 0)
         for j, modno in enumerate(self.modules):
@@ -234,9 +244,12 @@ class MultiModuleDetector:
 
     # -- properties -----------------------------------------------------------------
     @property
-    def train_ids(self) -> np.ndarray:
-        """Train IDs with data from at least ``min_modules`` modules (uint64)."""
-        return self._train_ids
+    def train_ids(self) -> TrainIdList:
+        """Train IDs with data from at least ``min_modules`` modules.
+
+        A list of ints, as a collection's ``train_ids`` (``np.asarray()`` gives uint64).
+        """
+        return TrainIdList(self._train_ids)
 
     @property
     def modules(self) -> list[int]:
@@ -258,7 +271,7 @@ class MultiModuleDetector:
         """Frames per train that most modules recorded (pandas Series, index: train ID)."""
         import pandas as pd
         return pd.Series(self.reference_counts(), name='frames',
-                         index=pd.Index(self.train_ids, name='trainId'))
+                         index=pd.Index(self._train_ids, name='trainId'))
 
     @property
     def frames_per_train(self) -> int:
@@ -303,13 +316,13 @@ class MultiModuleDetector:
         import pandas as pd
         counts = self.entry_counts
         return pd.DataFrame(counts > 0 if as_bool else counts.copy(),
-                            index=pd.Index(self.train_ids, name='trainId'),
+                            index=pd.Index(self._train_ids, name='trainId'),
                             columns=pd.Index(self.modules, name='module'))
 
     def __repr__(self):
-        kind = 'raw' if self.raw else 'corrected'
+        kind = 'raw' if self.raw else 'proc'  # corrected data, 'proc' as EXtra-data
         return (f"<{type(self).__name__} {self.detector_name!r}: {kind} data, "
-                f"{len(self.modules)} modules, {len(self.train_ids)} trains>")
+                f"{len(self.modules)} modules, {len(self._train_ids)} trains>")
 
     def __contains__(self, key: str) -> bool:
         """True if every module in use has *key*."""
@@ -334,20 +347,20 @@ class MultiModuleDetector:
         KeyData
         """
         kd = self.data[self.modno_to_source[modno], key]
-        return kd.select_trains(by_id[self.train_ids])
+        return kd.select_trains(by_id[self._train_ids])
 
     # -- selections -----------------------------------------------------------------
     def _with_trains(self, tids: np.ndarray):
-        pos, found = find_train_ids(self.train_ids, np.asarray(tids, dtype=np.uint64))
+        pos, found = find_train_ids(self._train_ids, np.asarray(tids, dtype=np.uint64))
         pos = pos[found]
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
-        new._train_ids = self.train_ids[pos]
+        new._train_ids = self._train_ids[pos]
         new.entry_counts = self.entry_counts[pos]
         new.plan_cache = {}
         return new
 
-    def select_trains(self, trains) -> MultiModuleDetector:
+    def select_trains(self, trains: TrainSelection) -> MultiModuleDetector:
         """New detector object for a subset of trains.
 
         Parameters
@@ -361,7 +374,7 @@ class MultiModuleDetector:
         MultiModuleDetector
             Of the same class, for those trains.
         """
-        return self._with_trains(select_train_ids(self.train_ids, trains))
+        return self._with_trains(select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts: int | None = None, trains_per_part: int | None = None,
                      frames_per_part: int | None = None):
@@ -385,6 +398,15 @@ class MultiModuleDetector:
             Of the same class, for the trains of one part.
         """
         if frames_per_part is not None:
+            try:  # a fixed frame count: even parts of whole trains, as EXtra-data
+                per_train = self.frames_per_train
+            except ValueError:
+                pass
+            else:
+                n = max(1, frames_per_part // max(per_train, 1))
+                trains_per_part = min(n, trains_per_part or n)
+                frames_per_part = None
+        if frames_per_part is not None:
             frames = self.reference_counts().astype(np.int64)
             part_start, acc = 0, 0
             bounds = []
@@ -402,18 +424,19 @@ class MultiModuleDetector:
                           for b in bounds
                           for s in split_ranges(b.stop - b.start, None, trains_per_part)]
         else:
-            bounds = split_ranges(len(self.train_ids), parts, trains_per_part)
+            bounds = split_ranges(len(self._train_ids), parts, trains_per_part)
         for sl in bounds:
             if sl.stop > sl.start:
-                yield self._with_trains(self.train_ids[sl])
+                yield self._with_trains(self._train_ids[sl])
 
     # -- data access ----------------------------------------------------------------
     def __getitem__(self, key: str) -> DetectorKeyData:
         return DetectorKeyData(self, key)
 
-    def get_array(self, key: str | None = None, pulses=None, unstack_pulses: bool = True, *,
-                  fill_value=None, roi=(), astype=None, subtrain_index: str = 'pulseId',
-                  module_gaps: bool = False):
+    def get_array(self, key: str | None = None, pulses: PulseSpec | None = None,
+                  unstack_pulses: bool = True, *, fill_value: float | None = None,
+                  roi: Roi = (), astype: DTypeLike | None = None,
+                  subtrain_index: str = 'pulseId', module_gaps: bool = False) -> xr.DataArray:
         """Read one key of all modules into a labelled array.
 
         Parameters
@@ -450,9 +473,11 @@ class MultiModuleDetector:
         return kd.xarray(fill_value=fill_value, roi=roi, astype=astype, module_gaps=module_gaps,
                          unstack_pulses=unstack_pulses)
 
-    def get_dask_array(self, key: str | None = None, *, pulses=None, fill_value=None,
-                       roi=(), astype=None, subtrain_index: str = 'pulseId',
-                       chunk_bytes: int | None = None, module_gaps: bool = False):
+    def get_dask_array(self, key: str | None = None, *, pulses: PulseSpec | None = None,
+                       fill_value: float | None = None, roi: Roi = (),
+                       astype: DTypeLike | None = None, subtrain_index: str = 'pulseId',
+                       chunk_bytes: int | None = None,
+                       module_gaps: bool = False) -> xr.DataArray:
         """Like :meth:`get_array`, but lazy (an xarray wrapping a dask array).
 
         The task graph holds file names, dataset paths and row numbers only, so it can
@@ -472,15 +497,18 @@ class MultiModuleDetector:
             Labelled like :meth:`get_array`'s result, wrapping a dask array.
         """
         kd = self[key or self.kind.main_key].select_pulses(pulses, subtrain_index)
+        kd = kd.drop_unselected_trains()
         return kd.dask_array(fill_value=fill_value, roi=roi, astype=astype, labelled=True,
                              chunk_bytes=chunk_bytes, module_gaps=module_gaps,
                              unstack_pulses=True)
 
-    def trains(self, pulses=None, require_all: bool = True, keys=None, *, fill_value=None,
+    def trains(self, pulses: PulseSpec | None = None, require_all: bool = True,
+               keys: str | Sequence[str] | None = None, *, fill_value: float | None = None,
                subtrain_index: str = 'pulseId', chunk_bytes: int | None = None):
         """Iterate over trains: ``(train_id, {key: DataArray (module, train, pulse, ...)})``.
 
-        As EXtra-data: each array has a length-1 ``train`` dim; by default every key
+        As EXtra-data: each array has a length-1 ``train`` dim (none for JUNGFRAU,
+        whose arrays are ``(module, cell, slow_scan, fast_scan)``); by default every key
         of the main data's group (``image.*`` / JUNGFRAU ``data.*``) is read and
         trains where a module has no data are skipped. Reads several trains at once
         (about *chunk_bytes* in all) and yields views, so the per-train cost stays small.
@@ -532,8 +560,41 @@ class MultiModuleDetector:
         """
         return write_virtual_cxi(self, filename, fillvalues)
 
-    def masked_data(self, key: str | None = None, *, mask_bits=None, masked_value=np.nan,
-                    pulses=None, subtrain_index: str = 'pulseId'):
+    def write_frames(self, filename: str | os.PathLike, trains: ArrayLike, pulses: ArrayLike
+                     ) -> Path:
+        """Write selected frames of every module to a new EXDF (EuXFEL HDF5) file.
+
+        As EXtra-data's ``write_frames``: frame *i* is ``(trains[i], pulses[i])``, a train
+        ID and a pulse ID as the detector recorded it (``image.pulseId``). Every key of
+        each module source is written: the frame group's keys for the chosen frames, the
+        other groups (``header``, ``trailer``, ...) whole; the file has all the detector's
+        trains (those without a chosen frame have none). It opens with ``H5File`` and
+        keeps the source names. Reads one key of one module at a time.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            Output file (written to a temporary name, then renamed).
+        trains, pulses : array-like of int
+            1-D, one entry per frame.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        ValueError
+            *trains* and *pulses* are not 1-D arrays of the same length.
+        TrainIDError
+            A train ID not in this detector's trains (names the first one).
+        """
+        return write_frames(self, filename, trains, pulses)
+
+    def masked_data(self, key: str | None = None, *, mask_bits: int | Sequence[int] | None = None,
+                    masked_value: float = np.nan, pulses: PulseSpec | None = None,
+                    subtrain_index: str = 'pulseId'):
         """Corrected data with bad pixels (per the mask key) replaced by *masked_value*.
 
         Parameters
@@ -552,7 +613,7 @@ class MultiModuleDetector:
         """
         mask_key = self.kind.mask_key
         if self.raw or mask_key not in self:
-            raise NoDetectorError(
+            raise NoMaskError(
                 f"No mask ({mask_key!r}) in {self.detector_name} data: masks come with "
                 f"corrected data, and this is {'raw' if self.raw else 'corrected without mask'}"
             )

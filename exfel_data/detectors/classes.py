@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import MultiModuleDetector
 from .errors import ModuleMismatchError, NoDetectorError
 from .identify import KINDS, find_detectors
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from exfel_data.collection import DataCollection
 
 __all__ = ['AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU', 'ALL', 'open_detector',
            'identify_multimod_detectors']
@@ -52,7 +59,8 @@ class LPD1M(XtdfDetector):
 
     kind = KINDS['LPD1M']
 
-    def __init__(self, data, detector_name=None, modules=None, *, parallel_gain: bool = False,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *, parallel_gain: bool = False,
                  **kwargs):
         super().__init__(data, detector_name, modules, **kwargs)
         self.parallel_gain = bool(parallel_gain)
@@ -62,7 +70,7 @@ class LPD1M(XtdfDetector):
             if bad.size:
                 raise ModuleMismatchError(
                     f"parallel_gain=True needs the frames in each train to be divisible by 3; "
-                    f"train {int(self.train_ids[bad[0]])} has "
+                    f"train {int(self._train_ids[bad[0]])} has "
                     f"{sorted(set(counts[bad[0]].tolist()))} frames per module")
 
 
@@ -94,7 +102,8 @@ class JUNGFRAU(MultiModuleDetector):
 
     kind = KINDS['JUNGFRAU']
 
-    def __init__(self, data, detector_name=None, modules=None, *, n_modules=None,
+    def __init__(self, data: DataCollection, detector_name: str | None = None,
+                 modules: Iterable[int] | None = None, *, n_modules: int | None = None,
                  first_modno: int = 1, **kwargs):
         self.first_modno = int(first_modno)
         super().__init__(data, detector_name, modules, **kwargs)
@@ -118,6 +127,43 @@ class JUNGFRAU(MultiModuleDetector):
     def n_modules(self) -> int:
         return self._n_modules
 
+    @property
+    def frames_per_train(self) -> int:
+        """Memory cells per train: each train's entry holds that many frames."""
+        return super().frames_per_train * self._cells_per_entry()
+
+    def _cells_per_entry(self) -> int:
+        shape = self[self.kind.main_key].entry_shape
+        return int(shape[0]) if len(shape) == 3 else 1
+
+    def cell_ids(self) -> np.ndarray:
+        """Memory cell of each frame in a train (``data.memoryCell`` of the first train).
+
+        Returns
+        -------
+        numpy.ndarray
+            One cell number per frame (the ``cell`` axis of ``get_array``).
+
+        Raises
+        ------
+        ModuleMismatchError
+            Modules disagree on the cells, or a module has no cell numbers.
+        """
+        key = 'data.memoryCell'
+        if key not in self:
+            raise ModuleMismatchError(f"{self.detector_name}: no {key!r} in every module; "
+                                      f"the cells cannot be told")
+        first = self.select_trains(np.s_[:1])
+        missing = np.iinfo(np.int64).max
+        cells = first[key].ndarray(fill_value=missing, astype=np.int64)[:, 0]  # (modules, n)
+        if (cells == missing).any() or (cells != cells[0]).any():
+            per_mod = {m: None if (c == missing).all() else c.tolist()
+                       for m, c in zip(first.modules, cells, strict=True)}
+            raise ModuleMismatchError(
+                f"{self.detector_name}: modules disagree on {key!r} in train "
+                f"{first.train_ids[0]} (None: no data): {per_mod}")
+        return cells[0].astype(self.data[self.modno_to_source[self.modules[0]], key].dtype)
+
     def _entry_dims(self, key: str, ndim: int) -> list[str]:
         if ndim == 3:
             return ['cell', 'slow_scan', 'fast_scan']
@@ -129,8 +175,9 @@ class JUNGFRAU(MultiModuleDetector):
 ALL = (AGIPD1M, AGIPD500K, LPD1M, DSSC1M, JUNGFRAU)
 
 
-def identify_multimod_detectors(data, detector_name: str | None = None, *,
-                                single: bool = False, clses=None):
+def identify_multimod_detectors(data: DataCollection, detector_name: str | None = None, *,
+                                single: bool = False,
+                                clses: Iterable[type[MultiModuleDetector]] | None = None):
     """Find the multi-module detectors in a data collection (by source names only).
 
     Parameters

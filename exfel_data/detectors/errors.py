@@ -13,8 +13,8 @@ import warnings
 
 from exfel_data.exceptions import ExfelDataError
 
-__all__ = ['DetectorError', 'ModuleMismatchError', 'FillValueError', 'NoDetectorError',
-           'DetectorDataWarning', 'warn_user']
+__all__ = ['DetectorError', 'ModuleMismatchError', 'ModuleIndexError', 'FillValueError',
+           'NoDetectorError', 'NoMaskError', 'DetectorDataWarning', 'warn_user']
 
 
 class DetectorError(ExfelDataError, ValueError):
@@ -23,6 +23,10 @@ class DetectorError(ExfelDataError, ValueError):
 
 class ModuleMismatchError(DetectorError):
     """Modules disagree (shape, dtype, numbering) in a way that cannot be filled."""
+
+
+class ModuleIndexError(ModuleMismatchError, IndexError):
+    """A module number outside the detector's modules (an ``IndexError``, as EXtra-data)."""
 
 
 class FillValueError(DetectorError):
@@ -34,6 +38,11 @@ class NoDetectorError(DetectorError, KeyError):
 
     def __str__(self):  # KeyError would quote the message
         return str(self.args[0]) if self.args else ''
+
+
+class NoMaskError(NoDetectorError, RuntimeError):
+    """``masked_data()`` on data without a mask key (raw data); a ``RuntimeError`` as
+    EXtra-data raises there."""
 
 
 class DetectorDataWarning(UserWarning):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exfel_data.selection import by_id, by_index, own_selector
+from exfel_data.selection import ById, ByIndex, own_selector
 
 __all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
            'majority', 'gain_stage_labels', 'GAIN_STRIDE']
@@ -22,7 +22,6 @@ __all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'p
 #: sorted labels run through the pulses of gain stage 0, then 1, then 2.
 GAIN_STRIDE = 1 << 40
 
-_ById, _ByIndex = type(by_id), type(by_index)
 
 
 def majority(values: np.ndarray, valid: np.ndarray, empty=-1) -> np.ndarray:
@@ -95,9 +94,9 @@ def normalise_pulses(pulses) -> PulseSelection:
         return pulses or PulseSelection('all', None)
     kind = 'index'
     pulses = own_selector(pulses)
-    if isinstance(pulses, _ById):
+    if isinstance(pulses, ById):
         kind, pulses = 'id', pulses.value
-    elif isinstance(pulses, _ByIndex):
+    elif isinstance(pulses, ByIndex):
         pulses = pulses.value
     if isinstance(pulses, slice):
         for part in (pulses.start, pulses.stop, pulses.step):

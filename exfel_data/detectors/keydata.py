@@ -70,7 +70,7 @@ class DetectorKeyData:
 
     def __repr__(self):
         return (f"<DetectorKeyData {self.det.detector_name} {self.key!r}: "
-                f"{len(self.det.modules)} modules, {len(self.det.train_ids)} trains>")
+                f"{len(self.det.modules)} modules, {len(self.det._train_ids)} trains>")
 
     # -- selections -----------------------------------------------------------------
     def _copy(self, **changes):
@@ -89,6 +89,19 @@ class DetectorKeyData:
     def select_trains(self, trains):
         return self._copy(det=self.det.select_trains(trains))
 
+    def drop_unselected_trains(self):
+        """Same key without the trains where the pulse selection keeps no frame.
+
+        What EXtra-data's ``get_array`` returns for a pulse selection: a train none of
+        whose modules recorded a selected pulse has no row (``by_id[:0]`` gives 0 trains).
+        """
+        if not self.per_frame or self.pulses.is_all:
+            return self
+        keep = self._plan().covered().sum(axis=0) > 0
+        if keep.all():
+            return self
+        return self._copy(det=self.det._with_trains(self.det._train_ids[keep]))
+
     def split_trains(self, parts=None, trains_per_part=None, frames_per_part=None):
         for d in self.det.split_trains(parts, trains_per_part, frames_per_part):
             yield self._copy(det=d)
@@ -100,7 +113,7 @@ class DetectorKeyData:
         cached = self.det.plan_cache.get(cache_key)
         if cached is not None:
             return cached
-        tids = self.det.train_ids
+        tids = self.det._train_ids
         kd = self.det.module_keydata(modno, self.key)
         segments, vstart, v = [], np.zeros(len(tids), np.int64), 0
         for ch in kd.data_chunks():
@@ -218,13 +231,13 @@ class DetectorKeyData:
         plan = self._plan()
         roi = roi if isinstance(roi, tuple) else (roi,)
         pulse = (plan.n_slots,) if plan.has_pulse_axis else ()
-        return ((len(self._module_numbers(module_gaps)), len(self.det.train_ids)) + pulse
+        return ((len(self._module_numbers(module_gaps)), len(self.det._train_ids)) + pulse
                 + roi_shape(self.entry_shape, roi))
 
     def unstacked_coords(self, module_gaps: bool = False) -> dict:
         plan = self._plan()
         c = {'module': np.array(self._module_numbers(module_gaps)),
-             'train': np.asarray(self.det.train_ids, dtype=np.uint64)}
+             'train': np.asarray(self.det._train_ids, dtype=np.uint64)}
         if plan.has_pulse_axis:
             labels = plan.labels
             if self._stages > 1:
@@ -252,14 +265,14 @@ class DetectorKeyData:
 
     # -- reading ----------------------------------------------------------------------
     def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
-                          module_gaps: bool = False) -> np.ndarray:
+                          module_gaps: bool = False, _out=None) -> np.ndarray:
         """Read into one new array of :meth:`unstacked_shape` (the fast path, no labels).
 
         This is what ``get_array`` labels: the train and pulse axes apart, missing
         frames filled.
         """
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
-        n_trains, n_slots = len(self.det.train_ids), plan.n_slots
+        n_trains, n_slots = len(self.det._train_ids), plan.n_slots
         tasks = []
         mod_slots = self._module_slots(module_gaps)
         for i, (m, slot) in enumerate(zip(self.det.modules, mod_slots, strict=True)):
@@ -269,7 +282,8 @@ class DetectorKeyData:
         full = (shape[0] == len(self.det.modules)
                 and int(plan.covered().sum()) == len(self.det.modules) * n_trains * n_slots)
         entry_ndim = len(shape) - (3 if plan.has_pulse_axis else 2)
-        out = read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi)
+        out = read_box(tuple(tasks), shape, entry_ndim, dtype, fill, full, roi,
+                       None if _out is None else _out.reshape(shape))
         return out.reshape(self.unstacked_shape(roi, module_gaps))
 
 
@@ -297,7 +311,7 @@ class DetectorKeyData:
         """
         import dask.array as da
         roi, plan, dtype, fill, shape = self._read_setup(roi, astype, fill_value, module_gaps)
-        n_trains, n_slots = len(self.det.train_ids), plan.n_slots
+        n_trains, n_slots = len(self.det._train_ids), plan.n_slots
         tpc, spc = _chunking or self._chunking(roi, dtype.itemsize, chunk_bytes)
         # An empty selection still gets one (empty) chunk per module
         train_bounds = [(a, min(a + tpc, n_trains)) for a in range(0, n_trains, tpc)] or [(0, 0)]
@@ -372,9 +386,10 @@ class DetectorKeyData:
 
     @property
     def dimensions(self) -> list[str]:
-        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys."""
+        """Dims of :meth:`xarray`: ``module, train_pulse, ...`` for per-frame keys,
+        ``module, trainId, ...`` for per-train keys (as EXtra-data)."""
         if not self.per_frame:
-            return list(self.unstacked_dims())
+            return ['module', 'trainId'] + list(self.unstacked_dims()[2:])
         return ['module', 'train_pulse'] + self._entry_dims()
 
     @property
@@ -382,31 +397,86 @@ class DetectorKeyData:
         return self.det.modules
 
     @property
-    def train_ids(self) -> np.ndarray:
+    def train_ids(self):
+        """Train IDs (a list of ints, as the detector's)."""
         return self.det.train_ids
 
     def train_id_coordinates(self) -> np.ndarray:
         """Train ID of each entry on the frames (or trains) axis."""
         if not self.per_frame:
-            return np.asarray(self.det.train_ids, dtype=np.uint64)
+            return np.asarray(self.det._train_ids, dtype=np.uint64)
         n_slots = self._plan().n_slots
-        return np.repeat(np.asarray(self.det.train_ids, np.uint64), n_slots)[self._recorded()]
+        return np.repeat(np.asarray(self.det._train_ids, np.uint64), n_slots)[self._recorded()]
+
+    def pulse_id_coordinates(self) -> np.ndarray:
+        """Pulse ID of each frame on the frames axis of :meth:`ndarray` (EXtra-data's)."""
+        return self._label_coordinates('pulseId')
+
+    def cell_id_coordinates(self) -> np.ndarray:
+        """Memory cell ID of each frame on the frames axis of :meth:`ndarray`."""
+        return self._label_coordinates('cellId')
+
+    def _label_coordinates(self, index: str) -> np.ndarray:
+        if not self.per_frame:
+            raise ValueError(f"{self.key!r} has one entry per train, not per frame; "
+                             f"use train_id_coordinates()")
+        kd = self.select_pulses(self.pulses, index)
+        plan = kd._plan()
+        if not plan.use_labels or plan.positional:
+            raise ModuleMismatchError(
+                f"{self.det.detector_name}: no usable {kd.det.frames_group}.{index} "
+                f"(missing, or repeated within a train)")
+        labels = plan.labels % GAIN_STRIDE if self._stages > 1 else plan.labels
+        n_trains = len(self.det._train_ids)
+        coords = np.broadcast_to(labels, (n_trains, len(labels))).reshape(-1)[kd._recorded()]
+        if kd is not self and len(coords) != int(self._recorded().sum()):
+            raise ModuleMismatchError(
+                f"{self.det.detector_name}: the frames by {index} do not line up with the "
+                f"frames by {self.subtrain_index}; select with subtrain_index={index!r}")
+        return coords.astype(np.uint64)
 
     def __getitem__(self, trains):
         """Select trains by position (``kd[:10]``), as EXtra-data."""
         return self.select_trains(trains)
 
-    def ndarray(self, *, fill_value=None, roi=(), astype=None, module_gaps: bool = False
+    # Indexing selects trains: without this, Python would iterate via __getitem__ forever
+    __iter__ = None
+
+    def ndarray(self, *, fill_value=None, out: np.ndarray | None = None, roi=(), astype=None,
+                module_gaps: bool = False, decompress_threads: int | None = None
                 ) -> np.ndarray:
         """Read into a new array of :meth:`buffer_shape` (EXtra-data's layout).
 
         Per-frame keys give ``(modules, frames, ...)``: the frames of all trains one
         after another (the frames some module recorded; others filled). Use
         ``get_array`` or :meth:`unstacked_ndarray` for separate train and pulse axes.
+
+        Parameters
+        ----------
+        fill_value, roi, astype, module_gaps
+            As for ``get_array``.
+        out : numpy.ndarray, optional
+            Array of :meth:`buffer_shape` to read into (its dtype is the output dtype;
+            read in place when it is C-contiguous and every frame slot is recorded).
+        decompress_threads : int, optional
+            Accepted for EXtra-data compatibility; HDF5 decompresses while reading,
+            in the calling thread, so it does not change the result or the speed.
         """
-        arr = self.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                                     module_gaps=module_gaps)
-        return self._as_frames(arr) if self.per_frame else arr
+        del decompress_threads  # see docstring: no separate decompression step here
+        if out is None:
+            arr = self.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
+                                         module_gaps=module_gaps)
+            return self._as_frames(arr) if self.per_frame else arr
+        want = self.buffer_shape(module_gaps, roi)
+        if out.shape != want:
+            raise ValueError(f"{self.key}: out= must have shape {want} (buffer_shape), "
+                             f"not {out.shape}")
+        direct = out.flags.c_contiguous and (not self.per_frame or self._recorded().all())
+        arr = self.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=out.dtype,
+                                     module_gaps=module_gaps, _out=out if direct else None)
+        if not direct:
+            out[...] = self._as_frames(arr) if self.per_frame else arr
+        return out
 
     def xarray(self, *, pulses=None, fill_value=None, roi=(), astype=None,
                subtrain_index: str | None = None, unstack_pulses: bool = False,
@@ -415,17 +485,26 @@ class DetectorKeyData:
 
         Per-frame keys: dims ``(module, train_pulse, ...)`` with a (train, pulse)
         MultiIndex, as EXtra-data; ``unstack_pulses=True`` gives ``(module, train,
-        pulse, ...)`` (what ``get_array`` returns). *pulses* / *subtrain_index*
-        select as :meth:`select_pulses`.
+        pulse, ...)`` (what ``get_array`` returns). Per-train keys (JUNGFRAU): dims
+        ``(module, trainId, ...)`` (``train`` with ``unstack_pulses=True``).
+        *pulses* / *subtrain_index* select as :meth:`select_pulses`.
         """
         kd = self if pulses is None and subtrain_index is None else \
             self.select_pulses(pulses if pulses is not None else self.pulses, subtrain_index)
+        if unstack_pulses:
+            kd = kd.drop_unselected_trains()
         roi = roi if isinstance(roi, tuple) else (roi,)
         arr = kd.unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
                                    module_gaps=module_gaps)
-        if unstack_pulses or not kd.per_frame:
+        if unstack_pulses:
             return kd._wrap_unstacked(arr, roi, module_gaps)
+        if not kd.per_frame:
+            return kd._wrap_per_train(arr, roi, module_gaps)
         return kd._wrap_frames(kd._as_frames(arr), roi, module_gaps)
+
+    def _wrap_per_train(self, arr, roi, module_gaps):
+        # EXtra-data's key-level layout names the train dim after its coordinate
+        return self._wrap_unstacked(arr, roi, module_gaps).rename(train='trainId')
 
     def _wrap_frames(self, arr, roi, module_gaps):
         import pandas as pd
@@ -452,8 +531,10 @@ class DetectorKeyData:
         roi = roi if isinstance(roi, tuple) else (roi,)
         arr = self.unstacked_dask_array(fill_value=fill_value, roi=roi, astype=astype,
                                         chunk_bytes=chunk_bytes, module_gaps=module_gaps)
-        if unstack_pulses or not self.per_frame:
+        if unstack_pulses:
             return self._wrap_unstacked(arr, roi, module_gaps) if labelled else arr
+        if not self.per_frame:
+            return self._wrap_per_train(arr, roi, module_gaps) if labelled else arr
         arr = self._as_frames(arr)
         return self._wrap_frames(arr, roi, module_gaps) if labelled else arr
 
@@ -478,4 +559,4 @@ def _token(*parts) -> str:
     from dask.base import tokenize
     kd = parts[0]
     return tokenize(kd.det.detector_name, kd.key, kd.pulses.key(), kd.subtrain_index,
-                    kd.det.train_ids, kd.det.modules, kd.det.mismatched_frames, *parts[1:])
+                    kd.det._train_ids, kd.det.modules, kd.det.mismatched_frames, *parts[1:])

@@ -38,13 +38,13 @@ class MaskedDetectorKeyData(DetectorKeyData):
             raise FillValueError(f"masked_value: {e}") from None
 
     def unstacked_ndarray(self, *, fill_value=None, roi=(), astype=None,
-                          module_gaps: bool = False):
+                          module_gaps: bool = False, _out=None):
         data = super().unstacked_ndarray(fill_value=fill_value, roi=roi, astype=astype,
-                                         module_gaps=module_gaps)
+                                         module_gaps=module_gaps, _out=_out)
         value = self._check_value(data.dtype)
         mask_kd = self._mask()
         plan = mask_kd._plan()  # same group, labels and pulses: the data's slots
-        n_trains = len(self.det.train_ids)
+        n_trains = len(self.det._train_ids)
         one_shape = (1,) + data.shape[1:]
         entry_ndim = len(one_shape) - (3 if plan.has_pulse_axis else 2)
         # One module of mask at a time keeps the extra memory to one module

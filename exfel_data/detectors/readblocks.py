@@ -15,7 +15,7 @@ from exfel_data.exceptions import FileChangedError
 from exfel_data.file_access import changed_since
 from exfel_data.reading import DatasetReader
 
-__all__ = ['Segment', 'ModuleRows', 'read_runs', 'read_box']
+__all__ = ['Segment', 'ModuleRows', 'read_runs', 'read_box', 'split_at_segments']
 
 # Runs shorter than this (on average) are read as one span into a scratch buffer
 # and scattered, because one HDF5 call per frame costs more than reading the gaps.
@@ -45,8 +45,9 @@ class ModuleRows:
     squeeze_first: bool   # entry has a leading length-1 axis we drop (raw LPD/DSSC)
 
 
-def _split_at_segments(blocks: np.ndarray, segments: tuple[Segment, ...]):
-    """Yield (segment, blocks inside it) with runs cut at segment boundaries."""
+def split_at_segments(blocks: np.ndarray, segments: tuple[Segment, ...]):
+    """Yield (segment, blocks inside it) with runs cut at segment boundaries (used by the
+    reads here and by the virtual CXI layout, which maps the same blocks)."""
     if not len(blocks):
         return
     seg_starts = np.array([s.vstart for s in segments], dtype=np.int64)
@@ -86,7 +87,7 @@ def read_runs(dest: np.ndarray, blocks: np.ndarray, rows: ModuleRows, roi: tuple
         C-contiguous ``(frames,) + entry shape after roi``; its dtype is the
         output dtype (HDF5 converts on read).
     """
-    for seg, seg_blocks in _split_at_segments(blocks, rows.segments):
+    for seg, seg_blocks in split_at_segments(blocks, rows.segments):
         if seg.identity is not None:
             changed = changed_since(seg.filename, seg.identity)
             if changed:
@@ -130,14 +131,18 @@ def new_output(shape: tuple, dtype, fill, full: bool) -> np.ndarray:
 
 
 def read_box(tasks: tuple, shape: tuple, entry_ndim: int, dtype, fill, full: bool,
-             roi: tuple) -> np.ndarray:
+             roi: tuple, out: np.ndarray | None = None) -> np.ndarray:
     """Read one output block (a dask chunk, or the whole ``get_array`` result).
 
     *shape* is ``(modules, trains, [slots,] *entry)`` with *entry_ndim* entry
     axes; *tasks* is ``((module offset, ModuleRows, runs), ...)`` where each
     module's runs give destination frames in the flattened ``trains * slots`` space.
+    *out*, if given, is a C-contiguous array of *shape* and *dtype* to fill instead.
     """
-    out = new_output(shape, dtype, fill, full)
+    if out is None:
+        out = new_output(shape, dtype, fill, full)
+    elif not full:
+        out[...] = fill
     entry = tuple(shape[len(shape) - entry_ndim:])
     for mod_off, rows, runs in tasks:
         read_runs(out[mod_off].reshape((-1,) + entry), runs, rows, roi)

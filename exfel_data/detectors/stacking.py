@@ -7,11 +7,11 @@ Works on the train dict contract (``docs/train-dict.md``): the dicts yielded by
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .errors import FillValueError, ModuleMismatchError
+from .errors import FillValueError, ModuleIndexError, ModuleMismatchError
 from .identify import find_detectors
 
 __all__ = ['stack_detector_data', 'stack_data', 'ModuleStack', 'StackView']
@@ -112,9 +112,9 @@ def find_modules(train_data: Mapping, pattern: str | None = None,
 
 
 def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
-                        modules: int | None = None, fill_value=None,
+                        modules: int | None = None, fill_value: float | None = None,
                         real_array: bool = True, *, pattern: str | None = None,
-                        starts_at: int | None = None, fillvalue=None):
+                        starts_at: int | None = None, fillvalue: float | None = None):
     r"""Stack one key from all modules of a detector in one train.
 
     Parameters
@@ -182,7 +182,7 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
     out_of_range = sorted(m for m in modno_to_src if not 0 <= m < modules)
     if out_of_range:
         srcs = ', '.join(modno_to_src[m] for m in out_of_range[:3])
-        raise ModuleMismatchError(
+        raise ModuleIndexError(
             f"Module(s) {srcs} outside the {modules} modules of the stack (positions "
             f"{out_of_range}); pass modules= or starts_at= to match the numbering"
         )
@@ -210,7 +210,8 @@ def stack_detector_data(train_data: Mapping, key: str, axis: int = -3,
     return stack.asarray() if real_array else stack
 
 
-def stack_data(train_data: Mapping, key: str, axis: int = -3, xcept=()) -> np.ndarray:
+def stack_data(train_data: Mapping, key: str, axis: int = -3,
+               xcept: Iterable[str] = ()) -> np.ndarray:
     """Stack one key of every source in a train dict (EXtra-data's ``stack_data``).
 
     Sources are ordered by the numbers in their names, read as integers
@@ -267,9 +268,10 @@ def _check_consistent(arrays: dict, modno_to_src: dict, key: str, attr: str):
     for modno, arr in arrays.items():
         groups.setdefault(getattr(arr, attr), []).append(modno)
     if len(groups) > 1:
+        # repr: dtype('float32'), (64, 1, 256, 256), as EXtra-data's message shows them
         desc = '; '.join(
             f"module{'s' if len(m) > 1 else ''} {', '.join(map(str, m))} "
-            f"({modno_to_src[m[0]]!r}{'...' if len(m) > 1 else ''}): {v}"
+            f"({modno_to_src[m[0]]!r}{'...' if len(m) > 1 else ''}): {v!r}"
             for v, m in sorted(groups.items(), key=lambda kv: -len(kv[1]))
         )
         raise ModuleMismatchError(f"Modules have different {attr}s for {key!r}: {desc}")
@@ -288,7 +290,8 @@ class ModuleStack:
         self._arrays = arrays
         self.n_modules = n_modules
         self.mod_shape = tuple(mod_shape)
-        self.dtype = np.dtype(dtype)
+        # EXtra-data's StackView also takes an array here (its dtype is used)
+        self.dtype = np.dtype(getattr(dtype, 'dtype', dtype))
         self.fill_value = fill_value
         self.ndim = len(mod_shape) + 1
         if not -self.ndim <= axis < self.ndim:
@@ -323,10 +326,18 @@ class ModuleStack:
         rest = index[:self.axis] + index[self.axis + 1:]
         if isinstance(mod_index, (int, np.integer)):
             return self.module(int(mod_index))[rest]
-        modnos = np.arange(self.n_modules)[mod_index]
+        modnos = np.atleast_1d(np.arange(self.n_modules)[mod_index])
         # Axes before the module axis that an integer index removes shift it left
         new_axis = self.axis - sum(isinstance(i, (int, np.integer)) for i in index[:self.axis])
-        parts = [self.module(int(m))[rest] for m in np.atleast_1d(modnos)]
+        if isinstance(mod_index, slice) and all(
+                isinstance(i, (slice, int, np.integer)) for i in rest):
+            # Still a lazy stack, as EXtra-data's StackView (``comb[0, 0].asarray()``)
+            arrays = {pos: self._arrays[int(m)][rest] for pos, m in enumerate(modnos)
+                      if int(m) in self._arrays}
+            mod_shape = np.broadcast_to(np.empty((), bool), self.mod_shape)[rest].shape
+            return ModuleStack(arrays, len(modnos), mod_shape, self.dtype, self.fill_value,
+                               new_axis)
+        parts = [self.module(int(m))[rest] for m in modnos]
         return np.stack(parts, axis=new_axis)
 
     def squeeze(self, axis=None):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .frames import expand_blocks
-from .readblocks import _split_at_segments
+from .readblocks import split_at_segments
 
 __all__ = ['write_virtual_cxi']
 
@@ -37,9 +37,9 @@ def _module_runs(kd, i: int, m: int):
     """(segment, blocks of (virtual row, destination, length)) of module *i* (number *m*)."""
     plan = kd._plan()
     rows, vstart = kd._module_rows(m)
-    runs = expand_blocks(plan, i, vstart, slice(0, len(kd.det.train_ids)),
+    runs = expand_blocks(plan, i, vstart, slice(0, len(kd.det._train_ids)),
                          slice(0, plan.n_slots))
-    return rows, _split_at_segments(runs, rows.segments)
+    return rows, split_at_segments(runs, rows.segments)
 
 
 def _layout(kd, n_frames: int, module_ix: list[int], n_modules: int, cells: int,
@@ -69,10 +69,10 @@ def _layout(kd, n_frames: int, module_ix: list[int], n_modules: int, cells: int,
                     seg.filename, seg.dataset_path, shape=shape, dtype=kd.dtype)
             for src, dst, n in blocks.tolist():
                 row = src - seg.vstart + seg.first
-                if cells:  # one entry per train holding `cells` frames: one strided map per cell
-                    for c in range(cells):
-                        layout[dst * cells + c:(dst + n) * cells:cells, module_ix[i]] = \
-                            vsrc[row:row + n, c]
+                if cells:
+                    # One entry per train holding `cells` frames, so n trains are n * cells
+                    # consecutive frames: one mapping (HDF5 pairs the elements in order)
+                    layout[dst * cells:(dst + n) * cells, module_ix[i]] = vsrc[row:row + n]
                     continue
                 f0 = int(frame_of[dst])
                 if rows.squeeze_first and not keep_axis:
@@ -114,12 +114,12 @@ def write_virtual_cxi(det, filename, fillvalues: dict | None = None) -> Path:
     if cells:
         n_frames = len(train_ids) * cells
         train_ids = np.repeat(train_ids, cells)
-        pulse_ids = np.tile(np.arange(cells, dtype=np.uint64), len(det.train_ids))
+        pulse_ids = np.tile(np.arange(cells, dtype=np.uint64), len(det._train_ids))
     else:
         n_frames = len(train_ids)
         plan = main._plan()
         labels = plan.labels.astype(np.uint64)
-        pulse_ids = np.tile(labels, len(det.train_ids))[main._recorded()]
+        pulse_ids = np.tile(labels, len(det._train_ids))[main._recorded()]
     experiment_ids = np.char.add(np.char.add(train_ids.astype(str), ':'),
                                  pulse_ids.astype(str))
 

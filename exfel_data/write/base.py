@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .interrupt import check_interrupt
+from ..signals import check_interrupt
 from .plan import ConversionError, ConversionPlan, KeyPlan
 
 

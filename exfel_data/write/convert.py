@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..selection import TrainRange, parse_trains
+from ..signals import check_interrupt, mark_worker, stop_on_signals
 from .base import Progress
 from .formats import FORMATS, writer_class
 from .h5output import disk_full_message, is_disk_full
-from .interrupt import check_interrupt, mark_worker, stop_on_signals
 from .merge import merge
 from .output import OutputExistsError, atomic_output, check_output, parts_folder, remove_stale
 from .plan import BLOCK_BYTES, ConversionError, ConversionPlan, DiskFullError, KeyPlan
@@ -185,7 +185,7 @@ def convert(run_path: str | os.PathLike, output: str | os.PathLike, fmt: str, *,
             raise ConversionError("--part and --workers/--scheduler cannot be combined: "
                                   "each part is already one job")
     remove_stale(output)
-    with stop_on_signals():
+    with stop_on_signals(checkpoints=True):
         # Local workers are forked now, before this process opens any HDF5 file: they
         # start in milliseconds with exfel_data and the writer already imported, and
         # inherit no open files.

@@ -7,9 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..signals import stop_on_signals
 from .base import PART_FILE, Progress
 from .formats import writer_class
-from .interrupt import stop_on_signals
 from .output import atomic_output, check_output, remove_stale
 from .plan import ConversionError
 from .table import CSV_PART_PREFIX
@@ -45,7 +45,7 @@ def merge(parts: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     """
     output = check_output(output, overwrite)
     remove_stale(output)
-    with stop_on_signals():
+    with stop_on_signals(checkpoints=True):
         return _merge(parts, output, overwrite, quiet)
 
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import shutil
-import socket
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..signals import check_interrupt
+from ..tempnames import left_by_dead_process, owner_tag, parse_owner_tag
 from .h5output import disk_full_message, is_disk_full
-from .interrupt import check_interrupt
 from .plan import DiskFullError
 
 
@@ -39,17 +38,6 @@ def _remove(path: Path) -> None:
             pass
 
 
-def _owner_tag() -> str:
-    """``HOST-PID-RANDOM``: whose temporary files these are, so that those of a process that
-    was killed can be recognised and removed later (:func:`remove_stale`)."""
-    return f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
-
-
-_OWNER = re.compile(r"-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
 #: The hidden temporary siblings of an output: ``.NAME.partial-TAG`` (being written) and
 #: ``.NAME.parts-TAG`` (part outputs of --workers / --scheduler).
 TEMPORARY_KINDS = ("partial", "parts")
@@ -57,29 +45,19 @@ TEMPORARY_KINDS = ("partial", "parts")
 
 def partial_name(path: Path) -> Path:
     """A hidden sibling name for the output being written."""
-    return path.with_name(f".{path.name}.partial-{_owner_tag()}")
+    return path.with_name(f".{path.name}.partial-{owner_tag()}")
 
 
 def parts_folder(path: Path) -> Path:
     """Create a hidden sibling folder for the part outputs of a parallel conversion (next
     to the output, so that renaming from it stays on one file system)."""
-    folder = path.with_name(f".{path.name}.parts-{_owner_tag()}")
+    folder = path.with_name(f".{path.name}.parts-{owner_tag()}")
     folder.mkdir()
     return folder
 
 
 class StaleOutputRemoved(UserWarning):
     """A partial output left by a killed conversion was removed."""
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # someone else's, running
-        return False
-    return False
 
 
 def remove_stale(path: str | os.PathLike) -> list[Path]:
@@ -94,14 +72,15 @@ def remove_stale(path: str | os.PathLike) -> list[Path]:
     for kind in TEMPORARY_KINDS:
         prefix = f".{path.name}.{kind}"
         for tmp in sorted(path.parent.glob(glob.escape(prefix) + "-*")):
-            owner = _OWNER.fullmatch(tmp.name[len(prefix):])
-            if owner is None or owner["host"] != _host() or not _process_gone(int(owner["pid"])):
+            tag = tmp.name[len(prefix) + 1:]
+            if not left_by_dead_process(tag):
                 continue
             _remove(tmp)
             removed.append(tmp)
+            _, pid = parse_owner_tag(tag)
             warnings.warn(f"Removed {tmp.name} from {tmp.parent}: the unfinished output of an "
                           f"earlier conversion to {path.name} whose process "
-                          f"({owner['pid']}) was killed", StaleOutputRemoved, stacklevel=2)
+                          f"({pid}) was killed", StaleOutputRemoved, stacklevel=2)
     return removed
 
 

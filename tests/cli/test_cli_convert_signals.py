@@ -87,8 +87,8 @@ def test_workers_terminated_before_parts_removed(tmp_path, monkeypatch):
     # Before: the parts folder was removed first, so busy workers recreated files in it.
     from types import SimpleNamespace
 
+    from exfel_data import signals
     from exfel_data.write import convert as convert_mod
-    from exfel_data.write import interrupt
     from exfel_data.write.base import Progress
     from exfel_data.write.formats import writer_class
 
@@ -111,9 +111,9 @@ def test_workers_terminated_before_parts_removed(tmp_path, monkeypatch):
         def join(self):
             events.append(("join", [p.name for p in tmp_path.glob(".out.parts-*")]))
 
-    monkeypatch.setattr(interrupt, "_received", [signal.SIGINT])  # Ctrl-C while waiting
     plan = SimpleNamespace(n_trains=10, run_path="r0007")
-    with pytest.raises(interrupt.Interrupted):
+    with pytest.raises(signals.Interrupted), signals.stop_on_signals(checkpoints=True):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while waiting
         convert_mod._convert_parts(writer_class("exdf"), plan, tmp_path / "out", False,
                                    Pool(), 2, None, Progress(1, 1, quiet=True), {})
     assert [e[0] for e in events] == ["terminate", "join"]

@@ -11,6 +11,7 @@ differences. Needs the test extra (``pip install '.[test]'``).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,16 +19,21 @@ from pathlib import Path
 
 MODULES = ["test_reader_mockdata", "test_keydata", "test_sourcedata", "test_bad_trains",
            "test_components", "test_stacking", "test_slice_objs"]
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 _COUNT = re.compile(r"(\d+) (passed|failed|error|errors|skipped)")
 
 
 def run_module(name: str, extra: list[str]) -> dict[str, int]:
     """Counts of one EXtra-data test module run against exfel_data."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "tests.compat.extra_data_alias",
+    cmd = [sys.executable, "-m", "pytest", "-p", "extra_data_alias",
            "-p", "no:cacheprovider", "-q", "--timeout", "300", "--pyargs",
            f"extra_data.tests.{name}", *extra]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout
+    # The plugin by its file's folder: a dependency (mpl_interactions) installs a
+    # top-level ``tests`` package that hides ours, so ``tests.compat...`` may not import
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(HERE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env).stdout
     last = out.strip().splitlines()[-1] if out.strip() else ""
     counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
     for n, what in _COUNT.findall(last):

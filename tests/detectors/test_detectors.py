@@ -106,7 +106,7 @@ def test_lpd_raw_drops_length1_axis(lpd_raw_path, open_run):
 def test_dssc_corrected(dssc_corr_path, open_run):
     run = open_run(dssc_corr_path)
     det = DSSC1M(run)
-    assert repr(det).startswith("<DSSC1M 'SCS_DET_DSSC1M-1': corrected data, 16 modules")
+    assert repr(det).startswith("<DSSC1M 'SCS_DET_DSSC1M-1': proc data, 16 modules")
     arr = det.get_array(pulses=by_index[1:])
     assert arr.shape == (16, 6, 2) + SHAPE
     np.testing.assert_array_equal(arr.coords['pulse'], [20, 24])
@@ -130,7 +130,9 @@ def test_jungfrau(jungfrau_path, open_run):
     gaps = det.get_array('data.adc', module_gaps=True)
     assert gaps.shape[0] == 4
     first = list(det.trains())[0][1]
-    assert first['data.adc'].dims == ('module', 'train', 'cell', 'slow_scan', 'fast_scan')
+    # no train dim in JUNGFRAU trains(), as EXtra-data
+    assert first['data.adc'].dims == ('module', 'cell', 'slow_scan', 'fast_scan')
+    np.testing.assert_array_equal(first['data.adc'], arr[:, 0])
     assert 'data.memoryCell' in first and 'data.mask' in first
 
 
@@ -477,8 +479,12 @@ def test_empty_selections(agipd_corr_path, open_run):
     assert none.get_array().shape == (16, 0, 0) + SHAPE
     assert none.get_dask_array().compute().shape == (16, 0, 0) + SHAPE
     assert list(none.trains()) == []
+    # Trains without a selected pulse have no row, as in EXtra-data's get_array
     no_pulse = det.get_dask_array(pulses=by_id[[999]])
-    assert no_pulse.compute().shape == (16, N_TRAINS, 0) + SHAPE
+    assert no_pulse.compute().shape == (16, 0, 0) + SHAPE
+    assert det.get_array(pulses=by_id[[999]]).shape == (16, 0, 0) + SHAPE
+    kd = det['image.data'].select_pulses(by_id[[999]])
+    assert kd.unstacked_shape() == (16, N_TRAINS, 0) + SHAPE  # not dropped here
 
 
 def test_dask_task_refuses_module_file_replaced_after_planning(tmp_path):

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from exfel_data.detectors import FillValueError, ModuleMismatchError, stack_detector_data
+from exfel_data.detectors import (
+    FillValueError,
+    ModuleIndexError,
+    ModuleMismatchError,
+    stack_detector_data,
+)
 from exfel_data.detectors.stacking import ModuleStack
 
 AGIPD = 'SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf'
@@ -284,3 +289,35 @@ def test_stack_view_as_extra_data():
     assert ours.squeeze(axis=1).shape == (3, 4, 4, 5)
     with pytest.raises(ValueError, match='size not equal to one'):
         ours.squeeze(axis=0)
+
+
+def test_sliced_view_stays_lazy_as_extra_data():
+    from extra_data.stacking import stack_detector_data as theirs
+
+    data = _train([0, 1, 3], shape=(4, 1, 8, 6), dtype=np.uint16, extra=False)
+    ours = stack_detector_data(data, 'image.data', fillvalue=22, real_array=False)
+    ref = theirs(data, 'image.data', fillvalue=22, real_array=False)
+    pulse, ref_pulse = ours[0, 0], ref[0, 0]
+    assert isinstance(pulse, ModuleStack)
+    assert pulse.shape == ref_pulse.shape == (16, 8, 6)
+    np.testing.assert_array_equal(pulse.asarray(), ref_pulse.asarray())
+    assert np.shares_memory(pulse[1], data[AGIPD.format(1)]['image.data'])
+    part = ours[1:3, :, 2:5]  # a slice of modules keeps its positions
+    assert isinstance(part, ModuleStack) and part.shape == (2, 1, 3, 8, 6)
+    np.testing.assert_array_equal(part.asarray(), ours.asarray()[1:3, :, 2:5])
+    np.testing.assert_array_equal(ours[:, 0, [0, 3]], ours.asarray()[:, 0, [0, 3]])
+
+
+def test_module_outside_stack_is_index_error():
+    data = _train([0, 16])
+    with pytest.raises(ModuleIndexError, match='16CH0.*outside the 16 modules'):
+        stack_detector_data(data, 'image.data')
+    with pytest.raises(IndexError):
+        stack_detector_data(data, 'image.data')
+
+
+def test_mismatch_message_shows_dtype_repr():
+    data = _train(range(4))
+    data[AGIPD.format(3)]['image.data'] = data[AGIPD.format(3)]['image.data'].astype('f8')
+    with pytest.raises(ModuleMismatchError, match=r"module 3 .*dtype\('float64'\)"):
+        stack_detector_data(data, 'image.data', modules=4)

@@ -1,6 +1,7 @@
 """Reading runs from exfel_data.testing (expected values known) in every format version,
 each generator defect, and differential checks against extra-data on the same files."""
 
+import io
 import os
 import pickle
 import warnings
@@ -281,23 +282,26 @@ def test_cache_round_trip_and_corrupt_cache(tmp_path, case):
 
 
 def test_cache_in_user_dir_when_run_readonly(tmp_path, monkeypatch):
-    import tempfile
+    from exfel_data import run_map
 
     plan, path = write(tmp_path, "1.3")
     cache_dir = tmp_path / "usercache"
     monkeypatch.setenv("EXFEL_DATA_CACHE_DIR", str(cache_dir))
-    real_mkstemp = tempfile.mkstemp
+    real_write = run_map._write_atomically
 
-    def mkstemp(dir=None, **kw):  # the run folder is not writable (even for root)
-        if os.path.realpath(dir) == os.path.realpath(path):
-            raise PermissionError(13, "Permission denied", dir)
-        return real_mkstemp(dir=dir, **kw)
+    def write_cache(target, *args):  # the run folder is not writable (even for root)
+        if os.path.dirname(target) == os.path.realpath(path):
+            raise PermissionError(13, "Permission denied", target)
+        return real_write(target, *args)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(run_map, "_write_atomically", write_cache)
     before = set(os.listdir(path))
-    ed.RunDirectory(path)
-    assert len(os.listdir(cache_dir)) == 1
+    run = ed.RunDirectory(path)
+    (written,) = os.listdir(cache_dir)
     assert set(os.listdir(path)) == before
+    text = io.StringIO()
+    run.info(file=text)
+    assert f"Index cache:    {cache_dir / written} (updated at exit" in text.getvalue()
     run = ed.RunDirectory(path)
     np.testing.assert_array_equal(run.train_ids, plan.train_ids)
 
