@@ -17,6 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from . import format as fmt
+from .aliases import AliasMixin, merge_aliases
 from .detectors.identify import detector_modules
 from .exceptions import (
     DuplicateTrainError,
@@ -57,7 +58,7 @@ def _run_identity(dirname: str):
     return (int(m[1]), int(m[2])) if m else dirname
 
 
-class DataCollection:
+class DataCollection(AliasMixin):
     """Data from a set of EXDF files: sources x keys x trains.
 
     Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`; the
@@ -77,17 +78,25 @@ class DataCollection:
         The runs the files come from.
     legacy_sources : dict, optional
         Old source names -> current ones (HDF5 soft links in newer corrected files).
+    aliases : dict, optional
+        Alias -> source or ``(source, key)`` (see :meth:`with_aliases`).
+    alias_files : list, optional
+        The alias files *aliases* came from.
     """
 
     def __init__(self, files: list[FileAccess], sources: dict[str, _Source],
                  train_ids: np.ndarray, *, inc_suspect_trains: bool = True,
-                 runs: frozenset = frozenset(), legacy_sources: dict | None = None):
+                 runs: frozenset = frozenset(), legacy_sources: dict | None = None,
+                 aliases: dict | None = None, alias_files: list | None = None):
         self.files = list(files)
         self._sources = sources
         self._train_ids = np.asarray(train_ids, dtype=np.uint64)
         self.inc_suspect_trains = inc_suspect_trains
         self._runs = runs
         self._legacy = legacy_sources or {}
+        self._aliases = dict(aliases or {})
+        self._alias_files = list(alias_files or [])
+        self._source_cache: dict[str, SourceData] = {}
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -147,7 +156,8 @@ class DataCollection:
         files = [f for f in self.files if f.filename in used] or self.files[:1]
         return DataCollection(files, sources, train_ids,
                               inc_suspect_trains=self.inc_suspect_trains, runs=self._runs,
-                              legacy_sources=self._legacy)
+                              legacy_sources=self._legacy, aliases=self._aliases,
+                              alias_files=self._alias_files)
 
     @property
     def train_ids(self) -> TrainIdList:
@@ -199,13 +209,19 @@ class DataCollection:
         raise SourceNameError(source, self._sources)
 
     def _source_data(self, source: str) -> SourceData:
+        # One object per name: the collection is immutable, and run.alias['x'] is run[src]
+        if source in self._source_cache:
+            return self._source_cache[source]
         canonical = self._canonical(source)
         src = self._sources[canonical]
-        return SourceData(canonical, section=src.section, files=list(src.files),
+        sd = SourceData(canonical, section=src.section, files=list(src.files),
                           train_ids=self._train_ids, sel_keys=src.keys,
                           inc_suspect_trains=self.inc_suspect_trains,
                           is_single_run=self.is_single_run,
                           legacy_name=None if canonical == source else source)
+        if canonical == source:  # legacy names warn on every use
+            self._source_cache[source] = sd
+        return sd
 
     def keys_for_source(self, source: str) -> set[str]:
         """Key names of a source (control keys as ``path.value`` / ``path.timestamp``).
@@ -443,13 +459,15 @@ class DataCollection:
                                      keys)
         _check_duplicates(sources, self.inc_suspect_trains)
         train_ids = sorted_unique(np.concatenate([c._train_ids for c in (self, *others)]))
-        legacy = {}
+        legacy, aliases, alias_files = {}, {}, []
         for c in (self, *others):
             legacy.update(c._legacy)
+            aliases = merge_aliases(aliases, c._aliases)
+            alias_files += [f for f in c._alias_files if f not in alias_files]
         return DataCollection(sorted(files.values(), key=lambda f: f.filename), sources,
                               train_ids, inc_suspect_trains=self.inc_suspect_trains,
                               runs=frozenset().union(*(c._runs for c in (self, *others))),
-                              legacy_sources=legacy)
+                              legacy_sources=legacy, aliases=aliases, alias_files=alias_files)
 
     __or__ = union
 

@@ -19,6 +19,7 @@ __all__ = [
     "MultiRunError",
     "FileChangedError",
     "IndexGroupError",
+    "AliasError",
 ]
 
 
@@ -275,3 +276,25 @@ class IndexGroupError(ExfelDataError, ValueError):
     def __str__(self) -> str:
         return (f"{self.source!r} has no selected keys in index group {self.index_group!r};"
                 f" its selected index groups: {self.available}.")
+
+
+class AliasError(ExfelDataError, KeyError):
+    """An alias that is not defined for this data (see ``DataCollection.with_aliases``).
+
+    Parameters
+    ----------
+    alias : str
+        The alias asked for.
+    available : iterable of str
+        The aliases there are (the message suggests close matches).
+    """
+
+    def __init__(self, alias: str, available: Iterable[str] = ()):
+        self.alias = alias
+        self.available = sorted(available)
+        super().__init__(alias)
+
+    def __str__(self) -> str:
+        return (f"{self.alias!r} is not an alias for this data."
+                f"{_suggestion(self.alias, self.available)} Defined aliases:"
+                f" {', '.join(self.available) or 'none'} (add some with run.with_aliases()).")

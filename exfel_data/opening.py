@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
+from .aliases import DEFAULT_ALIASES_FILE, default_alias_file
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
@@ -100,7 +101,8 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
 
 def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
-                 inc_suspect_trains: bool = True, cache: bool = True) -> DataCollection:
+                 inc_suspect_trains: bool = True, cache: bool = True,
+                 aliases=None) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
     Parameters
@@ -115,6 +117,8 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
         Include train IDs the files mark as suspect (default). See ``suspect_trains``.
     cache : bool
         Use and update the per-run cache of file indexes (see :mod:`run_map`).
+    aliases : dict, str or path, optional
+        Aliases or an alias file, applied with ``DataCollection.with_aliases``.
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
@@ -143,10 +147,12 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
     _report_bad_trains(files, inc_suspect_trains)
     # (a file_filter may return paths elsewhere)
     runs = frozenset([_run_identity(path)]) if file_filter is None else None
-    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
+    data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains, runs=runs)
+    return data if aliases is None else data.with_aliases(aliases)
 
 
-def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataCollection:
+def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True,
+           aliases=None) -> DataCollection:
     """Open a single EXDF HDF5 file as a collection.
 
     Parameters
@@ -155,6 +161,8 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataC
         The ``.h5`` file.
     inc_suspect_trains : bool
         Include train IDs the file marks as suspect (default). See ``suspect_trains``.
+    aliases : dict, str or path, optional
+        Aliases or an alias file, applied with ``DataCollection.with_aliases``.
 
     Returns
     -------
@@ -174,22 +182,26 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True) -> DataC
     if not files:
         raise _no_readable(path, skipped)
     _report_bad_trains(files, inc_suspect_trains)
-    return DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+    data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+    return data if aliases is None else data.with_aliases(aliases)
 
 
 DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
 DEFAULT_DATA_ROOT = "/gpfs/exfel/exp"
+EXTRA_DATA_ROOT_ENV = "EXTRA_DATA_DATA_ROOT"  # EXtra-data's name, used if ours is unset
 
 
 def find_proposal(proposal, root: str | None = None) -> str:
     """Folder of a proposal: ``<root>/<INSTRUMENT>/<CYCLE>/p<NNNNNN>``.
 
-    *root* defaults to ``$EXFEL_DATA_ROOT`` (else ``/gpfs/exfel/exp``). A path is returned
+    *root* defaults to ``$EXFEL_DATA_ROOT`` (else EXtra-data's ``$EXTRA_DATA_DATA_ROOT``,
+    else ``/gpfs/exfel/exp``). A path is returned
     unchanged if it is a folder.
     """
     if isinstance(proposal, str) and os.path.isdir(proposal):
         return proposal
-    root = root or os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
+    root = root or os.environ.get(DATA_ROOT_ENV) or os.environ.get(
+        EXTRA_DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
     name = proposal if isinstance(proposal, str) and proposal.startswith("p") \
         else f"p{int(proposal):06d}"
     if os.path.isdir(root):
@@ -208,7 +220,8 @@ def find_proposal(proposal, root: str | None = None) -> str:
 
 def open_run(proposal: int | str, run: int | str, data: str = "raw", include: str = "*",
              file_filter: Callable[[list[str]], list[str]] | None = None, *,
-             inc_suspect_trains: bool = True, root: str | None = None) -> DataCollection:
+             inc_suspect_trains: bool = True, root: str | None = None,
+             aliases=DEFAULT_ALIASES_FILE) -> DataCollection:
     """Open a run by proposal and run number.
 
     Parameters
@@ -222,8 +235,25 @@ def open_run(proposal: int | str, run: int | str, data: str = "raw", include: st
         proc). Other folder names (``'usr'``...) are used as given.
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
+    aliases : dict, str, path or None
+        Aliases or an alias file (see ``DataCollection.with_aliases``); ``{}`` in a
+        string stands for the proposal folder. By default the proposal's
+        ``usr/extra-data-aliases.yml`` is used if it exists (created from the
+        instrument's template in ``$EXTRA_DATA_SW_ROOT`` if there is one, as
+        EXtra-data does); None: no aliases.
     """
-    kw = dict(include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains)
+    data_ = _open_run_data(proposal, run, data, root, dict(
+        include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains))
+    if isinstance(aliases, str):
+        prop_dir = find_proposal(proposal, root)
+        if aliases == DEFAULT_ALIASES_FILE:
+            aliases = default_alias_file(prop_dir)
+        else:
+            aliases = aliases.format(prop_dir)
+    return data_ if aliases is None else data_.with_aliases(aliases)
+
+
+def _open_run_data(proposal, run, data: str, root, kw: dict) -> DataCollection:
     if data != "all":
         return RunDirectory(run_folder(proposal, run, data, root), **kw)
     raw_dir = run_folder(proposal, run, "raw", root)
@@ -231,7 +261,7 @@ def open_run(proposal: int | str, run: int | str, data: str = "raw", include: st
     proc_dir = os.path.join(os.path.dirname(os.path.dirname(raw_dir)), "proc",
                             os.path.basename(raw_dir))
     if not os.path.isdir(proc_dir):
-        warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=2)
+        warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=3)
         return raw
     proc = RunDirectory(proc_dir, **kw)
     both = raw.all_sources & proc.all_sources
