@@ -38,6 +38,7 @@ from .selection import (
 )
 from .source import SourceData
 from .train_id_list import TrainIdList
+from .write.single_file import WriteMethods
 
 __all__ = ["DataCollection", "SuspectTrain"]
 
@@ -58,7 +59,7 @@ def _run_identity(dirname: str):
     return (int(m[1]), int(m[2])) if m else dirname
 
 
-class DataCollection(AliasMixin):
+class DataCollection(AliasMixin, WriteMethods):
     """Data from a set of EXDF files: sources x keys x trains.
 
     Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`; the

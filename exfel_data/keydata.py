@@ -403,6 +403,23 @@ class KeyData(fmt.SectionMixin):
                                 name=self._default_name("."))
         return arr
 
+    def get_virtual_dataset(self, filename=None):
+        """This key's selected rows as an HDF5 virtual dataset (``h5py.Dataset``, read-only).
+
+        The dataset spans all files (rows in train order, as :meth:`ndarray`) but holds
+        only a map to them: data is read on access. It lives in *filename* (overwritten
+        once complete) or a new temporary file; other processes can open that file and
+        ``ds.name`` (HDF5 >= 1.10, with the run's files at the same paths).
+
+        Raises
+        ------
+        TypeError
+            Variable-length string keys (HDF5 cannot map them).
+        """
+        from .write.single_file import virtual_dataset
+
+        return virtual_dataset(self, filename)
+
     def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0, reduce_by=None):
         """One value for the whole selection, if all entries agree within tolerance.
 
