@@ -147,6 +147,29 @@ class DataCollection(AliasMixin, WriteMethods):
         return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
                    runs=runs, legacy_sources=legacy)
 
+    @classmethod
+    def from_paths(cls, paths, *, inc_suspect_trains: bool = True,
+                   aliases=None) -> DataCollection:
+        """Open EXDF files by path (skipping unreadable ones with a warning).
+
+        Parameters
+        ----------
+        paths : iterable of str or path-like
+            The ``.h5`` files, from any folders.
+        inc_suspect_trains : bool
+            Include train IDs the files mark as suspect (default).
+        aliases : dict or path, optional
+            Applied with :meth:`with_aliases`.
+        """
+        from .opening import from_paths
+
+        return from_paths(paths, inc_suspect_trains=inc_suspect_trains, aliases=aliases)
+
+    @property
+    def legacy_sources(self) -> dict[str, str]:
+        """Old source names that open a selected source: ``{old: current}``."""
+        return {old: new for old, new in sorted(self._legacy.items()) if new in self._sources}
+
     def _replace(self, sources=None, train_ids=None) -> DataCollection:
         sources = self._sources if sources is None else sources
         train_ids = self._train_ids if train_ids is None else train_ids
@@ -824,19 +847,41 @@ class DataCollection(AliasMixin, WriteMethods):
         """
         return detector_modules(self.instrument_sources)
 
-    def info(self, details_for_sources=(), file=None) -> None:
+    def plot_missing_data(self, min_saved_pct: float = 95, expand_instrument: bool = False):
+        """Plot the sources that miss data in some trains (needs matplotlib).
+
+        Parameters
+        ----------
+        min_saved_pct : float
+            Show sources saved in at most this percentage of the selected trains.
+        expand_instrument : bool
+            One row per index group of instrument sources (``source image.*``).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            One row per source (alias where there is one), red where trains lack data.
+        """
+        from .missing_data import plot_missing_data
+
+        return plot_missing_data(self, min_saved_pct, expand_instrument)
+
+    def info(self, details_for_sources=(), file=None, *,
+             with_aggregators: bool = False) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
         ----------
         details_for_sources : str or iterable of str
             Source glob patterns whose keys are listed too (entry shape and dtype).
+        with_aggregators : bool
+            List every source with its aggregator (``[DA01] source``).
         file : file-like, optional
             Where to print (default ``sys.stdout``).
         """
         from .summary import format_info
 
-        print(format_info(self, details_for_sources), file=file)
+        print(format_info(self, details_for_sources, with_aggregators), file=file)
 
 
 def _in_train_order(files, inc_suspect: bool) -> tuple:

@@ -283,6 +283,11 @@ class FileAccess:
             self.index_listener(self)
         return value
 
+    @property
+    def validity_flag(self) -> np.ndarray:
+        """EXtra-data's name of :attr:`valid`: True for trains not suspect (per INDEX row)."""
+        return self.valid
+
     def rows_in_use(self, inc_suspect: bool) -> np.ndarray:
         """Boolean mask of train rows to use (never zero rows; suspect ones optionally)."""
         return self.train_ids != 0 if inc_suspect else self.valid

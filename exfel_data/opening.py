@@ -21,7 +21,7 @@ from .format import KNOWN_VERSIONS
 from .run_map import RunMap
 from .scan import scan_file
 
-__all__ = ["RunDirectory", "H5File", "open_run", "find_proposal"]
+__all__ = ["RunDirectory", "H5File", "open_run", "find_proposal", "from_paths"]
 
 
 def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
@@ -181,6 +181,27 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True,
     files, skipped = _open_files([path], None)
     if not files:
         raise _no_readable(path, skipped)
+    _report_bad_trains(files, inc_suspect_trains)
+    data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
+    return data if aliases is None else data.with_aliases(aliases)
+
+
+def from_paths(paths, *, inc_suspect_trains: bool = True, aliases=None) -> DataCollection:
+    """Open a list of EXDF files (any folders) as one collection; see ``H5File``.
+
+    Unreadable files are skipped with a warning naming them and why.
+
+    Raises
+    ------
+    ExfelDataError
+        None of the files can be read (listing each with its reason).
+    """
+    paths = [os.path.abspath(os.fspath(p)) for p in paths]
+    if not paths:
+        raise FileNotFoundError("from_paths() got no file paths")
+    files, skipped = _open_files(paths, None)
+    if not files:
+        raise _no_readable(f"the {len(paths)} paths given", skipped)
     _report_bad_trains(files, inc_suspect_trains)
     data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
     return data if aliases is None else data.with_aliases(aliases)
