@@ -1,0 +1,118 @@
+"""from_paths, legacy_sources, info(with_aggregators=), validity_flag and plot_missing_data,
+checked against the real extra-data on the same files."""
+
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+import exfel_data as ed
+
+XGM = "SPB_XTD9_XGM/DOOCS/MAIN"
+
+
+def test_from_paths_matches_extra_data(spb_run, tmp_path):
+    import extra_data
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(os.path.join(spb_run, "RAW-R0238-DA01-S00001.h5"), other)
+    paths = [os.path.join(spb_run, "RAW-R0238-DA01-S00000.h5"),
+             str(other / "RAW-R0238-DA01-S00001.h5")]
+    ours = ed.DataCollection.from_paths(paths)
+    theirs = extra_data.DataCollection.from_paths(paths)
+    assert ours.all_sources == theirs.all_sources
+    assert ours.train_ids == theirs.train_ids == list(range(10000, 10064))
+    np.testing.assert_array_equal(ours[XGM, "beamPosition.ixPos"].ndarray(),
+                                  theirs[XGM, "beamPosition.ixPos"].ndarray())
+
+
+def test_from_paths_skips_unreadable_files(spb_run, tmp_path):
+    bad = tmp_path / "RAW-R0238-DA02-S00000.h5"
+    bad.write_bytes(b"not hdf5")
+    good = os.path.join(spb_run, "RAW-R0238-DA01-S00000.h5")
+    with pytest.warns(UserWarning, match="Skipping unreadable file .*DA02-S00000.h5"):
+        run = ed.DataCollection.from_paths([good, bad])
+    assert len(run.files) == 1
+    with pytest.raises(ed.ExfelDataError, match="(?s)No readable EXDF files.*DA02"), \
+            pytest.warns(UserWarning):
+        ed.DataCollection.from_paths([bad])
+
+
+@pytest.fixture(scope="module")
+def modern_proc_run(tmp_path_factory):
+    from extra_data.tests.make_examples import make_modern_spb_proc_run
+
+    d = tmp_path_factory.mktemp("modern_proc")
+    make_modern_spb_proc_run(str(d))
+    return str(d)
+
+
+def test_legacy_sources_match_extra_data(modern_proc_run, capsys):
+    import extra_data
+
+    run = ed.RunDirectory(modern_proc_run)
+    assert run.legacy_sources == extra_data.RunDirectory(modern_proc_run).legacy_sources
+    assert len(run.legacy_sources) == 16
+    run.info()
+    out = capsys.readouterr().out
+    assert "16 legacy source names:\n  - SPB_DET_AGIPD1M-1/DET/* -> SPB_DET_AGIPD1M-1/CORR/* (16)" \
+        in out
+    sel = run.select("*/CORR/0CH0*")
+    assert sel.legacy_sources == {"SPB_DET_AGIPD1M-1/DET/0CH0:xtdf":
+                                  "SPB_DET_AGIPD1M-1/CORR/0CH0:output"}
+
+
+def test_info_with_aggregators(spb_run, capsys):
+    import extra_data
+
+    theirs = extra_data.RunDirectory(spb_run)
+    ed.RunDirectory(spb_run).info(with_aggregators=True)
+    out = capsys.readouterr().out
+    for src in ("SPB_IRU_CAM/CAM/SIDEMIC:daqOutput", XGM, XGM + ":output"):
+        assert f"  - [{theirs[src].aggregator}] {src}\n" in out + "\n"
+
+
+def test_validity_flag_matches_extra_data(tmp_path):
+    from extra_data.file_access import FileAccess as TheirFileAccess
+    from extra_data.tests.make_examples import make_agipd_file
+
+    from exfel_data.file_access import FileAccess
+
+    path = str(tmp_path / "CORR-R9999-AGIPD07-S00000.h5")
+    make_agipd_file(path, format_version="1.0")
+    with h5py.File(path, "r+") as f:
+        f["INDEX/flag"][30] = 0
+    ours = FileAccess(path).validity_flag
+    assert not ours[30] and ours.sum() == len(ours) - 1
+    np.testing.assert_array_equal(ours, TheirFileAccess(path).validity_flag)
+
+
+def test_plot_missing_data(sa3_file):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from exfel_data.missing_data import missing_trains
+
+    run = ed.H5File(sa3_file).with_aliases({"cam3": "SA3_XTD10_IMGFEL/CAM/BEAMVIEW3:daqOutput"})
+    expected = {}
+    with h5py.File(sa3_file, "r") as f:  # independent truth: INDEX counts
+        for src in run.all_sources:
+            if run[src].is_run_only:
+                continue
+            sec = "CONTROL" if run[src].is_control else "INSTRUMENT"
+            groups = [""] if sec == "CONTROL" else [g for g in f[f"INDEX/{src}"]]
+            counts = sum(f[f"INDEX/{src}/{g}/count" if g else f"INDEX/{src}/count"][:]
+                         for g in groups)
+            if (counts > 0).mean() * 100 <= 95:
+                expected["cam3" if src.endswith("BEAMVIEW3:daqOutput") else src] = counts == 0
+    got = missing_trains(run)
+    assert set(got) == set(expected) and "cam3" in got
+    for label, mask in got.items():
+        np.testing.assert_array_equal(mask, expected[label])
+    assert list(got) == sorted(got, key=lambda k: (-got[k].sum(), k))  # most missing first
+    ax = run.plot_missing_data()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0].startswith(next(iter(got))) and any(lb.startswith("cam3 (") for lb in labels)
