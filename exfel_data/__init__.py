@@ -19,6 +19,7 @@ _EXPORTS = {
     "DuplicateTrainError": "exceptions", "ExfelDataError": "exceptions",
     "FileChangedError": "exceptions", "IndexWarning": "rowindex",
     "IndexGroupError": "exceptions", "AliasError": "exceptions",
+    "KeyGlobError": "exceptions",
     "AliasIndexer": "aliases", "DEFAULT_ALIASES_FILE": "aliases",
     "FileStructureError": "exceptions", "MultiRunError": "exceptions",
     "NoDataError": "exceptions", "PropertyNameError": "exceptions",
@@ -37,6 +38,7 @@ __all__ = [
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
     "FileChangedError", "IndexWarning", "IndexGroupError", "AliasError", "AliasIndexer",
+    "KeyGlobError",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
         FileChangedError,
         FileStructureError,
         IndexGroupError,
+        KeyGlobError,
         MultiRunError,
         NoDataError,
         PropertyNameError,

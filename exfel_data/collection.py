@@ -21,6 +21,7 @@ from .aliases import AliasMixin, merge_aliases
 from .detectors.identify import detector_modules
 from .exceptions import (
     DuplicateTrainError,
+    KeyGlobError,
     MultiRunError,
     PropertyNameError,
     SourceNameError,
@@ -287,6 +288,7 @@ class DataCollection(AliasMixin, WriteMethods):
     # -- selections -----------------------------------------------------------------
     def _parse_selection(self, seln, key_glob: str) -> dict[str, frozenset | None]:
         """Turn a selection spec into {source: keys or None (all)}."""
+        explicit = isinstance(seln, dict)  # names, not globs: a missing one is a KeyError
         if isinstance(seln, str):
             items = [(seln, key_glob)]
         elif isinstance(seln, dict):
@@ -335,10 +337,10 @@ class DataCollection(AliasMixin, WriteMethods):
                     continue
                 result[s] = (result.get(s) or frozenset()) | keys
             if not found_any:
+                error = PropertyNameError if explicit else KeyGlobError
                 if len(matched) == 1:
-                    raise PropertyNameError(matched[0], key_pat,
-                                            self._source_data(matched[0]).keys())
-                raise PropertyNameError(src_pat, key_pat)
+                    raise error(matched[0], key_pat, self._source_data(matched[0]).keys())
+                raise error(src_pat, key_pat, hint=f"(no source matching {src_pat!r} has it)")
         return result
 
     def select(self, seln, key_glob: str = "*", require_all: bool = False,
@@ -370,8 +372,19 @@ class DataCollection(AliasMixin, WriteMethods):
             sources[s] = cur._replace(keys=keys)
         new = self._replace(sources=sources)
         if require_all or require_any:
+            before = new
             new = new._replace(train_ids=new._train_ids[new._has_all_mask(any_=require_any)])
+            n = len(self._train_ids)
+            if require_all and n and not len(new._train_ids):
+                empty = sorted(s for s in before._sources if not before._has_data(s))
+                warnings.warn(f"{n}/{n} (100%) trains dropped by require_all: no train has "
+                              f"data from all selected sources"
+                              + (f"; without data: {', '.join(empty)}" if empty else ""),
+                              stacklevel=2)
         return new
+
+    def _has_data(self, source: str) -> bool:
+        return bool(self._source_data(source).data_counts(labelled=False).any())
 
     def _has_all_mask(self, any_: bool = False) -> np.ndarray:
         """Trains where every (any_: some) selected source and key group has data."""
@@ -490,7 +503,7 @@ class DataCollection(AliasMixin, WriteMethods):
             alias_files += [f for f in c._alias_files if f not in alias_files]
         return DataCollection(sorted(files.values(), key=lambda f: f.filename), sources,
                               train_ids, inc_suspect_trains=self.inc_suspect_trains,
-                              runs=frozenset().union(*(c._runs for c in (self, *others))),
+                              runs=_union_runs((self, *others)),
                               legacy_sources=legacy, aliases=aliases, alias_files=alias_files)
 
     __or__ = union
@@ -882,6 +895,24 @@ class DataCollection(AliasMixin, WriteMethods):
         from .summary import format_info
 
         print(format_info(self, details_for_sources, with_aggregators), file=file)
+
+
+def _union_runs(colls) -> frozenset:
+    """The runs of combined collections; collections of one run each whose METADATA names
+    the same proposal and run (e.g. raw and proc folders of a run) stay a single run."""
+    runs = frozenset().union(*(c._runs for c in colls))
+    if len(runs) <= 1:
+        return runs
+    same = set()
+    for c in colls:
+        if not c.is_single_run or not c.files or c.files[0].format_version == "0.5":
+            return runs
+        md = c.files[0].metadata()
+        ident = (md.get("proposalNumber"), md.get("runNumber"))
+        if not all(ident):
+            return runs
+        same.add(tuple(int(x) for x in ident))
+    return frozenset(same) if len(same) == 1 else runs
 
 
 def _in_train_order(files, inc_suspect: bool) -> tuple:

@@ -20,6 +20,7 @@ __all__ = [
     "FileChangedError",
     "IndexGroupError",
     "AliasError",
+    "KeyGlobError",
 ]
 
 
@@ -86,6 +87,14 @@ class PropertyNameError(ExfelDataError, KeyError):
             f"{' ' + self.hint if self.hint else ''}"
             f" See run.keys_for_source({self.source!r}) ({len(self.available)} keys)."
         )
+
+
+class KeyGlobError(PropertyNameError, ValueError):
+    """A key glob given to ``select`` / ``deselect`` that matches no key of its sources.
+
+    Both a ``KeyError`` (as other missing keys) and a ``ValueError`` (what EXtra-data
+    raises for a glob matching nothing).
+    """
 
 
 class TrainIDError(ExfelDataError, KeyError):

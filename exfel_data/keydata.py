@@ -11,7 +11,7 @@ from .exceptions import NoDataError, PropertyNameError
 from .file_access import FileAccess, files_with_trains
 from .reading import read_chunks_into, read_rows, roi_shape
 from .rowindex import DataChunk, TrainRows, train_rows
-from .selection import select_train_ids, split_ranges, train_position
+from .selection import _ByIndex, select_train_ids, split_ranges, train_position
 from .train_id_list import TrainIdList
 
 __all__ = ["KeyData", "read_run_value"]
@@ -285,10 +285,13 @@ class KeyData(fmt.SectionMixin):
         Parameters
         ----------
         roi : tuple
-            Basic indexing applied to each entry, e.g. ``np.s_[100:200, :]``.
+            Basic indexing applied to each entry, e.g. ``np.s_[100:200, :]`` (or, as in
+            EXtra-data, ``by_index[100:200, :]``).
         out : np.ndarray, optional
             Preallocated output of the right shape.
         """
+        if isinstance(roi, _ByIndex):
+            roi = roi.value
         if not isinstance(roi, tuple):
             roi = (roi,)
         shape = self.shape[:1] + roi_shape(self.entry_shape, roi)

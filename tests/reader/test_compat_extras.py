@@ -116,3 +116,76 @@ def test_plot_missing_data(sa3_file):
     ax = run.plot_missing_data()
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0].startswith(next(iter(got))) and any(lb.startswith("cam3 (") for lb in labels)
+
+
+# -- selection details users' EXtra-data code relies on ------------------------------------
+def test_control_key_glob_matches_values_as_extra_data(spb_run):
+    import extra_data
+
+    ours, theirs = ed.RunDirectory(spb_run), extra_data.RunDirectory(spb_run)
+    for glob in ("*.ixPos", "beamPosition.ixPos*", "beamPosition.*.value"):
+        assert ours.select(XGM, glob)[XGM].keys() == theirs.select(XGM, glob)[XGM].keys()
+    # a source glob whose key glob matches in only some sources
+    sel = ours.select("*_XGM/DOOCS*", "*.ixPos")
+    assert sel.all_sources == theirs.select("*_XGM/DOOCS*", "*.ixPos").all_sources
+    dropped = ours.deselect("*_XGM/DOOCS*", "*.ixPos")
+    assert "beamPosition.ixPos.value" not in dropped[XGM].keys()
+    assert "beamPosition.iyPos.value" in dropped[XGM].keys()
+
+
+def test_key_glob_matching_nothing_is_key_and_value_error(spb_run):
+    run = ed.RunDirectory(spb_run).select(XGM, "beamPosition.ixPos")
+    with pytest.raises(ed.KeyGlobError, match="No key 'beamPosition.iyPos' for source") as exc:
+        run.select(XGM, "beamPosition.iyPos")
+    assert isinstance(exc.value, KeyError) and isinstance(exc.value, ValueError)
+    with pytest.raises(ed.PropertyNameError) as exc:  # an explicit name: KeyError only
+        run.select({XGM: {"beamPosition.iyPos"}})
+    assert not isinstance(exc.value, ValueError)
+
+
+def test_require_all_dropping_every_train_warns(sa3_file):
+    run = ed.H5File(sa3_file)
+    with pytest.warns(UserWarning, match=r"50/50 \(100%\) trains dropped.*without data: "
+                                         r"SA3_XTD10_IMGFEL/CAM/BEAMVIEW:daqOutput"):
+        sel = run.select(["*/BEAMVIEW:daqOutput", "*/BEAMVIEW2:daqOutput"], require_all=True)
+    assert sel.train_ids == []
+
+
+def test_by_id_range_outside_the_data_warns(spb_run):
+    run = ed.RunDirectory(spb_run)
+    with pytest.warns(UserWarning, match="ends before the first train ID 10000"):
+        assert run.select_trains(ed.by_id[9000:9100]).train_ids == []
+    with pytest.warns(UserWarning, match="starts after the last train ID 10063"):
+        assert list(run.trains(train_range=ed.by_id[12000:12500])) == []
+
+
+def test_roi_as_by_index(spb_run):
+    import extra_data
+
+    cam = "SPB_IRU_CAM/CAM/SIDEMIC:daqOutput"
+    ours = ed.RunDirectory(spb_run).get_array(cam, "data.image.pixels", roi=ed.by_index[:5, 2:4])
+    theirs = extra_data.RunDirectory(spb_run).get_array(
+        cam, "data.image.pixels", roi=extra_data.by_index[:5, 2:4])
+    assert ours.shape == theirs.shape == (64, 5, 2)
+    np.testing.assert_array_equal(ours.values, theirs.values)
+
+
+def test_union_of_raw_and_proc_of_one_run_is_single_run(spb_run, tmp_path):
+    import extra_data
+
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    shutil.copy(os.path.join(spb_run, "RAW-R0238-AGIPD00-S00000.h5"),
+                proc / "CORR-R0238-AGIPD00-S00000.h5")
+    raw = ed.RunDirectory(spb_run).deselect("*AGIPD*")
+    both = raw.union(ed.RunDirectory(proc))
+    theirs = extra_data.RunDirectory(spb_run).deselect("*AGIPD*").union(
+        extra_data.RunDirectory(str(proc)))
+    assert both.is_single_run and theirs.is_single_run
+    assert both.run_metadata()["runNumber"] == theirs.run_metadata()["runNumber"]
+    other_run = tmp_path / "other"
+    other_run.mkdir()
+    shutil.copy(os.path.join(spb_run, "RAW-R0238-DA01-S00000.h5"), other_run)
+    with h5py.File(other_run / "RAW-R0238-DA01-S00000.h5", "r+") as f:
+        f["METADATA/runNumber"][0] = 239
+    assert not ed.RunDirectory(proc).union(ed.RunDirectory(other_run)).is_single_run
