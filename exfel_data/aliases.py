@@ -11,13 +11,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .collection import DataCollection
 
 from .exceptions import AliasError
 
-__all__ = ["AliasIndexer", "AliasMixin", "load_alias_file", "DEFAULT_ALIASES_FILE",
-           "default_alias_file"]
+__all__ = ["AliasIndexer", "AliasMixin", "AliasSpec", "load_alias_file",
+           "DEFAULT_ALIASES_FILE", "default_alias_file"]
+
+#: What ``with_aliases`` and ``aliases=`` take: a dict or an alias file path.
+AliasSpec = Mapping[str, str | tuple] | str | os.PathLike
+#: An alias selection: an alias, a list of aliases / (alias, key glob), or a dict.
+AliasSelection = str | Iterable | Mapping
 
 #: Where ``open_run`` looks for a proposal's alias file; ``{}`` is the proposal folder.
 DEFAULT_ALIASES_FILE = "{}/usr/extra-data-aliases.yml"
@@ -182,9 +191,14 @@ class AliasIndexer:
     ``run.alias['xgm', 'pulseEnergy.photonEnergy']`` a key of an aliased source;
     ``'xgm' in run.alias``; :meth:`select` and :meth:`deselect` take aliases where
     ``run.select`` takes source names.
+
+    Parameters
+    ----------
+    data : DataCollection
+        The collection whose aliases are looked up.
     """
 
-    def __init__(self, data) -> None:
+    def __init__(self, data: DataCollection) -> None:
         self.data = data
 
     @property
@@ -240,7 +254,7 @@ class AliasIndexer:
                 items.append((self._source_of(alias), glob))
         return items
 
-    def select(self, seln, key_glob: str = "*", require_all: bool = False,
+    def select(self, seln: AliasSelection, key_glob: str = "*", require_all: bool = False,
                require_any: bool = False):
         """``run.select`` with aliases for sources (and key aliases as whole entries).
 
@@ -255,8 +269,14 @@ class AliasIndexer:
         return self.data.select(self._resolve(seln, key_glob), require_all=require_all,
                                 require_any=require_any)
 
-    def deselect(self, seln, key_glob: str = "*"):
-        """``run.deselect`` with aliases (same forms as :meth:`select`)."""
+    def deselect(self, seln: AliasSelection, key_glob: str = "*"):
+        """``run.deselect`` with aliases (same forms as :meth:`select`).
+
+        Parameters
+        ----------
+        seln, key_glob
+            As for :meth:`select`.
+        """
         return self.data.deselect(self._resolve(seln, key_glob))
 
     def jhub_links(self) -> dict[str, str]:

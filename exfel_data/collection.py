@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from . import format as fmt
-from .aliases import AliasMixin, merge_aliases
+from .aliases import AliasMixin, AliasSpec, merge_aliases
 from .detectors.identify import detector_modules
 from .exceptions import (
     DuplicateTrainError,
@@ -149,8 +149,9 @@ class DataCollection(AliasMixin, WriteMethods):
                    runs=runs, legacy_sources=legacy)
 
     @classmethod
-    def from_paths(cls, paths, *, inc_suspect_trains: bool = True,
-                   aliases=None) -> DataCollection:
+    def from_paths(cls, paths: Iterable[str | os.PathLike], *,
+                   inc_suspect_trains: bool = True,
+                   aliases: AliasSpec | None = None) -> DataCollection:
         """Open EXDF files by path (skipping unreadable ones with a warning).
 
         Parameters

@@ -11,9 +11,9 @@ import fnmatch
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from .aliases import DEFAULT_ALIASES_FILE, default_alias_file
+from .aliases import DEFAULT_ALIASES_FILE, AliasSpec, default_alias_file
 from .collection import DataCollection, _run_identity, _suspect_trains
 from .exceptions import ExfelDataError
 from .file_access import FileAccess
@@ -102,7 +102,7 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
 def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
                  inc_suspect_trains: bool = True, cache: bool = True,
-                 aliases=None) -> DataCollection:
+                 aliases: AliasSpec | None = None) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
     Parameters
@@ -152,7 +152,7 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
 
 
 def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True,
-           aliases=None) -> DataCollection:
+           aliases: AliasSpec | None = None) -> DataCollection:
     """Open a single EXDF HDF5 file as a collection.
 
     Parameters
@@ -186,7 +186,8 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True,
     return data if aliases is None else data.with_aliases(aliases)
 
 
-def from_paths(paths, *, inc_suspect_trains: bool = True, aliases=None) -> DataCollection:
+def from_paths(paths: Iterable[str | os.PathLike], *, inc_suspect_trains: bool = True,
+               aliases: AliasSpec | None = None) -> DataCollection:
     """Open a list of EXDF files (any folders) as one collection; see ``H5File``.
 
     Unreadable files are skipped with a warning naming them and why.
@@ -242,7 +243,7 @@ def find_proposal(proposal, root: str | None = None) -> str:
 def open_run(proposal: int | str, run: int | str, data: str = "raw", include: str = "*",
              file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None,
-             aliases=DEFAULT_ALIASES_FILE) -> DataCollection:
+             aliases: AliasSpec | None = DEFAULT_ALIASES_FILE) -> DataCollection:
     """Open a run by proposal and run number.
 
     Parameters

@@ -209,7 +209,11 @@ class WriteMethods:
         Nothing is copied (except RUN values and string keys), so the file is small; each
         key is one dataset spanning all sequence files, readable with ``H5File`` or plain
         h5py (HDF5 >= 1.10) wherever the run's files are reachable at the same paths.
-        Overwrites *filename* once complete.
+
+        Parameters
+        ----------
+        filename : str or path-like
+            The new file (written under a temporary name, then renamed over it).
 
         Returns
         -------
@@ -218,9 +222,19 @@ class WriteMethods:
         """
         return write_virtual(self, filename)
 
-    def get_virtual_dataset(self, source: str, key: str, filename=None):
+    def get_virtual_dataset(self, source: str, key: str,
+                            filename: str | os.PathLike | None = None):
         """One key as an HDF5 virtual dataset (rows of the selected trains, all files).
 
-        See :meth:`KeyData.get_virtual_dataset`.
+        Parameters
+        ----------
+        source, key : str
+            The key.
+        filename : str or path-like, optional
+            As for :meth:`KeyData.get_virtual_dataset`.
+
+        Returns
+        -------
+        h5py.Dataset
         """
         return self[source, key].get_virtual_dataset(filename)

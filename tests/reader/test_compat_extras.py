@@ -189,3 +189,47 @@ def test_union_of_raw_and_proc_of_one_run_is_single_run(spb_run, tmp_path):
     with h5py.File(other_run / "RAW-R0238-DA01-S00000.h5", "r+") as f:
         f["METADATA/runNumber"][0] = 239
     assert not ed.RunDirectory(proc).union(ed.RunDirectory(other_run)).is_single_run
+
+
+# -- xarray(extra_dims=, extra_coords=) with a roi, as EXtra-data 1.25 ---------------------
+AGIPD0 = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
+
+
+@pytest.mark.parametrize("roi, extra_dims, extra_coords", [
+    ((), None, None),
+    (np.s_[:, 10:20, 5:15], ["raw_proc", "ss", "fs"], None),
+    (np.s_[..., 30:40], ["a", "b", "c"], None),
+    (np.s_[0, :, :], ["a", "b", "c"], None),
+    (np.s_[:, [30, 33], -3:], ["a", "b", "c"], None),
+    (np.s_[:, 10:20, 5:15], ["a", "b", "fs"], {"fs": np.linspace(0, 9, 10)}),
+    (np.s_[:, 15, 5:15], None, True),
+    (np.s_[:, 15, 5:15], None, {"dim_0": [100, 200]}),
+    (np.s_[:, 15, 5:15], None, None),
+])
+def test_xarray_dims_and_coords_match_extra_data(spb_run, roi, extra_dims, extra_coords):
+    import extra_data
+
+    ours = ed.RunDirectory(spb_run)[AGIPD0, "image.data"].select_trains(np.s_[:3])
+    theirs = extra_data.RunDirectory(spb_run)[AGIPD0, "image.data"].select_trains(np.s_[:3])
+    a = ours.xarray(roi=roi, extra_dims=extra_dims, extra_coords=extra_coords)
+    b = theirs.xarray(roi=roi, extra_dims=extra_dims, extra_coords=extra_coords)
+    assert a.dims == b.dims and a.shape == b.shape
+    assert set(a.coords) == set(b.coords)
+    for name in b.coords:
+        np.testing.assert_array_equal(a.coords[name].values, b.coords[name].values)
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_xarray_extra_coords_errors(spb_run):
+    kd = ed.RunDirectory(spb_run)[AGIPD0, "image.data"]
+    with pytest.raises(ValueError, match=r"extra_coords names \['fs'\].*dims of the array"):
+        kd.xarray(roi=np.s_[:, 10:20, 5:15], extra_coords={"fs": np.arange(5, 15)})
+    with pytest.raises(ValueError, match="extra_dims needs 3 names"):
+        kd.xarray(extra_dims=["a"])
+
+
+def test_empty_key_dask_array(sa3_file):
+    kd = ed.H5File(sa3_file)["SA3_XTD10_IMGFEL/CAM/BEAMVIEW:daqOutput", "data.image.pixels"]
+    arr = kd.dask_array(labelled=True)
+    assert arr.shape == (0,) + kd.entry_shape and arr.dtype == kd.dtype
+    assert arr.compute().shape == (0,) + kd.entry_shape
