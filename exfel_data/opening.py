@@ -99,6 +99,10 @@ def _no_readable(what: str, skipped) -> ExfelDataError:
                           f"{lines}{more}")
 
 
+#: EXtra-data's virtual overview file in a run folder, skipped by RunDirectory.
+OVERVIEW_FILE_NAME = "overview.h5"
+
+
 def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
                  inc_suspect_trains: bool = True, cache: bool = True,
@@ -119,11 +123,19 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
         Use and update the per-run cache of file indexes (see :mod:`run_map`).
     aliases : dict, str or path, optional
         Aliases or an alias file, applied with ``DataCollection.with_aliases``.
+
+    Notes
+    -----
+    An EXtra-data virtual overview file (``overview.h5``) in the folder is skipped: it
+    holds the other files' data again. Open it on its own with :func:`H5File`.
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Run folder not found: {path}")
-    names = sorted(n for n in os.listdir(path) if n.endswith(".h5"))
+    # An EXtra-data "virtual overview" file maps every other file again: reading it too
+    # would double each source; the run map (below) gives the fast opening it is for.
+    names = sorted(n for n in os.listdir(path)
+                   if n.endswith(".h5") and n.lower() != OVERVIEW_FILE_NAME)
     if include != "*":
         names = [n for n in names if fnmatch.fnmatch(n, include)]
     prefix = os.path.join(path, "")

@@ -233,3 +233,25 @@ def test_empty_key_dask_array(sa3_file):
     arr = kd.dask_array(labelled=True)
     assert arr.shape == (0,) + kd.entry_shape and arr.dtype == kd.dtype
     assert arr.compute().shape == (0,) + kd.entry_shape
+
+
+def test_run_folder_with_extra_data_overview_file(spb_run, tmp_path):
+    """EXtra-data writes overview.h5 (virtual datasets over all files) into run folders:
+    RunDirectory leaves it out, H5File reads it like the run."""
+    from extra_data import RunDirectory as TheirRunDirectory
+    from extra_data.voview import VirtualOverviewFileWriter
+
+    run_dir = tmp_path / "r0238"
+    shutil.copytree(spb_run, run_dir)
+    VirtualOverviewFileWriter(str(run_dir / "overview.h5"),
+                              TheirRunDirectory(str(run_dir), _use_voview=False)).write()
+    assert TheirRunDirectory(str(run_dir)).files[0].filename.endswith("overview.h5")
+    orig = ed.RunDirectory(spb_run)
+    run = ed.RunDirectory(run_dir)
+    assert not any(f.filename.endswith("overview.h5") for f in run.files)
+    assert run.all_sources == orig.all_sources and run.train_ids == orig.train_ids
+    overview = ed.H5File(run_dir / "overview.h5")
+    assert overview.all_sources == orig.all_sources and overview.train_ids == orig.train_ids
+    cam = "SPB_IRU_CAM/CAM/SIDEMIC:daqOutput"
+    np.testing.assert_array_equal(overview[cam, "data.image.pixels"].ndarray(),
+                                  orig[cam, "data.image.pixels"].ndarray())
