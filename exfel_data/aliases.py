@@ -13,10 +13,6 @@ import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .collection import DataCollection
 
 from .exceptions import AliasError
 
@@ -198,7 +194,7 @@ class AliasIndexer:
         The collection whose aliases are looked up.
     """
 
-    def __init__(self, data: DataCollection) -> None:
+    def __init__(self, data: DataCollection) -> None:  # noqa: F821 (no import cycle)
         self.data = data
 
     @property

@@ -27,6 +27,7 @@ from .exceptions import (
     SourceNameError,
 )
 from .file_access import FileAccess, files_with_trains
+from .file_set import SuspectTrain, no_readable, open_files, report_bad_trains, suspect_trains
 from .keydata import KeyData
 from .reading import DatasetReader
 from .rowindex import file_rows
@@ -42,13 +43,6 @@ from .train_id_list import TrainIdList
 from .write.single_file import WriteMethods
 
 __all__ = ["DataCollection", "SuspectTrain"]
-
-SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
-SuspectTrain.__doc__ = """A train ID the file marks as suspect (or out of order in format 0.5).
-
-Fields: ``file`` (its path), ``row`` (in the file's INDEX), ``train_id``, and ``origin``,
-the source that sent it where INDEX/origin says so.
-"""
 
 _Source = namedtuple("_Source", "section files keys")
 
@@ -99,6 +93,7 @@ class DataCollection(AliasMixin, WriteMethods):
         self._aliases = dict(aliases or {})
         self._alias_files = list(alias_files or [])
         self._source_cache: dict[str, SourceData] = {}
+        self._auxiliary = None
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -163,9 +158,28 @@ class DataCollection(AliasMixin, WriteMethods):
         aliases : dict or path, optional
             Applied with :meth:`with_aliases`.
         """
-        from .opening import from_paths
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        if not paths:
+            raise FileNotFoundError("from_paths() got no file paths")
+        files, skipped = open_files(paths, None)
+        if not files:
+            raise no_readable(f"the {len(paths)} paths given", skipped)
+        report_bad_trains(files, inc_suspect_trains)
+        data = cls.from_files(files, inc_suspect_trains=inc_suspect_trains)
+        return data if aliases is None else data.with_aliases(aliases)
 
-        return from_paths(paths, inc_suspect_trains=inc_suspect_trains, aliases=aliases)
+    @property
+    def auxiliary(self):
+        """The REDUCTION and ERRATA sources of newer files (an ``AuxiliaryIndexer``).
+
+        ``run.auxiliary.all_sources``, ``run.auxiliary[source]`` (a SourceData),
+        ``run.auxiliary.info()``; see docs/reading.md.
+        """
+        if self._auxiliary is None:
+            from .auxiliary import AuxiliaryIndexer
+
+            self._auxiliary = AuxiliaryIndexer(self)
+        return self._auxiliary
 
     @property
     def legacy_sources(self) -> dict[str, str]:
@@ -795,7 +809,7 @@ class DataCollection(AliasMixin, WriteMethods):
     @property
     def suspect_trains(self) -> list[SuspectTrain]:
         """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
-        return _suspect_trains(self.files)
+        return suspect_trains(self.files)
 
     @property
     def selection(self) -> dict[str, frozenset | None]:
@@ -881,7 +895,7 @@ class DataCollection(AliasMixin, WriteMethods):
         return plot_missing_data(self, min_saved_pct, expand_instrument)
 
     def info(self, details_for_sources=(), file=None, *,
-             with_aggregators: bool = False) -> None:
+             with_aggregators: bool = False, with_auxiliary: bool = False) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
@@ -890,12 +904,17 @@ class DataCollection(AliasMixin, WriteMethods):
             Source glob patterns whose keys are listed too (entry shape and dtype).
         with_aggregators : bool
             List every source with its aggregator (``[DA01] source``).
+        with_auxiliary : bool
+            Also list the REDUCTION and ERRATA sources (see :attr:`auxiliary`).
         file : file-like, optional
             Where to print (default ``sys.stdout``).
         """
         from .summary import format_info
 
-        print(format_info(self, details_for_sources, with_aggregators), file=file)
+        text = format_info(self, details_for_sources, with_aggregators)
+        if with_auxiliary:
+            text += "\n\n" + self.auxiliary._text(details_for_sources, with_aggregators)
+        print(text, file=file)
 
 
 def _union_runs(colls) -> frozenset:
@@ -975,24 +994,3 @@ def _disjoint_increasing(files, inc_suspect: bool) -> bool:
             return False
         prev_last = last
     return True
-
-
-def _origin_name(fa: FileAccess, origin: int) -> str:
-    if origin < 0:
-        return "time server"
-    if origin < len(fa.source_ids) and fa.source_ids[origin]:
-        return fmt.parse_source_id(fa.source_ids[origin])[1]
-    return f"source #{origin}"
-
-
-def _suspect_trains(files) -> list[SuspectTrain]:
-    out = []
-    for fa in files:
-        if not fa.n_suspect:
-            continue
-        for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
-            origin = None
-            if fa.origin is not None and fa.format_version >= "1.2":
-                origin = _origin_name(fa, int(fa.origin[row]))
-            out.append(SuspectTrain(fa.filename, int(row), int(fa.train_ids[row]), origin))
-    return out

@@ -43,19 +43,20 @@ class SourceNameError(ExfelDataError, KeyError):
         The name asked for.
     available : iterable of str
         The sources there are (the message suggests close matches).
+    hint : str, optional
+        Replaces the advice to look at ``run.all_sources``.
     """
 
-    def __init__(self, source: str, available: Iterable[str] = ()):
+    def __init__(self, source: str, available: Iterable[str] = (), hint: str = ""):
         self.source = source
         self.available = sorted(available)
+        self.hint = hint
         super().__init__(source)
 
     def __str__(self) -> str:
-        return (
-            f"No source {self.source!r}.{_suggestion(self.source, self.available)}"
-            " See run.all_sources for the sources in this data"
-            f" ({len(self.available)} selected)."
-        )
+        advice = self.hint or (" See run.all_sources for the sources in this data"
+                               f" ({len(self.available)} selected).")
+        return f"No source {self.source!r}.{_suggestion(self.source, self.available)}{advice}"
 
 
 class PropertyNameError(ExfelDataError, KeyError):

@@ -9,94 +9,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from .aliases import DEFAULT_ALIASES_FILE, AliasSpec, default_alias_file
-from .collection import DataCollection, _run_identity, _suspect_trains
-from .exceptions import ExfelDataError
-from .file_access import FileAccess
-from .format import KNOWN_VERSIONS
+from .collection import DataCollection, _run_identity
+from .file_set import no_readable as _no_readable
+from .file_set import open_files as _open_files
+from .file_set import report_bad_trains as _report_bad_trains
 from .run_map import RunMap
-from .scan import scan_file
 
-__all__ = ["RunDirectory", "H5File", "open_run", "find_proposal", "from_paths"]
-
-
-def _open_files(paths: list[str], run_map: RunMap | None) -> tuple[list[FileAccess], list]:
-    """Scan files (or take them from the cache); return (files, [(path, error)])."""
-    files, skipped, todo = [], [], []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            skipped.append((p, e))
-            continue
-        info = run_map.get(p, st) if run_map is not None else None
-        if info is not None:
-            fa = FileAccess(p, info)
-            run_map.watch(fa)
-            files.append(fa)
-        else:
-            todo.append((p, st))
-    progress = todo
-    # Only then is scanning slow enough to show progress, and only then can it be seen:
-    # importing tqdm.auto costs ~50 ms, a sixth of scanning 450 files.
-    if len(todo) > 50 and (getattr(sys.stderr, "isatty", bool)() or "ipykernel" in sys.modules):
-        from tqdm.auto import tqdm
-
-        progress = tqdm(todo, desc="Scanning files", unit="file", disable=None, leave=False)
-    for p, st in progress:
-        try:
-            info = scan_file(p, st)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
-            skipped.append((p, e))
-            continue
-        fa = FileAccess(p, info)
-        files.append(fa)
-        if run_map is not None:
-            run_map.put(p, info)
-            run_map.watch(fa)
-    for p, e in skipped:
-        warnings.warn(f"Skipping unreadable file {p}: {type(e).__name__}: {e}", stacklevel=3)
-    return files, skipped
-
-
-def _report_bad_trains(files: list[FileAccess], inc_suspect: bool) -> None:
-    zero = [(fa, fa.n_zero) for fa in files if fa.n_zero]
-    for fa, n in zero:
-        warnings.warn(f"{fa.filename}: {n} row(s) with train ID 0 in the middle of "
-                      "INDEX/trainId ignored as corrupt.", stacklevel=3)
-    for fa in files:
-        if fa.format_version not in KNOWN_VERSIONS:
-            warnings.warn(f"{fa.filename}: unknown dataFormatVersion {fa.format_version!r}; "
-                          "read like version 1.3. Check it with `exfel-data validate`.",
-                          stacklevel=3)
-        if fa.index_rows and not len(fa.train_ids) and fa.all_sources:
-            eg = sorted(fa.all_sources)[0]
-            warnings.warn(
-                f"{fa.filename}: all {fa.index_rows} rows of INDEX/trainId are 0, so its data "
-                f"cannot be placed by train and is not used ({len(fa.all_sources)} source(s), "
-                f"e.g. {eg!r}). Check it with `exfel-data validate`.", stacklevel=3)
-    suspect = _suspect_trains(files)
-    if suspect:
-        nfiles = len({s.file for s in suspect})
-        s0 = suspect[0]
-        sent = f", sent by {s0.origin}" if s0.origin else ""
-        action = ("included; pass inc_suspect_trains=False to skip them" if inc_suspect
-                  else "skipped (inc_suspect_trains=False)")
-        warnings.warn(
-            f"{len(suspect)} suspect train ID(s) in {nfiles} file(s) {action}. First: "
-            f"train {s0.train_id} at row {s0.row} of {os.path.basename(s0.file)}{sent}. "
-            "Details: run.suspect_trains", stacklevel=3)
-
-
-def _no_readable(what: str, skipped) -> ExfelDataError:
-    lines = "\n".join(f"  {p}: {type(e).__name__}: {e}" for p, e in skipped[:10])
-    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-    return ExfelDataError(f"No readable EXDF files in {what} ({len(skipped)} skipped):\n"
-                          f"{lines}{more}")
+__all__ = ["RunDirectory", "H5File", "open_run", "find_proposal"]
 
 
 #: EXtra-data's virtual overview file in a run folder, skipped by RunDirectory.
@@ -193,28 +116,6 @@ def H5File(path: str | os.PathLike, *, inc_suspect_trains: bool = True,
     files, skipped = _open_files([path], None)
     if not files:
         raise _no_readable(path, skipped)
-    _report_bad_trains(files, inc_suspect_trains)
-    data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
-    return data if aliases is None else data.with_aliases(aliases)
-
-
-def from_paths(paths: Iterable[str | os.PathLike], *, inc_suspect_trains: bool = True,
-               aliases: AliasSpec | None = None) -> DataCollection:
-    """Open a list of EXDF files (any folders) as one collection; see ``H5File``.
-
-    Unreadable files are skipped with a warning naming them and why.
-
-    Raises
-    ------
-    ExfelDataError
-        None of the files can be read (listing each with its reason).
-    """
-    paths = [os.path.abspath(os.fspath(p)) for p in paths]
-    if not paths:
-        raise FileNotFoundError("from_paths() got no file paths")
-    files, skipped = _open_files(paths, None)
-    if not files:
-        raise _no_readable(f"the {len(paths)} paths given", skipped)
     _report_bad_trains(files, inc_suspect_trains)
     data = DataCollection.from_files(files, inc_suspect_trains=inc_suspect_trains)
     return data if aliases is None else data.with_aliases(aliases)
