@@ -255,10 +255,10 @@ class DataCollection(AliasMixin, WriteMethods):
         canonical = self._canonical(source)
         src = self._sources[canonical]
         sd = SourceData(canonical, section=src.section, files=list(src.files),
-                          train_ids=self._train_ids, sel_keys=src.keys,
-                          inc_suspect_trains=self.inc_suspect_trains,
-                          is_single_run=self.is_single_run,
-                          legacy_name=None if canonical == source else source)
+                        train_ids=self._train_ids, sel_keys=src.keys,
+                        inc_suspect_trains=self.inc_suspect_trains,
+                        is_single_run=self.is_single_run,
+                        legacy_name=None if canonical == source else source)
         if canonical == source:  # legacy names warn on every use
             self._source_cache[source] = sd
         return sd
