@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .aliases import DEFAULT_ALIASES_FILE, AliasSpec, default_alias_file
 from .collection import DataCollection, _run_identity
@@ -153,7 +153,8 @@ def find_proposal(proposal, root: str | None = None) -> str:
         f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
 
 
-def open_run(proposal: int | str, run: int | str, data: str = "raw", include: str = "*",
+def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "raw",
+             include: str = "*",
              file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None,
              aliases: AliasSpec | None = DEFAULT_ALIASES_FILE) -> DataCollection:
@@ -165,9 +166,12 @@ def open_run(proposal: int | str, run: int | str, data: str = "raw", include: st
         Proposal number (``2012``, ``'p002012'``) or a proposal folder.
     run : int or str
         Run number.
-    data : str
-        ``'raw'``, ``'proc'`` or ``'all'`` (raw plus proc; a source in both is read from
-        proc). Other folder names (``'usr'``...) are used as given.
+    data : str or sequence of str
+        ``'raw'``, ``'proc'``, ``'all'`` (raw plus proc; a source in both is read from
+        proc), ``'default'`` (EXtra-data's default: proc, if there is one, plus raw; a
+        source in both is read from raw), or a list of folder names combined in order (a
+        source in several is read from the last). Other folder names (``'usr'``...) are
+        used as given.
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
     aliases : dict, str, path or None
@@ -188,21 +192,40 @@ def open_run(proposal: int | str, run: int | str, data: str = "raw", include: st
     return data_ if aliases is None else data_.with_aliases(aliases)
 
 
-def _open_run_data(proposal, run, data: str, root, kw: dict) -> DataCollection:
-    if data != "all":
+def _open_run_data(proposal, run, data, root, kw: dict) -> DataCollection:
+    """The run's data from one data folder, or several combined (see ``open_run``)."""
+    if isinstance(data, str) and data not in ("all", "default"):
         return RunDirectory(run_folder(proposal, run, data, root), **kw)
-    raw_dir = run_folder(proposal, run, "raw", root)
-    raw = RunDirectory(raw_dir, **kw)
-    proc_dir = os.path.join(os.path.dirname(os.path.dirname(raw_dir)), "proc",
-                            os.path.basename(raw_dir))
-    if not os.path.isdir(proc_dir):
-        warnings.warn(f"No proc folder {proc_dir}; using raw data only.", stacklevel=3)
-        return raw
-    proc = RunDirectory(proc_dir, **kw)
-    both = raw.all_sources & proc.all_sources
-    if both:
-        raw = raw.deselect([(s, "*") for s in both]) if both != raw.all_sources else None
-    return proc if raw is None else raw.union(proc)
+    # Later folders win for sources found in several, as in EXtra-data.
+    named = {"all": ["raw", "proc"], "default": ["proc", "raw"]}
+    folders = named[data] if isinstance(data, str) else list(data)
+    if not folders or not all(isinstance(f, str) for f in folders):
+        raise ValueError(f"open_run(data=...): a folder name, 'all', 'default' or a list "
+                         f"of folder names, not {data!r}")
+    combined = None
+    for folder in folders:
+        if folder == "proc" and data in ("all", "default"):
+            path = os.path.join(os.path.dirname(os.path.dirname(
+                run_folder(proposal, run, "raw", root))), "proc", f"r{_run_number(run):04d}")
+            if not os.path.isdir(path):
+                if data == "all":
+                    warnings.warn(f"No proc folder {path}; using raw data only.", stacklevel=3)
+                continue
+        else:
+            path = run_folder(proposal, run, folder, root)
+        part = RunDirectory(path, **kw)
+        if combined is not None:
+            both = combined.all_sources & part.all_sources
+            if both == combined.all_sources:
+                combined = None
+            elif both:
+                combined = combined.deselect([(s, "*") for s in both])
+        combined = part if combined is None else combined.union(part)
+    return combined
+
+
+def _run_number(run) -> int:
+    return int(str(run).lstrip("r"))
 
 
 def run_folder(proposal, run, data: str = "raw", root: str | None = None) -> str:
@@ -221,7 +244,7 @@ def run_folder(proposal, run, data: str = "raw", root: str | None = None) -> str
         Naming the folder looked for and the runs that exist there.
     """
     prop_dir = find_proposal(proposal, root)
-    run_dir = os.path.join(prop_dir, data, f"r{int(str(run).lstrip('r')):04d}")
+    run_dir = os.path.join(prop_dir, data, f"r{_run_number(run):04d}")
     if not os.path.isdir(run_dir):
         have = sorted(os.listdir(os.path.join(prop_dir, data))) \
             if os.path.isdir(os.path.join(prop_dir, data)) else []

@@ -255,3 +255,39 @@ def test_run_folder_with_extra_data_overview_file(spb_run, tmp_path):
     cam = "SPB_IRU_CAM/CAM/SIDEMIC:daqOutput"
     np.testing.assert_array_equal(overview[cam, "data.image.pixels"].ndarray(),
                                   orig[cam, "data.image.pixels"].ndarray())
+
+
+@pytest.mark.parametrize("data", ["default", "all", ["proc", "raw"], ["raw", "proc"]])
+def test_open_run_combined_folders_match_extra_data(spb_run, tmp_path, monkeypatch, data):
+    import extra_data
+
+    prop = tmp_path / "SPB" / "202401" / "p700000"
+    (prop / "raw").mkdir(parents=True)
+    os.symlink(spb_run, prop / "raw" / "r0238")
+    proc = prop / "proc" / "r0238"
+    proc.mkdir(parents=True)
+    shutil.copy(os.path.join(spb_run, "RAW-R0238-AGIPD00-S00000.h5"),
+                proc / "CORR-R0238-AGIPD00-S00000.h5")
+    monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("EXTRA_DATA_DATA_ROOT", str(tmp_path))
+    ours = ed.open_run(700000, 238, data=data, aliases=None)
+    theirs = extra_data.open_run(700000, 238, data=data, aliases=None)
+    assert ours.all_sources == theirs.all_sources
+    src = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"   # in both folders: the later one wins
+    expected = "proc" if data in ("all", ["raw", "proc"]) else "raw"
+    assert f"/{expected}/" in ours[src].files[0].filename
+    assert f"/{expected}/" in str(theirs[src].files[0].filename)
+    assert ours.is_single_run
+
+
+def test_open_run_default_without_proc_is_raw(spb_run, tmp_path, monkeypatch):
+    prop = tmp_path / "SPB" / "202401" / "p700000"
+    (prop / "raw").mkdir(parents=True)
+    os.symlink(spb_run, prop / "raw" / "r0238")
+    monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
+    run = ed.open_run(700000, 238, data="default")
+    assert run.all_sources == ed.RunDirectory(spb_run).all_sources
+    with pytest.raises(FileNotFoundError, match="proc/r0238 not found"):
+        ed.open_run(700000, 238, data=["raw", "proc"])
+    with pytest.raises(ValueError, match="a folder name, 'all', 'default' or a list"):
+        ed.open_run(700000, 238, data=[])
