@@ -50,6 +50,16 @@ class _ByIndex(_SelectorBase):
 by_id = _ById()
 by_index = _ByIndex()
 
+# extra-data's selector classes, which libraries built on it (EXtra) pass to our objects.
+_PEER_SELECTORS = {("extra_data.read_machinery", "by_id"): _ById,
+                   ("extra_data.read_machinery", "by_index"): _ByIndex}
+
+
+def own_selector(sel):
+    """Our ``by_id`` / ``by_index`` for extra-data's (same meaning), else *sel* unchanged."""
+    ours = _PEER_SELECTORS.get((type(sel).__module__, type(sel).__name__))
+    return sel if ours is None else ours(sel.value)
+
 
 def _not_found(train_id: int, train_ids: np.ndarray) -> TrainIDError:
     n = len(train_ids)
@@ -100,6 +110,7 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
         The selected train IDs (sorted, unique, uint64).
     """
     train_ids = np.asarray(train_ids, dtype=np.uint64)
+    sel = own_selector(sel)
     if isinstance(sel, _ById):
         v = sel.value
         if isinstance(v, slice):

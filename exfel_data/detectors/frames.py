@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exfel_data.selection import by_id, by_index
+from exfel_data.selection import by_id, by_index, own_selector
 
 __all__ = ['LabelPatterns', 'PulseSelection', 'SlotPlan', 'normalise_pulses', 'plan_slots',
            'majority', 'gain_stage_labels', 'GAIN_STRIDE']
@@ -94,6 +94,7 @@ def normalise_pulses(pulses) -> PulseSelection:
     if pulses is None or isinstance(pulses, PulseSelection):
         return pulses or PulseSelection('all', None)
     kind = 'index'
+    pulses = own_selector(pulses)
     if isinstance(pulses, _ById):
         kind, pulses = 'id', pulses.value
     elif isinstance(pulses, _ByIndex):

@@ -47,11 +47,12 @@ from .devices import (
     SourceSpec,
 )
 from .runs import FilePlan, RunPlan, default_devices, make_run, proposal_run_dir
+from .timing import Timeserver, bunch_pattern_table
 
 __all__ = [
     'make_run', 'RunPlan', 'FilePlan', 'default_devices', 'proposal_run_dir',
     'Device', 'KeySpec', 'SourceSpec', 'XGM', 'Motor', 'Camera', 'Digitizer', 'RunOnlySource',
-    'LitFrameFinder',
+    'LitFrameFinder', 'Timeserver', 'bunch_pattern_table',
     'MultiModuleDetector', 'XTDFModule', 'JungfrauModule',
     'AGIPD1M', 'AGIPD500K', 'LPD1M', 'DSSC1M', 'JUNGFRAU',
     'DefectRecord', 'TrailingZeros', 'RogueTrainId', 'RepeatedTrainId', 'MissingTrains',

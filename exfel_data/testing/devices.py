@@ -439,12 +439,54 @@ class XGM(Device):
         The files' aggregator (default: the class's ``default_aggregator``).
     n_samples : int
         Samples of each trace.
+    pulses : int, optional
+        Laid out as a real XGM records pulse energies: the first *pulses* entries of each
+        ``data.intensity*TD`` row are energies in uJ (``pulse_energies``), the rest is 1.0,
+        the XGM's fill value for "no pulse", and ``pulseEnergy.numberOfBunchesActual`` is
+        *pulses*. Default (None): position-pattern traces, 64 bunches.
     """
 
     def __init__(self, name: str = 'SA1_XTD2_XGM/XGM/DOOCS', aggregator: str | None = None,
-                 n_samples: int = 1000):
+                 n_samples: int = 1000, pulses: int | None = None):
         super().__init__(name, aggregator)
         self.n_samples = n_samples
+        if pulses is not None and not 0 <= pulses <= n_samples:
+            raise ValueError(f"pulses={pulses} must be in 0..n_samples ({n_samples})")
+        self.pulses = pulses
+
+    @staticmethod
+    def pulse_energies(train_ids: ArrayLike, pulses: int, trace: int = 0) -> np.ndarray:
+        """Pulse energies (uJ) written with ``pulses=``: (trains, pulses) float32.
+
+        ``500 + 100 * trace + 2 * (train ID % 97) + 0.5 * pulse``, never 0 or 1 (the XGM's
+        "no pulse" values). *trace* is 0, 1, 2 for intensityTD, intensitySa1TD, intensityAUXTD.
+
+        Parameters
+        ----------
+        train_ids : array_like
+            The trains.
+        pulses : int
+            Pulses per train.
+        trace : int
+            Which trace (see above).
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        tids = np.asarray(train_ids, dtype=np.int64).reshape(-1, 1)
+        energy = 500.0 + 100.0 * trace + 2.0 * (tids % 97) + 0.5 * np.arange(pulses)
+        return energy.astype(np.float32)
+
+    def _trace_fill(self, trace: int) -> Fill:
+        if self.pulses is None:
+            return image_fill((self.n_samples,), np.float32, scale=trace)
+
+        def fill(tids, frames):
+            out = np.ones((len(tids), self.n_samples), np.float32)
+            out[:, :self.pulses] = self.pulse_energies(tids, self.pulses, trace)
+            return out
+        return fill
 
     def _build(self) -> list[SourceSpec]:
         trace = (self.n_samples,)
@@ -459,12 +501,13 @@ class XGM(Device):
              constant_fill(np.float32, (), 0.1333), None,
              units('m', 'meter', 'n', 'nano', 'Wavelength')),
             ('pulseEnergy.numberOfBunchesActual', np.int32, (),
-             constant_fill(np.int32, (), 64), None, None),
+             constant_fill(np.int32, (), 64 if self.pulses is None else self.pulses), None,
+             None),
             ('location', STRING_DTYPE, (), constant_fill(object, (), b'SASE1 XTD2'), None,
              None),
         ])
         output = {k.name: k for k in [
-            KeySpec(f'data.{name}', np.float32, trace, image_fill(trace, np.float32, scale=i),
+            KeySpec(f'data.{name}', np.float32, trace, self._trace_fill(i),
                     attrs=units('J', 'joule', 'u', 'micro', f'Digitizer trace {name}'))
             for i, name in enumerate(['intensityTD', 'intensitySa1TD', 'intensityAUXTD'])
         ] + [KeySpec('data.trainId', np.uint64, (), train_id_fill())]}
