@@ -117,7 +117,7 @@ def process(endpoints, analysis, params, workers, policy, ordered, reorder_buffe
     status = None if quiet else _Status()
     try:
         match = {} if len(addresses) == 1 else dict(
-            require=list(require) or None, optional=list(optional), timeout=match_timeout)
+            require=list(require) or None, optional=list(optional), match_timeout=match_timeout)
         runner = LiveRunner(client_trains(addresses, CLIENT_FOR[sock], idle_timeout, **match),
                             analysis, params, workers=workers, publish=publish_at,
                             publish_sock=publish_socket, every=every, out=out,

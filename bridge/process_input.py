@@ -17,17 +17,21 @@ TICK_S = 0.2  # how often an idle source yields None (and the runner checks its 
 
 
 def client_trains(endpoints: Sequence[str], sock: str = "REQ", timeout: float | None = None,
+                  *, match_timeout: float | None = None,
                   **match: Any) -> Iterator[tuple[dict, dict] | None]:
     """Trains from bridge endpoints as ``(data, metadata)``; None while none arrives.
 
     One endpoint is read with a :class:`bridge.Client`; several are joined by train ID
-    with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``, ``optional``,
-    ``timeout``... options). The Nones (every 0.2 s without a train) let
-    :class:`LiveRunner` notice a stop request. ``timeout``: end when nothing arrived for
-    this many seconds (default: wait forever).
+    with a :class:`bridge.match.TrainMatcher` (``match``: its ``require``, ``optional``...
+    options; ``match_timeout``: its ``timeout``, how long a train waits for missing
+    sources). The Nones (every 0.2 s without a train) let :class:`LiveRunner` notice a
+    stop request. ``timeout``: end when nothing arrived for this many seconds (default:
+    wait forever).
     """
     if not endpoints:
         raise ValueError("No endpoint given")
+    if match_timeout is not None:
+        match["timeout"] = match_timeout
     if len(endpoints) == 1 and not match:
         from bridge.client import Client
 

@@ -111,7 +111,8 @@ class XTDFModule(Device):
             raw_shape = (self.gain_planes,) + shape
             frame_bytes = int(np.prod(raw_shape)) * 2
             image = [
-                KeySpec('image.data', np.uint16, raw_shape, image_fill(raw_shape, np.uint16),
+                KeySpec('image.data', np.uint16, raw_shape,
+                        image_fill(raw_shape, np.uint16, module=self.module),
                         (1,) + raw_shape, compression=self.compression),
                 KeySpec('image.cellId', np.uint16, (1,),
                         column_fill(np.uint16, (1,), lambda t, f: f + 1)),
@@ -144,11 +145,14 @@ class XTDFModule(Device):
         else:
             frame = (1,) + shape
             image = [
-                KeySpec('image.data', np.float32, shape, image_fill(shape, np.float32), frame,
+                KeySpec('image.data', np.float32, shape,
+                        image_fill(shape, np.float32, module=self.module), frame,
                         compression=self.compression),
-                KeySpec('image.mask', np.uint32, shape, modulo_fill(shape, np.uint32, 16, 0),
+                KeySpec('image.mask', np.uint32, shape,
+                        modulo_fill(shape, np.uint32, 16, 0, module=self.module),
                         frame, compression=self.compression),
-                KeySpec('image.gain', np.uint8, shape, modulo_fill(shape, np.uint8, 3), frame,
+                KeySpec('image.gain', np.uint8, shape,
+                        modulo_fill(shape, np.uint8, 3, module=self.module), frame,
                         compression=self.compression),
                 KeySpec('image.cellId', np.uint16, (),
                         column_fill(np.uint16, (), lambda t, f: f + 1)),
@@ -202,8 +206,10 @@ class JungfrauModule(Device):
         cells = (self.cells,)
         adc_dtype = np.uint16 if self.raw else np.float32
         keys = [
-            KeySpec('data.adc', adc_dtype, entry, image_fill(entry, adc_dtype), chunks),
-            KeySpec('data.gain', np.uint8, entry, modulo_fill(entry, np.uint8, 3), chunks),
+            KeySpec('data.adc', adc_dtype, entry, image_fill(entry, adc_dtype, module=self.module),
+                    chunks),
+            KeySpec('data.gain', np.uint8, entry,
+                    modulo_fill(entry, np.uint8, 3, module=self.module), chunks),
             KeySpec('data.memoryCell', np.uint8, cells,
                     lambda t, f: np.tile(np.arange(self.cells, dtype=np.uint8), (len(t), 1))),
             KeySpec('data.frameNumber', np.uint64, cells, lambda t, f: (
@@ -215,7 +221,8 @@ class JungfrauModule(Device):
         ]
         if not self.raw:
             keys.append(KeySpec('data.mask', np.uint32, entry,
-                                modulo_fill(entry, np.uint32, 16, 0), chunks))
+                                modulo_fill(entry, np.uint32, 16, 0, module=self.module),
+                                chunks))
         return [SourceSpec(self.name, 'INSTRUMENT', {k.name: k for k in keys})]
 
 

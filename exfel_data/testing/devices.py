@@ -112,24 +112,26 @@ def _pattern(shape: tuple, dtype: str) -> np.ndarray:
     return pat
 
 
-def _row_offset(tids, frames, modulus: int) -> np.ndarray:
+def _row_offset(tids, frames, modulus: int, module: int = 0) -> np.ndarray:
     tids = np.asarray(tids, dtype=np.int64)
-    return (tids * 31 + np.asarray(frames, dtype=np.int64) * 7 + 1) % modulus
+    return (tids * 31 + np.asarray(frames, dtype=np.int64) * 7 + 1 + 101 * module) % modulus
 
 
-def image_fill(entry_shape: tuple, dtype, *, scale: int = 0) -> Fill:
-    """Entries = position pattern + per-row offset (train, frame); fits any integer dtype."""
+def image_fill(entry_shape: tuple, dtype, *, scale: int = 0, module: int = 0) -> Fill:
+    """Entries = position pattern + per-row offset (train, frame, module); fits any integer
+    dtype. *module* makes each detector module's images differ (a module stacked in the wrong
+    place must show)."""
     dt = np.dtype(dtype)
 
     def fill(tids, frames):
         pat = _pattern(tuple(entry_shape), dt.name)
         if dt.kind == 'f':
-            offset = (_row_offset(tids, frames, 4000) * 0.5 + scale).astype(dt)
+            offset = (_row_offset(tids, frames, 4000, module) * 0.5 + scale).astype(dt)
         else:
             room = int(np.iinfo(dt).max) - 251     # the pattern takes values 1..251
             modulus = min(2000, room + 1)
             step = max(1, min(32, room // modulus))
-            offset = (_row_offset(tids, frames, modulus) * step).astype(dt)
+            offset = (_row_offset(tids, frames, modulus, module) * step).astype(dt)
         out = np.empty((len(offset),) + tuple(entry_shape), dtype=dt)
         np.add(pat, offset.reshape((-1,) + (1,) * len(entry_shape)), out=out)
         return out
@@ -167,11 +169,12 @@ def constant_fill(dtype, entry_shape: tuple, value) -> Fill:
     return fill
 
 
-def modulo_fill(entry_shape: tuple, dtype, modulus: int, equal: int | None = None) -> Fill:
+def modulo_fill(entry_shape: tuple, dtype, modulus: int, equal: int | None = None, *,
+                module: int = 0) -> Fill:
     """(pattern + row offset) % modulus, or (that == equal) as 0/1 when *equal* is given."""
     def fill(tids, frames):
         pat = _pattern(tuple(entry_shape), 'int32')
-        off = _row_offset(tids, frames, modulus).astype(np.int32)
+        off = _row_offset(tids, frames, modulus, module).astype(np.int32)
         x = (pat + off.reshape((-1,) + (1,) * len(entry_shape))) % modulus
         return (x == equal if equal is not None else x).astype(dtype)
     return fill

@@ -243,3 +243,59 @@ def test_analysis_as_importable_module(run_dir, tmp_path, monkeypatch):
     np.testing.assert_array_equal(res.data["tids"], ALL_TIDS)
     assert res.data["total"] == pytest.approx(offline.data["total"])
     assert res.analysis == "mypkg.xgm_sum"
+
+
+def test_cli_idle_timeout_ordered_and_matcher_options(run_dir, tmp_path):
+    """--idle-timeout ends the run once the streams go quiet; --ordered/--reorder-buffer
+    reduce in train order with 2 workers; --require/--optional/--match-timeout reach the
+    matcher (a required source that never comes: every train is dropped)."""
+    out = tmp_path / "m.h5"
+    common = ["-q", "--policy", "wait", "--idle-timeout", "1", "--match-timeout", "0.3",
+              "-p", "roi=[0, 3, 0, 3]"]
+    with served_run(run_dir, sources=["SPB_XTD9_CAM/*"]) as camera, \
+            served_run(run_dir, sources=["SA1_XTD2_XGM/*"]) as xgm:
+        proc = subprocess.run(
+            EXFEL_BRIDGE + ["process", camera, xgm, MEAN_IMAGE, *common, "--workers", "2",
+                            "--ordered", "--reorder-buffer", "5", "--require",
+                            "SPB_XTD9_CAM/*", "--optional", "SA1_XTD2_XGM/*", "-o", str(out)],
+            capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Done: {N_TRAINS} trains received; {N_TRAINS} trains reduced" in proc.stderr
+    np.testing.assert_array_equal(read_result(out).data["roi_norm.x"], ALL_TIDS)
+    with served_run(run_dir, sources=["SPB_XTD9_CAM/*"]) as camera, \
+            served_run(run_dir, sources=["SA1_XTD2_XGM/*"]) as xgm:
+        proc = subprocess.run(
+            EXFEL_BRIDGE + ["process", camera, xgm, MEAN_IMAGE, *common, "--require",
+                            "SPB_NOSUCH/*"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Done: 0 trains received" in proc.stderr
+
+
+def test_publish_socket_rep_answers_req_clients(run_dir, write_analysis):
+    """--publish-socket REP (publish_sock='REP'): each REQ request gets the latest result."""
+    import threading
+
+    import karabo_bridge
+
+    port = free_port()
+    got = []
+
+    def read():
+        with karabo_bridge.Client(f"tcp://127.0.0.1:{port}", sock="REQ", timeout=60) as c:
+            for _ in range(2):
+                got.append(c.next()[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    slow = write_analysis(SUM_ANALYSIS.replace(
+        "def process(train_id, data, params):",
+        "def process(train_id, data, params):\n    import time\n    time.sleep(0.05)"),
+        name="slow_rep.py")
+    live(run_dir, slow, workers=1, publish=f"tcp://127.0.0.1:{port}", publish_sock="REP",
+         every=0.1)
+    reader.join(60)
+    assert len(got) == 2
+    counts = [data["analysis/slow_rep"]["n"] for data in got]
+    assert 0 < counts[0] <= counts[1] <= N_TRAINS   # partial results, in order
+    tids = got[1]["analysis/slow_rep"]["tids"]
+    np.testing.assert_array_equal(tids, ALL_TIDS[:len(tids)])

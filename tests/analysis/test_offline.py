@@ -213,3 +213,77 @@ def test_setup_runs_once_per_worker_process(run_dir, write_analysis):
                       progress=False, chunk_trains=3)
     assert set(res.data["setups"]) == {1}
     assert 1 <= len(set(res.data["pids"])) <= 2 and os.getpid() not in res.data["pids"]
+
+
+# Sums the XGM pulse energy and notes how many sources each train dict held.
+SOURCES_ANALYSIS = """
+import numpy as np
+
+def process(train_id, data, params):
+    return {"flux": float(data["SA1_XTD2_XGM/XGM/DOOCS"]["pulseEnergy.photonFlux.value"]),
+            "n_sources": len(data)}
+
+class Reducer:
+    def __init__(self, params):
+        self.total, self.tids, self.n_sources = 0.0, [], set()
+
+    def add(self, train_id, result):
+        self.total += result["flux"]
+        self.tids.append(train_id)
+        self.n_sources.add(result["n_sources"])
+
+    def merge(self, other):
+        self.total += other.total
+        self.tids += other.tids
+        self.n_sources |= other.n_sources
+
+    def partial(self):
+        return {"total": self.total, "tids": np.asarray(sorted(self.tids), dtype=np.uint64),
+                "n_sources": np.asarray(sorted(self.n_sources))}
+"""
+
+
+def test_cli_select_trains_scheduler_overwrite(run_dir, write_analysis, tmp_path):
+    import distributed
+
+    out = tmp_path / "sum.h5"
+    out.write_bytes(b"an older file")
+    args = ["process", str(run_dir), str(write_analysis(SOURCES_ANALYSIS)), "-q", "-o",
+            str(out), "--select", "SA1_XTD2_XGM/XGM/DOOCS", "--trains", "id:10005:10025"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and "already exists" in res.output and "--overwrite" in res.output
+    assert out.read_bytes() == b"an older file"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster:
+        res = CliRunner().invoke(cli, [*args, "--overwrite", "--scheduler",
+                                       cluster.scheduler_address, "--workers", "2"])
+        # the shares ran on this cluster (an ignored --scheduler would leave it idle)
+        ran = sum(p.state_counts["memory"] for p in cluster.scheduler.task_prefixes.values())
+    assert res.exit_code == 0, res.output
+    assert ran >= 2
+    result = read_result(out)
+    tids = np.arange(10005, 10025, dtype=np.uint64)
+    np.testing.assert_array_equal(result.data["tids"], tids)
+    assert result.data["total"] == pytest.approx(xgm_flux(tids).astype(float).sum())
+    np.testing.assert_array_equal(result.data["n_sources"], [1])  # --select: the XGM only
+    full = run_offline(run_dir, write_analysis(SOURCES_ANALYSIS), trains="0:1",
+                       progress=False)
+    assert full.data["n_sources"].tolist() == [5]   # XGM, motor, camera (+ their outputs)
+
+
+def test_cli_process_merge_overwrite(run_dir, tmp_path):
+    runner = CliRunner()
+    for i in (1, 2):
+        res = runner.invoke(cli, ["process", str(run_dir), SCAN, "--part", f"{i}/2", "-q",
+                                  "-o", str(tmp_path / f"p{i}.h5")])
+        assert res.exit_code == 0, res.output
+    parts = [str(tmp_path / "p1.h5"), str(tmp_path / "p2.h5")]
+    out = tmp_path / "all.h5"
+    out.write_bytes(b"an older file")
+    res = runner.invoke(cli, ["process-merge", *parts, str(out)])
+    assert res.exit_code == 1 and "already exists" in res.output and "--overwrite" in res.output
+    assert out.read_bytes() == b"an older file"
+    res = runner.invoke(cli, ["process-merge", "--overwrite", *parts, str(out)])
+    assert res.exit_code == 0, res.output
+    merged = read_result(out)
+    assert merged.mode == "merged" and merged.stats.reduced == N_TRAINS

@@ -70,6 +70,21 @@ def test_serve_sim_rejects_unknown_policy():
     assert res.exit_code == 2 and "'never' is not one of 'wait', 'drop', 'queue'" in res.output
 
 
+def test_serve_sim_jungfrau_modules(recorder):
+    res = invoke("serve-sim", "0", "-d", "JUNGFRAU", "--modules", "3", "-n", "2",
+                 "--ntrains", "1")
+    assert res.exit_code == 0, res.output
+    _, trains, _ = recorder.calls[0]
+    _, data, _ = trains[0]
+    modules = sorted(s for s in data if "JNGFR" in s)
+    assert modules == [f"SPB_IRDA_JF4M/DET/JNGFR{m:02d}:daqOutput" for m in (1, 2, 3)]
+    assert all(data[s]["data.adc"].shape[0] == 2 for s in modules)   # -n: memory cells
+    res = invoke("serve-sim", "0", "-d", "AGIPD", "--modules", "3")
+    assert res.exit_code == 1 and "modules= applies to JUNGFRAU only, not AGIPD" in res.output
+    res = invoke("serve-sim", "0", "-d", "JUNGFRAU", "--modules", "33")
+    assert res.exit_code == 2 and "--modules" in res.output
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     from exfel_data.testing import XGM, make_run
@@ -99,3 +114,44 @@ def test_serve_run_loop_starts_over(recorder, run_dir):
     tids = [tid for tid, *_ in recorder.calls[0][1]]
     assert len(tids) == recorder.n_trains  # endless: the recorder stopped taking
     assert tids[:6] == [10001, 10002, 10001, 10002, 10001, 10002]
+
+
+def test_match_options_reach_the_matcher(monkeypatch):
+    import bridge.live_commands
+
+    calls = []
+    monkeypatch.setattr(bridge.live_commands, "run_match",
+                        lambda streams, bind, **kw: calls.append((streams, bind, kw)))
+    res = invoke("match", "4545", "SUB@tcp://127.0.0.1:4546", "--serve", "4600",
+                 "-i", "PULL", "--require", "SPB_DET_*", "--require", "SA1_*",
+                 "--optional", "CAM/*", "--timeout", "0.25", "--policy", "drop", "-z", "PUB")
+    assert res.exit_code == 0, res.output
+    (streams, bind, kw), = calls
+    # -i applies to ENDPOINTs without a SOCK@ prefix only
+    assert streams == [("tcp://127.0.0.1:4545", "PULL"), ("tcp://127.0.0.1:4546", "SUB")]
+    assert bind == "tcp://127.0.0.1:4600"
+    assert kw == dict(sock="PUB", policy="drop", require=["SPB_DET_*", "SA1_*"],
+                      optional=["CAM/*"], timeout=0.25, loopback_only=True)
+    calls.clear()
+    assert invoke("match", "4545", "--serve", "4600").exit_code == 0
+    (streams, _, kw), = calls
+    assert streams == [("tcp://127.0.0.1:4545", "REQ")]
+    assert kw["require"] is None and kw["optional"] == [] and kw["timeout"] == 1.0
+
+
+@pytest.mark.parametrize("args, sock", [
+    ([], "REQ"), (["-z", "PUB"], "SUB"), (["-z", "PUSH"], "PULL"), (["-z", "SUB"], "SUB"),
+    (["-z", "REP"], "REQ"),
+])
+def test_record_socket_option(monkeypatch, tmp_path, args, sock):
+    import bridge.live_commands
+
+    calls = []
+    monkeypatch.setattr(bridge.live_commands, "run_record",
+                        lambda endpoint, out_dir, **kw: calls.append((endpoint, out_dir, kw)))
+    res = invoke("record", "4545", tmp_path / "rec", *args, "--source", "SA1_*",
+                 "--trains", "7", "--sequence-size", "3")
+    assert res.exit_code == 0, res.output
+    (endpoint, out_dir, kw), = calls
+    assert endpoint == "tcp://127.0.0.1:4545" and out_dir == str(tmp_path / "rec")
+    assert kw == dict(sock=sock, sources=("SA1_*",), trains=7, duration=None, sequence_size=3)

@@ -217,7 +217,7 @@ def test_req_malformed_reply_then_recovers(raw_socket):
     t = threading.Thread(target=serve)
     t.start()
     with Client(endpoint, timeout=5) as client:
-        with pytest.raises(ProtocolError):
+        with pytest.raises(ProtocolError, match='Message has 3 frames'):
             client.next()
         assert client.next()[1]['S']['timestamp.tid'] == 4
     t.join()

@@ -199,3 +199,37 @@ def test_glimpse_escapes_names_received(make_server):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output
     assert "EVIL\\x1b[2J\\nSRC  @ train 3" in result.output and "ke\\ny" in result.output
+
+
+def test_cli_serve_run_and_monitor_with_keys(keys, tmp_path):
+    """serve-run's --curve-secret-key/--curve-allow and monitor's client keys."""
+    from exfel_data.testing import XGM as XGMDevice
+    from exfel_data.testing import make_run
+
+    run_dir = make_run(tmp_path / "r0001", n_trains=5, devices=[XGMDevice()], progress=False)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve-run", str(run_dir), "tcp://127.0.0.1:0",
+         "--loop", "--curve-secret-key", str(keys["server"][1]),
+         "--curve-allow", str(keys["allow"])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        endpoint = re.match(r"Serving on (\S+)", proc.stdout.readline()).group(1)
+        assert "CURVE on" in proc.stdout.readline()
+        runner = CliRunner()
+        ok = runner.invoke(main, ["monitor", endpoint, "--count", "3", "--interval", "0.1",
+                                  "--no-tune-malloc",
+                                  "--curve-server-key", str(keys["server"][0]),
+                                  "--curve-secret-key", str(keys["alice"][1])])
+        assert ok.exit_code == 0, ok.output
+        assert "Received 3 trains" in ok.output
+        refused = runner.invoke(main, ["glimpse", endpoint, "--timeout", "1",
+                                       "--curve-server-key", str(keys["server"][0]),
+                                       "--curve-secret-key", str(keys["mallory"][1])])
+        assert refused.exit_code == 1 and "refused this client's CURVE key" in refused.output
+        plain = runner.invoke(main, ["glimpse", endpoint, "--timeout", "1"])
+        assert plain.exit_code == 1 and "No train from" in plain.output
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -295,3 +295,35 @@ def test_sigterm_finishes_the_current_file(tmp_path):
     assert len(run.train_ids) == recorded
     assert not list(out.glob('.*.tmp'))     # no temporary file left
     assert problems(out) == []
+
+
+def test_cli_record_duration(tmp_path):
+    """--duration S stops the recording after S seconds; with --trains it is refused."""
+    stop, ready, servers = threading.Event(), threading.Event(), []
+
+    def on_ready(server):
+        servers.append(server)
+        ready.set()
+
+    thread = threading.Thread(target=serve_simulation, args=('tcp://127.0.0.1:0', 'XGM'),
+                              kwargs=dict(stop=stop, on_ready=on_ready, rate=20), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(20)
+        out = tmp_path / 'rec'
+        start = time.monotonic()
+        result = CliRunner().invoke(bridge_cli, ['record', str(servers[0].port), str(out),
+                                                 '--duration', '1.5'])
+        took = time.monotonic() - start
+    finally:
+        stop.set()
+        thread.join(20)
+    assert result.exit_code == 0, result.output
+    assert 1.5 <= took < 10
+    n = len(exfel_data.RunDirectory(out).train_ids)
+    assert 5 <= n <= 31   # 20 trains/s for 1.5 s, minus start-up under load
+    assert f'Recorded {n} trains' in result.output
+    both = CliRunner().invoke(bridge_cli, ['record', '4545', str(tmp_path / 'x'), '--trains',
+                                           '3', '--duration', '1'])
+    assert both.exit_code == 2 and 'Give --trains or --duration, not both.' in both.output
+    assert not (tmp_path / 'x').exists()

@@ -205,3 +205,53 @@ def test_killed_conversion_cleaned_by_the_next(big_run, tmp_path):
     assert "Warning" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, elsewhere.name, "out.npz"])
+
+
+def test_ctrl_c_with_scheduler(big_run, tmp_path, monkeypatch):
+    """docs/cli.md: parts not yet started are cancelled; OUTPUT is not written; what a running
+    part leaves is removed by the next conversion to the same OUTPUT."""
+    import importlib
+
+    import distributed
+
+    from exfel_data.write import plan
+
+    convert = importlib.import_module("exfel_data.write.convert")  # the module, not convert()
+    # The cluster's worker is a thread of this process: slow its reads as _SLOW does, and log
+    # the parts it starts (to a file: the scheduler hands the worker a pickled copy)
+    read = plan._read
+    monkeypatch.setattr(plan, "_read", lambda *a, **kw: (time.sleep(0.02), read(*a, **kw))[1])
+    log = tmp_path / "started.txt"
+    part_task = convert._convert_part_task
+
+    def logged_part_task(*args):
+        with open(log, "a") as f:
+            f.write(f"{args[3]}\n")
+        return part_task(*args)
+
+    monkeypatch.setattr(convert, "_convert_part_task", logged_part_task)
+    (tmp_path / "o").mkdir()
+    out = tmp_path / "o" / "out.npz"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=":0") as cluster:
+        worker = next(iter(cluster.workers.values()))
+        proc = start_convert(big_run, out, "--to", "npz", "--scheduler",
+                             cluster.scheduler_address, "--workers", "4")
+        wait_for(lambda: worker.state.executing_count == 1, proc)  # the first part runs
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Interrupted: no output was written" in err
+        end = time.monotonic() + 60
+        while worker.state.executing_count and time.monotonic() < end:
+            time.sleep(0.05)
+        assert worker.state.executing_count == 0
+    assert log.read_text().split() == ["(1,", "4)"], "parts not started were not cancelled"
+    assert not out.exists()
+    res = subprocess.run([sys.executable, "-m", "exfel_data", "convert", str(big_run),
+                          str(out), "-q", "--to", "npz", "--select", "*/XGM/*"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [p.name for p in out.parent.iterdir()] == ["out.npz"]

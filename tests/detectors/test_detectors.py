@@ -167,7 +167,7 @@ def test_pulse_selection(agipd_corr_path, open_run):
     np.testing.assert_array_equal(by_pid.values, full.values[:, :, 1:])
     one = det.get_array(pulses=3)
     assert one.shape[2] == 1 and one.coords['pulse'].item() == 28
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r'Select pulses with a slice, .*not 2\.5'):
         det.get_array(pulses=2.5)
 
 

@@ -195,15 +195,16 @@ def test_split_and_union(small_run):
 
 
 def test_errors_name_value_and_available(small_run):
-    with pytest.raises(ed.SourceNameError) as exc:
+    with pytest.raises(ed.SourceNameError, match=r"No source 'SA1_XTD2_XGM/DOOCS/MAN'\. Did you "
+                       r"mean 'SA1_XTD2_XGM/DOOCS/MAIN'\? See run\.all_sources .*\(6 selected\)"
+                       ) as exc:
         small_run["SA1_XTD2_XGM/DOOCS/MAN"]
-    msg = str(exc.value)
-    assert "No source 'SA1_XTD2_XGM/DOOCS/MAN'" in msg
-    assert "Did you mean 'SA1_XTD2_XGM/DOOCS/MAIN'" in msg and "run.all_sources" in msg
     assert isinstance(exc.value, KeyError)
-    with pytest.raises(ed.PropertyNameError) as exc:
+    with pytest.raises(ed.PropertyNameError, match=(
+            r"No key 'beamPosition\.ixPoz' for source 'SA1_XTD2_XGM/DOOCS/MAIN'\. Did you mean "
+            r"'beamPosition\.ixPos\.value'\? See run\.keys_for_source\('SA1_XTD2_XGM/DOOCS/MAIN'"
+            r"\) \(6 keys\)")) as exc:
         small_run[XGM, "beamPosition.ixPoz"]
-    assert "Did you mean 'beamPosition.ixPos.value'" in str(exc.value)
     assert isinstance(exc.value, KeyError)
     with pytest.raises(ed.TrainIDError, match=r"Train ID 5 not found .*30 trains from 10000 "
                                                r"to 10029.*run\.train_ids"):

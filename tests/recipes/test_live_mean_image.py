@@ -74,9 +74,12 @@ def test_live_against_simulator_with_png(recipe, tmp_path, capsys):
     assert not (tmp_path / "mean.png.tmp.png").exists()
 
 
-def test_needs_endpoint_or_run(recipe):
-    with pytest.raises(SystemExit):
-        recipe.main([])
+def test_needs_endpoint_or_run(recipe, capsys):
+    for argv in ([], ["tcp://127.0.0.1:1", "--run", "r0001"]):
+        with pytest.raises(SystemExit) as exc:
+            recipe.main(argv)
+        assert exc.value.code == 2
+        assert "give either ENDPOINT (live) or --run RUN_DIR (files)" in capsys.readouterr().err
 
 
 def test_offline_and_live_give_the_same_mean(recipe, tmp_path, capsys):
