@@ -18,7 +18,9 @@ _EXPORTS = {
     "stack_detector_data": "detectors",
     "DuplicateTrainError": "exceptions", "ExfelDataError": "exceptions",
     "FileChangedError": "exceptions", "IndexWarning": "rowindex",
-    "IndexGroupError": "exceptions",
+    "IndexGroupError": "exceptions", "AliasError": "exceptions",
+    "KeyGlobError": "exceptions",
+    "AliasIndexer": "aliases", "DEFAULT_ALIASES_FILE": "aliases",
     "FileStructureError": "exceptions", "MultiRunError": "exceptions",
     "NoDataError": "exceptions", "PropertyNameError": "exceptions",
     "SourceNameError": "exceptions", "TrainIDError": "exceptions",
@@ -35,7 +37,8 @@ __all__ = [
     "KeyData", "SourceData", "RunHandler", "by_id", "by_index", "set_max_open_files",
     "ExfelDataError", "SourceNameError", "PropertyNameError", "TrainIDError",
     "NoDataError", "FileStructureError", "DuplicateTrainError", "MultiRunError",
-    "FileChangedError", "IndexWarning", "IndexGroupError",
+    "FileChangedError", "IndexWarning", "IndexGroupError", "AliasError", "AliasIndexer",
+    "KeyGlobError",
 ]
 __all__ += [
     "AGIPD1M", "AGIPD500K", "DSSC1M", "JUNGFRAU", "LPD1M", "identify_multimod_detectors",
@@ -58,6 +61,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
+    from .aliases import AliasIndexer
     from .collection import DataCollection, SuspectTrain
     from .detectors import (
         AGIPD1M,
@@ -70,11 +74,13 @@ if TYPE_CHECKING:  # static checkers and IDEs see the names as plain imports
         stack_detector_data,
     )
     from .exceptions import (
+        AliasError,
         DuplicateTrainError,
         ExfelDataError,
         FileChangedError,
         FileStructureError,
         IndexGroupError,
+        KeyGlobError,
         MultiRunError,
         NoDataError,
         PropertyNameError,

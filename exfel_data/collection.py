@@ -16,15 +16,18 @@ from typing import TYPE_CHECKING, TextIO, TypeAlias
 import numpy as np
 
 from . import format as fmt
+from .aliases import AliasMixin, AliasSpec, merge_aliases
 from .detectors.identify import detector_modules
 from .euxfel_paths import run_identity
 from .exceptions import (
     DuplicateTrainError,
+    KeyGlobError,
     MultiRunError,
     PropertyNameError,
     SourceNameError,
 )
 from .file_access import FileAccess, files_with_trains
+from .file_set import SuspectTrain, no_readable, open_files, report_bad_trains, suspect_trains
 from .keydata import KeyData
 from .reading import DatasetReader
 from .rowindex import file_rows
@@ -37,6 +40,7 @@ from .selection import (
 )
 from .source import SourceData
 from .train_id_list import TrainIdList
+from .write.single_file import WriteMethods
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,16 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DataCollection", "SuspectTrain"]
 
-SuspectTrain = namedtuple("SuspectTrain", "file row train_id origin")
-SuspectTrain.__doc__ = """A train ID the file marks as suspect (or out of order in format 0.5).
-
-Fields: ``file`` (its path), ``row`` (in the file's INDEX), ``train_id``, and ``origin``,
-the source that sent it where INDEX/origin says so.
-"""
-
 _Source = namedtuple("_Source", "section files keys")
 
-class DataCollection:
+class DataCollection(AliasMixin, WriteMethods):
     """Data from a set of EXDF files: sources x keys x trains.
 
     Get one from :func:`RunDirectory`, :func:`H5File` or :func:`open_run`; the
@@ -75,17 +72,26 @@ class DataCollection:
         The runs the files come from.
     legacy_sources : dict, optional
         Old source names -> current ones (HDF5 soft links in newer corrected files).
+    aliases : dict, optional
+        Alias -> source or ``(source, key)`` (see :meth:`with_aliases`).
+    alias_files : list, optional
+        The alias files *aliases* came from.
     """
 
     def __init__(self, files: list[FileAccess], sources: dict[str, _Source],
                  train_ids: np.ndarray, *, inc_suspect_trains: bool = True,
-                 runs: frozenset = frozenset(), legacy_sources: dict | None = None):
+                 runs: frozenset = frozenset(), legacy_sources: dict | None = None,
+                 aliases: dict | None = None, alias_files: list | None = None):
         self.files = list(files)
         self._sources = sources
         self._train_ids = np.asarray(train_ids, dtype=np.uint64)
         self.inc_suspect_trains = inc_suspect_trains
         self._runs = runs
         self._legacy = legacy_sources or {}
+        self._aliases = dict(aliases or {})
+        self._alias_files = list(alias_files or [])
+        self._source_cache: dict[str, SourceData] = {}
+        self._auxiliary = None
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -135,6 +141,49 @@ class DataCollection:
         return cls(files, sources, train_ids, inc_suspect_trains=inc_suspect_trains,
                    runs=runs, legacy_sources=legacy)
 
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | os.PathLike], *,
+                   inc_suspect_trains: bool = True,
+                   aliases: AliasSpec | None = None) -> DataCollection:
+        """Open EXDF files by path (skipping unreadable ones with a warning).
+
+        Parameters
+        ----------
+        paths : iterable of str or path-like
+            The ``.h5`` files, from any folders.
+        inc_suspect_trains : bool
+            Include train IDs the files mark as suspect (default).
+        aliases : dict or path, optional
+            Applied with :meth:`with_aliases`.
+        """
+        paths = [os.path.abspath(os.fspath(p)) for p in paths]
+        if not paths:
+            raise FileNotFoundError("from_paths() got no file paths")
+        files, skipped = open_files(paths, None)
+        if not files:
+            raise no_readable(f"the {len(paths)} paths given", skipped)
+        report_bad_trains(files, inc_suspect_trains)
+        data = cls.from_files(files, inc_suspect_trains=inc_suspect_trains)
+        return data if aliases is None else data.with_aliases(aliases)
+
+    @property
+    def auxiliary(self):
+        """The REDUCTION and ERRATA sources of newer files (an ``AuxiliaryIndexer``).
+
+        ``run.auxiliary.all_sources``, ``run.auxiliary[source]`` (a SourceData),
+        ``run.auxiliary.info()``; see docs/reading.md.
+        """
+        if self._auxiliary is None:
+            from .auxiliary import AuxiliaryIndexer
+
+            self._auxiliary = AuxiliaryIndexer(self)
+        return self._auxiliary
+
+    @property
+    def legacy_sources(self) -> dict[str, str]:
+        """Old source names that open a selected source: ``{old: current}``."""
+        return {old: new for old, new in sorted(self._legacy.items()) if new in self._sources}
+
     def _replace(self, sources=None, train_ids=None) -> DataCollection:
         sources = self._sources if sources is None else sources
         train_ids = self._train_ids if train_ids is None else train_ids
@@ -145,7 +194,8 @@ class DataCollection:
         files = [f for f in self.files if f.filename in used] or self.files[:1]
         return DataCollection(files, sources, train_ids,
                               inc_suspect_trains=self.inc_suspect_trains, runs=self._runs,
-                              legacy_sources=self._legacy)
+                              legacy_sources=self._legacy, aliases=self._aliases,
+                              alias_files=self._alias_files)
 
     @property
     def train_ids(self) -> TrainIdList:
@@ -197,13 +247,19 @@ class DataCollection:
         raise SourceNameError(source, self._sources)
 
     def _source_data(self, source: str) -> SourceData:
+        # One object per name: the collection is immutable, and run.alias['x'] is run[src]
+        if source in self._source_cache:
+            return self._source_cache[source]
         canonical = self._canonical(source)
         src = self._sources[canonical]
-        return SourceData(canonical, section=src.section, files=list(src.files),
-                          train_ids=self._train_ids, sel_keys=src.keys,
-                          inc_suspect_trains=self.inc_suspect_trains,
-                          is_single_run=self.is_single_run,
-                          legacy_name=None if canonical == source else source)
+        sd = SourceData(canonical, section=src.section, files=list(src.files),
+                        train_ids=self._train_ids, sel_keys=src.keys,
+                        inc_suspect_trains=self.inc_suspect_trains,
+                        is_single_run=self.is_single_run,
+                        legacy_name=None if canonical == source else source)
+        if canonical == source:  # legacy names warn on every use
+            self._source_cache[source] = sd
+        return sd
 
     def keys_for_source(self, source: str) -> set[str]:
         """Key names of a source (control keys as ``path.value`` / ``path.timestamp``).
@@ -245,6 +301,7 @@ class DataCollection:
     # -- selections -----------------------------------------------------------------
     def _parse_selection(self, seln, key_glob: str) -> dict[str, frozenset | None]:
         """Turn a selection spec into {source: keys or None (all)}."""
+        explicit = isinstance(seln, dict)  # names, not globs: a missing one is a KeyError
         if isinstance(seln, str):
             items = [(seln, key_glob)]
         elif isinstance(seln, dict):
@@ -293,10 +350,10 @@ class DataCollection:
                     continue
                 result[s] = (result.get(s) or frozenset()) | keys
             if not found_any:
+                error = PropertyNameError if explicit else KeyGlobError
                 if len(matched) == 1:
-                    raise PropertyNameError(matched[0], key_pat,
-                                            self._source_data(matched[0]).keys())
-                raise PropertyNameError(src_pat, key_pat)
+                    raise error(matched[0], key_pat, self._source_data(matched[0]).keys())
+                raise error(src_pat, key_pat, hint=f"(no source matching {src_pat!r} has it)")
         return result
 
     def select(self, seln: SourceSelection, key_glob: str = "*", require_all: bool = False,
@@ -328,8 +385,19 @@ class DataCollection:
             sources[s] = cur._replace(keys=keys)
         new = self._replace(sources=sources)
         if require_all or require_any:
+            before = new
             new = new._replace(train_ids=new._train_ids[new._has_all_mask(any_=require_any)])
+            n = len(self._train_ids)
+            if require_all and n and not len(new._train_ids):
+                empty = sorted(s for s in before._sources if not before._has_data(s))
+                warnings.warn(f"{n}/{n} (100%) trains dropped by require_all: no train has "
+                              f"data from all selected sources"
+                              + (f"; without data: {', '.join(empty)}" if empty else ""),
+                              stacklevel=2)
         return new
+
+    def _has_data(self, source: str) -> bool:
+        return bool(self._source_data(source).data_counts(labelled=False).any())
 
     def _has_all_mask(self, any_: bool = False) -> np.ndarray:
         """Trains where every (any_: some) selected source and key group has data."""
@@ -441,13 +509,15 @@ class DataCollection:
                                      keys)
         _check_duplicates(sources, self.inc_suspect_trains)
         train_ids = sorted_unique(np.concatenate([c._train_ids for c in (self, *others)]))
-        legacy = {}
+        legacy, aliases, alias_files = {}, {}, []
         for c in (self, *others):
             legacy.update(c._legacy)
+            aliases = merge_aliases(aliases, c._aliases)
+            alias_files += [f for f in c._alias_files if f not in alias_files]
         return DataCollection(sorted(files.values(), key=lambda f: f.filename), sources,
                               train_ids, inc_suspect_trains=self.inc_suspect_trains,
-                              runs=frozenset().union(*(c._runs for c in (self, *others))),
-                              legacy_sources=legacy)
+                              runs=_union_runs((self, *others)),
+                              legacy_sources=legacy, aliases=aliases, alias_files=alias_files)
 
     __or__ = union
 
@@ -740,7 +810,7 @@ class DataCollection:
     @property
     def suspect_trains(self) -> list[SuspectTrain]:
         """Train IDs marked suspect in the files (included unless inc_suspect_trains=False)."""
-        return suspect_trains_of(self.files)
+        return suspect_trains(self.files)
 
     @property
     def selection(self) -> dict[str, frozenset | None]:
@@ -806,20 +876,65 @@ class DataCollection:
         """
         return detector_modules(self.instrument_sources)
 
+    def plot_missing_data(self, min_saved_pct: float = 95, expand_instrument: bool = False):
+        """Plot the sources that miss data in some trains (needs matplotlib).
+
+        Parameters
+        ----------
+        min_saved_pct : float
+            Show sources saved in at most this percentage of the selected trains.
+        expand_instrument : bool
+            One row per index group of instrument sources (``source image.*``).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            One row per source (alias where there is one), red where trains lack data.
+        """
+        from .missing_data import plot_missing_data
+
+        return plot_missing_data(self, min_saved_pct, expand_instrument)
+
     def info(self, details_for_sources: str | Iterable[str] = (),
-             file: TextIO | None = None) -> None:
+             file: TextIO | None = None, *, with_aggregators: bool = False,
+             with_auxiliary: bool = False) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
         ----------
         details_for_sources : str or iterable of str
             Source glob patterns whose keys are listed too (entry shape and dtype).
+        with_aggregators : bool
+            List every source with its aggregator (``[DA01] source``).
+        with_auxiliary : bool
+            Also list the REDUCTION and ERRATA sources (see :attr:`auxiliary`).
         file : file-like, optional
             Where to print (default ``sys.stdout``).
         """
         from .summary import format_info
 
-        print(format_info(self, details_for_sources), file=file)
+        text = format_info(self, details_for_sources, with_aggregators)
+        if with_auxiliary:
+            text += "\n\n" + self.auxiliary._text(details_for_sources, with_aggregators)
+        print(text, file=file)
+
+
+def _union_runs(colls) -> frozenset:
+    """The runs of combined collections; collections of one run each whose METADATA names
+    the same proposal and run (e.g. raw and proc folders of a run) stay a single run."""
+    runs = frozenset().union(*(c._runs for c in colls))
+    if len(runs) <= 1:
+        return runs
+    same = set()
+    for c in colls:
+        if not c.is_single_run or not c.files or c.files[0].format_version == "0.5":
+            return runs
+        md = c.files[0].metadata()
+        ident = (md.get("proposalNumber"), md.get("runNumber"))
+        if not all(ident):
+            return runs
+        same.add(tuple(int(x) for x in ident))
+    return frozenset(same) if len(same) == 1 else runs
 
 
 def _in_train_order(files, inc_suspect: bool) -> tuple:
@@ -881,31 +996,6 @@ def _disjoint_increasing(files, inc_suspect: bool) -> bool:
             return False
         prev_last = last
     return True
-
-
-def _origin_name(fa: FileAccess, origin: int) -> str:
-    if origin < 0:
-        return "time server"
-    if origin < len(fa.source_ids) and fa.source_ids[origin]:
-        return fmt.parse_source_id(fa.source_ids[origin])[1]
-    return f"source #{origin}"
-
-
-def suspect_trains_of(files: Iterable[FileAccess]) -> list[SuspectTrain]:
-    """The train IDs *files* mark as suspect.
-
-    ``DataCollection.suspect_trains``, and the warning at open (before a collection exists).
-    """
-    out = []
-    for fa in files:
-        if not fa.n_suspect:
-            continue
-        for row in np.flatnonzero(~fa.valid & ~fa.zero_rows):
-            origin = None
-            if fa.origin is not None and fa.format_version >= "1.2":
-                origin = _origin_name(fa, int(fa.origin[row]))
-            out.append(SuspectTrain(fa.filename, int(row), int(fa.train_ids[row]), origin))
-    return out
 
 
 #: Sources and keys to select (``select``, ``deselect``, ``trains(devices=)``...): a source

@@ -10,6 +10,17 @@ __all__ = ["file_name_info", "storage_class", "proposal_scratch", "run_identity"
 #: Where proposals live: ``$EXFEL_DATA_ROOT/<INSTRUMENT>/<CYCLE>/p<NNNNNN>``.
 DATA_ROOT_ENV = "EXFEL_DATA_ROOT"
 DEFAULT_DATA_ROOT = "/gpfs/exfel/exp"
+EXTRA_DATA_ROOT_ENV = "EXTRA_DATA_DATA_ROOT"  # EXtra-data's name, used if ours is unset
+
+
+def data_root() -> str:
+    """Folder holding the instrument folders.
+
+    ``$EXFEL_DATA_ROOT``, else EXtra-data's ``$EXTRA_DATA_DATA_ROOT``, else
+    ``/gpfs/exfel/exp``.
+    """
+    return (os.environ.get(DATA_ROOT_ENV) or os.environ.get(EXTRA_DATA_ROOT_ENV)
+            or DEFAULT_DATA_ROOT)
 
 # RAW-R0238-DA01-S00000.h5: data category, run, aggregator, sequence
 _FILE_NAME = re.compile(r"([A-Z]+)-R(\d{4})-(\w+?)(?:-S(\d{5}))?\.h5$")
@@ -56,7 +67,7 @@ def proposal_scratch(run_dir: str) -> tuple[str, str] | None:
         m = _RUN_IN_STORAGE.fullmatch(os.path.realpath(run_dir))
         if not m:
             return None
-        root = os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT)
+        root = data_root()
         scratch = os.path.join(root, m["inst"], m["cycle"], m["prop"], "scratch")
     return (scratch, f"{m['cls']}_{m['run']}") if os.path.isdir(scratch) else None
 

@@ -19,6 +19,8 @@ __all__ = [
     "MultiRunError",
     "FileChangedError",
     "IndexGroupError",
+    "AliasError",
+    "KeyGlobError",
 ]
 
 
@@ -41,19 +43,20 @@ class SourceNameError(ExfelDataError, KeyError):
         The name asked for.
     available : iterable of str
         The sources there are (the message suggests close matches).
+    hint : str, optional
+        Replaces the advice to look at ``run.all_sources``.
     """
 
-    def __init__(self, source: str, available: Iterable[str] = ()):
+    def __init__(self, source: str, available: Iterable[str] = (), hint: str = ""):
         self.source = source
         self.available = sorted(available)
+        self.hint = hint
         super().__init__(source)
 
     def __str__(self) -> str:
-        return (
-            f"No source {self.source!r}.{_suggestion(self.source, self.available)}"
-            " See run.all_sources for the sources in this data"
-            f" ({len(self.available)} selected)."
-        )
+        advice = self.hint or (" See run.all_sources for the sources in this data"
+                               f" ({len(self.available)} selected).")
+        return f"No source {self.source!r}.{_suggestion(self.source, self.available)}{advice}"
 
 
 class PropertyNameError(ExfelDataError, KeyError):
@@ -85,6 +88,14 @@ class PropertyNameError(ExfelDataError, KeyError):
             f"{' ' + self.hint if self.hint else ''}"
             f" See run.keys_for_source({self.source!r}) ({len(self.available)} keys)."
         )
+
+
+class KeyGlobError(PropertyNameError, ValueError):
+    """A key glob given to ``select`` / ``deselect`` that matches no key of its sources.
+
+    Both a ``KeyError`` (as other missing keys) and a ``ValueError`` (what EXtra-data
+    raises for a glob matching nothing).
+    """
 
 
 class TrainIDError(ExfelDataError, KeyError):
@@ -275,3 +286,25 @@ class IndexGroupError(ExfelDataError, ValueError):
     def __str__(self) -> str:
         return (f"{self.source!r} has no selected keys in index group {self.index_group!r};"
                 f" its selected index groups: {self.available}.")
+
+
+class AliasError(ExfelDataError, KeyError):
+    """An alias that is not defined for this data (see ``DataCollection.with_aliases``).
+
+    Parameters
+    ----------
+    alias : str
+        The alias asked for.
+    available : iterable of str
+        The aliases there are (the message suggests close matches).
+    """
+
+    def __init__(self, alias: str, available: Iterable[str] = ()):
+        self.alias = alias
+        self.available = sorted(available)
+        super().__init__(alias)
+
+    def __str__(self) -> str:
+        return (f"{self.alias!r} is not an alias for this data."
+                f"{_suggestion(self.alias, self.available)} Defined aliases:"
+                f" {', '.join(self.available) or 'none'} (add some with run.with_aliases()).")

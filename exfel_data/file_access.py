@@ -165,6 +165,7 @@ class FileAccess:
         self._run_keys: dict[str, frozenset[str]] = {}
         self._ds_meta: dict[str, tuple[np.dtype, tuple]] = {}
         self._groups_cache: dict[str, list[str]] | None = None
+        self._aux_cache: dict | None = None  # auxiliary_sources, read on first use
         # Called with this FileAccess after an index was read from the file (run map).
         self.index_listener = None
         # Says where the run cache this file's metadata came from is, or that it is off
@@ -248,7 +249,23 @@ class FileAccess:
         return os.path.basename(self.filename)
 
     def section_of(self, source: str) -> str:
-        return "CONTROL" if source in self.control_sources else "INSTRUMENT"
+        if source in self.control_sources:
+            return "CONTROL"
+        if source in self.instrument_sources:
+            return "INSTRUMENT"
+        for section, sources in self.auxiliary_sources.items():
+            if source in sources:
+                return section
+        return "INSTRUMENT"
+
+    @property
+    def auxiliary_sources(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """``{'REDUCTION' / 'ERRATA': {source: index groups}}`` from
+        ``METADATA/auxiliarySources`` (newer files; read on first use)."""
+        aux = self._aux_cache
+        if aux is None:
+            aux = self._aux_cache = _read_auxiliary_sources(self.file)
+        return aux
 
     def _groups(self) -> dict[str, list[str]]:
         """{source: [index groups]} from the source list (legacy names excluded)."""
@@ -264,7 +281,15 @@ class FileAccess:
         return self._groups_cache
 
     def index_groups(self, source: str) -> list[str]:
-        return list(self._groups().get(source, ()))
+        return list(self._groups().get(source, ()) or self._aux_groups(source))
+
+    def _aux_groups(self, source: str) -> tuple[str, ...]:
+        if source in self.control_sources or source in self.instrument_sources:
+            return ()
+        for sources in self.auxiliary_sources.values():
+            if source in sources:
+                return sources[source]
+        return ()
 
     def get_index(self, source: str, group: str) -> tuple[np.ndarray, np.ndarray]:
         """(firsts, counts) per train row for one source index group.
@@ -279,13 +304,18 @@ class FileAccess:
             self._load_index()
             return self.get_index(source, group)
         ipath = fmt.index_group_path(source, group)
-        if group not in self._groups().get(source, ()):
+        if group not in self.index_groups(source):
             raise FileStructureError(self.filename, ipath, "no such index group")
         value = _read_index(self.file.id, self.filename, ipath, len(self.train_ids))
         self._index[(source, group)] = value
         if self.index_listener is not None:
             self.index_listener(self)
         return value
+
+    @property
+    def validity_flag(self) -> np.ndarray:
+        """EXtra-data's name of :attr:`valid`: True for trains not suspect (per INDEX row)."""
+        return self.valid
 
     def rows_in_use(self, inc_suspect: bool) -> np.ndarray:
         """Boolean mask of train rows to use (never zero rows; suspect ones optionally)."""
@@ -413,3 +443,22 @@ def files_with_trains(files, train_ids: np.ndarray, inc_suspect: bool) -> list[F
     kept = [f for f in files if np.isin(f.train_ids[f.rows_in_use(inc_suspect)],
                                          train_ids).any()]
     return kept or list(files[:1])
+
+
+def _read_auxiliary_sources(f: h5py.File) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Parse ``METADATA/auxiliarySources/<SECTION>``: entries ``SECTION/source/group``."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    grp = f.get("METADATA/auxiliarySources")
+    if not isinstance(grp, h5py.Group):
+        return out
+    for section in grp:
+        sources: dict[str, list[str]] = {}
+        for entry in grp[section][:]:
+            entry = entry.decode() if isinstance(entry, bytes) else str(entry)
+            if not entry.startswith(section + "/"):
+                continue
+            source, _, group = entry[len(section) + 1:].rpartition("/")
+            if source:
+                sources.setdefault(source, []).append(group)
+        out[section] = {s: tuple(g) for s, g in sources.items()}
+    return out

@@ -42,8 +42,9 @@ def key_to_path(section: str, source: str, key: str) -> str:
 
 
 def index_group_of(section: str, key: str) -> str:
-    """Index group of a key: '' for control keys, the first component otherwise."""
-    return "" if section != "INSTRUMENT" else key.partition(".")[0]
+    """Index group of a key: '' for control keys, the first component otherwise
+    (instrument and auxiliary sections)."""
+    return "" if section == "CONTROL" else key.partition(".")[0]
 
 
 def index_group_path(source: str, group: str) -> str:
@@ -130,6 +131,11 @@ def decode_scalar(value):
     return value
 
 
+#: Sections of newer files besides CONTROL / INSTRUMENT / RUN, listed in
+#: ``METADATA/auxiliarySources/<SECTION>`` rather than among the data sources.
+AUXILIARY_SECTIONS = ("REDUCTION", "ERRATA")
+
+
 class SectionMixin:
     """``is_control`` / ``is_instrument`` for objects with a ``section`` attribute."""
 
@@ -144,3 +150,18 @@ class SectionMixin:
     def is_instrument(self) -> bool:
         """True for an instrument (fast data) source: section ``INSTRUMENT``."""
         return self.section == "INSTRUMENT"
+
+    @property
+    def is_reduction(self) -> bool:
+        """True for data-reduction records (auxiliary section ``REDUCTION``)."""
+        return self.section == "REDUCTION"
+
+    @property
+    def is_errata(self) -> bool:
+        """True for errata records (auxiliary section ``ERRATA``)."""
+        return self.section == "ERRATA"
+
+    @property
+    def is_auxiliary(self) -> bool:
+        """True for auxiliary sources (``REDUCTION`` or ``ERRATA``), see ``run.auxiliary``."""
+        return self.section in AUXILIARY_SECTIONS

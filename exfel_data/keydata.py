@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +13,13 @@ from . import format as fmt
 from .exceptions import NoDataError, PropertyNameError
 from .file_access import FileAccess, files_with_trains
 from .reading import read_chunks_into, read_rows, roi_shape
+from .roi_coords import entry_dims_and_coords
 from .rowindex import DataChunk, TrainRows, train_rows
-from .selection import select_train_ids, split_ranges, train_position
+from .selection import ByIndex, select_train_ids, split_ranges, train_position
 from .train_id_list import TrainIdList
 
 if TYPE_CHECKING:
+    import h5py
     import xarray as xr
 
     from .hints import Roi, TrainSelection
@@ -292,10 +295,12 @@ class KeyData(fmt.SectionMixin):
         Parameters
         ----------
         roi : tuple
-            Basic indexing applied to each entry, e.g. ``np.s_[100:200, :]``.
+            Basic indexing applied to each entry, e.g. ``np.s_[100:200, :]`` (or, as in
+            EXtra-data, ``by_index[100:200, :]``).
         out : np.ndarray, optional
             Preallocated output of the right shape.
         """
+        roi = _roi_value(roi)
         if not isinstance(roi, tuple):
             roi = (roi,)
         shape = self.shape[:1] + roi_shape(self.entry_shape, roi)
@@ -305,13 +310,6 @@ class KeyData(fmt.SectionMixin):
             raise ValueError(f"out has shape {out.shape}; {self!r} needs {shape}")
         return read_chunks_into(self.data_chunks(), out, roi)
 
-    def _dims(self, ndim: int, extra_dims) -> list[str]:
-        if extra_dims is not None:
-            if len(extra_dims) != ndim - 1:
-                raise ValueError(f"extra_dims needs {ndim - 1} names, got {extra_dims!r}")
-            return ["trainId", *extra_dims]
-        return ["trainId"] + [f"dim_{i}" for i in range(ndim - 1)]
-
     def _default_name(self, sep: str) -> str:
         name = f"{self.source}{sep}{self.key}"
         if self.is_control and name.endswith(".value"):
@@ -319,7 +317,8 @@ class KeyData(fmt.SectionMixin):
         return name
 
     def xarray(self, extra_dims: Sequence[str] | None = None, roi: Roi = (),
-               name: str | None = None) -> xr.DataArray:
+               name: str | None = None, extra_coords: bool | Mapping[str, Any] | None = None
+               ) -> xr.DataArray:
         """Read into an ``xarray.DataArray`` with a ``trainId`` coordinate (one per row).
 
         Structured dtypes give an ``xarray.Dataset`` with one variable per field.
@@ -327,11 +326,16 @@ class KeyData(fmt.SectionMixin):
         Parameters
         ----------
         extra_dims : list of str, optional
-            Names of the dims after ``trainId`` (default ``dim_0``, ``dim_1``...).
+            Names of the entry dims after ``trainId`` (default ``dim_0``, ``dim_1``...,
+            numbered as stored: an integer in *roi* drops its dim and name). Giving them
+            also adds coordinates: the entry indices *roi* kept.
         roi : tuple
-            Basic indexing applied to each entry, as for :meth:`ndarray`.
+            Indexing applied to each entry, as for :meth:`ndarray`.
         name : str, optional
             The array's name (default ``'<source>.<key>'`` without ``.value``).
+        extra_coords : bool or dict, optional
+            True: coordinates for every entry dim (as with *extra_dims*); a dict maps dim
+            names to coordinate values (then only those), as in EXtra-data.
 
         Returns
         -------
@@ -344,9 +348,11 @@ class KeyData(fmt.SectionMixin):
         """
         import xarray as xr
 
+        dims, coords = entry_dims_and_coords(self.entry_shape, _roi_value(roi), extra_dims,
+                                             extra_coords)
         arr = self.ndarray(roi=roi)
-        dims = self._dims(arr.ndim, extra_dims)
-        coords = {"trainId": self.train_id_coordinates()}
+        dims = ["trainId", *dims]
+        coords = {"trainId": self.train_id_coordinates(), **coords}
         attrs = {}
         units = self.units if self.files else None
         if units:
@@ -402,14 +408,37 @@ class KeyData(fmt.SectionMixin):
         if pieces:
             arr = da.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
         else:
-            arr = da.zeros((0,) + self.entry_shape, dtype=dtype)
+            arr = da.from_array(np.empty((0,) + self.entry_shape, dtype=dtype), chunks=-1)
         if labelled:
             import xarray as xr
 
-            return xr.DataArray(arr, dims=self._dims(arr.ndim, None),
+            dims = ["trainId", *entry_dims_and_coords(self.entry_shape, ())[0]]
+            return xr.DataArray(arr, dims=dims,
                                 coords={"trainId": self.train_id_coordinates()},
                                 name=self._default_name("."))
         return arr
+
+    def get_virtual_dataset(self, filename: str | os.PathLike | None = None
+                            ) -> h5py.Dataset:
+        """This key's selected rows as an HDF5 virtual dataset (``h5py.Dataset``, read-only).
+
+        The dataset spans all files (rows in train order, as :meth:`ndarray`) but holds
+        only a map to them: data is read on access. Other processes can open its file and
+        ``ds.name`` (HDF5 >= 1.10, with the run's files at the same paths).
+
+        Parameters
+        ----------
+        filename : str or path-like, optional
+            The file to hold it (overwritten once complete); default a new temporary file.
+
+        Raises
+        ------
+        TypeError
+            Variable-length string keys (HDF5 cannot map them).
+        """
+        from .write.single_file import virtual_dataset
+
+        return virtual_dataset(self, filename)
 
     def as_single_value(self, rtol: float = 1e-5, atol: float = 0.0,
                         reduce_by: str | Callable[..., Any] | None = None) -> Any:
@@ -533,6 +562,11 @@ class KeyData(fmt.SectionMixin):
         from .trains import iterate_key
 
         yield from iterate_key(self, keep_dims=keep_dims, include_empty=include_empty)
+
+
+def _roi_value(roi):
+    """An roi as an index (EXtra-data code passes ``by_index[...]``)."""
+    return roi.value if isinstance(roi, ByIndex) else roi
 
 
 def read_run_value(fa: FileAccess, source: str, key: str):

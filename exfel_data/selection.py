@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -136,6 +137,8 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
                 mask &= train_ids < v.stop
             if v.step not in (None, 1):
                 mask &= ((train_ids.astype(np.int64) - int(start)) % v.step) == 0
+            if len(train_ids) and not mask.any():
+                _warn_outside(v, train_ids)
             return train_ids[mask]
         if isinstance(v, (int, np.integer)):
             wanted = np.array([v], dtype=np.uint64)
@@ -170,6 +173,19 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
     if arr.max() >= n or arr.min() < -n:
         raise IndexError(f"Train index out of range for {n} trains: {sel!r}")
     return sorted_unique(train_ids[arr])
+
+
+def _warn_outside(v: slice, train_ids: np.ndarray) -> None:
+    """Say why a by_id range selects nothing when it lies wholly before or after the data."""
+    first, last = int(train_ids[0]), int(train_ids[-1])
+    where = ""
+    if v.stop is not None and v.stop <= first:
+        where = f"ends before the first train ID {first}"
+    elif v.start is not None and v.start > last:
+        where = f"starts after the last train ID {last}"
+    if where:
+        warnings.warn(f"by_id[{v.start}:{v.stop}] selects no trains: it {where} "
+                      f"(selected train IDs are {first}-{last})", stacklevel=4)
 
 
 def split_ranges(n: int, parts: int | None = None, trains_per_part: int | None = None):

@@ -249,6 +249,8 @@ class SourceData(fmt.SectionMixin):
             else:
                 match = glob_matcher(pat)
                 found = {k for k in all_keys if match(k)}
+                if self.is_control:  # 'beamPosition.*Pos' matches the values, as EXtra-data
+                    found |= {k for k in all_keys if k.endswith(".value") and match(k[:-6])}
                 if not found:
                     raise PropertyNameError(self.source, pat, all_keys)
                 chosen |= found

@@ -68,7 +68,36 @@ def _key_lines(coll, source: str) -> list[str]:
     return lines
 
 
-def format_info(coll, details_for_sources=()) -> str:
+def _aggregator_lines(coll, names) -> list[str]:
+    lines = []
+    for s in sorted(names):
+        try:
+            agg = coll[s].aggregator
+        except Exception:  # noqa: BLE001 - a file name that does not say
+            agg = "?"
+        lines.append(f"[{agg}] {s}")
+    return lines
+
+
+def _legacy_lines(legacy: dict[str, str]) -> list[str]:
+    """Old -> new names, collapsed per device: 'DET/* -> CORR/* (16)'."""
+    by_dev: dict[tuple[str, str], int] = Counter(
+        (old.rpartition("/")[0], new.rpartition("/")[0]) for old, new in legacy.items())
+    lines = []
+    for old, new in sorted(legacy.items()):
+        devs = (old.rpartition("/")[0], new.rpartition("/")[0])
+        n = by_dev.get(devs)
+        if n is None:
+            continue
+        if n > 1 and all(devs):
+            lines.append(f"{devs[0]}/* -> {devs[1]}/* ({n})")
+            del by_dev[devs]
+        else:
+            lines.append(f"{old} -> {new}")
+    return lines
+
+
+def format_info(coll, details_for_sources=(), with_aggregators: bool = False) -> str:
     """Summary text of a collection (see ``DataCollection.info``)."""
     tids = np.asarray(coll.train_ids)
     n = len(tids)
@@ -127,11 +156,16 @@ def format_info(coll, details_for_sources=()) -> str:
 
     inst = sorted(coll.instrument_sources - module_sources(coll.instrument_sources))
     out.append(f"{len(inst)} instrument sources (excluding detectors):")
-    out += [f"  - {line}" for line in _group_sources(inst)]
+    out += [f"  - {line}" for line in (_aggregator_lines(coll, inst) if with_aggregators
+                                       else _group_sources(inst))]
     out.append("")
     ctrl = sorted(coll.control_sources)
     out.append(f"{len(ctrl)} control sources:")
-    out += [f"  - {s}" for s in ctrl]
+    out += [f"  - {s}" for s in (_aggregator_lines(coll, ctrl) if with_aggregators else ctrl)]
+    legacy = coll.legacy_sources
+    if legacy:
+        out += ["", f"{len(legacy)} legacy source names:"]
+        out += [f"  - {line}" for line in _legacy_lines(legacy)]
 
     if details_for_sources:
         match = glob_matcher(details_for_sources)

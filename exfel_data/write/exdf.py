@@ -58,6 +58,11 @@ class ExdfConverter(FolderWriter):
             name = f"{dclass}-R{run_no:04d}-{agg}-S{seq:05d}.h5"
             self._write_file(self.path / name, keys, run_no, seq)
 
+    def write_one_file(self, path: Path) -> None:
+        """All of the plan in one file at *path* (``DataCollection.write``)."""
+        run_no = int(self.plan.metadata.get("runNumber", 0) or 0)
+        self._write_file(Path(path), self.plan.keys, run_no, 0)
+
     def _write_file(self, path: Path, keys: list[KeyPlan], run_no: int, seq: int) -> None:
         plan = self.plan
         proposal = int(plan.metadata.get("proposalNumber", 0) or 0)

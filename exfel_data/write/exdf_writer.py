@@ -368,6 +368,35 @@ class ExdfWriter:
         src.keys[key] = ds
         self._set_attrs(ds, attrs)
 
+    def add_virtual_key(self, source: str, key: str, layout, *, fillvalue=None,
+                        attrs: Mapping | None = None) -> h5py.Dataset:
+        """Add a key as an HDF5 virtual dataset mapping rows of other files.
+
+        For a control source *key* is ``path.value`` or ``path.timestamp``; for an instrument
+        source a key of a declared index group. *layout* (an ``h5py.VirtualLayout``) must
+        have one row per row the index declares for the key.
+        """
+        src = self._source(source)
+        group = '' if src.section == 'CONTROL' else key.partition('.')[0]
+        if group not in src.counts:
+            raise ExdfWriteError(f"Key {key!r} of {source!r} must start with one of its "
+                                 f"index groups {sorted(src.counts)} followed by '.'")
+        if layout.shape[0] != src.rows(group):
+            raise ExdfWriteError(f"{source} {key}: {layout.shape[0]} virtual rows, but the "
+                                 f"index declares {src.rows(group)}")
+        path = f"{src.section}/{source}/{key.replace('.', '/')}"
+        parent, _, name = path.rpartition('/')
+        ds = self._group(parent).create_virtual_dataset(name, layout, fillvalue=fillvalue)
+        if src.section == 'CONTROL':
+            base, _, leaf = key.rpartition('.')
+            if leaf == 'value':
+                src.keys[base] = ds
+                self._set_attrs(ds.parent, attrs)
+        else:
+            src.keys[key] = ds
+            self._set_attrs(ds, attrs)
+        return ds
+
     def _set_attrs(self, obj, attrs: Mapping | None) -> None:
         if attrs and self.format_version == '1.3':
             for name, value in attrs.items():

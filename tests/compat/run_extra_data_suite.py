@@ -2,10 +2,11 @@
 
     python tests/compat/run_extra_data_suite.py [TEST_MODULE ...] [-- PYTEST_ARGS]
 
-Each of EXtra-data 1.25's test modules for the reader, keys, sources, bad trains, components,
-stacking and slicing (shipped in its wheel as ``extra_data.tests``) runs with ``extra_data``
-aliased onto ``exfel_data`` (``extra_data_alias.py``); the script prints passed / failed /
-errors per module and in total. docs/compat.md lists the figures and the deliberate
+Each of EXtra-data 1.25's test modules for the reader, keys, sources, bad trains, aliases,
+writing, auxiliary (REDUCTION / ERRATA) sources, components, stacking and slicing (shipped
+in its wheel as ``extra_data.tests``) runs with ``extra_data`` aliased onto ``exfel_data``
+(``extra_data_alias.py``); the script prints passed / failed / errors per module and in
+total. docs/compat.md lists the figures and the deliberate
 differences. Needs the test extra (``pip install '.[test]'``).
 """
 
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 MODULES = ["test_reader_mockdata", "test_keydata", "test_sourcedata", "test_bad_trains",
+           "test_aliases", "test_writer", "test_auxiliary",
            "test_components", "test_stacking", "test_slice_objs"]
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

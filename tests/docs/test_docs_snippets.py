@@ -51,14 +51,17 @@ class Block:
 
 
 def python_blocks(page: Path) -> list[Block]:
-    """The ```python blocks of a markdown page, with the marker comment before each."""
+    """The ```python blocks of a markdown page, with the marker comment before each (and
+    blocks of any language marked ``file:``, e.g. a YAML file a later block reads)."""
     lines = page.read_text(encoding="utf-8").splitlines()
     blocks, i = [], 0
     while i < len(lines):
-        if lines[i].strip() == "```python":
+        match = MARKER.match(lines[i - 1].strip()) if i else None
+        marker, argument = match.groups() if match else ("", "")
+        fence = lines[i].strip()
+        if fence == "```python" or (marker == "file" and fence.startswith("```")
+                                    and len(fence) > 3):
             end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
-            match = MARKER.match(lines[i - 1].strip()) if i else None
-            marker, argument = match.groups() if match else ("", "")
             blocks.append(Block(page, i + 1, "\n".join(lines[i + 1:end]) + "\n", marker,
                                 argument))
             i = end

@@ -143,11 +143,11 @@ def test_touched_file_is_rescanned(tmp_path):
     st = os.stat(a / BAD)
     os.chmod(a / BAD, 0o444)
     os.utime(a / BAD, ns=(st.st_atime_ns, st.st_mtime_ns))
-    from exfel_data import opening
+    from exfel_data import file_set
     scanned = []
-    orig = opening.scan_file
+    orig = file_set.scan_file
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(opening, "scan_file", lambda p, st=None: scanned.append(p) or orig(p, st))
+        mp.setattr(file_set, "scan_file", lambda p, st=None: scanned.append(p) or orig(p, st))
         run, _ = _open(a)
     assert [os.path.basename(p) for p in scanned] == [BAD]
     np.testing.assert_array_equal(run[OUT, KEY].ndarray(), _expected_intensity(a))

@@ -208,11 +208,11 @@ def test_cache_reused_and_validated(tmp_path, monkeypatch):
     plan, path = write(tmp_path, "1.3")
     ed.RunDirectory(path)
     assert os.path.exists(os.path.join(path, ".exfel_data_map.npz"))
-    from exfel_data import file_access, opening
+    from exfel_data import file_access, file_set
 
     scanned = []
-    orig = opening.scan_file
-    monkeypatch.setattr(opening, "scan_file",
+    orig = file_set.scan_file
+    monkeypatch.setattr(file_set, "scan_file",
                         lambda p, st=None: scanned.append(p) or orig(p, st))
     file_access.handle_pool.forget_all()
     run = ed.RunDirectory(path)

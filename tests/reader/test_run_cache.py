@@ -72,9 +72,9 @@ def test_cache_false_and_read_only_mode(run_path, monkeypatch):
     cache = run_path / run_map.CACHE_NAME
     stamp = cache.stat().st_mtime_ns
     monkeypatch.setenv("EXFEL_DATA_RUN_CACHE", "read")
-    from exfel_data import opening
+    from exfel_data import file_set
 
-    monkeypatch.setattr(opening, "scan_file", lambda *a: pytest.fail("scanned: cache unused"))
+    monkeypatch.setattr(file_set, "scan_file", lambda *a: pytest.fail("scanned: cache unused"))
     run = ed.RunDirectory(run_path)  # the cache is read...
     run[MOTOR, "actualPosition"].ndarray()
     assert not run_map._pending  # ... but never written
@@ -111,9 +111,9 @@ def test_proposal_scratch_cache(tmp_path, monkeypatch):
     cache = scratch / ".exfel_data_maps" / "raw_r0007.npz"
     assert cache.exists() and not (tmp_path / "usercache").exists()
     assert cache_line(run).startswith(f"Index cache:    {cache} (")
-    from exfel_data import opening
+    from exfel_data import file_set
 
-    monkeypatch.setattr(opening, "scan_file", lambda *a: pytest.fail("scanned: cache unused"))
+    monkeypatch.setattr(file_set, "scan_file", lambda *a: pytest.fail("scanned: cache unused"))
     assert ed.RunDirectory(path).train_ids == run.train_ids
 
 
