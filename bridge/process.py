@@ -22,23 +22,25 @@ buffer; every ``every`` seconds the partial result is published as a bridge stre
 from __future__ import annotations
 
 import collections
-import json
-import os
-import pickle
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import zmq
 
 from bridge import process_worker as pw
+from bridge.process_feeder import END as _END
+from bridge.process_feeder import FAILED as _FAILED
+from bridge.process_feeder import Feeder
+from bridge.process_feeder import encode_train as _encode
 from bridge.process_input import TICK_S as _TICK_S
-from bridge.process_input import EncodedTrain, client_trains, train_id_of
+from bridge.process_input import EncodedTrain, client_trains
+from bridge.process_publish import ResultPublisher, result_source
+from bridge.process_reorder import ReorderBuffer
+from bridge.process_supervisor import WorkerSupervisor
 from exfel_data.analysis.contract import (
     AnalysisError,
     AnalysisSpec,
@@ -55,55 +57,13 @@ from exfel_data.write.output import check_output
 __all__ = ["LiveRunner", "client_trains", "EncodedTrain", "POLICIES", "result_source"]
 
 POLICIES = ("drop", "wait")
-_DEATHS_WINDOW_S = 10.0
 # pyzmq's send without its Python wrapper (for options we do not use): a few us less per
 # frame, six frames or more per train.
 _send = zmq.backend.Socket.send
-_FEED_HWM = 2
-_END, _FAILED = b"E", b"X"  # feeder -> runner, besides the encodings of trains
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def result_source(label: str) -> str:
-    """The source name of a published result (its stats and parameters: ``+ ':info'``)."""
-    return f"analysis/{label}"
-
-
-class _Reorder:
-    """Hands items on in sequence order, holding at most ``limit`` out-of-order ones.
-
-    When full it moves past the missing sequence numbers; those arriving later are late.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = max(1, limit)
-        self.pending: dict[int, Any] = {}
-        self.next = 0
-        self.late = 0
-
-    def push(self, seq: int, item) -> list:
-        if seq < self.next:
-            self.late += 1
-            return []
-        self.pending[seq] = item
-        out = self._release()
-        while len(self.pending) > self.limit:
-            self.next = min(self.pending)
-            out += self._release()
-        return out
-
-    def _release(self) -> list:
-        out = []
-        while self.next in self.pending:
-            out.append(self.pending.pop(self.next))
-            self.next += 1
-        return out
-
-    def flush(self) -> list:
-        return [self.pending.pop(s) for s in sorted(self.pending)]
 
 
 class LiveRunner:
@@ -158,7 +118,7 @@ class LiveRunner:
         self.source, self.n_workers, self.every = source, workers, every
         self.publish, self.publish_sock = publish, publish_sock
         self.overwrite, self.policy, self.max_trains = overwrite, policy, max_trains
-        self.reorder = _Reorder(reorder_buffer) if ordered else None
+        self.reorder = ReorderBuffer(reorder_buffer) if ordered else None
         self.input_label, self.status, self.report = input_label, status, report
         self.stats = RunStats()
         self.received = 0
@@ -166,7 +126,7 @@ class LiveRunner:
         self._stop = threading.Event()        # the whole run
         self._feed_stop = threading.Event()   # taking trains only
         self._reducer = None
-        self._server = None
+        self._publisher: ResultPublisher | None = None
         # A source that returns within a tick even when idle is read in the dispatch
         # loop itself: no feeder thread sharing the GIL, no hop between threads.
         self._inline = bool(getattr(source, "returns_when_idle", False))
@@ -197,27 +157,24 @@ class LiveRunner:
         self._reducer = self.analysis.make_reducer(self.params)
         self._tmpdir = tempfile.mkdtemp(prefix="exfel-process-")
         self._context = zmq.Context()
-        self._workers: dict[int, tuple[bytes, subprocess.Popen]] = {}
+        self._workers = WorkerSupervisor(f"ipc://{self._tmpdir}/dispatch", self.spec,
+                                         self.params, self.n_workers)
+        self._current = self._workers.current  # identities of the workers running now
         self._idle: collections.deque = collections.deque()
         self._in_flight: dict[bytes, tuple[int, int, list | None]] = {}
-        self._current: set[bytes] = set()  # identities of the workers running now
-        self._deaths: collections.deque = collections.deque()
+        self._feeder: Feeder | None = None
         self._seq = 0
         self._last_tid = 0
         error: BaseException | None = None
         stopped = ""
         try:
             self._open_sockets()
-            for slot in range(self.n_workers):
-                self._start_worker(slot, 0)
+            self._workers.start_all()
             # Trains are taken once a worker is ready: none is dropped for start-up.
             self._ready = False
-            self._feeder = None if self._inline else threading.Thread(
-                target=self._feed, name="exfel-process-feeder", daemon=True)
             if self.publish:
-                from bridge.server import Server
-
-                self._server = Server(self.publish, sock=self.publish_sock, policy="drop")
+                self._publisher = ResultPublisher(self.publish, self.publish_sock,
+                                                  self.spec, self.params)
             if self._inline:
                 self._loop_inline()
             else:
@@ -234,9 +191,8 @@ class LiveRunner:
         try:
             result = self._finish(stopped, error)
         finally:
-            if self._server is not None:
-                self._server.drain(2.0)  # the final result leaves before the server stops
-                self._server.stop(linger=1.0)
+            if self._publisher is not None:
+                self._publisher.close()  # the final result leaves before the server stops
         if error is not None:
             raise error
         return result
@@ -245,34 +201,15 @@ class LiveRunner:
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.LINGER, 0)
-        self._endpoint = f"ipc://{self._tmpdir}/dispatch"
-        self._router.bind(self._endpoint)
-        self._feed_in = self._context.socket(zmq.PAIR)
-        self._feed_in.setsockopt(zmq.RCVHWM, _FEED_HWM)
-        self._feed_in.setsockopt(zmq.LINGER, 0)
-        self._feed_endpoint = f"inproc://feed-{id(self)}"
-        self._feed_in.bind(self._feed_endpoint)
-
-    def _start_worker(self, slot: int, generation: int) -> None:
-        identity = f"w{slot}.{generation}".encode()
-        # The runner's import path, so that the worker finds bridge (and an analysis given
-        # as a module) wherever they came from (a checkout, a notebook's sys.path).
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        proc = subprocess.Popen([sys.executable, "-m", "bridge.process_worker"],
-                                stdin=subprocess.PIPE, env=env)
-        with proc.stdin:
-            pickle.dump({"endpoint": self._endpoint, "identity": identity, "spec": self.spec,
-                         "params": self.params, "parent_pid": os.getpid()}, proc.stdin)
-        old = self._workers.get(slot)
-        if old is not None:
-            self._current.discard(old[0])
-        self._workers[slot] = (identity, proc)
-        self._current.add(identity)
+        self._router.bind(self._workers.endpoint)
+        if not self._inline:
+            self._feeder = Feeder(self._context, self.source, self._feed_stop)
+            self._feed_in = self._feeder.inbox
 
     @property
     def worker_pids(self) -> list[int]:
         """Process IDs of the current worker processes."""
-        return [proc.pid for _, proc in self._workers.values()]
+        return self._workers.pids
 
     def _loop(self) -> None:
         """The dispatch loop, with the source read by the feeder thread."""
@@ -473,9 +410,7 @@ class LiveRunner:
 
     def _supervise(self) -> None:
         """Replace dead workers; the trains they held are lost."""
-        for slot, (identity, proc) in list(self._workers.items()):
-            if proc.poll() is None:
-                continue
+        for slot, identity, proc in self._workers.dead():
             lost = self._in_flight.pop(identity, None)
             if identity in self._idle:
                 self._idle.remove(identity)
@@ -489,15 +424,7 @@ class LiveRunner:
                 if self.reorder is not None:
                     for item in self.reorder.push(lost[0], (lost[1], b"lost", None)):
                         self._apply(*item)
-            now = time.monotonic()
-            self._deaths.append(now)
-            while self._deaths and self._deaths[0] < now - _DEATHS_WINDOW_S:
-                self._deaths.popleft()
-            if len(self._deaths) > max(3, 2 * self.n_workers):
-                raise AnalysisError(f"{len(self._deaths)} worker processes died within "
-                                    f"{_DEATHS_WINDOW_S:g} s; stopping (see the messages "
-                                    "above)")
-            self._start_worker(slot, int(identity.split(b".")[1]) + 1)
+            self._workers.replace(slot, identity)
 
     # -- results --------------------------------------------------------------------------
 
@@ -507,16 +434,8 @@ class LiveRunner:
                 "workers": self.n_workers, "last_train_id": self.stats.last_train_id,
                 **{k: getattr(self.stats, k) for k in RunStats.COUNTS}}
 
-    def _message(self, data: dict, final: bool) -> dict:
-        source = result_source(self.spec.label)
-        info = {k: v for k, v in self.counts().items() if v is not None}
-        info.update({"final": final, "analysis": self.spec.name,
-                     "analysis_sha256": self.spec.sha256,
-                     "params": json.dumps(self.params, default=str)})
-        return {source: dict(data), source + ":info": info}
-
     def _publish(self, data: dict | None = None, final: bool = False) -> None:
-        if self._server is None or (data is None and not self.stats.reduced):
+        if self._publisher is None or (data is None and not self.stats.reduced):
             return  # partial() is first asked for once there is something reduced
         if data is None:
             try:
@@ -526,7 +445,7 @@ class LiveRunner:
                 raise ReducerError(f"Reducer.partial() of {self.spec.name} failed:\n{tb}",
                                    self._last_tid, tb) from None
             data = check_result(data, "Reducer.partial()")
-        self._server.feed(self._message(data, final), train_id=self._last_tid)
+        self._publisher.send(data, self.counts(), self._last_tid, final)
 
     def _finish(self, stopped: str, error: BaseException | None) -> AnalysisResult | None:
         """The final result: published once more, written to ``out``; also after errors."""
@@ -542,7 +461,7 @@ class LiveRunner:
                 raise
             return None  # the first error is the one to report
         result.extra["received"] = self.received
-        if self._server is not None:
+        if self._publisher is not None:
             self._publish(result.data, final=True)
         if self.out is not None:
             write_result(self.out, result, self.overwrite)
@@ -552,44 +471,7 @@ class LiveRunner:
                               "(complete=False).",)
         return result
 
-    # -- feeder thread and shutdown ------------------------------------------------------
-
-    def _feed(self) -> None:
-        sock = self._context.socket(zmq.PAIR)
-        sock.setsockopt(zmq.SNDHWM, _FEED_HWM)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self._feed_endpoint)
-        source = iter(self.source)
-        try:
-            for item in source:
-                if self._feed_stop.is_set():
-                    break
-                if item is None:
-                    continue  # the source is idle
-                tid, kind, frames = _encode(item)
-                if not self._send(sock, [kind + tid.to_bytes(8, "little"), *frames]):
-                    break
-            else:
-                self._send(sock, [_END])
-        except Exception as exc:
-            try:
-                self._send(sock, [_FAILED, f"{type(exc).__name__}: {exc}".encode()])
-            except zmq.ZMQError:
-                pass  # the runner is shutting down anyway
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()  # a generator's clean-up (its Client) runs in this thread
-            sock.close()
-
-    def _send(self, sock: zmq.Socket, frames: list) -> bool:
-        """Send unless stopped meanwhile (under ``wait`` the runner may not read)."""
-        if not sock.getsockopt(pw.EVENTS) & pw.POLLOUT:
-            while not sock.poll(int(_TICK_S * 1000), pw.POLLOUT):
-                if self._feed_stop.is_set():
-                    return False
-        pw.send_frames(sock, frames)
-        return True
+    # -- shutdown ---------------------------------------------------------------------
 
     def _stop_feeder(self) -> None:
         # Enough trains: the runner keeps going until the results in flight are in.
@@ -598,48 +480,20 @@ class LiveRunner:
     def _shutdown(self, graceful: bool) -> None:
         """Stop every worker (politely if idle, else terminate) and close the sockets."""
         router = getattr(self, "_router", None)
-        workers = [proc for _, proc in self._workers.values()]
-        if graceful and router is not None:
-            for identity, proc in self._workers.values():
-                if proc.poll() is None:
-                    try:
-                        router.send_multipart([identity, pw.STOP])
-                    except zmq.ZMQError:
-                        pass
-        deadline = time.monotonic() + (5.0 if graceful else 0.0)
-        for proc in workers:
-            _wait(proc, deadline - time.monotonic())
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in workers:
-            if not _wait(proc, 2.0):
-                proc.kill()
-                _wait(proc, 2.0)
+        self._workers.stop(router, graceful)
         # Trains still held by workers stopped before they finished are lost.
         for _, train_id, frames in self._in_flight.values():
             self.stats.lose(_train_id(train_id, frames))
         self._in_flight.clear()
-        for sock in (router, getattr(self, "_feed_in", None)):
-            if sock is not None:
-                sock.close(linger=0)
+        if router is not None:
+            router.close(linger=0)
         close = getattr(self._source_iter, "close", None)
         if close is not None:
             close()  # read here (inline): its clean-up (its Client) runs here too
-        feeder = getattr(self, "_feeder", None)
-        if feeder is not None and feeder.ident is not None:
-            feeder.join(2.0)
-        if feeder is None or not feeder.is_alive():
+        if self._feeder is None or self._feeder.close(2.0):
             self._context.term()
         # else: the source blocks in next(); its daemon thread ends with the process.
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-
-
-def _encode(item) -> tuple[int, bytes, list]:
-    """``(train ID or 0, encoding, frames)`` of a source's item, for a worker."""
-    if isinstance(item, EncodedTrain):
-        return 0, pw.BRIDGE, item.frames  # passed on undecoded: the worker decodes
-    data, metadata = item
-    return train_id_of(data, metadata), pw.PACKED, pw.pack(data)
 
 
 def _train_id(train_id: int, frames: list | None) -> int:
@@ -651,10 +505,3 @@ def _train_id(train_id: int, frames: list | None) -> int:
     except Exception:
         return 0  # undecodable: the worker would have failed it
 
-
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
-    try:
-        proc.wait(max(0.0, timeout))
-    except subprocess.TimeoutExpired:
-        return False
-    return True

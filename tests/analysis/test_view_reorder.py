@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from bridge.process import _Reorder
+from bridge.process_reorder import ReorderBuffer
 from bridge.view import Viewer, split_panels
 
 
@@ -58,7 +58,7 @@ def test_viewer_draws_png(tmp_path):
 
 
 def test_reorder_in_sequence_and_bounded():
-    r = _Reorder(limit=2)
+    r = ReorderBuffer(limit=2)
     assert r.push(1, "b") == []
     assert r.push(0, "a") == ["a", "b"]
     assert r.push(3, "d") == [] and r.push(4, "e") == []
