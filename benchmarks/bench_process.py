@@ -168,7 +168,9 @@ def bench_reducer(n: int) -> list[str]:
 
     from bridge import process_worker as pw
     from bridge.process import LiveRunner
+    from bridge.process_reduce import LiveReduction
     from exfel_data.analysis import load_analysis
+    from exfel_data.analysis.stats import RunStats
 
     rows = []
     cases = {
@@ -187,7 +189,8 @@ def bench_reducer(n: int) -> list[str]:
             reducer.add(10000 + i, r)
         add_rate = n / (time.perf_counter() - t0)
         runner = LiveRunner([], path, params)
-        runner._reducer = analysis.make_reducer(runner.params)
+        reduction = LiveReduction(runner.analysis, runner.spec, runner.params, RunStats(),
+                                  [], None, print)
         frames = []
         for r in results:
             bufs: list = []
@@ -195,7 +198,7 @@ def bench_reducer(n: int) -> list[str]:
             frames.append([zmq.Frame(p)] + [zmq.Frame(b.raw()) for b in bufs])
         t0 = time.perf_counter()
         for i, f in enumerate(frames):
-            runner._deliver(i, 10000 + i, pw.RESULT, f)
+            reduction.deliver(i, 10000 + i, pw.RESULT, f)
         path_rate = n / (time.perf_counter() - t0)
         rows.append(f"| reducer {name}: unpickle + add (runner path) / add alone | "
                     f"{path_rate:,.0f} / {add_rate:,.0f} results/s | target >= 5,000/s |")

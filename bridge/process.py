@@ -34,23 +34,17 @@ import zmq
 from bridge import process_worker as pw
 from bridge.process_feeder import END as _END
 from bridge.process_feeder import FAILED as _FAILED
-from bridge.process_feeder import Feeder
+from bridge.process_feeder import Feeder, handed_train_id
 from bridge.process_feeder import encode_train as _encode
 from bridge.process_input import TICK_S as _TICK_S
 from bridge.process_input import EncodedTrain, client_trains
 from bridge.process_publish import ResultPublisher, result_source
+from bridge.process_reduce import LiveReduction
 from bridge.process_reorder import ReorderBuffer
 from bridge.process_supervisor import WorkerSupervisor
-from exfel_data.analysis.contract import (
-    AnalysisError,
-    AnalysisSpec,
-    ReducerError,
-    check_result,
-    resolve_params,
-    user_traceback,
-)
+from exfel_data.analysis.contract import AnalysisError, AnalysisSpec, ReducerError, resolve_params
 from exfel_data.analysis.pool import exit_text
-from exfel_data.analysis.result import AnalysisResult, result_from_reducer, write_result
+from exfel_data.analysis.result import AnalysisResult, write_result
 from exfel_data.analysis.stats import RunStats
 from exfel_data.write.output import check_output
 
@@ -125,7 +119,7 @@ class LiveRunner:
         self.train_ids: list[int] = []
         self._stop = threading.Event()        # the whole run
         self._feed_stop = threading.Event()   # taking trains only
-        self._reducer = None
+        self._reduction: LiveReduction | None = None
         self._publisher: ResultPublisher | None = None
         # A source that returns within a tick even when idle is read in the dispatch
         # loop itself: no feeder thread sharing the GIL, no hop between threads.
@@ -154,7 +148,9 @@ class LiveRunner:
         AnalysisError
             ``setup`` failed in a worker, or worker processes keep dying.
         """
-        self._reducer = self.analysis.make_reducer(self.params)
+        self._reduction = LiveReduction(self.analysis, self.spec, self.params, self.stats,
+                                        self.train_ids, self.reorder, self.report)
+        self._deliver = self._reduction.deliver  # bound once: called for every result
         self._tmpdir = tempfile.mkdtemp(prefix="exfel-process-")
         self._context = zmq.Context()
         self._workers = WorkerSupervisor(f"ipc://{self._tmpdir}/dispatch", self.spec,
@@ -164,7 +160,6 @@ class LiveRunner:
         self._in_flight: dict[bytes, tuple[int, int, list | None]] = {}
         self._feeder: Feeder | None = None
         self._seq = 0
-        self._last_tid = 0
         error: BaseException | None = None
         stopped = ""
         try:
@@ -376,38 +371,6 @@ class LiveRunner:
             self._deliver(*pw.parse_header(head), rest)
         self._idle.append(identity)
 
-    def _deliver(self, seq: int, train_id: int, status: bytes, payload: list) -> None:
-        if status == pw.RESULT:
-            value = pw.unpack(payload)
-        elif status == pw.ERROR:
-            value = (payload[0].bytes.decode(), payload[1].bytes.decode())
-        else:
-            value = None
-        items = [(train_id, status, value)]
-        if self.reorder is not None:
-            items = self.reorder.push(seq, items[0])
-            self.stats.late = self.reorder.late
-        for item in items:
-            self._apply(*item)
-
-    def _apply(self, train_id: int, status: bytes, value) -> None:
-        stats = self.stats
-        if status == pw.RESULT:
-            try:
-                self._reducer.add(train_id, value)
-            except Exception as exc:
-                tb = user_traceback(exc)
-                raise ReducerError(f"Reducer.add() of {self.spec.name} failed at train "
-                                   f"{train_id}:\n{tb}", train_id, tb) from None
-            stats.reduced += 1
-            stats.saw(train_id)
-            self.train_ids.append(train_id)
-            self._last_tid = train_id
-        elif status == pw.EMPTY:
-            stats.empty += 1
-        elif status == pw.ERROR:
-            stats.failure(train_id, value[0], value[1], self.report)
-
     def _supervise(self) -> None:
         """Replace dead workers; the trains they held are lost."""
         for slot, identity, proc in self._workers.dead():
@@ -415,15 +378,13 @@ class LiveRunner:
             if identity in self._idle:
                 self._idle.remove(identity)
             if lost:
-                lost = (lost[0], _train_id(*lost[1:]))
+                lost = (lost[0], handed_train_id(*lost[1:]))
                 self.stats.lose(lost[1])
             what = f"train {lost[1]} lost" if lost else "no train lost"
             self.report(f"Worker process {slot} (pid {proc.pid}) died "
                         f"({exit_text(proc.returncode)}); {what}; starting a replacement")
             if lost:
-                if self.reorder is not None:
-                    for item in self.reorder.push(lost[0], (lost[1], b"lost", None)):
-                        self._apply(*item)
+                self._reduction.lost(*lost)
             self._workers.replace(slot, identity)
 
     # -- results --------------------------------------------------------------------------
@@ -438,24 +399,13 @@ class LiveRunner:
         if self._publisher is None or (data is None and not self.stats.reduced):
             return  # partial() is first asked for once there is something reduced
         if data is None:
-            try:
-                data = self._reducer.partial()
-            except Exception as exc:
-                tb = user_traceback(exc)
-                raise ReducerError(f"Reducer.partial() of {self.spec.name} failed:\n{tb}",
-                                   self._last_tid, tb) from None
-            data = check_result(data, "Reducer.partial()")
-        self._publisher.send(data, self.counts(), self._last_tid, final)
+            data = self._reduction.partial()
+        self._publisher.send(data, self.counts(), self._reduction.last_train_id, final)
 
     def _finish(self, stopped: str, error: BaseException | None) -> AnalysisResult | None:
         """The final result: published once more, written to ``out``; also after errors."""
         try:
-            if self.reorder is not None:
-                for item in self.reorder.flush():
-                    self._apply(*item)
-            result = result_from_reducer(self._reducer, self.spec, self.params,
-                                         self.train_ids, self.stats, "live",
-                                         self.input_label, stopped)
+            result = self._reduction.final(self.input_label, stopped)
         except ReducerError:
             if error is None:
                 raise
@@ -483,7 +433,7 @@ class LiveRunner:
         self._workers.stop(router, graceful)
         # Trains still held by workers stopped before they finished are lost.
         for _, train_id, frames in self._in_flight.values():
-            self.stats.lose(_train_id(train_id, frames))
+            self.stats.lose(handed_train_id(train_id, frames))
         self._in_flight.clear()
         if router is not None:
             router.close(linger=0)
@@ -494,14 +444,4 @@ class LiveRunner:
             self._context.term()
         # else: the source blocks in next(); its daemon thread ends with the process.
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-
-
-def _train_id(train_id: int, frames: list | None) -> int:
-    """The ID of a train handed to a worker (decoding its frames if it was not)."""
-    if frames is None:
-        return train_id
-    try:
-        return EncodedTrain(frames).train_id
-    except Exception:
-        return 0  # undecodable: the worker would have failed it
 

@@ -18,7 +18,7 @@ import zmq
 from bridge import process_worker as pw
 from bridge.process_input import TICK_S, EncodedTrain, train_id_of
 
-__all__ = ["Feeder", "encode_train", "END", "FAILED"]
+__all__ = ["Feeder", "encode_train", "handed_train_id", "END", "FAILED"]
 
 FEED_HWM = 2
 END, FAILED = b"E", b"X"  # feeder -> runner, besides the encodings of trains
@@ -30,6 +30,17 @@ def encode_train(item) -> tuple[int, bytes, list]:
         return 0, pw.BRIDGE, item.frames  # passed on undecoded: the worker decodes
     data, metadata = item
     return train_id_of(data, metadata), pw.PACKED, pw.pack(data)
+
+
+def handed_train_id(train_id: int, frames: list | None) -> int:
+    """The ID of a train handed to a worker: ``train_id``, or decoded from the undecoded
+    ``frames`` it was passed on as (0 if undecodable: the worker would have failed it)."""
+    if frames is None:
+        return train_id
+    try:
+        return EncodedTrain(frames).train_id
+    except Exception:
+        return 0
 
 
 class Feeder:
