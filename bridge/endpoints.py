@@ -6,10 +6,9 @@ import re
 
 import click
 
-__all__ = ["CLIENT_FOR", "server_endpoint", "client_endpoint"]
+from bridge.match_streams import CLIENT_FOR
 
-#: The client socket type that talks to each server socket type.
-CLIENT_FOR = {"REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
+__all__ = ["CLIENT_FOR", "server_endpoint", "client_endpoint"]
 
 
 def server_endpoint(value: str) -> tuple[str, bool]:

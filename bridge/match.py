@@ -24,87 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from bridge.client import SOCKET_TYPES, BridgeTimeout, Client
-from bridge.protocol import ProtocolError
+from bridge.client import BridgeTimeout, Client
+from bridge.match_streams import Inbox, InputStream, open_stream, parse_stream, receive
 
 __all__ = ['TrainMatcher', 'parse_stream']
 
 log = logging.getLogger(__name__)
 
-# How long a receiving thread blocks in Client.next() before checking for close().
-_WAKE_S = 0.5
 # Period of the housekeeping (timeouts, silent streams) while nothing arrives.
 _TICK_S = 0.05
 # Messages of a stream between checks whether it runs ahead of the others.
 _PACE_EVERY = 8
-
-
-# Server socket type -> the client's, so either name may be given.
-_CLIENT_FOR = {'REP': 'REQ', 'PUB': 'SUB', 'PUSH': 'PULL'}
-
-
-def parse_stream(text: str, default_sock: str = 'REQ') -> tuple[str, str]:
-    """Split a stream address: ``'SUB@tcp://host:4545'`` -> ``('tcp://host:4545', 'SUB')``.
-
-    The server's socket name is accepted too (``PUB@...`` means SUB); a bare port means
-    ``tcp://127.0.0.1:PORT``.
-
-    Parameters
-    ----------
-    text : str
-        ``[SOCKET@]endpoint`` or a bare port number.
-    default_sock : str
-        The client socket type when ``text`` has no ``SOCKET@`` prefix.
-
-    Returns
-    -------
-    tuple of str
-        ``(endpoint, socket type)``, the socket type one of REQ, SUB, PULL.
-
-    Raises
-    ------
-    ValueError
-        An unknown socket type.
-    """
-    sock, at, endpoint = str(text).partition('@')
-    if not at:
-        sock, endpoint = default_sock, str(text)
-    sock = _CLIENT_FOR.get(sock.upper(), sock.upper())
-    if sock not in SOCKET_TYPES:
-        raise ValueError(f'{text!r}: unknown socket type {sock!r}; write e.g. '
-                         'SUB@tcp://host:4545 (REQ, SUB or PULL)')
-    if endpoint.isdigit():
-        endpoint = f'tcp://127.0.0.1:{endpoint}'
-    return endpoint, sock
-
-
-class _Stream:
-    """One input stream: its client, receiving thread and figures."""
-
-    def __init__(self, client: Client, own: bool):
-        self.client = client
-        self.own = own
-        self.name = client.endpoint
-        self.sources: set[str] = set()
-        self.messages = 0
-        self.late = 0
-        self.errors = 0
-        self.resets = 0
-        self.last_tid: int | None = None
-        self.last_arrival: float | None = None      # monotonic
-        self.resumed = 0.0          # when the receiver last stopped waiting for the matcher
-        self.held = False           # the receiver waits for the matcher (not for data)
-        self.age: float | None = None                # received_at - timestamp of last train
-        self.arrivals: deque[float] = deque(maxlen=50)
-        self.silent = False
-        self.thread: threading.Thread | None = None
-        self.go = threading.Event()     # cleared while the stream is too far ahead
-        self.go.set()
-
-    def rate(self) -> float:
-        if len(self.arrivals) < 2 or self.arrivals[-1] == self.arrivals[0]:
-            return 0.0
-        return (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
 
 
 class _Pending:
@@ -182,10 +112,10 @@ class TrainMatcher:
         self.max_bytes = int(max_bytes)
         self.silent_after = 3 * self.timeout if silent_after is None else float(silent_after)
 
-        self._streams: list[_Stream] = []
+        self._streams: list[InputStream] = []
         try:
             for spec in streams:
-                self._streams.append(self._open(spec, sock, client_kw))
+                self._streams.append(open_stream(spec, sock, client_kw))
         except BaseException:
             self._close_clients()
             raise
@@ -201,7 +131,7 @@ class TrainMatcher:
         self._all_sources: set[str] | None = None    # every source seen (cache)
         self._optional_cache: dict[str, bool] = {}
         self._required: set[str] = set()
-        self._optional: dict[str, _Stream] = {}     # optional sources of live streams
+        self._optional: dict[str, InputStream] = {}     # optional sources of live streams
         self._required_dirty = True
         self._counts = Counter()
         self._dropped_by: Counter = Counter()
@@ -212,18 +142,18 @@ class TrainMatcher:
         self._closed = False
 
         self._stop = threading.Event()
-        # Received messages waiting for the matcher's thread: a deque and an event are
-        # cheaper than queue.Queue (two locks per message), which matters for small trains.
-        self._inbox: deque = deque()
-        self._inbox_max = max(1, min(2 * len(self._streams) + 8, self.max_trains // 2))
-        self._arrived = threading.Event()
+        # Received messages waiting for the matcher's thread (read here directly).
+        inbox = Inbox(max(1, min(2 * len(self._streams) + 8, self.max_trains // 2)),
+                      self._stop)
+        self._inbox, self._arrived = inbox.items, inbox.arrived
         # A stream this far ahead of the slowest pauses; with what the inbox holds, its
         # lead stays within the window.
-        self._max_lead = max(1, self.max_trains - self._inbox_max - len(self._streams)
+        self._max_lead = max(1, self.max_trains - inbox.max_items - len(self._streams)
                              - _PACE_EVERY - 1)
         for index, stream in enumerate(self._streams):
-            stream.thread = threading.Thread(target=self._receive, args=(index,), daemon=True,
-                                             name=f'matcher-receive {stream.name}')
+            stream.thread = threading.Thread(target=receive,
+                                             args=(stream, index, inbox, self._stop),
+                                             daemon=True, name=f'matcher-receive {stream.name}')
             stream.thread.start()
 
     # -- public API ------------------------------------------------------------------------
@@ -325,7 +255,7 @@ class TrainMatcher:
         streams = {}
         for s in self._streams:
             streams[s.name] = dict(
-                messages=s.messages, rate=s.rate(), age=s.age, silent_s=now - self._heard(s),
+                messages=s.messages, rate=s.rate(), age=s.age, silent_s=now - s.heard(self._start),
                 last_train_id=s.last_tid, late=s.late, errors=s.errors, resets=s.resets,
                 sources=sorted(s.sources))
         return dict(
@@ -357,56 +287,6 @@ class TrainMatcher:
             text += ' | silent: ' + ', '.join(f'{name} {sec:.0f} s'
                                                for name, sec in st['silent'].items())
         return text
-
-    # -- receiving threads ---------------------------------------------------------------
-
-    @staticmethod
-    def _open(spec, sock: str, client_kw: dict) -> _Stream:
-        if isinstance(spec, Client):
-            if spec.timeout is None:
-                spec.timeout = _WAKE_S   # so that the thread notices close()
-            return _Stream(spec, own=False)
-        if isinstance(spec, (tuple, list)):
-            endpoint, sock = parse_stream(f'{spec[1]}@{spec[0]}')
-        else:
-            endpoint, sock = parse_stream(spec, sock)
-        # One option set for all: each socket type takes the options that apply to it.
-        kw = {k: v for k, v in client_kw.items()
-              if k != ('receive_ahead' if str(sock).upper() == 'REQ' else 'prefetch')}
-        client = Client(endpoint, sock=sock, timeout=_WAKE_S, **kw)
-        return _Stream(client, own=True)
-
-    def _receive(self, index: int) -> None:
-        stream = self._streams[index]
-        client = stream.client
-        while not self._stop.is_set():
-            if not stream.go.is_set():
-                if stream.go.wait(_WAKE_S):
-                    stream.resumed = time.monotonic()   # a pause is not silence
-                continue
-            try:
-                data, metadata = client.next()
-                item = (index, data, metadata, time.monotonic(), time.time())
-            except TimeoutError:
-                continue
-            except ProtocolError as e:
-                item = (index, None, e, 0.0, 0.0)
-            except BaseException as e:  # noqa: BLE001 - handed to the consumer's thread
-                self._put((index, None, e, -1.0, 0.0), stream)
-                return
-            self._put(item, stream)
-
-    def _put(self, item, stream: _Stream) -> None:
-        # Full inbox: the matcher's caller is slower than the streams; wait for room.
-        if len(self._inbox) >= self._inbox_max:
-            stream.held = True
-            while len(self._inbox) >= self._inbox_max:
-                if self._stop.wait(0.001):
-                    return
-            stream.resumed = time.monotonic()   # waiting for the caller is not silence
-            stream.held = False
-        self._inbox.append(item)
-        self._arrived.set()
 
     def _close_clients(self) -> None:
         for stream in self._streams:
@@ -487,7 +367,7 @@ class TrainMatcher:
                 else:
                     s.go.set()
 
-    def _reset(self, stream: _Stream, tid: int) -> None:
+    def _reset(self, stream: InputStream, tid: int) -> None:
         """The stream went back in train IDs (restarted DAQ, new run): start again there."""
         stream.resets += 1
         self._counts['resets'] += 1
@@ -500,7 +380,7 @@ class TrainMatcher:
         stream.last_tid = tid
         self._floor = min([tid, *self._window]) - 1
 
-    def _add(self, stream: _Stream, tid: int, sources: list[str], data: dict, metadata: dict,
+    def _add(self, stream: InputStream, tid: int, sources: list[str], data: dict, metadata: dict,
              now: float) -> None:
         if self._floor is not None and tid <= self._floor:
             stream.late += 1
@@ -602,23 +482,12 @@ class TrainMatcher:
             self._counts['matched'] += 1
         self._ready.append((pending.data, pending.metadata))
 
-    def _heard(self, stream: _Stream) -> float:
-        """Since when a stream has been silent (its last message, or the matcher's start).
-
-        Time its receiver spent waiting for the matcher (paused, or the caller not taking
-        trains) does not count.
-        """
-        if stream.held or not stream.go.is_set():
-            return time.monotonic()
-        last = stream.last_arrival if stream.last_arrival is not None else self._start
-        return max(last, stream.resumed)
-
     def _tick(self, now: float) -> None:
         """Settle timed-out trains and notice silent streams."""
         if now - self._last_tick >= _TICK_S:
             self._last_tick = now
             for stream in self._streams:
-                since = self._heard(stream)
+                since = stream.heard(self._start)
                 silent = now - since >= self.silent_after
                 if silent != stream.silent:
                     stream.silent = silent
