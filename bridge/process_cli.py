@@ -8,6 +8,7 @@ import time
 
 import click
 
+from bridge.endpoints import socket_option
 from bridge.server import SOCKET_TYPES as SERVER_SOCKETS
 from bridge.serving import stop_on_signals
 
@@ -79,9 +80,7 @@ def _stop_runner(runner):
 @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="S", help="End when no train arrived for S seconds (e.g. after "
                                 "serve-run finished).")
-@click.option("-z", "--server-socket", "sock", default="REP", show_default=True,
-              type=click.Choice(SERVER_SOCKETS),
-              help="Socket type of the input server (the client uses REQ, SUB or PULL).")
+@socket_option("Socket type of the input server (the client uses REQ, SUB or PULL).")
 @click.option("--require", multiple=True, metavar="GLOB",
               help="Several ENDPOINTs: sources a matched train must have (repeatable; "
                    "default: every source seen).")
