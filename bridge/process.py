@@ -66,8 +66,9 @@ class LiveRunner:
     Parameters
     ----------
     source : iterable of (data, metadata) or EncodedTrain
-        Trains, e.g. :func:`client_trains`; read in a thread of this process. It may
-        yield None while idle, so that a stop request is noticed.
+        Trains, e.g. :func:`client_trains` (read in the dispatch loop); any other
+        iterable is read in a feeder thread of this process. It may yield None while
+        idle, so that a stop request is noticed.
     analysis : str or path-like
         A ``.py`` file or importable module (docs/analysis.md).
     params : dict or iterable of 'name=value', optional

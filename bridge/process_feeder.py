@@ -63,7 +63,11 @@ class Feeder:
         self.inbox.setsockopt(zmq.RCVHWM, FEED_HWM)
         self.inbox.setsockopt(zmq.LINGER, 0)
         self._endpoint = f"inproc://feed-{id(self)}"
-        self.inbox.bind(self._endpoint)
+        try:
+            self.inbox.bind(self._endpoint)
+        except zmq.ZMQError:
+            self.inbox.close(linger=0)  # else the runner's context.term() would wait for it
+            raise
         self._thread = threading.Thread(target=self._feed, name="exfel-process-feeder",
                                         daemon=True)
 
