@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from bridge.endpoints import client_endpoint, error_text, server_endpoint, socket_option
+from bridge.match_streams import parse_stream
 from bridge.server import POLICIES
 
 __all__ = ["match", "record"]
@@ -14,8 +15,6 @@ __all__ = ["match", "record"]
 
 def _stream(text: str, default_sock: str) -> tuple[str, str]:
     """An input ``[SOCK@]ENDPOINT`` of match / record as (address, client socket)."""
-    from bridge.match import parse_stream
-
     try:
         endpoint, sock = parse_stream(text, default_sock)
     except ValueError as e:
