@@ -170,6 +170,7 @@ def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "r
              include: str = "*",
              file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None,
+             cache: bool | Literal['read'] = True,
              aliases: AliasSpec | None = DEFAULT_ALIASES_FILE) -> DataCollection:
     """Open a run by proposal and run number.
 
@@ -187,6 +188,9 @@ def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "r
         used as given.
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
+    cache : bool or 'read'
+        The per-run index cache, as for :func:`RunDirectory` (each data folder has its
+        own).
     aliases : dict, str, path or None
         Aliases or an alias file (see ``DataCollection.with_aliases``); ``{}`` in a
         string stands for the proposal folder. By default the proposal's
@@ -195,7 +199,8 @@ def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "r
         EXtra-data does); None: no aliases.
     """
     data_ = _open_run_data(proposal, run, data, root, dict(
-        include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains))
+        include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains,
+        cache=cache))
     if isinstance(aliases, str):
         prop_dir = find_proposal(proposal, root)
         if aliases == DEFAULT_ALIASES_FILE:
