@@ -285,9 +285,43 @@ def test_open_run_default_without_proc_is_raw(spb_run, tmp_path, monkeypatch):
     (prop / "raw").mkdir(parents=True)
     os.symlink(spb_run, prop / "raw" / "r0238")
     monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
-    run = ed.open_run(700000, 238, data="default")
+    run = ed.open_run(700000, 238)  # data='default', as in EXtra-data
     assert run.all_sources == ed.RunDirectory(spb_run).all_sources
     with pytest.raises(FileNotFoundError, match="proc/r0238 not found"):
-        ed.open_run(700000, 238, data=["raw", "proc"])
+        ed.open_run(700000, 238, data=["proc", "raw"])  # the first folder must be there
+    with pytest.warns(UserWarning, match=r"No data of this run in 'proc' \(.*proc/r0238 "
+                                         "not found.*; using the other folders"):
+        assert ed.open_run(700000, 238, data=["raw", "proc"]).all_sources == run.all_sources
+    (prop / "proc" / "r0238").mkdir(parents=True)  # calibration not run yet: no files
+    assert ed.open_run(700000, 238).all_sources == run.all_sources
+    with pytest.warns(UserWarning, match=r"No data of this run in 'proc' \(No .h5 files"):
+        assert ed.open_run(700000, 238, data="all").all_sources == run.all_sources
     with pytest.raises(ValueError, match="a folder name, 'all', 'default' or a list"):
         ed.open_run(700000, 238, data=[])
+
+
+def test_open_run_raw_with_modern_proc_matches_extra_data(spb_run, modern_proc_run,
+                                                          tmp_path, monkeypatch):
+    """Default data: raw DET sources next to proc CORR ones whose files keep the DET names
+    as legacy links: a DET name that raw has is the raw source, not a legacy name (as
+    there). A proposal folder may be a Path; parallelize= is accepted."""
+    import extra_data
+
+    prop = tmp_path / "SPB" / "202401" / "p700000"
+    for folder, run in (("raw", spb_run), ("proc", modern_proc_run)):
+        (prop / folder).mkdir(parents=True)
+        os.symlink(run, prop / folder / "r0238")
+    monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("EXTRA_DATA_DATA_ROOT", str(tmp_path))
+    ours = ed.open_run(prop, 238, aliases=None, parallelize=False)
+    theirs = extra_data.open_run(prop, 238, aliases=None, parallelize=False)
+    # raw has modules 0 and 4: the other 14 DET names are legacy names of proc sources
+    legacy = {f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf": f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output"
+              for m in range(16) if m not in (0, 4)}
+    assert ours.legacy_sources == theirs.legacy_sources == legacy
+    # EXtra-data lists legacy names in all_sources too (docs/compat.md)
+    assert ours.all_sources == theirs.all_sources - set(legacy)
+    for m in (0, 4):
+        det, corr = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf", f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output"
+        assert "/raw/" in ours[det].files[0].filename
+        assert "/proc/" in ours[corr].files[0].filename
