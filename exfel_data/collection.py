@@ -899,7 +899,7 @@ class DataCollection(AliasMixin, WriteMethods):
 
     def info(self, details_for_sources: str | Iterable[str] = (),
              file: TextIO | None = None, *, with_aggregators: bool = False,
-             with_auxiliary: bool = False) -> None:
+             with_auxiliary: bool = False, counts: bool = False) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
@@ -910,12 +910,15 @@ class DataCollection(AliasMixin, WriteMethods):
             List every source with its aggregator (``[DA01] source``).
         with_auxiliary : bool
             Also list the REDUCTION and ERRATA sources (see :attr:`auxiliary`).
+        counts : bool
+            For every instrument source (detector modules too) and index group, say for
+            how many trains it has data and how many entries per train.
         file : file-like, optional
             Where to print (default ``sys.stdout``).
         """
         from .summary import format_info
 
-        text = format_info(self, details_for_sources, with_aggregators)
+        text = format_info(self, details_for_sources, with_aggregators, counts)
         if with_auxiliary:
             text += "\n\n" + self.auxiliary._text(details_for_sources, with_aggregators)
         print(text, file=file)

@@ -325,3 +325,35 @@ def test_open_run_raw_with_modern_proc_matches_extra_data(spb_run, modern_proc_r
         det, corr = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf", f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output"
         assert "/raw/" in ours[det].files[0].filename
         assert "/proc/" in ours[corr].files[0].filename
+
+
+def _count_blocks(text: str) -> dict[str, list[str]]:
+    """``{source: [its 'data for N trains ...' lines]}`` from info(counts=True) output."""
+    blocks: dict[str, list[str]] = {}
+    source = None
+    for line in text.splitlines():
+        if line.startswith("  - "):
+            source = line[4:].split(" ")[0]
+        elif "data for" in line and source is not None:
+            blocks.setdefault(source, []).append(line.strip().replace("\u2013", "-"))
+    return blocks
+
+
+def test_info_counts_match_extra_data(tmp_path, capsys):
+    """info(counts=True): trains with data and entries per train for each instrument
+    source and index group, the same figures as EXtra-data's (a camera without data, LPD
+    modules with 128 frames per train)."""
+    import extra_data
+    from extra_data.tests.make_examples import make_fxe_run
+
+    make_fxe_run(str(tmp_path))
+    ed.RunDirectory(tmp_path).info(counts=True)
+    ours = _count_blocks(capsys.readouterr().out)
+    extra_data.RunDirectory(tmp_path).info(counts=True)
+    theirs = _count_blocks(capsys.readouterr().out)
+    assert ours == theirs
+    assert ours["FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput"] == [
+        "data for 0 trains (0.00%), 0 entries per train"]
+    assert "image: data for 480 trains (100.00%), 128 entries per train" in \
+        ours["FXE_DET_LPD1M-1/DET/0CH0:xtdf"]
+    assert len(ours) == 20
