@@ -357,3 +357,29 @@ def test_info_counts_match_extra_data(tmp_path, capsys):
     assert "image: data for 480 trains (100.00%), 128 entries per train" in \
         ours["FXE_DET_LPD1M-1/DET/0CH0:xtdf"]
     assert len(ours) == 20
+
+
+def test_select_trains_by_boolean_xarray_matches_extra_data(spb_run):
+    """A boolean DataArray over trainId selects the trains where it is true (a threshold
+    on one source's data applied to the run), as in EXtra-data; trains it has that the
+    data has not are ignored."""
+    import extra_data
+    import xarray as xr
+
+    ours, theirs = ed.RunDirectory(spb_run), extra_data.RunDirectory(spb_run)
+    key = (XGM, "beamPosition.ixPos")
+    values = theirs[key].ndarray()
+    mask = ours[key].xarray() > np.median(values)
+    expected = [int(t) for t in theirs[key].xarray().trainId[values > np.median(values)]]
+    assert 0 < len(expected) < len(theirs.train_ids)
+    assert ours.select_trains(mask).train_ids == expected
+    assert [int(t) for t in theirs.select_trains(mask).train_ids] == expected
+    assert ours[key].select_trains(mask).train_ids == expected
+    np.testing.assert_array_equal(ours.select_trains(mask)[key].ndarray(),
+                                  values[values > np.median(values)])
+    extra = xr.DataArray([True, True], coords={"trainId": [expected[0], 99]}, dims=["trainId"])
+    assert ours.select_trains(extra).train_ids == [expected[0]]
+    with pytest.raises(TypeError, match="must be boolean, not float32"):
+        ours.select_trains(ours[key].xarray())
+    with pytest.raises(ValueError, match="needs a 'trainId' coordinate; this one has none"):
+        ours.select_trains(xr.DataArray(np.ones(3, dtype=bool)))
