@@ -115,7 +115,7 @@ def _count_lines(coll, source: str) -> list[str]:
 
 
 def format_info(coll, details_for_sources=(), with_aggregators: bool = False,
-                counts: bool = False) -> str:
+                counts: bool = False, group_sources: bool = True) -> str:
     """Summary text of a collection (see ``DataCollection.info``)."""
     tids = np.asarray(coll.train_ids)
     n = len(tids)
@@ -174,8 +174,11 @@ def format_info(coll, details_for_sources=(), with_aggregators: bool = False,
 
     inst = sorted(coll.instrument_sources - module_sources(coll.instrument_sources))
     out.append(f"{len(inst)} instrument sources (excluding detectors):")
-    out += [f"  - {line}" for line in (_aggregator_lines(coll, inst) if with_aggregators
-                                       else _group_sources(inst))]
+    if with_aggregators:
+        inst = _aggregator_lines(coll, inst)
+    elif group_sources:
+        inst = _group_sources(inst)
+    out += [f"  - {line}" for line in inst]
     out.append("")
     if counts:
         out.append("Data counts of every instrument source (trains with data, entries "

@@ -357,6 +357,11 @@ def test_info_counts_match_extra_data(tmp_path, capsys):
     assert "image: data for 480 trains (100.00%), 128 entries per train" in \
         ours["FXE_DET_LPD1M-1/DET/0CH0:xtdf"]
     assert len(ours) == 20
+    ed.RunDirectory(tmp_path).info(group_sources=False)
+    lines = capsys.readouterr().out.splitlines()
+    for src in ("FXE_XAD_GEC/CAM/CAMERA:daqOutput", "FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput",
+                "SA1_XTD2_XGM/DOOCS/MAIN:output"):
+        assert f"  - {src}" in lines
 
 
 def test_select_trains_by_boolean_xarray_matches_extra_data(spb_run):
