@@ -159,7 +159,9 @@ class DataCollection(SelectionMethods, ReadMethods, RunValueMethods, ReportMetho
     @property
     def legacy_sources(self) -> dict[str, str]:
         """Old source names that open a selected source: ``{old: current}``."""
-        return {old: new for old, new in sorted(self._legacy.items()) if new in self._sources}
+        # An old name that is a source here too (raw DET next to proc CORR) is that source.
+        return {old: new for old, new in sorted(self._legacy.items())
+                if new in self._sources and old not in self._sources}
 
     def _replace(self, sources=None, train_ids=None) -> DataCollection:
         sources = self._sources if sources is None else sources

@@ -108,7 +108,8 @@ class ReportMethods:
 
     def info(self, details_for_sources: str | Iterable[str] = (),
              file: TextIO | None = None, *, with_aggregators: bool = False,
-             with_auxiliary: bool = False) -> None:
+             with_auxiliary: bool = False, counts: bool = False,
+             group_sources: bool = True) -> None:
         """Print a summary: trains, duration, train ID range, detectors, sources.
 
         Parameters
@@ -119,12 +120,19 @@ class ReportMethods:
             List every source with its aggregator (``[DA01] source``).
         with_auxiliary : bool
             Also list the REDUCTION and ERRATA sources (see :attr:`auxiliary`).
+        counts : bool
+            For every instrument source (detector modules too) and index group, say for
+            how many trains it has data and how many entries per train.
+        group_sources : bool
+            List the output channels of one device on one line (``DEV:{a, b}``);
+            False: one line per source.
         file : file-like, optional
             Where to print (default ``sys.stdout``).
         """
         from .summary import format_info
 
-        text = format_info(self, details_for_sources, with_aggregators)
+        text = format_info(self, details_for_sources, with_aggregators, counts,
+                           group_sources)
         if with_auxiliary:
             text += "\n\n" + self.auxiliary._text(details_for_sources, with_aggregators)
         print(text, file=file)

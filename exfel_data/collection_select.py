@@ -184,9 +184,10 @@ class SelectionMethods:
 
         Parameters
         ----------
-        trains : slice, int, list, array, bool array, by_id[...] or by_index[...]
+        trains : slice, int, list, array, bool array, xarray, by_id[...] or by_index[...]
             A slice or indices select by position, a boolean array must match the number
-            of trains; ``by_id`` selects by train ID.
+            of trains; ``by_id`` selects by train ID; a boolean ``xarray.DataArray`` with
+            a ``trainId`` coordinate selects the trains where it is true.
 
         Returns
         -------
