@@ -33,8 +33,8 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
                  file_filter: Callable[[list[str]], list[str]] | None = None, *,
                  inc_suspect_trains: bool = True,
                  cache: bool | Literal['read'] = True,
-                 aliases: AliasSpec | None = None) -> DataCollection:
-
+                 aliases: AliasSpec | None = None,
+                 parallelize: bool = True) -> DataCollection:
     """Open a run folder of EXDF HDF5 files.
 
     Parameters
@@ -53,6 +53,9 @@ def RunDirectory(path: str | os.PathLike, include: str = "*",
         ``False`` neither. ``$EXFEL_DATA_RUN_CACHE`` (``0``, ``read``) can restrict this.
     aliases : dict, str or path, optional
         Aliases or an alias file, applied with ``DataCollection.with_aliases``.
+    parallelize : bool
+        Accepted for EXtra-data code, which uses it to avoid child processes (e.g. in a
+        daemon process); exfel_data opens files in the calling process either way.
 
     Raises
     ------
@@ -147,8 +150,8 @@ def find_proposal(proposal, root: str | None = None) -> str:
     else ``/gpfs/exfel/exp``). A path is returned
     unchanged if it is a folder.
     """
-    if isinstance(proposal, str) and os.path.isdir(proposal):
-        return proposal
+    if isinstance(proposal, (str, os.PathLike)) and os.path.isdir(proposal):
+        return os.fspath(proposal)
     root = root or data_root()
     name = proposal if isinstance(proposal, str) and proposal.startswith("p") \
         else f"p{int(proposal):06d}"
@@ -166,36 +169,45 @@ def find_proposal(proposal, root: str | None = None) -> str:
         f"{name}). Set ${DATA_ROOT_ENV} to the folder holding the instrument folders.")
 
 
-def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "raw",
+def open_run(proposal: int | str, run: int | str, data: str | Sequence[str] = "default",
              include: str = "*",
              file_filter: Callable[[list[str]], list[str]] | None = None, *,
              inc_suspect_trains: bool = True, root: str | None = None,
-             aliases: AliasSpec | None = DEFAULT_ALIASES_FILE) -> DataCollection:
+             cache: bool | Literal['read'] = True,
+             aliases: AliasSpec | None = DEFAULT_ALIASES_FILE,
+             parallelize: bool = True) -> DataCollection:
     """Open a run by proposal and run number.
 
     Parameters
     ----------
-    proposal : int or str
-        Proposal number (``2012``, ``'p002012'``) or a proposal folder.
+    proposal : int, str or path
+        Proposal number (``2012``, ``'2012'``, ``'p002012'``) or a proposal folder.
     run : int or str
         Run number.
     data : str or sequence of str
-        ``'raw'``, ``'proc'``, ``'all'`` (raw plus proc; a source in both is read from
-        proc), ``'default'`` (EXtra-data's default: proc, if there is one, plus raw; a
-        source in both is read from raw), or a list of folder names combined in order (a
+        ``'default'`` (as in EXtra-data: raw plus proc if the run has proc files; a source
+        in both is read from raw), ``'raw'``, ``'proc'``, ``'all'`` (raw plus proc; a
+        source in both is read from proc), or a list of folder names combined in order (a
         source in several is read from the last). Other folder names (``'usr'``...) are
-        used as given.
+        used as given. When combining, a folder other than the first that has no files of
+        the run is skipped with a warning (``'default'``: proc silently).
     root : str, optional
         Data root; default ``$EXFEL_DATA_ROOT``.
+    cache : bool or 'read'
+        The per-run index cache, as for :func:`RunDirectory` (each data folder has its
+        own).
     aliases : dict, str, path or None
         Aliases or an alias file (see ``DataCollection.with_aliases``); ``{}`` in a
         string stands for the proposal folder. By default the proposal's
         ``usr/extra-data-aliases.yml`` is used if it exists (created from the
         instrument's template in ``$EXTRA_DATA_SW_ROOT`` if there is one, as
         EXtra-data does); None: no aliases.
+    parallelize : bool
+        Accepted for EXtra-data code; see :func:`RunDirectory`.
     """
     data_ = _open_run_data(proposal, run, data, root, dict(
-        include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains))
+        include=include, file_filter=file_filter, inc_suspect_trains=inc_suspect_trains,
+        cache=cache))
     if isinstance(aliases, str):
         prop_dir = find_proposal(proposal, root)
         if aliases == DEFAULT_ALIASES_FILE:
@@ -215,18 +227,19 @@ def _open_run_data(proposal, run, data, root, kw: dict) -> DataCollection:
     if not folders or not all(isinstance(f, str) for f in folders):
         raise ValueError(f"open_run(data=...): a folder name, 'all', 'default' or a list "
                          f"of folder names, not {data!r}")
+    absence_ok = {"proc"} if data == "default" else set()  # not corrected (yet)
     combined = None
     for folder in folders:
-        if folder == "proc" and data in ("all", "default"):
-            path = os.path.join(os.path.dirname(os.path.dirname(
-                run_folder(proposal, run, "raw", root))), "proc", f"r{_run_number(run):04d}")
-            if not os.path.isdir(path):
-                if data == "all":
-                    warnings.warn(f"No proc folder {path}; using raw data only.", stacklevel=3)
+        try:  # no folder, or a folder without files
+            part = RunDirectory(run_folder(proposal, run, folder, root), **kw)
+        except FileNotFoundError as exc:
+            if folder in absence_ok:
                 continue
-        else:
-            path = run_folder(proposal, run, folder, root)
-        part = RunDirectory(path, **kw)
+            if combined is None:
+                raise
+            warnings.warn(f"No data of this run in {folder!r} ({exc}); using the other "
+                          "folders.", stacklevel=3)
+            continue
         if combined is not None:
             both = combined.all_sources & part.all_sources
             if both == combined.all_sources:

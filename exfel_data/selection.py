@@ -114,10 +114,12 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
     ----------
     train_ids : np.ndarray
         Current (sorted, unique) train IDs.
-    sel : slice, int, list, array, bool array, ``by_id[...]`` or ``by_index[...]``
+    sel : slice, int, list, array, bool array, xarray, ``by_id[...]`` or ``by_index[...]``
         Plain slices, ints and integer lists select by index; boolean arrays must match
-        the number of trains. ``by_id`` slices select IDs in the range (the stop is
-        exclusive, a step counts train IDs); ``by_id`` lists must all be present.
+        the number of trains; a boolean ``xarray.DataArray`` with a ``trainId``
+        coordinate selects the trains where it is true. ``by_id`` slices select IDs in
+        the range (the stop is exclusive, a step counts train IDs); ``by_id`` lists must
+        all be present.
 
     Returns
     -------
@@ -151,6 +153,8 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
         sel = sel.value
     if isinstance(sel, slice):
         return train_ids[sel]
+    if type(sel).__module__.startswith("xarray."):
+        return _select_by_labelled_mask(train_ids, sel)
     if isinstance(sel, (int, np.integer)):
         n = len(train_ids)
         if not -n <= sel < n:
@@ -173,6 +177,23 @@ def select_train_ids(train_ids: np.ndarray, sel) -> np.ndarray:
     if arr.max() >= n or arr.min() < -n:
         raise IndexError(f"Train index out of range for {n} trains: {sel!r}")
     return sorted_unique(train_ids[arr])
+
+
+def _select_by_labelled_mask(train_ids: np.ndarray, mask) -> np.ndarray:
+    """The trains where a boolean xarray.DataArray over ``trainId`` is true (e.g.
+    ``xgm.xarray() > 500``); its trains not in the data are ignored, as in EXtra-data."""
+    if "trainId" not in getattr(mask, "coords", ()):
+        raise ValueError(f"An xarray train selection needs a 'trainId' coordinate; this "
+                         f"one has {sorted(map(str, mask.coords)) or 'none'}")
+    values = np.asarray(mask.values)
+    if values.dtype != bool:
+        raise TypeError(f"An xarray train selection must be boolean, not {values.dtype} "
+                        "(compare it first, e.g. xgm.xarray() > 500)")
+    if values.ndim != 1:
+        raise ValueError(f"An xarray train selection must be 1-D along trainId, not "
+                         f"{values.ndim}-D (dims {mask.dims})")
+    wanted = np.asarray(mask.coords["trainId"].values)[values].astype(np.uint64)
+    return train_ids[np.isin(train_ids, wanted)]
 
 
 def _warn_outside(v: slice, train_ids: np.ndarray) -> None:

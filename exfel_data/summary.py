@@ -97,7 +97,25 @@ def _legacy_lines(legacy: dict[str, str]) -> list[str]:
     return lines
 
 
-def format_info(coll, details_for_sources=(), with_aggregators: bool = False) -> str:
+def _count_lines(coll, source: str) -> list[str]:
+    """How many trains have data, and how many entries, per index group of a source."""
+    sd = coll[source]
+    n_trains = max(len(sd.train_ids), 1)
+    groups = sorted(sd.index_groups)
+    lines = []
+    for group in groups:
+        counts = sd.data_counts(labelled=False, index_group=group)
+        with_data = counts[counts > 0]
+        lo, hi = (int(with_data.min()), int(with_data.max())) if len(with_data) else (0, 0)
+        entries = f"{lo}" if lo == hi else f"{lo}-{hi}"
+        prefix = f"{group}: " if len(groups) > 1 else ""
+        lines.append(f"    {prefix}data for {len(with_data)} trains "
+                     f"({len(with_data) / n_trains:.2%}), {entries} entries per train")
+    return lines
+
+
+def format_info(coll, details_for_sources=(), with_aggregators: bool = False,
+                counts: bool = False, group_sources: bool = True) -> str:
     """Summary text of a collection (see ``DataCollection.info``)."""
     tids = np.asarray(coll.train_ids)
     n = len(tids)
@@ -156,9 +174,19 @@ def format_info(coll, details_for_sources=(), with_aggregators: bool = False) ->
 
     inst = sorted(coll.instrument_sources - module_sources(coll.instrument_sources))
     out.append(f"{len(inst)} instrument sources (excluding detectors):")
-    out += [f"  - {line}" for line in (_aggregator_lines(coll, inst) if with_aggregators
-                                       else _group_sources(inst))]
+    if with_aggregators:
+        inst = _aggregator_lines(coll, inst)
+    elif group_sources:
+        inst = _group_sources(inst)
+    out += [f"  - {line}" for line in inst]
     out.append("")
+    if counts:
+        out.append("Data counts of every instrument source (trains with data, entries "
+                   "per train):")
+        for src in sorted(coll.instrument_sources):
+            out.append(f"  - {src}")
+            out += _count_lines(coll, src)
+        out.append("")
     ctrl = sorted(coll.control_sources)
     out.append(f"{len(ctrl)} control sources:")
     out += [f"  - {s}" for s in (_aggregator_lines(coll, ctrl) if with_aggregators else ctrl)]

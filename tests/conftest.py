@@ -6,9 +6,17 @@ must fail, not turn into quiet skips. A skip whose reason matches none of ``ALLO
 makes pytest exit non-zero and is listed at the end of the report.
 """
 
+import os
 import re
+import sys
 
 import pytest
+
+# EXtra (the ``field`` extra) builds its pint unit registry with pint's disk cache, which
+# records file paths of the environment that wrote it; after that environment is removed
+# (another checkout's .venv) ``import extra`` fails (pint issue #1572). A cache per
+# environment for the tests and the processes they start.
+os.environ.setdefault("XDG_CACHE_HOME", os.path.join(sys.prefix, ".cache"))
 
 # reason pattern -> why such a skip is acceptable. Add an entry only for a condition the
 # project cannot fix by installing its test extra (an OS feature, a missing accelerator).

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 MODULES = ["test_reader_mockdata", "test_keydata", "test_sourcedata", "test_bad_trains",
-           "test_aliases", "test_writer", "test_auxiliary",
+           "test_aliases", "test_writer", "test_auxiliary", "test_open_run", "test_display",
+           "test_lsxfel",
            "test_components", "test_stacking", "test_slice_objs"]
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

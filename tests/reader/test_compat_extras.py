@@ -285,9 +285,106 @@ def test_open_run_default_without_proc_is_raw(spb_run, tmp_path, monkeypatch):
     (prop / "raw").mkdir(parents=True)
     os.symlink(spb_run, prop / "raw" / "r0238")
     monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
-    run = ed.open_run(700000, 238, data="default")
+    run = ed.open_run(700000, 238)  # data='default', as in EXtra-data
     assert run.all_sources == ed.RunDirectory(spb_run).all_sources
     with pytest.raises(FileNotFoundError, match="proc/r0238 not found"):
-        ed.open_run(700000, 238, data=["raw", "proc"])
+        ed.open_run(700000, 238, data=["proc", "raw"])  # the first folder must be there
+    with pytest.warns(UserWarning, match=r"No data of this run in 'proc' \(.*proc/r0238 "
+                                         "not found.*; using the other folders"):
+        assert ed.open_run(700000, 238, data=["raw", "proc"]).all_sources == run.all_sources
+    (prop / "proc" / "r0238").mkdir(parents=True)  # calibration not run yet: no files
+    assert ed.open_run(700000, 238).all_sources == run.all_sources
+    with pytest.warns(UserWarning, match=r"No data of this run in 'proc' \(No .h5 files"):
+        assert ed.open_run(700000, 238, data="all").all_sources == run.all_sources
     with pytest.raises(ValueError, match="a folder name, 'all', 'default' or a list"):
         ed.open_run(700000, 238, data=[])
+
+
+def test_open_run_raw_with_modern_proc_matches_extra_data(spb_run, modern_proc_run,
+                                                          tmp_path, monkeypatch):
+    """Default data: raw DET sources next to proc CORR ones whose files keep the DET names
+    as legacy links: a DET name that raw has is the raw source, not a legacy name (as
+    there). A proposal folder may be a Path; parallelize= is accepted."""
+    import extra_data
+
+    prop = tmp_path / "SPB" / "202401" / "p700000"
+    for folder, run in (("raw", spb_run), ("proc", modern_proc_run)):
+        (prop / folder).mkdir(parents=True)
+        os.symlink(run, prop / folder / "r0238")
+    monkeypatch.setenv("EXFEL_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("EXTRA_DATA_DATA_ROOT", str(tmp_path))
+    ours = ed.open_run(prop, 238, aliases=None, parallelize=False)
+    theirs = extra_data.open_run(prop, 238, aliases=None, parallelize=False)
+    # raw has modules 0 and 4: the other 14 DET names are legacy names of proc sources
+    legacy = {f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf": f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output"
+              for m in range(16) if m not in (0, 4)}
+    assert ours.legacy_sources == theirs.legacy_sources == legacy
+    # EXtra-data lists legacy names in all_sources too (docs/compat.md)
+    assert ours.all_sources == theirs.all_sources - set(legacy)
+    for m in (0, 4):
+        det, corr = f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf", f"SPB_DET_AGIPD1M-1/CORR/{m}CH0:output"
+        assert "/raw/" in ours[det].files[0].filename
+        assert "/proc/" in ours[corr].files[0].filename
+
+
+def _count_blocks(text: str) -> dict[str, list[str]]:
+    """``{source: [its 'data for N trains ...' lines]}`` from info(counts=True) output."""
+    blocks: dict[str, list[str]] = {}
+    source = None
+    for line in text.splitlines():
+        if line.startswith("  - "):
+            source = line[4:].split(" ")[0]
+        elif "data for" in line and source is not None:
+            blocks.setdefault(source, []).append(line.strip().replace("\u2013", "-"))
+    return blocks
+
+
+def test_info_counts_match_extra_data(tmp_path, capsys):
+    """info(counts=True): trains with data and entries per train for each instrument
+    source and index group, the same figures as EXtra-data's (a camera without data, LPD
+    modules with 128 frames per train)."""
+    import extra_data
+    from extra_data.tests.make_examples import make_fxe_run
+
+    make_fxe_run(str(tmp_path))
+    ed.RunDirectory(tmp_path).info(counts=True)
+    ours = _count_blocks(capsys.readouterr().out)
+    extra_data.RunDirectory(tmp_path).info(counts=True)
+    theirs = _count_blocks(capsys.readouterr().out)
+    assert ours == theirs
+    assert ours["FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput"] == [
+        "data for 0 trains (0.00%), 0 entries per train"]
+    assert "image: data for 480 trains (100.00%), 128 entries per train" in \
+        ours["FXE_DET_LPD1M-1/DET/0CH0:xtdf"]
+    assert len(ours) == 20
+    ed.RunDirectory(tmp_path).info(group_sources=False)
+    lines = capsys.readouterr().out.splitlines()
+    for src in ("FXE_XAD_GEC/CAM/CAMERA:daqOutput", "FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput",
+                "SA1_XTD2_XGM/DOOCS/MAIN:output"):
+        assert f"  - {src}" in lines
+
+
+def test_select_trains_by_boolean_xarray_matches_extra_data(spb_run):
+    """A boolean DataArray over trainId selects the trains where it is true (a threshold
+    on one source's data applied to the run), as in EXtra-data; trains it has that the
+    data has not are ignored."""
+    import extra_data
+    import xarray as xr
+
+    ours, theirs = ed.RunDirectory(spb_run), extra_data.RunDirectory(spb_run)
+    key = (XGM, "beamPosition.ixPos")
+    values = theirs[key].ndarray()
+    mask = ours[key].xarray() > np.median(values)
+    expected = [int(t) for t in theirs[key].xarray().trainId[values > np.median(values)]]
+    assert 0 < len(expected) < len(theirs.train_ids)
+    assert ours.select_trains(mask).train_ids == expected
+    assert [int(t) for t in theirs.select_trains(mask).train_ids] == expected
+    assert ours[key].select_trains(mask).train_ids == expected
+    np.testing.assert_array_equal(ours.select_trains(mask)[key].ndarray(),
+                                  values[values > np.median(values)])
+    extra = xr.DataArray([True, True], coords={"trainId": [expected[0], 99]}, dims=["trainId"])
+    assert ours.select_trains(extra).train_ids == [expected[0]]
+    with pytest.raises(TypeError, match="must be boolean, not float32"):
+        ours.select_trains(ours[key].xarray())
+    with pytest.raises(ValueError, match="needs a 'trainId' coordinate; this one has none"):
+        ours.select_trains(xr.DataArray(np.ones(3, dtype=bool)))

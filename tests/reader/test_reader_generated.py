@@ -336,7 +336,8 @@ def test_open_run_env_root(tmp_path, monkeypatch):
                               n_modules=1)]).write(
             root / "SPB" / "202601" / "p001234" / data / "r0007")
     monkeypatch.setenv("EXFEL_DATA_ROOT", str(root))
-    raw = ed.open_run(1234, 7)
+    assert ed.open_run(1234, 7).all_sources == {MOTOR, MOD.format(0)}  # data='default'
+    raw = ed.open_run(1234, 7, data="raw")
     assert raw.all_sources == {MOTOR}
     assert ed.open_run(1234, 7, data="proc").all_sources == {MOD.format(0)}
     assert ed.open_run("p001234", "r0007", data="all").all_sources == {MOTOR, MOD.format(0)}

@@ -240,3 +240,22 @@ def test_indexes_written_at_exit(run_path):
     (fa,) = run[MOTOR].files
     assert (MOTOR, "") in fa.info()["index"]  # from the cache, written at exit
     file_access.handle_pool.forget_all()
+
+
+def test_open_run_cache_switch(tmp_path, monkeypatch):
+    """open_run(cache=...) reaches RunDirectory: off writes nothing, 'read' uses the cache
+    without scanning."""
+    monkeypatch.delenv(run_map.MODE_ENV, raising=False)
+    monkeypatch.setattr(run_map, "_pending", set())
+    monkeypatch.setenv("EXFEL_DATA_CACHE_DIR", str(tmp_path / "usercache"))
+    path = T.make_run(T.proposal_run_dir(tmp_path, run=3), n_trains=4,
+                      devices=[T.Motor(MOTOR)])
+    run = ed.open_run(700000, 3, root=str(tmp_path), cache=False)
+    assert cache_line(run) == "Index cache:    off (RunDirectory(cache=False))"
+    assert not (path / run_map.CACHE_NAME).exists()
+    ed.open_run(700000, 3, root=str(tmp_path))  # writes the cache
+    assert (path / run_map.CACHE_NAME).exists()
+    from exfel_data import file_set
+
+    monkeypatch.setattr(file_set, "scan_file", lambda *a: pytest.fail("scanned: cache unused"))
+    assert ed.open_run(700000, 3, root=str(tmp_path), cache="read").train_ids == run.train_ids
