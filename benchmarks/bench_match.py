@@ -328,11 +328,12 @@ def write_docs(table: str, header: str, notes: str) -> None:
 NOTES = """\
 - **What limits matching small trains**: the Python work per message -- the receiving thread
   decodes it (~30 us for this train) and the matcher's thread files it in the window (~10 us
-  per part, ~25 us per matched train of 2 parts) -- and the threads share one interpreter
-  lock, so the matcher runs at roughly the speed of the two plain clients receiving in
-  parallel (the floor column), minus the matching. On this shared 2-core machine (load 8-13
-  from other jobs) single runs of the same case ranged from 1,800 to 6,900 matched trains/s;
-  the table gives the best of the repeats.
+  per part, ~25 us per matched train of 2 parts) -- and its threads share one interpreter
+  lock. The floor column is two plain clients, each in its own thread, only receiving
+  and decoding. On the idle machine (2026-11-30) the matcher reached 0.40 of that floor
+  (7,400 vs 18,600 trains/s); under load 8-13 from other jobs, single runs ranged from
+  1,800 to 6,900 matched trains/s, with the floor itself at ~2,300/s. The table gives the
+  best of the repeats.
 - **Big trains** are not limited by the matcher (decoding is zero-copy): with 16 module
   streams it adds under a millisecond to what receiving the 16 streams takes anyway.
   With 64 pulses per module (16.8 MB each, 2.7 GB/s in total) this machine could not move
