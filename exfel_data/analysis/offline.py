@@ -41,7 +41,7 @@ from .contract import (
     resolve_params,
     user_traceback,
 )
-from .pool import LocalPool, WorkerDied, exit_text
+from .pool import LocalPool, WorkerDied
 from .result import (
     AnalysisResult,
     pickle_reducer,
@@ -349,6 +349,10 @@ def _in_order(submit, items: list, window: int) -> Iterator[tuple[int, Any]]:
             value = exc  # its share is lost; the others go on
         except (ReducerError, AnalysisError):
             raise
+        except _killed_worker_type() as exc:  # dask gave up after its own retries
+            value = WorkerDied(None, None, "The dask workers running it died "
+                                           f"({type(exc).__name__}: dask's retries, "
+                                           "distributed.scheduler.allowed-failures, spent)")
         except Exception as exc:
             raise AnalysisError(f"A worker failed on trains "
                                 f"{items[next_yield].train_ids[0]}..: "
@@ -363,9 +367,9 @@ def _lost_share(died: WorkerDied, train_ids, stats: RunStats, deaths: collection
     train_ids = list(train_ids)
     stats.lose(train_ids[0], train_ids[-1], len(train_ids))
     if report is not None:
-        report(f"Worker process {died.pid} died ({exit_text(died.exitcode)}) on trains "
-               f"{train_ids[0]}-{train_ids[-1]}; its {len(train_ids)} trains are counted "
-               "lost; a replacement takes the next trains")
+        report(f"{died.description} on trains {train_ids[0]}-{train_ids[-1]}; its "
+               f"{len(train_ids)} trains are counted lost; a replacement takes the next "
+               "trains")
     now = time.monotonic()
     deaths.append(now)
     while deaths[0] < now - _DEATHS_WINDOW_S:
@@ -374,6 +378,12 @@ def _lost_share(died: WorkerDied, train_ids, stats: RunStats, deaths: collection
         raise AnalysisError(f"{len(deaths)} worker processes died within "
                             f"{_DEATHS_WINDOW_S:g} s (last on trains {train_ids[0]}-"
                             f"{train_ids[-1]}); stopping")
+
+
+def _killed_worker_type() -> type | tuple:
+    """dask's KilledWorker if dask.distributed is in use (an empty tuple: catches nothing)."""
+    distributed = sys.modules.get("distributed")
+    return distributed.KilledWorker if distributed is not None else ()
 
 
 def _client_type():

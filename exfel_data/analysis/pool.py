@@ -24,11 +24,16 @@ _POLL_S = 0.2
 
 
 class WorkerDied(Exception):
-    """The worker process running a task died; the task's work is lost."""
+    """The worker process running a task died; the task's work is lost.
 
-    def __init__(self, pid: int, exitcode: int | None):
+    ``description`` says what died, as a sentence start (``'Worker process 4242 died
+    (killed by SIGKILL)'``); it is the exception's message.
+    """
+
+    def __init__(self, pid: int | None, exitcode: int | None, description: str | None = None):
         self.pid, self.exitcode = pid, exitcode
-        super().__init__(f"worker process {pid} died ({exit_text(exitcode)})")
+        self.description = description or f"Worker process {pid} died ({exit_text(exitcode)})"
+        super().__init__(self.description)
 
 
 def exit_text(code: int | None) -> str:

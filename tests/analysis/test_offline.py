@@ -233,6 +233,34 @@ def test_dead_worker_summary_on_the_command_line(run_dir, write_analysis):
                      res.output), res.output
 
 
+def test_dask_worker_deaths_lose_the_share_only(run_dir, write_analysis):
+    """On a dask cluster a share whose workers died (dask's retries spent: KilledWorker)
+    is counted lost by train ID, as with local workers, instead of stopping the run; the
+    rest is reduced."""
+    import dask
+    import distributed
+
+    ana = write_analysis(SUM_ANALYSIS, name="dies_dask.py")
+    messages = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = run_offline(run_dir, ana, {"die_on": [10009]}, scheduler=client,
+                          chunk_trains=4, progress=False, report=messages.append)
+    # With no retries allowed, dask also gives up on shares that were only queued on the
+    # worker that died: those are lost too, and said so.
+    ranges = res.stats.lost_ranges
+    assert [10008, 10011] in ranges
+    lost = np.concatenate([np.arange(a, b + 1) for a, b in ranges])
+    assert res.stats.lost == len(lost) and res.stats.reduced == N_TRAINS - len(lost)
+    np.testing.assert_array_equal(res.data["tids"], np.setdiff1d(ALL_TIDS, lost))
+    died = [m for m in messages if "died" in m]
+    assert len(died) == len(ranges)
+    assert all(m.startswith("The dask workers running it died (KilledWorker") for m in died)
+    assert any("on trains 10008-10011; its 4 trains are counted lost" in m for m in died)
+
+
 def test_workers_that_keep_dying_stop_the_run(run_dir, write_analysis):
     ana = write_analysis(SUM_ANALYSIS, name="always_dies.py")
     with pytest.raises(AnalysisError, match="5 worker processes died within 10 s"):
