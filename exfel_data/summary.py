@@ -15,6 +15,15 @@ __all__ = ["format_info"]
 TRAIN_RATE_HZ = 10
 
 
+def _count_range(counts: np.ndarray) -> tuple[int, str]:
+    """``(trains with data, '4' or '1-4' entries)`` of a per-train count array."""
+    with_data = counts[counts > 0]
+    if len(with_data) == 0:
+        return 0, "0"
+    lo, hi = int(with_data.min()), int(with_data.max())
+    return len(with_data), f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def _frames_summary(coll, source: str) -> str:
     sd = coll[source]
     groups = sd.index_groups
@@ -22,12 +31,10 @@ def _frames_summary(coll, source: str) -> str:
     if group is None:
         return ""
     counts = sd.data_counts(labelled=False, index_group=group)
-    with_data = counts[counts > 0]
-    if len(with_data) == 0:
+    n_with_data, frames = _count_range(counts)
+    if n_with_data == 0:
         return "no data"
-    lo, hi = int(with_data.min()), int(with_data.max())
-    frames = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    missing = len(counts) - len(with_data)
+    missing = len(counts) - n_with_data
     miss = f", missing in {missing} trains" if missing else ""
     if group == "data" and "data.adc" in sd.keys():  # JUNGFRAU: memory cells in each entry
         shape = sd["data.adc"].entry_shape
@@ -100,17 +107,15 @@ def _legacy_lines(legacy: dict[str, str]) -> list[str]:
 def _count_lines(coll, source: str) -> list[str]:
     """How many trains have data, and how many entries, per index group of a source."""
     sd = coll[source]
-    n_trains = max(len(sd.train_ids), 1)
     groups = sorted(sd.index_groups)
     lines = []
     for group in groups:
-        counts = sd.data_counts(labelled=False, index_group=group)
-        with_data = counts[counts > 0]
-        lo, hi = (int(with_data.min()), int(with_data.max())) if len(with_data) else (0, 0)
-        entries = f"{lo}" if lo == hi else f"{lo}-{hi}"
+        counts = sd.data_counts(labelled=False, index_group=group)  # one per train
+        n_with_data, entries = _count_range(counts)
         prefix = f"{group}: " if len(groups) > 1 else ""
-        lines.append(f"    {prefix}data for {len(with_data)} trains "
-                     f"({len(with_data) / n_trains:.2%}), {entries} entries per train")
+        lines.append(f"    {prefix}data for {n_with_data} trains "
+                     f"({n_with_data / max(len(counts), 1):.2%}), {entries} entries per "
+                     "train")
     return lines
 
 
